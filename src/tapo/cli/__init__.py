@@ -1,0 +1,1 @@
+"""The ``tapo`` command line."""

@@ -1,0 +1,34 @@
+"""Helpers shared by the CLI commands: config loading with exit code 2 on bad input, console, threads."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+from rich.console import Console
+
+from tapo.config import ConfigError, TapoConfig, load_config
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one red line and return the exit to raise (``raise fail(...)``)."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def config_or_exit(config_files: list[str] | None, overrides: list[str] | None) -> TapoConfig:
+    """Load the config or exit with code 2 and one line, before any work or any file is written."""
+    try:
+        return load_config(config_files or [], overrides or [])
+    except ConfigError as error:
+        raise fail(str(error)) from None
+
+
+def set_threads(requested: int = 0) -> None:
+    """Use the cores this process may run on (2 on the reference machine), unless told otherwise."""
+    import torch
+
+    threads = requested or len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, threads))

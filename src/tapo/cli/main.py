@@ -1,0 +1,38 @@
+"""Entry point of the ``tapo`` command: each subcommand lives in its own module and is mounted here."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from tapo import __version__
+from tapo.cli import config_cmd, model_cmd
+
+app = typer.Typer(
+    name="tapo",
+    help="TAPO: train and evaluate language models that reason with a search engine and a Python interpreter.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Subcommand groups, one module each (keep this list sorted by name).
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(model_cmd.app, name="model")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tapo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log at debug level"),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )

@@ -1,0 +1,1 @@
+"""Generation engines behind one token-in/token-out interface."""

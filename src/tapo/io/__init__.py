@@ -1,0 +1,1 @@
+"""Filesystem helpers: atomic writes and run directories."""

@@ -1,0 +1,39 @@
+"""Turn a model name from the user into something ``from_pretrained`` can load.
+
+Accepted, in order: an existing local directory (a checkpoint, or a run directory whose latest
+checkpoint is used), a short name from the store (pulled on first use), or a hub id (passed through
+for users with network access).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tapo.models.store import EMBEDDED_MODELS, is_stored, pull, store_path
+
+
+def latest_run_checkpoint(run_dir: Path) -> Path | None:
+    """The newest ``checkpoints/step-N/model`` of a run directory, if any."""
+    steps = sorted(
+        (p for p in (run_dir / "checkpoints").glob("step-*") if (p / "model").is_dir()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    return steps[-1] / "model" if steps else None
+
+
+def resolve_model(name: str, auto_pull: bool = True) -> str:
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return str(path)
+        checkpoint = latest_run_checkpoint(path)
+        if checkpoint is not None:
+            return str(checkpoint)
+        raise FileNotFoundError(f"{path} is neither a model checkpoint (no config.json) nor a run with checkpoints")
+    if name in EMBEDDED_MODELS:
+        if not is_stored(name):
+            if not auto_pull:
+                raise FileNotFoundError(f"model {name!r} is not in the store; run `tapo model pull {name}`")
+            pull(name)
+        return str(store_path(name))
+    return name

@@ -1,0 +1,58 @@
+"""A tiny randomly initialised Llama-architecture model with the SmolLM2 tokenizer, for fast tests.
+
+Built from a config (no weights are downloaded) so unit tests of the rollout, trainer and evaluation
+exercise real transformers code in milliseconds instead of seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from tapo.models.resolve import resolve_model
+from tapo.models.store import DEFAULT_MODEL
+
+
+def load_store_tokenizer(name: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(resolve_model(name))
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerBase,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+) -> PreTrainedModel:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def save_tiny_checkpoint(out_dir: Path, seed: int = 0) -> Path:
+    """Write a tiny random checkpoint (model + SmolLM2 tokenizer) that any model argument accepts."""
+    tokenizer = load_store_tokenizer()
+    model = build_tiny_model(tokenizer, seed=seed)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

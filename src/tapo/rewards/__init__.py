@@ -1,0 +1,1 @@
+"""Rewards: format check, answer scorers by data source, overlong shaping."""

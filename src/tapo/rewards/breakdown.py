@@ -1,0 +1,20 @@
+"""The reward of one trajectory, kept whole so metrics and reports can show where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    format_ok: bool
+    score: float
+    penalty: float
+    total: float
+    acc: bool
+    answer: str | None = None
+    scorer: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,1 @@
+"""The multi-turn agent loop: generation interleaved with tool calls, producing trajectories."""

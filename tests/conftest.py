@@ -1,0 +1,38 @@
+"""Shared fixtures: the stored SmolLM2 checkpoint (pulled by `make test`), its tokenizer, tiny models."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, len(os.sched_getaffinity(0)))))
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
+    from tapo.models.resolve import resolve_model
+
+    return resolve_model("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smollm2_path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_path)
+
+
+@pytest.fixture
+def tiny_model(tokenizer):
+    from tapo.models.tiny import build_tiny_model
+
+    return build_tiny_model(tokenizer).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, smollm2_path: str) -> str:
+    from tapo.models.tiny import save_tiny_checkpoint
+
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model"))
