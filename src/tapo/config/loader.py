@@ -6,16 +6,14 @@ the command line speaks the same language as the files.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
-
-import re
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from tapo.config.schema import TapoConfig
-
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
