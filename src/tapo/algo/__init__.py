@@ -1,1 +1,1 @@
-"""algo."""
+"""Pure tensor functions of the DAPO update: group advantages, the constant-group filter, the loss."""
