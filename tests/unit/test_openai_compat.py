@@ -1,0 +1,195 @@
+"""The OpenAI-compatible engine against a small OpenAI-compatible server on loopback, started by the tests.
+
+The server serves deterministic scripted completions over real HTTP.
+
+The reply to a request is the script entry for the turn the conversation is at (the number of
+``<response>`` blocks already in it), cut at the first stop string the way real servers cut it (the stop
+string itself is not returned). ``fail_first`` answers 503 to that many requests to exercise retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tapo.engines.base import SamplingParams
+from tapo.engines.openai_compat import (
+    OpenAICompatEngine,
+    OpenAIEngineError,
+    infer_stop,
+    parse_openai_model,
+    split_chat,
+)
+
+
+def build_app(script: list[str], fail_first: int = 0, report_stop_reason: bool = False) -> FastAPI:
+    app = FastAPI()
+    app.state.requests = []
+    app.state.failures_left = fail_first
+
+    def complete(conversation: str, body: dict[str, Any]) -> dict[str, Any]:
+        turn = conversation.count("<response>")
+        text = script[min(turn, len(script) - 1)]
+        stops = body.get("stop") or []
+        hits = [(text.find(s), s) for s in stops if s in text]
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+        matched = None
+        if hits:
+            pos, matched = min(hits)
+            text = text[:pos]
+        words = text.split(" ")
+        if len(words) > body["max_tokens"]:
+            text, matched = " ".join(words[: body["max_tokens"]]), None
+            choice["finish_reason"] = "length"
+        if report_stop_reason:
+            choice["stop_reason"] = matched
+        choice["text"] = text
+        return choice
+
+    async def guard(request: Request) -> dict[str, Any] | JSONResponse:
+        body = await request.json()
+        app.state.requests.append(body)
+        if app.state.failures_left > 0:
+            app.state.failures_left -= 1
+            return JSONResponse({"error": "busy"}, status_code=503)
+        if body.get("model") != "scripted":
+            return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, status_code=404)
+        return body
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = await guard(request)
+        if isinstance(body, JSONResponse):
+            return body
+        return {"object": "text_completion", "choices": [complete(body["prompt"], body)]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await guard(request)
+        if isinstance(body, JSONResponse):
+            return body
+        conversation = "".join(m["content"] for m in body["messages"])
+        choice = complete(conversation, body)
+        choice["message"] = {"role": "assistant", "content": choice.pop("text")}
+        return {"object": "chat.completion", "choices": [choice]}
+
+    return app
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yields the ``/v1`` base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+# -- the engine against the server ---------------------------------------------------------------------
+
+SCRIPT = [
+    "<think> I should look it up. </think>\n<search> capital of France </search> trailing words",
+    "<think> Paris it is. </think>\n<answer> Paris </answer>",
+]
+STOPS = ("</search>", "</code>", "</answer>")
+
+
+@pytest.fixture
+def prompt_ids(tokenizer) -> list[int]:
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], tokenize=False, add_generation_prompt=True
+    )
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def engine(tokenizer, url: str, **kwargs) -> OpenAICompatEngine:
+    return OpenAICompatEngine(url, "scripted", tokenizer, retry_backoff_s=0.01, **kwargs)
+
+
+@pytest.mark.parametrize("report_stop_reason", [False, True])
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_generation_ends_with_the_stop_string(tokenizer, prompt_ids, api, report_stop_reason):
+    app = build_app(SCRIPT, report_stop_reason=report_stop_reason)
+    with serve(app) as url:
+        params = SamplingParams(max_new_tokens=64, temperature=0.0, stop=STOPS)
+        [gen] = engine(tokenizer, url, api=api).generate([prompt_ids], params)
+    text = tokenizer.decode(gen.token_ids)
+    assert text == "<think> I should look it up. </think>\n<search> capital of France </search>"
+    assert (gen.finish_reason, gen.stop, gen.logprobs) == ("stop", "</search>", None)
+    [request] = app.state.requests
+    assert request["stop"] == list(STOPS) and request["max_tokens"] == 64 and request["temperature"] == 0.0
+    if api == "completions":
+        assert request["prompt"] == tokenizer.decode(prompt_ids)
+    else:
+        assert request["messages"][-1] == {"role": "user", "content": "What is the capital of France?"}
+
+
+def test_chat_continues_the_assistant_turn(tokenizer, prompt_ids):
+    """The second turn: the model's first action and the tool output go back as the assistant prefix."""
+    app = build_app(SCRIPT)
+    first = "<search> capital of France </search>\n\n<response>Doc 1: Paris</response>\n\n"
+    ids = prompt_ids + tokenizer.encode(first, add_special_tokens=False)
+    with serve(app) as url:
+        gen = asyncio.run(engine(tokenizer, url, api="chat").agenerate(ids, SamplingParams(stop=STOPS)))
+    assert tokenizer.decode(gen.token_ids).endswith("<answer> Paris </answer>")
+    [request] = app.state.requests
+    assert request["messages"][-1] == {"role": "assistant", "content": first}
+    assert request["continue_final_message"] is True and request["add_generation_prompt"] is False
+
+
+def test_length_and_concurrency(tokenizer, prompt_ids):
+    app = build_app(["one two three four five six seven eight"])
+    with serve(app) as url:
+        gens = engine(tokenizer, url, max_concurrency=2).generate([prompt_ids] * 5, SamplingParams(max_new_tokens=3))
+    assert [g.finish_reason for g in gens] == ["length"] * 5
+    assert {tokenizer.decode(g.token_ids) for g in gens} == {"one two three"}
+
+
+def test_retries_then_succeeds(tokenizer, prompt_ids):
+    app = build_app(SCRIPT[1:], fail_first=2)
+    with serve(app) as url:
+        [gen] = engine(tokenizer, url, max_retries=2).generate([prompt_ids], SamplingParams(stop=STOPS))
+    assert gen.stop == "</answer>" and len(app.state.requests) == 3
+
+
+def test_errors_are_clear(tokenizer, prompt_ids):
+    with serve(build_app(SCRIPT, fail_first=5)) as url, pytest.raises(OpenAIEngineError, match="after 2 attempts"):
+        engine(tokenizer, url, max_retries=1).generate([prompt_ids], SamplingParams())
+    with serve(build_app(SCRIPT)) as url:
+        bad = OpenAICompatEngine(url, "nope", tokenizer)
+        with pytest.raises(OpenAIEngineError, match="HTTP 404"):
+            bad.generate([prompt_ids], SamplingParams())
+    with pytest.raises(ValueError, match="chat template"):
+        split_chat(tokenizer, "plain text, no template")
+
+
+def test_spec_parsing():
+    assert parse_openai_model("openai:http://h:8000/v1/#m-1") == ("http://h:8000/v1", "m-1")
+    for bad in ("openai:http://h:8000/v1", "openai:h:8000#m", "http://x#m"):
+        with pytest.raises(ValueError):
+            parse_openai_model(bad)
+
+
+def test_infer_stop_prefers_the_last_opened_tag():
+    assert infer_stop("<search> a </search> <code> print(1) ", STOPS) == "</code>"
+    assert infer_stop("no tags", STOPS) is None
+    assert infer_stop("no tags", ("</answer>",)) == "</answer>"
