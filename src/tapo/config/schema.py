@@ -168,6 +168,13 @@ class EvalConfig(Section):
 
 class TapoConfig(Section):
     run: RunConfig = Field(default_factory=RunConfig)
+    seed: int = Field(0, ge=0, description="sampling seed when samples are drawn at temperature > 0")
+    openai_api: Literal["completions", "chat"] = Field("completions", description="endpoint used for openai:URL#M")
+    openai_api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description="env var holding the API key")
+    openai_timeout_s: float = Field(120.0, gt=0, le=3600)
+    openai_max_retries: int = Field(3, ge=0, le=20)
+    openai_max_concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
+    report_trajectories: int = Field(12, ge=0, le=1000, description="sampled trajectories shown in the report")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
