@@ -164,10 +164,6 @@ class EvalConfig(Section):
     greedy: bool = True
     limit: int | None = Field(None, ge=1)
     tools: Literal["all", "search", "code", "none"] = "all"
-
-
-class TapoConfig(Section):
-    run: RunConfig = Field(default_factory=RunConfig)
     seed: int = Field(0, ge=0, description="sampling seed when samples are drawn at temperature > 0")
     openai_api: Literal["completions", "chat"] = Field("completions", description="endpoint used for openai:URL#M")
     openai_api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description="env var holding the API key")
@@ -175,6 +171,10 @@ class TapoConfig(Section):
     openai_max_retries: int = Field(3, ge=0, le=20)
     openai_max_concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
     report_trajectories: int = Field(12, ge=0, le=1000, description="sampled trajectories shown in the report")
+
+
+class TapoConfig(Section):
+    run: RunConfig = Field(default_factory=RunConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
