@@ -1,0 +1,180 @@
+"""TAPO-mini: determinism, the kind mix, split-by-entity, and an oracle that answers every sampled question."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tapo.data.io import load_examples
+from tapo.data.mini import MiniDataset, MiniSizes, build_mini, generate_mini
+from tapo.data.mini.questions import KIND_MIX, NEEDS, kind_counts
+from tapo.data.mini.world import ATTRIBUTES
+
+SMALL = MiniSizes(train=120, validation=30, test=40)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict, MiniDataset]:
+    """The default-size build (files + index) and the same dataset in memory, made once for this module."""
+    out = tmp_path_factory.mktemp("mini")
+    return out, build_mini(out, seed=7), generate_mini(seed=7)
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    """Every file the build wrote (the index is not part of the byte-identity promise)."""
+    return {path.name: path.read_bytes() for path in sorted(directory.glob("*.json*"))}
+
+
+def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        build_mini(tmp_path / name, seed=seed, sizes=SMALL, index=False)
+    first, second, other = (_files(tmp_path / name) for name in "abc")
+    assert set(first) == {"corpus.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl", "manifest.json"}
+    assert first == second
+    assert first["train.jsonl"] != other["train.jsonl"]
+
+
+def test_manifest_counts_and_hashes_match_the_files(built):
+    out, manifest, _ = built
+    assert manifest["seed"] == 7
+    for split, expected in (("train", 2000), ("validation", 200), ("test", 300)):
+        rows = load_examples(out / f"{split}.jsonl")
+        assert len(rows) == manifest["counts"][split]["total"] == expected
+        assert manifest["counts"][split]["kind"] == dict(sorted(kind_counts(expected).items()))
+        assert sum(manifest["counts"][split]["level"].values()) == expected
+        assert {row.split for row in rows} == {split}
+    import hashlib
+
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+def test_kind_counts_add_up_and_follow_the_mix():
+    for total in (0, 1, 7, 199, 2000):
+        counts = kind_counts(total)
+        assert sum(counts.values()) == total
+        assert all(abs(counts[kind] - total * share) < 1 for kind, share in KIND_MIX.items())
+
+
+def test_no_test_split_entity_appears_in_train_questions(built):
+    dataset = built[2]
+    names = {split: {e.name for e in dataset.entities if e.split == split} for split in ("train", "validation", "test")}
+    train_text = "\n".join(row.question for row in dataset.splits["train"])
+    for held_out in ("validation", "test"):
+        assert not any(name in train_text for name in names[held_out])
+    for split, rows in dataset.splits.items():
+        for row in rows:
+            assert set(row.meta["entities"]) <= names[split], row
+    questions = [row.question for rows in dataset.splits.values() for row in rows]
+    assert len(questions) == len(set(questions))
+
+
+def test_rows_follow_the_schema_the_pipeline_relies_on():
+    dataset = generate_mini(seed=0, sizes=SMALL)
+    for row in (row for rows in dataset.splits.values() for row in rows):
+        meta = row.meta
+        assert row.data_source == "tapo_mini"
+        assert meta["needs"] == NEEDS[meta["kind"]]
+        assert meta["level"] in ("easy", "hard")
+        assert sorted({step["tool"] for step in meta["plan"]}) == sorted(meta["needs"])
+        assert meta["answer"] == row.golds[0]
+        for step in meta["plan"]:
+            if step["tool"] == "search":
+                assert step["query"] in meta["entities"]
+        assert all(gold == gold.strip() and "," not in gold for gold in row.golds)
+
+
+def _run_plans(codes: list[str]) -> list[str]:
+    """Run each plan's code with plain Python (one interpreter for all) and return what each printed."""
+    script = (
+        "import contextlib, io, json, sys\n"
+        "outputs = []\n"
+        "for code in json.load(sys.stdin):\n"
+        "    buffer = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(buffer):\n"
+        "        exec(code, {})\n"
+        "    outputs.append(buffer.getvalue().strip())\n"
+        "print(json.dumps(outputs))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(codes), capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)
+
+
+def test_an_oracle_with_search_and_python_answers_every_sampled_question(built):
+    from tapo.tools.search.bm25 import BM25Index
+
+    out, _, dataset = built
+    index = BM25Index.load(out / "index")
+    rows = [row for rows in dataset.splits.values() for row in rows]
+    sample = random.Random(0).sample(rows, 400)
+    answers: list[str | None] = []
+    codes: list[str] = []
+    for row in sample:
+        answer = None
+        for step in row.meta["plan"]:
+            if step["tool"] == "search":
+                top = index.search(step["query"], 1)[0]
+                assert top.title == step["query"]
+                assert dataset.entity(step["query"]).facts[step["attribute"]] == _typed(step["value"])
+                assert step["value"] in top.text
+                answer = step["value"]
+            else:
+                numbers = [s["value"] for s in row.meta["plan"] if s["tool"] == "search" and s["value"].isdigit()]
+                assert all(value in step["code"] for value in numbers)  # the code uses what the searches found
+                codes.append(step["code"])
+                answer = None  # filled from the real run below
+        answers.append(answer if row.meta["plan"] else row.meta["answer"])
+    outputs = iter(_run_plans(codes))
+    correct = 0
+    for row, answer in zip(sample, answers, strict=True):
+        if answer is None:
+            answer = next(outputs)
+        correct += answer in row.golds
+    assert correct == len(sample)
+    assert {row.meta["kind"] for row in sample} == set(KIND_MIX)
+
+
+def _typed(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def test_passages_state_every_fact_and_relations_point_inside_the_split():
+    dataset = generate_mini(seed=2, sizes=SMALL)
+    by_name = {entity.name: entity for entity in dataset.entities}
+    for entity in dataset.entities:
+        passage = entity.passage()
+        assert passage["title"] == entity.name
+        for attribute in ATTRIBUTES[entity.kind]:
+            if attribute.questions:
+                assert str(entity.facts[attribute.name]) in passage["text"]
+            if attribute.target:
+                target = by_name[str(entity.facts[attribute.name])]
+                assert target.kind == attribute.target and target.split == entity.split
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31), train=st.integers(0, 60), test=st.integers(0, 30))
+def test_any_seed_and_size_gives_consistent_golds(seed, train, test):
+    dataset = generate_mini(seed, MiniSizes(train=train, validation=5, test=test))
+    assert [len(dataset.splits[s]) for s in ("train", "validation", "test")] == [train, 5, test]
+    for row in dataset.splits["train"] + dataset.splits["test"]:
+        plan = row.meta["plan"]
+        if plan and plan[-1]["tool"] == "code":
+            assert plan[-1]["output"] == row.golds[0]
+        elif plan:
+            assert plan[-1]["value"] == row.golds[0]
+
+
+def test_negative_sizes_are_rejected():
+    with pytest.raises(ValueError, match="train size"):
+        MiniSizes(train=-1)
