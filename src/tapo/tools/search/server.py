@@ -10,8 +10,14 @@ message; the endpoint is synchronous, so FastAPI runs requests concurrently in i
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -55,9 +61,11 @@ def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index") -
 
     @app.post("/retrieve")
     async def retrieve(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        body = bytearray()
+        async for chunk in request.stream():  # stop reading at the cap: a huge body never sits in memory
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
         try:
             parsed = RetrieveRequest.model_validate(json.loads(body))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -73,3 +81,36 @@ def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index") -
         return JSONResponse({"result": payload})
 
     return app
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run ``app`` with uvicorn in a background thread (port 0 = any free port); yields its base URL.
+
+    For tests and benchmarks that need a real server on loopback without a subprocess.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the search server did not start")
+            time.sleep(0.01)
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8001, topk: int = 3, mmap: bool | None = None) -> None:
+    """Open the index in ``index_dir`` and serve it until interrupted (``tapo serve search``)."""
+    from tapo.tools.search.factory import load_index
+
+    index = load_index(index_dir, mmap=mmap)
+    uvicorn.run(create_app(index, default_topk=topk, name=str(index_dir)), host=host, port=port, log_level="info")

@@ -1,0 +1,170 @@
+"""The retrieval server and the remote clients over real loopback HTTP: Search-R1 API shape, bad input, Serper JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+
+from tapo.tools.search.bm25 import BM25Index
+from tapo.tools.search.client import RetrievalClient, parse_document, retrieve_url
+from tapo.tools.search.http import SearchServiceError
+from tapo.tools.search.serper import SerperClient, parse_serper
+from tapo.tools.search.server import MAX_QUERY_BYTES, create_app, serve_in_thread
+
+ROWS = [
+    {"id": "p1", "title": "Eiffel Tower", "text": "The Eiffel Tower in Paris was completed in 1889."},
+    {"id": "p2", "title": "Mount Everest", "text": "Mount Everest is the highest mountain on Earth."},
+    {"id": "p3", "title": "Amazon River", "text": "The Amazon is the largest river by discharge."},
+]
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory) -> BM25Index:
+    return BM25Index.build(ROWS, tmp_path_factory.mktemp("srv") / "index")
+
+
+@pytest.fixture(scope="module")
+def server(index: BM25Index) -> Iterator[str]:
+    with serve_in_thread(create_app(index, default_topk=2, name="test")) as url:
+        yield url
+
+
+def test_health(server: str) -> None:
+    assert httpx.get(f"{server}/health").json() == {"status": "ok", "index": "test", "passages": 3}
+
+
+def test_retrieve_has_search_r1_shape(server: str) -> None:
+    body = {"queries": ["highest mountain", "eiffel tower paris"], "topk": 1, "return_scores": True}
+    result = httpx.post(f"{server}/retrieve", json=body).json()["result"]
+    assert len(result) == 2
+    (first,), (second,) = result
+    assert first["document"] == {
+        "id": "p2",
+        "contents": '"Mount Everest"\nMount Everest is the highest mountain on Earth.',
+    }
+    assert isinstance(first["score"], float) and first["score"] > 0
+    assert second["document"]["id"] == "p1"
+    plain = httpx.post(f"{server}/retrieve", json={"queries": ["amazon river"]}).json()["result"]
+    assert plain == [[{"id": "p3", "contents": '"Amazon River"\nThe Amazon is the largest river by discharge.'}]]
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "message"),
+    [
+        (b"{not json", 400, "invalid JSON"),
+        (b"\xff\xfe", 400, "invalid JSON"),
+        (json.dumps({"topk": 3}).encode(), 422, "queries"),
+        (json.dumps({"queries": "one string"}).encode(), 422, "queries"),
+        (json.dumps({"queries": ["x"], "topk": 0}).encode(), 422, "topk"),
+        (json.dumps({"queries": ["x" * (MAX_QUERY_BYTES + 1)]}).encode(), 413, "queries[0]"),
+        (json.dumps({"queries": ["é" * 600]}).encode(), 413, "queries[0]"),  # 1200 bytes in 600 characters
+        (b"[" + b'"x",' * 400_000 + b'"x"]', 413, "request body"),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_message_and_server_survives(server: str, content, status, message) -> None:
+    reply = httpx.post(f"{server}/retrieve", content=content, headers={"content-type": "application/json"})
+    assert reply.status_code == status
+    assert message in reply.json()["error"]
+    assert httpx.get(f"{server}/health").status_code == 200
+
+
+def test_concurrent_requests_are_all_answered(server: str) -> None:
+    async def hammer() -> list[list]:
+        async with httpx.AsyncClient(base_url=server) as client:
+            replies = await asyncio.gather(
+                *(client.post("/retrieve", json={"queries": ["amazon river"], "topk": 1}) for _ in range(40))
+            )
+        return [r.json()["result"][0][0]["id"] for r in replies]
+
+    assert asyncio.run(hammer()) == ["p3"] * 40
+
+
+def test_retrieval_client_round_trip(server: str) -> None:
+    async def run() -> tuple:
+        client = RetrievalClient(server, timeout_s=5)
+        one = await client.asearch("highest mountain", 2)
+        many = await client.asearch_many(["eiffel", "amazon"], 1)
+        await client.aclose()
+        return one, many
+
+    one, many = asyncio.run(run())
+    assert one.passages[0].id == "p2" and one.passages[0].title == "Mount Everest"
+    assert one.passages[0].text == "Mount Everest is the highest mountain on Earth."
+    assert [h.passages[0].id for h in many] == ["p1", "p3"]
+
+
+def test_client_survives_two_event_loops(server: str) -> None:
+    client = RetrievalClient(server)
+    for _ in range(2):
+        assert asyncio.run(client.asearch("amazon", 1)).passages[0].id == "p3"
+
+
+def test_retrieval_client_errors_on_a_dead_server() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(httpx.ConnectError):
+        asyncio.run(RetrievalClient(f"http://127.0.0.1:{port}", timeout_s=2).asearch("q", 1))
+
+
+def test_parse_document_and_urls() -> None:
+    assert retrieve_url("http://h:1") == "http://h:1/retrieve"
+    assert retrieve_url("http://h:1/") == "http://h:1/retrieve"
+    assert retrieve_url("http://h:1/custom/retrieve") == "http://h:1/custom/retrieve"
+    passage = parse_document({"document": {"id": 7, "contents": '"T"\nline one\nline two'}, "score": 2})
+    assert (passage.id, passage.title, passage.text, passage.score) == ("7", "T", "line one\nline two", 2.0)
+    assert parse_document({"id": "a", "title": "T", "text": "x"}).title == "T"
+    with pytest.raises(SearchServiceError):
+        parse_document("nope")
+
+
+def serper_app(key: str) -> FastAPI:
+    """A local server speaking Serper's JSON, checking the key like the real API."""
+    app = FastAPI()
+
+    @app.post("/search")
+    async def search(request: Request, x_api_key: str = Header("")) -> JSONResponse:
+        if x_api_key != key:
+            return JSONResponse({"message": "Unauthorized."}, status_code=403)
+        body = await request.json()
+        organic = [
+            {"title": f"Result {i} for {body['q']}", "link": f"https://e.com/{i}", "snippet": f"Snippet {i}."}
+            for i in range(body["num"] + 2)
+        ]
+        graph = {"title": "Paris", "type": "Capital of France", "attributes": {"Population": "2.1 million"}}
+        return JSONResponse({"organic": organic, "knowledgeGraph": graph})
+
+    return app
+
+
+def test_serper_client_against_a_local_serper_style_server() -> None:
+    async def run(url: str, key: str):
+        client = SerperClient(key, url=f"{url}/search", timeout_s=5)
+        try:
+            return await client.asearch("capital of france", 2)
+        finally:
+            await client.aclose()
+
+    with serve_in_thread(serper_app("secret")) as url:
+        hits = asyncio.run(run(url, "secret"))
+        with pytest.raises(SearchServiceError, match="403"):
+            asyncio.run(run(url, "wrong"))
+    assert [p.title for p in hits.passages] == ["Result 0 for capital of france", "Result 1 for capital of france"]
+    assert hits.panel is not None and hits.panel.title == "Paris"
+    assert hits.panel.text == "Capital of France. Population: 2.1 million"
+
+
+def test_parse_serper_edge_cases() -> None:
+    assert parse_serper({}, 3).passages == ()
+    assert parse_serper({"organic": [{"link": "x"}, {"title": "T"}]}, 3).passages[0].title == "T"
+    with pytest.raises(SearchServiceError):
+        parse_serper({"organic": "x"}, 3)
+    with pytest.raises(ValueError, match="API key"):
+        SerperClient("")
