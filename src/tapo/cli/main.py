@@ -7,7 +7,7 @@ import logging
 import typer
 
 from tapo import __version__
-from tapo.cli import config_cmd, model_cmd
+from tapo.cli import config_cmd, index_cmd, model_cmd
 
 app = typer.Typer(
     name="tapo",
@@ -19,6 +19,7 @@ app = typer.Typer(
 
 # Subcommand groups, one module each (keep this list sorted by name).
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(index_cmd.app, name="index")
 app.add_typer(model_cmd.app, name="model")
 
 

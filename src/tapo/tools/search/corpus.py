@@ -71,28 +71,35 @@ def validate_row(row: Any, line: int = 0) -> dict[str, str]:
     return {"id": str(row_id), "title": title, "text": text}
 
 
-def read_corpus_jsonl(
-    path: str | os.PathLike[str], errors: list[CorpusError] | None = None
+def parse_corpus_lines(
+    lines: Iterable[str | bytes], errors: list[CorpusError] | None = None
 ) -> Iterator[dict[str, str]]:
-    """Yield the valid rows of a JSONL corpus.
+    """Yield the valid rows among JSONL ``lines`` (numbered from 1; blank lines skipped).
 
     With ``errors`` given, bad rows are appended to it and skipped (a large corpus should not fail on one bad
     line); without it the first bad row raises.
     """
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
             try:
-                try:
-                    parsed = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise CorpusError(number, f"invalid JSON ({error.msg})") from None
-                yield validate_row(parsed, number)
-            except CorpusError as error:
-                if errors is None:
-                    raise
-                errors.append(error)
+                parsed = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise CorpusError(number, f"invalid JSON ({error})") from None
+            yield validate_row(parsed, number)
+        except CorpusError as error:
+            if errors is None:
+                raise
+            errors.append(error)
+
+
+def read_corpus_jsonl(
+    path: str | os.PathLike[str], errors: list[CorpusError] | None = None
+) -> Iterator[dict[str, str]]:
+    """``parse_corpus_lines`` over a JSONL file."""
+    with open(path, "rb") as handle:
+        yield from parse_corpus_lines(handle, errors)
 
 
 def write_corpus(rows: Iterable[Any], out_dir: Path) -> Iterator[dict[str, str]]:
