@@ -159,3 +159,13 @@ def accuracy_by_searches(records: Iterable[SampleRecord]) -> dict[int, tuple[flo
     for record in records:
         buckets[record.tool_calls.get("search", 0)].append(record.acc)
     return {n: (fmean(accs), len(accs)) for n, accs in sorted(buckets.items())}
+
+
+def metrics_from_dict(row: dict[str, Any]) -> SourceMetrics:
+    """Inverse of ``SourceMetrics.to_dict`` (for reports built from saved ``results.json`` files)."""
+    row = dict(row)
+    row["adaptive"] = AdaptiveStats(**row["adaptive"]) if row.get("adaptive") else None
+    row["tool_calls_distribution"] = {
+        tool: {int(n): int(c) for n, c in hist.items()} for tool, hist in row["tool_calls_distribution"].items()
+    }
+    return SourceMetrics(**row)
