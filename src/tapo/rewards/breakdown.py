@@ -15,6 +15,7 @@ class RewardBreakdown:
     acc: bool
     answer: str | None = None
     scorer: str = ""
+    format_error: str = ""  # why the format check failed, "" when it passed: what users read when debugging a reward
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,84 @@
+"""The reward function the trainer and the evaluator call: format check, scorer by source, overlong shaping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from tapo.config.schema import RewardConfig
+from tapo.rewards.breakdown import RewardBreakdown
+from tapo.rewards.format import check_format, extract_answer
+from tapo.rewards.registry import RewardError, ScorerRegistry
+from tapo.rewards.scorers import best_score
+from tapo.rewards.shaping import overlong_penalty
+from tapo.rollout.trajectory import Trajectory
+
+
+class RewardFunction:
+    """``reward(response_text, golds, data_source, n_model_tokens) -> RewardBreakdown``.
+
+    A broken format scores ``config.format_penalty`` (−1) with acc False; otherwise the source's scorer gives
+    the best score over the golds and ``acc = score > acc_threshold``. The overlong penalty is added in both
+    cases: total = score + penalty. Call :meth:`close` (or use ``with``) to stop the math worker process.
+    """
+
+    def __init__(self, config: RewardConfig, max_response_tokens: int) -> None:
+        overlong = config.overlong
+        if overlong.enabled and overlong.buffer >= max_response_tokens:
+            raise RewardError(
+                f"reward.overlong.buffer={overlong.buffer} must be below rollout.max_response_tokens="
+                f"{max_response_tokens} (or set reward.overlong.enabled=false)"
+            )
+        self.config = config
+        self.max_response_tokens = max_response_tokens
+        self.registry = ScorerRegistry(config)
+
+    def penalty(self, n_model_tokens: int) -> float:
+        overlong = self.config.overlong
+        if not overlong.enabled:
+            return 0.0
+        return overlong_penalty(n_model_tokens, self.max_response_tokens, overlong.buffer, overlong.factor)
+
+    def __call__(
+        self, response_text: str, golds: Sequence[str], data_source: str, n_model_tokens: int
+    ) -> RewardBreakdown:
+        scorer_name, scorer = self.registry.resolve(data_source)
+        if isinstance(golds, str) or not golds:
+            raise RewardError(f"golds must be a non-empty list of strings, got {golds!r}")
+        penalty = self.penalty(n_model_tokens)
+        verdict = check_format(response_text)
+        if not verdict.ok or verdict.answer is None:
+            score = self.config.format_penalty
+            return RewardBreakdown(
+                False,
+                score,
+                penalty,
+                score + penalty,
+                False,
+                extract_answer(response_text),
+                scorer_name,
+                verdict.reason,
+            )
+        score = best_score(scorer, verdict.answer, golds)
+        acc = score > self.config.acc_threshold
+        return RewardBreakdown(True, score, penalty, score + penalty, acc, verdict.answer, scorer_name)
+
+    def score_trajectories(self, trajs: list[Trajectory]) -> None:
+        """Set ``traj.reward`` from its text, its example's golds and data_source, and its model-token count."""
+        for traj in trajs:
+            example = traj.example
+            if "golds" not in example or "data_source" not in example:
+                raise RewardError(f"trajectory example lacks golds or data_source (keys: {sorted(example)})")
+            traj.reward = self(traj.response_text, example["golds"], example["data_source"], traj.n_model_tokens)
+
+    def check_sources(self, data_sources: Iterable[str]) -> None:
+        """Fail before a run starts when a data source has no scorer."""
+        self.registry.check_sources(data_sources)
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def __enter__(self) -> RewardFunction:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

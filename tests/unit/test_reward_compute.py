@@ -1,0 +1,166 @@
+"""RewardFunction: format penalty, acc threshold, overlong shaping on model tokens, registry and custom scorers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tapo.config.schema import RewardConfig
+from tapo.rewards.compute import RewardFunction
+from tapo.rewards.registry import RewardError, ScorerRegistry
+from tapo.rewards.shaping import overlong_penalty
+from tapo.rollout.trajectory import Trajectory
+
+M, B = 2048, 1024
+
+
+@pytest.fixture
+def reward():
+    function = RewardFunction(RewardConfig(), max_response_tokens=M)
+    yield function
+    function.close()
+
+
+def test_correct_answer(reward):
+    result = reward("<think>capital</think><answer>Paris</answer>", ["London", "Paris"], "nq", 10)
+    assert (result.format_ok, result.score, result.penalty, result.total, result.acc) == (True, 1.0, 0.0, 1.0, True)
+    assert (result.answer, result.scorer, result.format_error) == ("Paris", "em", "")
+
+
+def test_broken_format_scores_the_penalty_even_when_right(reward):
+    result = reward("<answer>Paris</answer> I am sure", ["Paris"], "nq", 10)
+    assert (result.format_ok, result.score, result.acc) == (False, -1.0, False)
+    assert result.answer == "Paris"
+    assert result.format_error == "text after </answer>"
+
+
+def test_total_adds_the_overlong_penalty(reward):
+    result = reward("<answer>nope</answer>", ["Paris"], "nq", M - B // 2)
+    assert result.penalty == pytest.approx(-0.5)
+    assert result.total == pytest.approx(-0.5)
+    broken = reward("<answer>nope", ["Paris"], "nq", M)
+    assert broken.total == pytest.approx(-2.0)
+
+
+@pytest.mark.parametrize(("threshold", "acc"), [(0.9, False), (0.5, True)])
+def test_acc_is_score_above_threshold(threshold, acc):
+    with RewardFunction(RewardConfig(acc_threshold=threshold, custom_scorers={"nq": "nq"}), M) as reward:
+        result = reward("<answer>Parus</answer>", ["Paris"], "nq", 1)
+    assert result.score == pytest.approx(0.8)
+    assert result.acc is acc
+
+
+@pytest.mark.parametrize(
+    ("n_tokens", "penalty"),
+    [(0, 0.0), (M - B, 0.0), (M - B + 256, -0.25), (M - B // 2, -0.5), (M, -1.0)],
+)
+def test_overlong_penalty(n_tokens, penalty):
+    assert overlong_penalty(n_tokens, M, B, 1.0) == pytest.approx(penalty)
+    assert overlong_penalty(n_tokens, M, B, 0.5) == pytest.approx(penalty * 0.5)
+
+
+@given(st.integers(0, M), st.integers(1, M - 1), st.floats(0.0, 10.0))
+def test_overlong_penalty_range(n_tokens, buffer, factor):
+    assert -factor - 1e-9 <= overlong_penalty(n_tokens, M, buffer, factor) <= 0.0
+
+
+def test_overlong_bad_input():
+    with pytest.raises(ValueError, match="n_model_tokens"):
+        overlong_penalty(-1, M, B, 1.0)
+    with pytest.raises(RewardError, match=r"reward\.overlong\.buffer=1024 must be below"):
+        RewardFunction(RewardConfig(), max_response_tokens=512)
+    with RewardFunction(RewardConfig(overlong={"enabled": False}), max_response_tokens=512) as reward:
+        assert reward("<answer>x</answer>", ["x"], "nq", 512).penalty == 0.0
+
+
+def test_score_trajectories_counts_model_tokens_only(reward):
+    """A long tool output (mask 0) must not make the model's own short response look overlong."""
+    traj = Trajectory(
+        prompt_ids=[1, 2],
+        response_ids=list(range(3000)),
+        loss_mask=[1] * 100 + [0] * 2800 + [1] * 100,
+        response_text="<search>q</search><response>" + "doc " * 2000 + "</response><answer>1,234</answer>",
+        example={"golds": ["1234"], "data_source": "calculator"},
+    )
+    reward.score_trajectories([traj])
+    assert traj.reward is not None
+    assert (traj.reward.score, traj.reward.penalty, traj.reward.acc) == (1.0, 0.0, True)
+    traj.example = {"golds": ["1"]}
+    with pytest.raises(RewardError, match="lacks golds or data_source"):
+        reward.score_trajectories([traj])
+
+
+@pytest.mark.parametrize(
+    ("source", "scorer"),
+    [
+        ("nq", "em"),
+        ("2WikiMultiHopQA", "em"),
+        ("MATH-500", "math"),
+        ("aime_2024", "math"),
+        ("DAPO-Math-17k", "math"),
+        ("gsm8k", "math"),
+        ("calculator", "calculator"),
+        ("complex", "complex"),
+        ("tapo_mini", "auto"),
+        ("tapo_mini/multi_hop", "auto"),
+        ("", "exact"),
+    ],
+)
+def test_registry_by_source(source, scorer):
+    registry = ScorerRegistry(RewardConfig())
+    assert registry.resolve(source)[0] == scorer
+
+
+def test_unknown_source_fails_fast_listing_known_ones(reward):
+    with pytest.raises(RewardError, match=r"no scorer for data_source 'squad'; known sources: .*bamboogle.*triviaqa"):
+        reward("<answer>x</answer>", ["x"], "squad", 1)
+    with pytest.raises(RewardError, match="squad"):
+        reward.check_sources(["nq", "squad"])
+    with pytest.raises(RewardError, match="non-empty list"):
+        reward("<answer>x</answer>", [], "nq", 1)
+
+
+def test_default_scorer_is_configurable():
+    with RewardFunction(RewardConfig(default_scorer="f1"), M) as reward:
+        assert reward("<answer>eiffel tower paris</answer>", ["the eiffel tower"], "", 1).score == pytest.approx(0.8)
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_scorers.py").write_text(
+        "def prefix(prediction, gold):\n    return float(prediction.lower().startswith(gold.lower()))\n\n"
+        "def broken(prediction, gold):\n    return 2.0\n\nNOT_CALLABLE = 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_custom_scorer_from_config(user_module):
+    config = RewardConfig(custom_scorers={"squad": "my_scorers:prefix", "nq": "f1"})
+    with RewardFunction(config, M) as reward:
+        result = reward("<answer>Paris, France</answer>", ["paris"], "squad", 1)
+        assert (result.score, result.scorer) == (1.0, "my_scorers:prefix")
+        assert reward("<answer>eiffel tower</answer>", ["the eiffel tower"], "nq", 1).scorer == "f1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("my_scorers", "built-in name or 'module:function'"),
+        ("my_scorers:missing", "cannot load custom scorer"),
+        ("no_such_module_xyz:f", "cannot load custom scorer"),
+        ("my_scorers:NOT_CALLABLE", "is not callable"),
+    ],
+)
+def test_custom_scorer_errors(user_module, spec, message):
+    with pytest.raises(RewardError, match=message):
+        RewardFunction(RewardConfig(custom_scorers={"squad": spec}), M)
+
+
+def test_custom_scorer_out_of_range_is_an_error(user_module):
+    config = RewardConfig(custom_scorers={"squad": "my_scorers:broken"})
+    with (
+        RewardFunction(config, M) as reward,
+        pytest.raises(RewardError, match=r"returned 2\.0; a score must be a number in \[0, 1\]"),
+    ):
+        reward("<answer>x</answer>", ["x"], "squad", 1)

@@ -1,0 +1,71 @@
+"""The format validator of spec §3 on well-formed and adversarial responses."""
+
+from __future__ import annotations
+
+import pytest
+
+from tapo.rewards.format import check_format, extract_answer
+
+LONG = "word " * 20_000
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("<answer>Paris</answer>", "Paris"),
+        ("<think>capital of France</think>\n<answer> Paris </answer>\n\n", "Paris"),
+        (
+            "preamble <think>a</think> between <search>q</search>\n\n<response>Doc 1</response>\n\n<answer>x</answer>",
+            "x",
+        ),
+        ('<code>print("<b>bold</b>")</code><response><b>bold</b></response><answer>ok</answer>', "ok"),
+        ("<response>a <think> stray tag from a web page</response><answer>1</answer>", "1"),
+        ("<answer></answer>", ""),
+        ("<answer>   </answer>", ""),
+        ("<answer>Zürich – 東京 🚀</answer>", "Zürich – 東京 🚀"),
+        (f"<think>{LONG}</think><answer>{LONG}</answer>", LONG.strip()),
+        ("<answer>\\frac{1}{2} and x < y > z</answer>", "\\frac{1}{2} and x < y > z"),
+        ("<answer >spaced</answer >", "spaced"),
+    ],
+)
+def test_well_formed(text, answer):
+    verdict = check_format(text)
+    assert verdict.ok, verdict.reason
+    assert verdict.answer == answer
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Paris", "no tags"),
+        ("", "no tags"),
+        ("<answer>Paris", "unclosed <answer>"),
+        ("<think>hmm <answer>Paris</answer>", "unclosed <think>"),
+        ("<think>hmm <answer>Paris</answer></think>", "nested inside <think>"),
+        ("<think>a<think>b</think></think><answer>x</answer>", "nested inside <think>"),
+        ("<answer><answer>x</answer></answer>", "nested inside <answer>"),
+        ("<code>x=1 <answer>2</answer></code>", "nested inside <code>"),
+        ("<answer>1</answer><think>more</think>", "last tag pair is <think>"),
+        ("<think>a</think><search>q</search>", "last tag pair is <search>"),
+        ("<answer>1</answer> and more", "text after </answer>"),
+        ("<answer>1</answer>\n<|im_end|>", "text after </answer>"),
+        ("<answer>1</answer><answer>2</answer>", "2 answers"),
+        ("</think><answer>1</answer>", "stray </think>"),
+        ("<answer>1</answer></answer>", "stray </answer>"),
+        ("<tool>x</tool><answer>1</answer>", "unknown tag <tool>"),
+        ("<Answer>1</Answer>", "unknown tag <Answer>"),
+        ("<answer><b>Paris</b></answer>", "unknown tag <b> inside <answer>"),
+        ('<answer type="final">1</answer>', "stray </answer>"),
+        (f"<think>{LONG}", "unclosed <think>"),
+    ],
+)
+def test_broken(text, reason):
+    verdict = check_format(text)
+    assert not verdict.ok
+    assert verdict.answer is None
+    assert reason in verdict.reason
+
+
+def test_extract_answer_is_lenient_and_takes_the_last():
+    assert extract_answer("<answer>1</answer> then <answer> 2 </answer> junk") == "2"
+    assert extract_answer("no answer") is None

@@ -1,0 +1,92 @@
+"""Every scorer rule of spec §3 and Search-R1, table-driven, and their ranges as properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tapo.rewards import scorers
+from tapo.rewards.scorers import best_score
+
+SCORERS = {
+    "exact": scorers.exact,
+    "nq": scorers.nq,
+    "calculator": scorers.calculator,
+    "complex": scorers.complex_,
+    "em": scorers.em,
+    "f1": scorers.f1,
+    "auto": scorers.auto,
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "prediction", "gold", "score"),
+    [
+        ("exact", " Paris ", "paris", 1.0),
+        ("exact", "Twelve", "12", 1.0),
+        ("exact", "1,234", "1234", 1.0),
+        ("exact", "the Paris", "Paris", 0.0),
+        ("exact", "", "", 0.0),
+        ("exact", "anything", "", 0.0),
+        ("nq", "it is Paris, France", "Paris", 1.0),  # substring
+        ("nq", "Parus", "Paris", 0.8),  # edit distance 1 over max length 5
+        ("nq", "London", "Paris", 0.0),  # distance ratio >= 0.5
+        ("nq", "", "Paris", 0.0),
+        ("nq", "Paris", "", 0.0),
+        ("calculator", "3.0004", "3", 1.0),
+        ("calculator", "3.002", "3", 0.0),
+        ("calculator", "-1,234.5 m", "-1234.5", 1.0),
+        ("calculator", "1.5e3", "1500", 1.0),
+        ("calculator", "25%", "25", 1.0),
+        ("calculator", "3 or 4", "3", 0.0),
+        ("calculator", "Paris", "3", 0.0),
+        ("complex", "104", "100", 1.0),  # 4 % off
+        ("complex", "106", "100", 0.0),  # 6 % off
+        ("complex", "-96 °C", "-100", 1.0),
+        ("complex", "$1,040", "1000", 1.0),
+        ("complex", "$1,050", "1000", 0.0),  # exactly 5 % is not below 5 %
+        ("complex", "0.0005", "0", 1.0),
+        ("complex", "between 3 and 4", "34", 0.0),
+        ("em", "The Eiffel Tower.", "eiffel tower", 1.0),
+        ("em", "Eiffel", "eiffel tower", 0.0),
+        ("em", "Zürich", "zürich", 1.0),
+        ("f1", "eiffel tower paris", "the eiffel tower", 0.8),
+        ("f1", "london", "paris", 0.0),
+        ("f1", "", "paris", 0.0),
+        ("auto", "1,000", "1000", 1.0),
+        ("auto", "the Velmora river", "Velmora River", 1.0),
+        ("auto", "Velmora", "Velmora River", 0.0),
+    ],
+)
+def test_scorer_rules(name, prediction, gold, score):
+    assert SCORERS[name](prediction, gold) == pytest.approx(score)
+
+
+def test_very_long_prediction_is_scored_quickly():
+    long = "a" * 200_000
+    assert scorers.nq(long, "Paris") == 0.0
+    assert scorers.nq(long + " paris", "Paris") == 1.0
+    assert scorers.f1(long, "paris") == 0.0
+
+
+def test_best_over_golds():
+    assert best_score(scorers.em, "NYC", ["New York City", "nyc"]) == 1.0
+    assert best_score(scorers.nq, "Parus", ["London", "Paris"]) == pytest.approx(0.8)
+    assert best_score(scorers.em, "x", []) == 0.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(SCORERS)), st.text(max_size=40), st.lists(st.text(max_size=40), min_size=1, max_size=4))
+def test_scores_in_range_and_best_over_golds(name, prediction, golds):
+    scorer = SCORERS[name]
+    each = [scorer(prediction, gold) for gold in golds]
+    assert all(0.0 <= value <= 1.0 for value in each)
+    assert best_score(scorer, prediction, golds) == max(each)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["exact", "nq", "em", "f1"]), st.text(max_size=30))
+def test_a_gold_scores_itself_fully_unless_it_normalizes_to_nothing(name, gold):
+    normalizer = scorers.normalize if name in ("exact", "nq") else scorers.normalize_answer
+    assert SCORERS[name](gold, gold) == (1.0 if normalizer(gold) else 0.0)
