@@ -101,17 +101,19 @@ class RolloutConfig(Section):
 
 class OverlongConfig(Section):
     enabled: bool = True
-    buffer: int = Field(1024, ge=1)
-    factor: float = Field(1.0, ge=0.0)
+    buffer: int = Field(1024, ge=1, le=1_000_000, description="tokens before max_response_tokens where it starts")
+    factor: float = Field(1.0, ge=0.0, le=100.0)
 
 
 class RewardConfig(Section):
-    default_scorer: str = "exact"
+    default_scorer: Literal["exact", "nq", "calculator", "complex", "em", "f1", "math", "auto"] = Field(
+        "exact", description="scorer for rows with an empty data_source (an unknown source is an error)"
+    )
     acc_threshold: float = Field(0.9, ge=0.0, le=1.0)
-    format_penalty: float = -1.0
-    math_timeout_s: float = Field(5.0, gt=0)
+    format_penalty: float = Field(-1.0, ge=-10.0, le=0.0, description="score of a response with a broken format")
+    math_timeout_s: float = Field(5.0, gt=0, le=300, description="hard limit per math-verify comparison")
     custom_scorers: dict[str, str] = Field(
-        default_factory=dict, description="data_source -> 'module:function' registered at start-up"
+        default_factory=dict, description="data_source -> built-in scorer name or 'module:function'"
     )
     overlong: OverlongConfig = Field(default_factory=OverlongConfig)
 
