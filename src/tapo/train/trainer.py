@@ -1,0 +1,306 @@
+"""The DAPO loop: sample groups, score, drop constant groups, refill, recompute old log-probs, update, sync.
+
+The environment (engine + tools + rollout + reward) is behind :class:`RolloutSource`, so the loop does not
+care whether trajectories come from the transformers engine sharing this model on CPU or from vLLM.
+Distribution follows accelerate: every process draws the same prompts, rolls out its share, and the
+groups are gathered so every process sees the same batch (the filter needs all of them); each process
+then trains on its share of every mini-batch, with the token-mean taken over the whole mini-batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+
+from tapo.algo.advantages import broadcast_to_tokens, group_advantages
+from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
+from tapo.algo.loss import ClipConfig, dapo_loss
+from tapo.config.schema import TapoConfig
+from tapo.data.schema import Example
+from tapo.io.runs import RunDir
+from tapo.rollout.trajectory import Trajectory
+from tapo.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from tapo.train.cursor import PromptCursor
+from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
+from tapo.train.metrics import rollout_metrics, trajectory_row
+from tapo.train.setup import optimizer_step, prepare_for_training
+
+log = logging.getLogger(__name__)
+
+Group = list[Trajectory]
+
+
+class RolloutSource(Protocol):
+    """Turns examples into scored groups of trajectories (one group of ``group_size`` per example)."""
+
+    def sample(self, examples: Sequence[Example], step: int) -> list[Group]: ...
+
+    def sync(self, model: torch.nn.Module) -> None:
+        """Push the updated policy weights to the generation engine."""
+        ...
+
+
+@dataclass
+class Prepared:
+    """One trajectory's tensors for the update: ids, the loss mask, the advantage mask, old log-probs."""
+
+    traj: Trajectory
+    advantage: float
+    loss_mask: list[int]
+    old_logprobs: torch.Tensor | None = None
+    ref_logprobs: torch.Tensor | None = None
+    tokens: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = sum(self.loss_mask)
+
+
+def loss_mask_for(traj: Trajectory, mask_tool_tokens: bool) -> list[int]:
+    """Mask-1 tokens of the loss. ``mask_tool_tokens=False`` is the original's defect, reproduced as an
+    ablation: the loss uses the attention mask (every response token, tool output included) while the
+    advantage stays on model tokens only, so tool tokens inflate the token-mean denominator."""
+    return list(traj.loss_mask) if mask_tool_tokens else [1] * len(traj.response_ids)
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class DapoTrainer:
+    def __init__(
+        self,
+        config: TapoConfig,
+        run: RunDir,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        source: RolloutSource,
+        examples: Sequence[Example],
+    ) -> None:
+        tcfg = config.trainer
+        if tcfg.mini_batch_size % accelerator.num_processes:
+            raise ValueError(
+                f"trainer.mini_batch_size={tcfg.mini_batch_size} must divide evenly over "
+                f"{accelerator.num_processes} processes"
+            )
+        self.config = config
+        self.tcfg = tcfg
+        self.run = run
+        self.accelerator = accelerator
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.source = source
+        self.examples = list(examples)
+        self.reference = (
+            copy.deepcopy(model).eval().requires_grad_(False).to(accelerator.device) if tcfg.kl_coef > 0 else None
+        )
+        self.model, self.optimizer, self.scheduler = prepare_for_training(
+            accelerator, model, tcfg.lr, tcfg.weight_decay, tcfg.warmup_steps
+        )
+        self.cursor = PromptCursor(len(self.examples), seed=config.run.seed, shuffle=config.data.shuffle)
+        self.step = 0
+        self.clip = ClipConfig(tcfg.clip_low, tcfg.clip_high, tcfg.dual_clip)
+
+    # ---- schedule -------------------------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        per_epoch = max(1, len(self.examples) // self.tcfg.prompts_per_step)
+        planned = per_epoch * self.tcfg.epochs
+        return min(planned, self.tcfg.max_steps) if self.tcfg.max_steps else planned
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {"cursor": self.cursor.state_dict(), "config_name": self.config.run.name}
+
+    def resume(self, checkpoint: Path | None = None) -> bool:
+        """Continue from ``checkpoint`` (default: the newest in the run); False when there is none."""
+        if checkpoint is None:
+            found = list_checkpoints(self.run.checkpoints)
+            if not found:
+                return False
+            checkpoint = found[-1]
+        state = load_checkpoint(self.accelerator, checkpoint)
+        self.step = int(state["step"])
+        self.cursor.load_state_dict(state["cursor"])
+        self.source.sync(self.model)
+        log.info("resumed %s at step %d (epoch %d, position %d)", checkpoint, self.step, *state["cursor"].values())
+        return True
+
+    # ---- sampling -------------------------------------------------------------------------------------------
+    def collect(self) -> tuple[list[Group], dict[str, float]]:
+        """Dynamic sampling: rounds of fresh prompts until ``prompts_per_step`` informative groups are found."""
+        acc = self.accelerator
+        target = self.tcfg.prompts_per_step
+        state: SamplingState[Group] = SamplingState()
+        while True:
+            indices = self.cursor.take(target)
+            local = [self.examples[i] for i in indices[acc.process_index :: acc.num_processes]]
+            groups = self.source.sample(local, self.step) if local else []
+            groups = gather_object(groups) if acc.num_processes > 1 else groups
+            accs = torch.tensor([[float(bool(t.reward and t.reward.acc)) for t in g] for g in groups])
+            flags = (
+                constant_groups(accs, self.tcfg.constant_group_tol).tolist()
+                if self.tcfg.filter_groups
+                else [False] * len(groups)
+            )
+            state = add_round(state, groups, flags, target)
+            if batch_full(state, target) or state.rounds >= self.tcfg.max_num_gen_batches:
+                break
+        batch, filled = finish(state, target)
+        if filled:
+            log.warning(
+                "step %d: only %d informative groups after %d rounds; filled %d with unfiltered groups",
+                self.step + 1,
+                len(batch) - filled,
+                state.rounds,
+                filled,
+            )
+        stats = {
+            "sampling/gen_rounds": float(state.rounds),
+            "sampling/filtered_frac": state.filtered / max(1, state.seen),
+            "sampling/filled_groups": float(filled),
+        }
+        return batch, stats
+
+    # ---- update ---------------------------------------------------------------------------------------------
+    def prepare(self, groups: Sequence[Group]) -> list[Prepared]:
+        rewards = torch.tensor([[t.reward.total if t.reward else 0.0 for t in g] for g in groups])
+        advantages = group_advantages(rewards)
+        return [
+            Prepared(traj, float(advantages[gi, ti]), loss_mask_for(traj, self.tcfg.mask_tool_tokens))
+            for gi, group in enumerate(groups)
+            for ti, traj in enumerate(group)
+        ]
+
+    def _forward(self, items: Sequence[Prepared], with_entropy: bool, model: Any = None) -> Any:
+        batch = pad_batch([p.traj.prompt_ids for p in items], [p.traj.response_ids for p in items], self.pad_id).to(
+            self.accelerator.device
+        )
+        with self.accelerator.autocast():
+            logp, entropy = response_logprobs(
+                model or self.model, batch, self.config.rollout.temperature, with_entropy=with_entropy
+            )
+        return batch, logp, entropy
+
+    @torch.no_grad()
+    def _score_old(self, items: Sequence[Prepared]) -> None:
+        """Old (and reference) log-probs from the training model before any update of this step."""
+        self.model.eval()
+        for micro in _chunks(items, self.tcfg.micro_batch_size):
+            _, logp, _ = self._forward(micro, with_entropy=False)
+            ref = self._forward(micro, False, self.reference)[1] if self.reference is not None else None
+            for i, item in enumerate(micro):
+                n = len(item.traj.response_ids)
+                item.old_logprobs = logp[i, :n].float().cpu()
+                item.ref_logprobs = ref[i, :n].float().cpu() if ref is not None else None
+        self.model.train()
+
+    def update(self, groups: Sequence[Group]) -> dict[str, float]:
+        """One pass over the batch in mini-batches (counted in trajectories across all processes)."""
+        acc = self.accelerator
+        items = self.prepare(groups)
+        random.Random(self.config.run.seed * 7919 + self.step).shuffle(items)
+        minis = _chunks(items, self.tcfg.mini_batch_size)
+        local = [mini[acc.process_index :: acc.num_processes] for mini in minis]
+        self._score_old([item for share in local for item in share])
+        sums: dict[str, float] = {}
+        grad_norms = []
+        for mini, share in zip(minis, local, strict=True):
+            global_tokens = max(1, sum(item.tokens for item in mini))
+            micros = _chunks(share, self.tcfg.micro_batch_size)
+            for index, micro in enumerate(micros):
+                sync = acc.no_sync(self.model) if index < len(micros) - 1 else contextlib.nullcontext()
+                with sync:
+                    for key, value in self._micro_step(micro, global_tokens).items():
+                        sums[key] = sums.get(key, 0.0) + value
+            grad_norms.append(optimizer_step(acc, self.model, self.optimizer, self.tcfg.max_grad_norm))
+        self.scheduler.step()
+        totals = acc.reduce(torch.tensor([sums[k] for k in sorted(sums)], device=acc.device), "sum").tolist()
+        stats = {f"actor/{k}": v / len(minis) for k, v in zip(sorted(sums), totals, strict=True)}
+        stats["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
+        stats["actor/lr"] = self.scheduler.get_last_lr()[0]
+        stats["actor/loss_tokens"] = float(sum(item.tokens for item in items))
+        return stats
+
+    def _micro_step(self, micro: Sequence[Prepared], global_tokens: int) -> dict[str, float]:
+        batch, logp, entropy = self._forward(micro, with_entropy=True)
+        width = batch.response_len
+        device = logp.device
+        mask = pad_rows([item.loss_mask for item in micro], width).to(device)
+        model_mask = pad_rows([item.traj.loss_mask for item in micro], width).to(device)
+        adv = broadcast_to_tokens(torch.tensor([item.advantage for item in micro], device=device), model_mask)
+        old = pad_rows([item.old_logprobs.tolist() for item in micro], width).to(device)
+        ref = (
+            pad_rows([item.ref_logprobs.tolist() for item in micro], width).to(device)
+            if self.reference is not None
+            else None
+        )
+        out = dapo_loss(logp.float(), old, adv, mask, global_tokens, self.clip, ref, self.tcfg.kl_coef)
+        # Gradients are averaged over processes by DDP; the token-mean is already global, so undo the average.
+        self.accelerator.backward(out.loss * self.accelerator.num_processes)
+        stats = dict(out.stats)
+        stats["loss"] = float(out.loss.detach())
+        stats["entropy"] = float((entropy * mask).sum() / global_tokens) if entropy is not None else 0.0
+        return stats
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        t0 = time.perf_counter()
+        groups, sampling = self.collect()
+        t1 = time.perf_counter()
+        update = self.update(groups)
+        t2 = time.perf_counter()
+        self.source.sync(self.model)
+        self.step += 1
+        trajs = [t for g in groups for t in g]
+        row: dict[str, float] = {"step": float(self.step), "epoch": float(self.cursor.epoch)}
+        row.update(rollout_metrics(trajs))
+        row.update(sampling)
+        row.update(update)
+        model_tokens = sum(t.n_model_tokens for t in trajs)
+        row["time/rollout_s"] = t1 - t0
+        row["time/tools_s"] = row.pop("tools/latency_s", 0.0)
+        row["time/update_s"] = t2 - t1
+        row["time/step_s"] = time.perf_counter() - t0
+        row["perf/tokens_per_s"] = model_tokens / max(1e-9, row["time/step_s"])
+        if self.accelerator.is_main_process:
+            self.run.log_metrics(row)
+            k = self.tcfg.log_trajectories
+            if k:
+                picks = random.Random(self.step).sample(trajs, min(k, len(trajs)))
+                self.run.log_trajectories([trajectory_row(self.step, t) for t in picks])
+        self.accelerator.log(row, step=self.step)
+        return row
+
+    def save(self) -> Path:
+        return save_checkpoint(
+            self.accelerator,
+            self.run.checkpoints,
+            self.step,
+            self.model,
+            self.tokenizer,
+            self.trainer_state(),
+            self.tcfg.keep_checkpoints,
+        )
+
+    def fit(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        """Train until ``total_steps``, checkpointing every ``save_every`` steps and at the end."""
+        rows = []
+        while self.step < self.total_steps:
+            row = self.train_step()
+            rows.append(row)
+            if on_step is not None:
+                on_step(row)
+            if self.step % self.tcfg.save_every == 0 or self.step == self.total_steps:
+                self.save()
+        return rows
