@@ -9,15 +9,7 @@ from hypothesis import strategies as st
 from tapo.rewards import scorers
 from tapo.rewards.scorers import best_score
 
-SCORERS = {
-    "exact": scorers.exact,
-    "nq": scorers.nq,
-    "calculator": scorers.calculator,
-    "complex": scorers.complex_,
-    "em": scorers.em,
-    "f1": scorers.f1,
-    "auto": scorers.auto,
-}
+SCORERS = scorers.PURE_SCORERS
 
 
 @pytest.mark.parametrize(

@@ -69,16 +69,7 @@ class ScorerRegistry:
 
     def __init__(self, config: RewardConfig) -> None:
         self._math = MathScorer(config.math_timeout_s)
-        self.scorers: dict[str, Scorer] = {
-            "exact": scorers.exact,
-            "nq": scorers.nq,
-            "calculator": scorers.calculator,
-            "complex": scorers.complex_,
-            "em": scorers.em,
-            "f1": scorers.f1,
-            "math": self._math,
-            "auto": scorers.auto,
-        }
+        self.scorers: dict[str, Scorer] = {**scorers.PURE_SCORERS, "math": self._math}
         self.default = config.default_scorer
         self.sources: dict[str, str] = dict(SOURCE_SCORERS)
         for source, spec in config.custom_scorers.items():

@@ -107,6 +107,18 @@ class MathScorer:
         self.verifier.close()
 
 
+# The scorers that need no state; ``math`` needs a worker process and is added by the registry.
+PURE_SCORERS: dict[str, Scorer] = {
+    "exact": exact,
+    "nq": nq,
+    "calculator": calculator,
+    "complex": complex_,
+    "em": em,
+    "f1": f1,
+    "auto": auto,
+}
+
+
 def best_score(scorer: Scorer, prediction: str, golds: Sequence[str]) -> float:
     """The best score over several gold answers (stops at a perfect one: math scoring can be slow)."""
     best = 0.0
