@@ -1,0 +1,243 @@
+"""Evaluation with the training stack: the same prompt rendering, rollout loop, tools and reward function.
+
+``evaluate`` loads a model (a store name, a checkpoint or run dir, or ``openai:URL#MODEL``) and a data set
+(a JSONL/parquet file or a benchmark name), runs K samples per question in one tool mode, scores them and
+writes ``results.json``, ``results.md`` and ``trajectories.jsonl`` atomically. ``evaluate_ablation`` runs
+one model over the four tool modes and adds one table with a row per mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tapo.config.schema import TapoConfig
+from tapo.data.schema import Example
+from tapo.engines.base import GenerationEngine
+from tapo.eval.metrics import accuracy_by_searches, compute_metrics
+from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
+from tapo.eval.records import to_records
+from tapo.eval.results import EvalResult, save_ablation
+from tapo.rewards.compute import RewardFunction
+from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.trajectory import Trajectory
+
+# progress(done, total) after each chunk of trajectories
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EvalSetup:
+    """How one evaluation samples: K samples per question, greedy or at the rollout temperature."""
+
+    samples: int = 1
+    greedy: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be at least 1, got {self.samples}")
+        if self.greedy and self.samples > 1:
+            raise ValueError(f"greedy decoding gives {self.samples} identical samples: sample (no --greedy) or use 1")
+
+
+def load_eval_data(spec: str, limit: int | None = None, benchmark_dir: str | None = None) -> list[Example]:
+    """Examples from a JSONL/parquet file, or from a known benchmark (local copy in ``benchmark_dir`` or hub)."""
+    from tapo.data.benchmarks import BENCHMARKS, load_benchmark
+    from tapo.data.io import load_examples
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        examples = load_examples(path)
+    elif spec in BENCHMARKS:
+        examples = load_benchmark(spec, benchmark_dir, limit)
+    else:
+        raise FileNotFoundError(f"{spec!r} is neither a data file nor a benchmark ({', '.join(BENCHMARKS)})")
+    if not examples:
+        raise ValueError(f"{spec}: no usable rows")
+    return examples[:limit]
+
+
+def load_engine(config: TapoConfig, model_name: str) -> GenerationEngine:
+    """A generation engine for a local model (the configured backend) or an OpenAI-compatible endpoint.
+
+    For ``openai:URL#MODEL`` prompts are rendered and text is tokenized with the tokenizer of
+    ``config.model.name``; with ``eval.openai_api=chat`` the server applies its own chat template.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tapo.models.resolve import resolve_model
+
+    if model_name.startswith("openai:"):
+        from tapo.engines.openai_compat import OpenAICompatEngine
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model.name))
+        ev = config.eval
+        return OpenAICompatEngine.from_spec(
+            model_name,
+            tokenizer,
+            api_key_env=ev.openai_api_key_env,
+            api=ev.openai_api,
+            timeout_s=ev.openai_timeout_s,
+            max_retries=ev.openai_max_retries,
+            max_concurrency=ev.openai_max_concurrency,
+        )
+    from tapo.engines.factory import build_engine
+
+    path = resolve_model(model_name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=config.model.dtype).eval()
+    return build_engine(config.rollout, model, tokenizer)
+
+
+def run_rollouts(
+    runner: RolloutRunner,
+    examples: Sequence[Example],
+    template: str,
+    setup: EvalSetup,
+    allowed: frozenset[str],
+    chunk: int,
+    progress: Progress | None = None,
+) -> list[Trajectory]:
+    """K trajectories per example, in chunks of ``chunk`` trajectories so progress can be shown."""
+    from tapo.prompts.templates import render_prompt
+
+    prompts = [render_prompt(runner.tokenizer, ex.question, template) for ex in examples]
+    jobs = [(p, ex.model_dump()) for p, ex in zip(prompts, examples, strict=True) for _ in range(setup.samples)]
+    params = runner.sampling_params(seed=setup.seed, greedy=setup.greedy)
+    trajectories: list[Trajectory] = []
+    for start in range(0, len(jobs), chunk):
+        part = jobs[start : start + chunk]
+        # Each chunk gets its own seed range so samples stay distinct across chunks.
+        chunk_params = params if params.seed is None else replace(params, seed=params.seed + start)
+        trajectories += runner.run([p for p, _ in part], [e for _, e in part], chunk_params, allowed)
+        if progress:
+            progress(len(trajectories), len(jobs))
+    return trajectories
+
+
+def evaluate_examples(
+    config: TapoConfig,
+    engine: GenerationEngine,
+    examples: Sequence[Example],
+    tools_mode: str,
+    setup: EvalSetup,
+    model_label: str,
+    data_label: str,
+    tools: Any | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """The core of an evaluation, given an engine and (for modes with tools) a tool registry."""
+    template = template_for_mode(config.data.template, tools_mode)
+    allowed = MODE_TOOLS[tools_mode]
+    if allowed and tools is None:
+        raise ValueError(f"tools mode {tools_mode!r} needs a tool registry")
+    runner = RolloutRunner(engine, tools if allowed else None, config.rollout)
+    with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
+        reward.check_sources({ex.data_source for ex in examples})
+        chunk = max(1, config.rollout.batch_size)
+        trajectories = run_rollouts(runner, examples, template, setup, allowed, chunk, progress)
+        reward.score_trajectories(trajectories)
+    records = to_records(trajectories)
+    return EvalResult(
+        model=model_label,
+        data=data_label,
+        tools_mode=tools_mode,
+        template=template,
+        samples=setup.samples,
+        greedy=setup.greedy,
+        metrics=compute_metrics(records),
+        accuracy_by_searches=accuracy_by_searches(records),
+        trajectories=trajectories,
+    )
+
+
+def _with_tools(config: TapoConfig, tools_mode: str, run: Callable[[Any | None], EvalResult]) -> EvalResult:
+    """Build the registry for the mode's tools, run, and close the tools whatever happens."""
+    import asyncio
+
+    enabled = sorted(MODE_TOOLS[tools_mode])
+    if not enabled:
+        return run(None)
+    from tapo.tools.registry import build_tools
+
+    registry = build_tools(config.tools, enabled)
+    try:
+        return run(registry)
+    finally:
+        asyncio.run(registry.aclose())
+
+
+def evaluate(
+    config: TapoConfig,
+    model_name: str,
+    data_path: str,
+    tools_mode: str,
+    samples: int,
+    greedy: bool,
+    limit: int | None,
+    out_dir: str | Path,
+    engine: GenerationEngine | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Evaluate one model on one data set in one tool mode and write the results to ``out_dir``."""
+    setup = EvalSetup(samples, greedy, config.eval.seed)
+    examples = load_eval_data(data_path, limit, config.eval.benchmark_dir)
+    engine = engine or load_engine(config, model_name)
+    result = _with_tools(
+        config,
+        tools_mode,
+        lambda tools: evaluate_examples(
+            config, engine, examples, tools_mode, setup, model_name, data_path, tools, progress
+        ),
+    )
+    result.save(Path(out_dir))
+    return result
+
+
+def evaluate_ablation(
+    config: TapoConfig,
+    model_name: str,
+    data_path: str,
+    samples: int,
+    greedy: bool,
+    limit: int | None,
+    out_dir: str | Path,
+    modes: Sequence[str] = TOOL_MODES,
+    engine: GenerationEngine | None = None,
+    progress: Callable[[str], Progress] | None = None,
+) -> list[EvalResult]:
+    """One model, one data set, each tool mode in ``out_dir/<mode>``, plus ``ablation.md`` with a row per mode."""
+    engine = engine or load_engine(config, model_name)
+    out = Path(out_dir)
+    results = [
+        evaluate(
+            config,
+            model_name,
+            data_path,
+            mode,
+            samples,
+            greedy,
+            limit,
+            out / mode,
+            engine=engine,
+            progress=progress(mode) if progress else None,
+        )
+        for mode in modes
+    ]
+    save_ablation(results, out)
+    return results
+
+
+def default_out_dir(config: TapoConfig, model_name: str, data_path: str, tools_mode: str) -> Path:
+    """``<output_dir>/eval/<model>-<data>-<mode>``, with path-unfriendly characters replaced."""
+
+    def slug(text: str) -> str:
+        name = Path(text.rstrip("/")).name or text
+        return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60]
+
+    return Path(config.run.output_dir) / "eval" / f"{slug(model_name)}-{slug(data_path)}-{tools_mode}"

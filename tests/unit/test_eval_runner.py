@@ -1,0 +1,157 @@
+"""Evaluation end to end through the real rollout and reward: hand-counted with a scripted engine, and a
+tiny real model through the transformers engine."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tapo.config import TapoConfig
+from tapo.data.io import save_examples
+from tapo.data.schema import Example
+from tapo.engines.scripted import ScriptedEngine
+from tapo.eval.metrics import OVERALL, compute_metrics
+from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
+from tapo.eval.records import to_records
+from tapo.eval.report import build_report
+from tapo.eval.results import load_result, load_trajectory_rows
+from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
+from tapo.prompts.templates import get_template
+
+EXAMPLES = [
+    Example(id="add", question="What is 2 plus 2?", data_source="calculator", golds=["4"], meta={"needs": []}),
+    Example(id="city", question="Capital of France?", data_source="nq", golds=["Paris"], meta={"needs": ["search"]}),
+    Example(id="broken", question="Say something.", data_source="nq", golds=["yes"], meta={"needs": []}),
+]
+
+
+def config(**rollout) -> TapoConfig:
+    cfg = TapoConfig()
+    cfg.rollout = cfg.rollout.model_copy(
+        update={"max_turns": 1, "max_response_tokens": 256, "max_new_tokens_per_turn": 64, "batch_size": 4, **rollout}
+    )
+    cfg.reward.overlong.enabled = False
+    return cfg
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    return save_examples(EXAMPLES, tmp_path / "set.jsonl")
+
+
+def scripted(tokenizer) -> ScriptedEngine:
+    """Answers by question: ``add`` right then wrong on alternate samples, ``city`` right, ``broken`` untagged."""
+    calls: Counter[str] = Counter()
+
+    def script(context: list[int], turn: int) -> str:
+        text = tokenizer.decode(context)
+        if "2 plus 2" in text:
+            calls["add"] += 1
+            return "<think> 2+2 </think>\n<answer> 4 </answer>" if calls["add"] % 2 else "<answer> 5 </answer>"
+        if "France" in text:
+            return "<think> I know this. </think>\n<answer> Paris </answer>"
+        return "just some words without tags"
+
+    return ScriptedEngine(tokenizer, script)
+
+
+def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    seen: list[tuple[int, int]] = []
+    result = evaluate(
+        config(batch_size=4),
+        "scripted",
+        str(data_file),
+        "none",
+        samples=2,
+        greedy=False,
+        limit=None,
+        out_dir=out,
+        engine=scripted(tokenizer),
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    m = result.metrics
+    assert seen == [(4, 6), (6, 6)]  # chunks of rollout.batch_size trajectories
+    assert (m[OVERALL].questions, m[OVERALL].samples, m[OVERALL].k) == (3, 6, 2)
+    assert m["calculator"].acc == 0.5 and m["calculator"].pass_at_k == 1.0
+    assert m["nq"].acc == 0.5 and m["nq"].pass_at_k == 0.5  # city right twice, broken never
+    assert m[OVERALL].acc == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m[OVERALL].format_error_rate == pytest.approx(1 / 3)  # only "broken" (both samples)
+    assert m[OVERALL].tool_calls_total == 0
+    adaptive = m[OVERALL].adaptive
+    assert adaptive is not None and adaptive.call_rate_when_needed == 0.0
+    assert result.template == "no_tools"
+    # The files agree with what was returned, and a report can be built from them.
+    saved = load_result(out)
+    assert saved.metrics == m and saved.template == "no_tools"
+    rows = load_trajectory_rows(out)
+    assert len(rows) == 6 and compute_metrics(to_records(rows)) == m
+    assert "| calculator |" in (out / "results.md").read_text()
+    assert "Sampled trajectories" in build_report(out, n_trajectories=3).read_text()
+
+
+def test_tiny_model_through_the_transformers_engine(tokenizer, tiny_model, data_file: Path, tmp_path: Path):
+    from tapo.engines.hf import HFEngine
+
+    cfg = config(max_new_tokens_per_turn=8, max_response_tokens=32, max_turns=0)
+    result = evaluate(
+        cfg, "tiny", str(data_file), "none", 1, True, 2, tmp_path / "tiny", engine=HFEngine(tiny_model, tokenizer)
+    )
+    overall = result.overall
+    assert overall.questions == 2 and overall.samples == 2
+    assert 0 < overall.model_tokens_mean <= 32
+    assert overall.format_error_rate == 1.0  # a random model writes no protocol tags
+    assert json.loads((tmp_path / "tiny" / "results.json").read_text())["metrics"]["overall"]["samples"] == 2
+
+
+def test_ablation_writes_one_row_per_mode(tokenizer, data_file: Path, tmp_path: Path):
+    results = evaluate_ablation(
+        config(),
+        "scripted",
+        str(data_file),
+        1,
+        True,
+        None,
+        tmp_path / "abl",
+        modes=["none"],
+        engine=scripted(tokenizer),
+    )
+    assert [r.tools_mode for r in results] == ["none"]
+    table = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| tools |" in table and "| none |" in table
+    assert (tmp_path / "abl" / "none" / "results.json").is_file()
+
+
+def test_tool_modes_need_a_registry(tokenizer, data_file: Path, tmp_path: Path):
+    from tapo.eval.runner import evaluate_examples
+
+    with pytest.raises(ValueError, match="needs a tool registry"):
+        evaluate_examples(config(), scripted(tokenizer), EXAMPLES, "search", EvalSetup(), "m", "d", tools=None)
+
+
+@pytest.mark.parametrize("configured", ["base", "compact", "search_only", "no_tools"])
+@pytest.mark.parametrize("mode", TOOL_MODES)
+def test_each_mode_prompt_offers_exactly_its_tools(configured: str, mode: str):
+    template = get_template(template_for_mode(configured, mode))
+    assert template.tools == MODE_TOOLS[mode]
+    assert ("Example:" in template.text) == (configured != "compact")
+
+
+def test_unknown_template_for_a_mode_is_a_clear_error(tmp_path: Path):
+    custom = tmp_path / "mine.txt"
+    custom.write_text("Use <search> q </search> then answer in <answer> a </answer>.\n{question}")
+    assert template_for_mode(str(custom), "search") == str(custom)
+    with pytest.raises(ValueError, match="register a template named"):
+        template_for_mode(str(custom), "code")
+
+
+def test_bad_setups_and_data_are_clear_errors(tmp_path: Path):
+    with pytest.raises(ValueError, match="identical samples"):
+        EvalSetup(samples=4, greedy=True)
+    with pytest.raises(FileNotFoundError, match="neither a data file nor a benchmark"):
+        load_eval_data(str(tmp_path / "missing.jsonl"))
+    cfg = TapoConfig()
+    assert default_out_dir(cfg, "openai:http://h/v1#gpt", "data/x.jsonl", "all").name == "v1_gpt-x.jsonl-all"
