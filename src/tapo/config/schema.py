@@ -46,6 +46,12 @@ class DataConfig(Section):
     template: str = Field("base", min_length=1)
     max_prompt_tokens: int = Field(2048, ge=16)
     shuffle: bool = True
+    strict: bool = Field(False, description="raise on the first bad or repaired row instead of dropping/fixing it")
+    source_dir: str | None = Field(None, description="local copies of the hub datasets: <dir>/<key>/<split>.jsonl")
+    mini_seed: int = Field(0, ge=0)
+    mini_train: int = Field(2000, ge=0, le=1_000_000)
+    mini_validation: int = Field(200, ge=0, le=100_000)
+    mini_test: int = Field(300, ge=0, le=100_000)
 
 
 class SearchCacheConfig(Section):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tapo.data.arith import apportion, evaluate
 from tapo.data.mini.world import ATTRIBUTES, REFERENCE_YEAR, Attribute, Entity, askable
 
 KIND_MIX = {"single_hop": 0.25, "multi_hop": 0.15, "code": 0.20, "search_code": 0.20, "no_tool": 0.20}
@@ -136,7 +137,7 @@ def _search(entity: Entity, attribute: str) -> dict[str, Any]:
 
 def _code(expression: str) -> tuple[dict[str, Any], str]:
     """A code step printing ``expression`` and its output; the expression is built here from integers only."""
-    output = str(eval(expression, {"__builtins__": {"round": round}}))
+    output = evaluate(expression)
     return {"tool": "code", "code": f"print({expression})", "output": output}, output
 
 
@@ -252,10 +253,5 @@ class QuestionMaker:
 
 
 def kind_counts(total: int) -> dict[str, int]:
-    """Split ``total`` questions over ``KIND_MIX`` by largest remainder, so the counts add up exactly."""
-    raw = {kind: total * share for kind, share in KIND_MIX.items()}
-    counts = {kind: int(value) for kind, value in raw.items()}
-    by_remainder = sorted(raw, key=lambda kind: (-(raw[kind] - counts[kind]), list(KIND_MIX).index(kind)))
-    for kind in by_remainder[: total - sum(counts.values())]:
-        counts[kind] += 1
-    return counts
+    """Split ``total`` questions over ``KIND_MIX`` so the counts add up exactly."""
+    return apportion(total, KIND_MIX)
