@@ -7,7 +7,7 @@ import logging
 import typer
 
 from tapo import __version__
-from tapo.cli import config_cmd, data_cmd, index_cmd, model_cmd, reward_cmd
+from tapo.cli import config_cmd, data_cmd, eval_cmd, index_cmd, model_cmd, report_cmd, reward_cmd, serve_cmd
 
 app = typer.Typer(
     name="tapo",
@@ -20,9 +20,12 @@ app = typer.Typer(
 # Subcommand groups, one module each (keep this list sorted by name).
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(data_cmd.app, name="data")
+app.command("eval")(eval_cmd.eval_command)
 app.add_typer(index_cmd.app, name="index")
 app.add_typer(model_cmd.app, name="model")
+app.command("report")(report_cmd.report_command)
 app.add_typer(reward_cmd.app, name="reward")
+app.add_typer(serve_cmd.app, name="serve")
 
 
 def _version(value: bool) -> None:

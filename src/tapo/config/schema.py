@@ -82,6 +82,8 @@ class CodeConfig(Section):
     max_processes: int = Field(64, ge=1)
     max_file_mb: int = Field(16, ge=1)
     max_open_files: int = Field(64, ge=8)
+    tmpfs_mb: int = Field(64, ge=1, le=65536, description="size cap of the sandbox's private /tmp working dir")
+    max_parallel: int = Field(8, ge=1, le=1024, description="sandboxes running at once in one process")
 
 
 class ToolsConfig(Section):

@@ -1,0 +1,43 @@
+"""``tapo serve``: tool servers, so tools can run on other machines than the trainer."""
+
+from __future__ import annotations
+
+import typer
+
+from tapo.cli.common import config_or_exit, fail
+
+app = typer.Typer(help="Run tool servers (HTTP, loopback by default).", no_args_is_help=True)
+
+
+@app.command("code")
+def code(
+    overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. tools.code.timeout_s=5"),
+    config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s), merged left to right"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)"),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
+) -> None:
+    """Serve the Python sandbox: POST /run {"code"} → {"stdout", "finished", "time"}; GET /health."""
+    from tapo.tools.code.sandbox import SandboxUnavailableError
+    from tapo.tools.code.server import serve
+
+    settings = config_or_exit(config, overrides).tools.code
+    try:
+        serve(settings, host=host, port=port)
+    except SandboxUnavailableError as error:
+        raise fail(str(error)) from None
+
+
+@app.command("search")
+def search(
+    index: str = typer.Option(..., "--index", help="index directory built by `tapo index build`"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)"),
+    port: int = typer.Option(8001, min=1, max=65535, help="TCP port"),
+    topk: int = typer.Option(3, min=1, max=100, help="passages per query when a request gives no topk"),
+) -> None:
+    """Serve a local index with Search-R1's API: POST /retrieve {"queries", "topk", "return_scores"}; GET /health."""
+    from tapo.tools.search.server import serve
+
+    try:
+        serve(index, host=host, port=port, topk=topk)
+    except (ValueError, OSError, ImportError) as error:
+        raise fail(str(error)) from None

@@ -1,0 +1,82 @@
+"""HTTP code server speaking the original TAPO API, so code execution can run on another machine.
+
+``POST /run {"code": "..."}`` → ``{"stdout", "finished", "time"}`` (plus ``exit_code``). ``stdout`` is already
+the model-facing text (truncated, with the traceback tail or a time-out notice). Requests run concurrently, each
+in its own sandbox, up to ``tools.code.max_parallel`` at once. Oversized code (413) and bad JSON (400/422) are
+refused with a message before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tapo.config.schema import CodeConfig
+from tapo.tools.code.output import format_output
+from tapo.tools.code.sandbox import PythonSandbox
+
+MAX_CODE_BYTES = 64 * 1024
+_MAX_BODY_BYTES = 4 * MAX_CODE_BYTES  # JSON escaping can grow the code; anything beyond is refused unread
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None once it grows past the cap (read in chunks, never all of a huge upload)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > _MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BODY_BYTES:
+            return None
+    return bytes(body)
+
+
+def create_app(config: CodeConfig | None = None) -> FastAPI:
+    config = config or CodeConfig()
+    sandbox = PythonSandbox(config)
+    app = FastAPI(title="tapo code server", version="1")
+
+    @app.get("/health")
+    async def health() -> dict[str, object]:
+        return {"status": "ok", "isolated": sandbox.isolated, "timeout_s": config.timeout_s}
+
+    @app.post("/run")
+    async def run(request: Request) -> JSONResponse:
+        body = await _read_body(request)
+        if body is None:
+            return _error(413, f"request body over {_MAX_BODY_BYTES} bytes")
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return _error(400, f"body is not valid JSON: {error}")
+        if not isinstance(payload, dict) or not isinstance(payload.get("code"), str):
+            return _error(422, 'expected a JSON object {"code": "<python source>"}')
+        code = payload["code"]
+        if len(code.encode("utf-8", errors="replace")) > MAX_CODE_BYTES:
+            return _error(413, f"code over {MAX_CODE_BYTES} bytes")
+        result = await sandbox.run(code)
+        stdout = format_output(result.stdout, result.stderr_tail, result.exit_code, result.timed_out, config.timeout_s)
+        return JSONResponse(
+            {
+                "stdout": stdout,
+                "finished": not result.timed_out,
+                "time": round(result.duration_s, 4),
+                "exit_code": result.exit_code,
+            }
+        )
+
+    return app
+
+
+def serve(config: CodeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info")

@@ -1,0 +1,50 @@
+"""``CodeTool``: the ``code`` tag backed by a local :class:`PythonSandbox`."""
+
+from __future__ import annotations
+
+import time
+
+from tapo.config.schema import CodeConfig
+from tapo.tools.base import ToolResult
+from tapo.tools.code.output import format_output
+from tapo.tools.code.sandbox import PythonSandbox, SandboxRun
+
+
+def run_to_result(run: SandboxRun, timeout_s: float) -> ToolResult:
+    """Turn a sandbox run into what the model reads; the program's own errors are results, not tool failures."""
+    text = format_output(run.stdout, run.stderr_tail, run.exit_code, run.timed_out, timeout_s)
+    error = "timeout" if run.timed_out else (None if run.exit_code == 0 else f"exit status {run.exit_code}")
+    return ToolResult(
+        text=text,
+        ok=run.ok,
+        latency_s=run.duration_s,
+        error=error,
+        metadata={
+            "exit_code": run.exit_code,
+            "timed_out": run.timed_out,
+            "isolated": run.isolated,
+            "stdout_bytes": run.stdout_bytes,
+        },
+    )
+
+
+class CodeTool:
+    """Runs each ``<code>`` block in a fresh sandbox process."""
+
+    name = "code"
+
+    def __init__(self, config: CodeConfig | None = None, sandbox: PythonSandbox | None = None) -> None:
+        self.config = config or CodeConfig()
+        self.sandbox = sandbox or PythonSandbox(self.config)
+
+    async def call(self, tool_input: str) -> ToolResult:
+        start = time.perf_counter()
+        try:
+            run = await self.sandbox.run(tool_input)
+        except OSError as error:  # the sandbox could not even start (fd or process exhaustion on the host)
+            message = f"[The Python sandbox could not start: {error}]"
+            return ToolResult(message, ok=False, latency_s=time.perf_counter() - start, error=str(error))
+        return run_to_result(run, self.config.timeout_s)
+
+    async def aclose(self) -> None:
+        """Nothing to release: every call's process is gone when the call returns."""

@@ -1,0 +1,92 @@
+"""Tools by tag name, called under one concurrency limit and one outer time-out.
+
+The rollout calls tools through the registry only, so whatever a tool does wrong (raises, hangs, is unknown)
+comes back as a :class:`ToolResult` with ``ok=False`` and text the model can read; the trajectory goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from tapo.config.schema import ToolsConfig
+from tapo.tools.base import Tool, ToolResult
+
+log = logging.getLogger(__name__)
+
+
+class ToolRegistry:
+    """Dispatches ``(tag, input)`` calls to tools; at most ``max_concurrency`` run at once."""
+
+    def __init__(self, tools: dict[str, Tool], max_concurrency: int = 32, call_timeout_s: float = 30.0) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if call_timeout_s <= 0:
+            raise ValueError(f"call_timeout_s must be > 0, got {call_timeout_s}")
+        self.tools = dict(tools)
+        self.max_concurrency = max_concurrency
+        self.call_timeout_s = call_timeout_s
+        self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.tools)
+
+    def _limit(self) -> asyncio.Semaphore:
+        """The semaphore of the running loop (one must not be shared across event loops)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._limits:
+            self._limits = {loop: asyncio.Semaphore(self.max_concurrency)}
+        return self._limits[loop]
+
+    async def call(self, name: str, tool_input: str) -> ToolResult:
+        """Run one tool call; never raises (except cancellation of the caller)."""
+        tool = self.tools.get(name)
+        if tool is None:
+            available = ", ".join(self.names) or "none"
+            text = f"[Unknown tool '{name}'. Available tools: {available}.]"
+            return ToolResult(text, ok=False, error=f"unknown tool {name!r}")
+        async with self._limit():
+            start = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(tool.call(tool_input), timeout=self.call_timeout_s)
+            except TimeoutError:
+                text = f"[The {name} tool did not answer within {self.call_timeout_s:g} s. Try a simpler request.]"
+                result = ToolResult(text, ok=False, error="timeout")
+            except Exception as error:
+                log.warning("tool %s raised %s: %s", name, type(error).__name__, error, exc_info=True)
+                text = f"[The {name} tool failed: {type(error).__name__}: {error}]"
+                result = ToolResult(text, ok=False, error=f"{type(error).__name__}: {error}")
+            result.latency_s = time.perf_counter() - start
+        return result
+
+    async def call_many(self, calls: list[tuple[str, str]]) -> list[ToolResult]:
+        """Run calls concurrently (under the limit); results in the order of ``calls``."""
+        return list(await asyncio.gather(*(self.call(name, tool_input) for name, tool_input in calls)))
+
+    async def aclose(self) -> None:
+        """Close every tool; one failing to close does not stop the others."""
+        for name, tool in self.tools.items():
+            try:
+                await tool.aclose()
+            except Exception as error:
+                log.warning("closing tool %s failed: %s", name, error)
+
+
+def build_tools(config: ToolsConfig, enabled: set[str] | None = None) -> ToolRegistry:
+    """Build the registry from ``config.tools``; ``enabled`` (e.g. an ablation) overrides ``config.enabled``."""
+    wanted = set(config.enabled) if enabled is None else set(enabled)
+    unknown = wanted - {"code", "search"}
+    if unknown:
+        raise ValueError(f"unknown tools {sorted(unknown)}; known tools: code, search")
+    tools: dict[str, Tool] = {}
+    if "code" in wanted:
+        from tapo.tools.code.factory import build_code_tool
+
+        tools["code"] = build_code_tool(config.code)
+    if "search" in wanted:
+        from tapo.tools.search.factory import build_search_tool
+
+        tools["search"] = build_search_tool(config.search)
+    return ToolRegistry(tools, max_concurrency=config.max_concurrency, call_timeout_s=config.call_timeout_s)
