@@ -142,6 +142,8 @@ def test_an_oracle_with_search_and_python_answers_every_sampled_question(built):
         correct += answer in row.golds
     assert correct == len(sample)
     assert {row.meta["kind"] for row in sample} == set(KIND_MIX)
+    names = [entity.name for entity in dataset.entities]  # every entity, not only the sampled ones, is findable
+    assert [hits[0].title for hits in index.search_many(names, 1)] == names
 
 
 def _typed(value: str) -> int | str:
