@@ -1,0 +1,115 @@
+"""Protocol demonstrations for the supervised warm start, made by replaying oracle plans through the real rollout.
+
+SmolLM2-135M does not follow the tag protocol zero-shot, so TAPO RL starts from a short supervised warm start.
+Its demonstrations are produced by the same code path as RL trajectories: a ``ScriptedEngine`` writes the
+model's part of each turn from the question's oracle plan (``meta.plan`` of TAPO-mini rows), and the real
+rollout loop calls the real tools and inserts their outputs with loss mask 0. A demonstration is kept only when
+every search actually surfaced the fact it was meant to find and the final answer is scored correct, so the warm
+start never teaches the model to ignore what its tools said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tapo.config.schema import RolloutConfig
+from tapo.data.schema import Example
+from tapo.engines.scripted import Script, ScriptedEngine
+from tapo.prompts.templates import allowed_tools, render_prompt
+from tapo.rewards.compute import RewardFunction
+from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.trajectory import Trajectory
+from tapo.tools.registry import ToolRegistry
+
+DemoStats = dict[str, int]
+
+
+def _readable(attribute: str) -> str:
+    return attribute.replace("_", " ")
+
+
+def plan_turns(example: Example, allowed: frozenset[str]) -> list[str] | None:
+    """The model's text for each turn of an oracle plan; None when the plan needs a tool the template lacks."""
+    plan: list[dict[str, Any]] = example.meta.get("plan", [])
+    if any(step["tool"] not in allowed for step in plan):
+        return None
+    turns: list[str] = []
+    known = ""
+    for step in plan:
+        if step["tool"] == "search":
+            action = f"<think> {known}I need the {_readable(step['attribute'])} of {step['query']}. </think>\n"
+            turns.append(f"{action}<search> {step['query']} </search>")
+            known = f"The {_readable(step['attribute'])} of {step['query']} is {step['value']}. "
+        else:
+            turns.append(f"<think> {known}I compute it with Python. </think>\n<code>\n{step['code']}\n</code>")
+            known = f"The result is {step['output']}. "
+    reasoning = known or "I know this without tools. "
+    turns.append(f"<think> {reasoning}</think>\n<answer> {example.meta.get('answer', example.golds[0])} </answer>")
+    return turns
+
+
+def _searches_found_their_facts(trajectory: Trajectory, example: Example) -> bool:
+    searches = [step for step in example.meta.get("plan", []) if step["tool"] == "search"]
+    outputs = [turn.output for turn in trajectory.turns if turn.action == "search"]
+    return len(outputs) == len(searches) and all(
+        step["value"] in output for step, output in zip(searches, outputs, strict=True)
+    )
+
+
+def _script_by_prompt(prompts: list[list[int]], turn_lists: list[list[str]]) -> Script:
+    """A script that finds each conversation's plan by the prompt its context starts with."""
+    by_prompt = {tuple(p): turns for p, turns in zip(prompts, turn_lists, strict=True)}
+    lengths = sorted({len(p) for p in prompts})
+
+    def script(context: list[int], turn: int) -> str:
+        for n in lengths:
+            turns = by_prompt.get(tuple(context[:n]))
+            if turns is not None:
+                return turns[turn] if turn < len(turns) else ""
+        raise KeyError("a context that no demonstration prompt starts")
+
+    return script
+
+
+@dataclass
+class DemoBuilder:
+    """Replays oracle plans in batches through the real tools, with a scripted engine per batch."""
+
+    tokenizer: Any
+    tools: ToolRegistry
+    rollout: RolloutConfig
+    reward: RewardFunction
+    template: str
+    batch_size: int = 64
+
+    def _batches(self, examples: list[Example]) -> Iterator[list[Example]]:
+        for start in range(0, len(examples), self.batch_size):
+            yield examples[start : start + self.batch_size]
+
+    def build(self, examples: list[Example], stats: DemoStats) -> list[Trajectory]:
+        allowed = allowed_tools(self.template)
+        kept: list[Trajectory] = []
+        for batch in self._batches(examples):
+            scripted = [(ex, plan_turns(ex, allowed)) for ex in batch]
+            stats["no_plan"] = stats.get("no_plan", 0) + sum(turns is None for _, turns in scripted)
+            ready = [(ex, turns) for ex, turns in scripted if turns is not None]
+            if not ready:
+                continue
+            prompts = [render_prompt(self.tokenizer, ex.question, self.template) for ex, _ in ready]
+            script = _script_by_prompt(prompts, [turns for _, turns in ready])
+            runner = RolloutRunner(ScriptedEngine(self.tokenizer, script), self.tools, self.rollout)
+            examples_dicts = [ex.model_dump() for ex, _ in ready]
+            trajectories = runner.run(prompts, examples_dicts, runner.sampling_params(greedy=True), allowed)
+            self.reward.score_trajectories(trajectories)
+            for trajectory, (example, _) in zip(trajectories, ready, strict=True):
+                reward = trajectory.reward
+                if reward is None or not reward.acc:
+                    stats["wrong_answer"] = stats.get("wrong_answer", 0) + 1
+                elif not _searches_found_their_facts(trajectory, example):
+                    stats["fact_not_found"] = stats.get("fact_not_found", 0) + 1
+                else:
+                    kept.append(trajectory)
+        stats["kept"] = len(kept)
+        return kept
