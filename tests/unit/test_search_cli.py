@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import subprocess
+import sys
+import time
 
+import httpx
 from typer.testing import CliRunner
 
 from tapo.cli.main import app
 from tapo.tools.search.bm25 import BM25Index
+from tapo.tools.search.client import RetrievalClient
 
 runner = CliRunner()
 
@@ -48,3 +55,36 @@ def test_bad_invocations_exit_2_with_one_line(tmp_path) -> None:
     assert kind.exit_code == 2 and "--kind" in kind.output
     no_index = runner.invoke(app, ["index", "search", str(tmp_path), "query"])
     assert no_index.exit_code == 2 and "not a search index" in no_index.output
+
+
+def test_serve_search_command_answers_retrieval_clients(tmp_path) -> None:
+    """`tapo serve search` as a real subprocess on a free loopback port, queried by the client the tool uses."""
+    BM25Index.build([{"id": "a", "title": "Eiffel Tower", "text": "Completed in 1889 in Paris."}], tmp_path / "idx")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [
+        sys.executable,
+        "-c",
+        "from tapo.cli.main import app; app()",
+        "serve",
+        "search",
+        "--index",
+        str(tmp_path / "idx"),
+    ]
+    server = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        hits = asyncio.run(RetrievalClient(f"http://127.0.0.1:{port}").asearch("eiffel tower", 3))
+        assert [(p.id, p.title) for p in hits.passages] == [("a", "Eiffel Tower")]
+    finally:
+        server.terminate()
+        server.wait(10)
