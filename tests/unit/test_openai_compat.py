@@ -10,6 +10,7 @@ string itself is not returned). ``fail_first`` answers 503 to that many requests
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -193,3 +194,52 @@ def test_infer_stop_prefers_the_last_opened_tag():
     assert infer_stop("<search> a </search> <code> print(1) ", STOPS) == "</code>"
     assert infer_stop("no tags", STOPS) is None
     assert infer_stop("no tags", ("</answer>",)) == "</answer>"
+
+
+# -- `tapo eval` with an OpenAI-compatible model, then `tapo report` -------------------------------------
+
+
+def test_tapo_eval_and_report_over_http(tmp_path):
+    from typer.testing import CliRunner
+
+    from tapo.cli.main import app as cli
+    from tapo.data.io import save_examples
+    from tapo.data.schema import Example
+
+    data = save_examples(
+        [
+            Example(id="fr", question="Capital of France?", data_source="nq", golds=["Paris"]),
+            Example(id="de", question="Capital of Germany?", data_source="nq", golds=["Berlin"]),
+        ],
+        tmp_path / "qa.jsonl",
+    )
+    server = build_app(SCRIPT[1:])
+    out = tmp_path / "eval"
+    with serve(server) as url:
+        args = ["eval", "--model", f"openai:{url}#scripted", "--data", str(data), "--tools", "none", "--out", str(out)]
+        result = CliRunner().invoke(cli, [*args, "reward.overlong.enabled=false"])
+    assert result.exit_code == 0, result.output
+    assert len(server.state.requests) == 2 and all(r["temperature"] == 0.0 for r in server.state.requests)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["metrics"]["overall"]["acc"] == 0.5 and saved["template"] == "no_tools"
+    assert "overall" in result.output and "50.0" in result.output
+    report = CliRunner().invoke(cli, ["report", str(out)])
+    assert report.exit_code == 0, report.output
+    assert (out / "report" / "report.html").is_file()
+
+
+def test_tapo_eval_rejects_bad_arguments_with_exit_2(tmp_path):
+    from typer.testing import CliRunner
+
+    from tapo.cli.main import app as cli
+
+    bad_mode = CliRunner().invoke(cli, ["eval", "-m", "x", "-d", "y", "--tools", "web"])
+    assert bad_mode.exit_code == 2 and "choose one of all, search, code, none" in bad_mode.output
+    missing = CliRunner().invoke(cli, ["eval", "-m", "x", "-d", str(tmp_path / "none.jsonl")])
+    assert missing.exit_code == 2 and "neither a data file nor a benchmark" in missing.output
+    greedy = CliRunner().invoke(cli, ["eval", "-m", "x", "-d", "nq", "-k", "3", "--greedy"])
+    assert greedy.exit_code == 2 and "identical samples" in greedy.output
+    bad_key = CliRunner().invoke(cli, ["eval", "-m", "x", "-d", "nq", "eval.nope=1"])
+    assert bad_key.exit_code == 2
+    no_report = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert no_report.exit_code == 2 and "nothing to report" in no_report.output

@@ -1,0 +1,98 @@
+"""``tapo eval``: evaluate a model under the TAPO protocol in one tool mode, or all four (``--ablate``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tapo.cli.common import config_or_exit, console, fail, set_threads
+from tapo.eval.modes import TOOL_MODES
+from tapo.eval.results import EvalResult, ablation_table
+from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_rich
+
+# Metric tables have ~16 columns: when piped, do not squeeze them into 80 characters.
+stdout = Console(width=None if sys.stdout.isatty() else 220)
+
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        yield progress
+
+
+def _callback(progress: Progress, label: str):
+    task = progress.add_task(f"{label} trajectories", total=None)
+    return lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _show(result: EvalResult) -> None:
+    headers, rows = metric_table(result.metrics)
+    title = f"{result.model} on {result.data} · tools {result.tools_mode} ({result.template}) · K={result.samples}"
+    stdout.print(to_rich(headers, rows, title=title))
+    adaptive = adaptive_table(result.metrics)
+    if adaptive:
+        stdout.print(to_rich(ADAPTIVE_HEADERS, adaptive, title="adaptive tool use (by meta.needs)"))
+
+
+def eval_command(
+    overrides: list[str] = typer.Argument(None, help="dotted config overrides, e.g. rollout.max_turns=2"),
+    model: str = typer.Option(..., "--model", "-m", help="store name, checkpoint dir, run dir, or openai:URL#MODEL"),
+    data: str = typer.Option(..., "--data", "-d", help="JSONL/parquet file or benchmark name (nq, gsm8k, ...)"),
+    tools: str | None = typer.Option(None, "--tools", help="all | search | code | none (default: eval.tools)"),
+    samples: int | None = typer.Option(
+        None, "--samples", "-k", min=1, help="samples per question (default: eval.samples)"
+    ),
+    greedy: bool | None = typer.Option(
+        None, "--greedy/--sample", help="greedy decoding (default: eval.greedy when K=1, sampling when K>1)"
+    ),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="first N questions only"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="output dir (default: <run.output_dir>/eval/...)"),
+    ablate: bool = typer.Option(False, "--ablate", help="run the four tool modes and add one table over them"),
+    config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s), merged left to right"),
+) -> None:
+    """Evaluate MODEL on DATA with the training rollout and rewards; writes results.json/.md and trajectories."""
+    from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_engine, load_eval_data
+
+    cfg = config_or_exit(config, overrides)
+    mode = tools or cfg.eval.tools
+    if mode not in TOOL_MODES:
+        raise fail(f"--tools {mode!r}: choose one of {', '.join(TOOL_MODES)}")
+    k = samples or cfg.eval.samples
+    try:
+        setup = EvalSetup(k, greedy if greedy is not None else (cfg.eval.greedy and k == 1), cfg.eval.seed)
+        load_eval_data(data, limit or cfg.eval.limit, cfg.eval.benchmark_dir)  # fail on bad data before loading a model
+    except (ValueError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    out_dir = out or default_out_dir(cfg, model, data, "ablation" if ablate else mode)
+    set_threads(cfg.run.torch_threads)
+    try:
+        with console.status(f"loading {model}"):
+            engine = load_engine(cfg, model)
+    except (OSError, ValueError) as error:
+        raise fail(f"cannot load model {model!r}: {error}") from None
+    args = (setup.samples, setup.greedy, limit or cfg.eval.limit)
+    try:
+        with _progress() as progress:
+            if ablate:
+                results = evaluate_ablation(
+                    cfg, model, data, *args, out_dir, engine=engine, progress=lambda m: _callback(progress, m)
+                )
+            else:
+                results = [
+                    evaluate(cfg, model, data, mode, *args, out_dir, engine=engine, progress=_callback(progress, mode))
+                ]
+    except (RuntimeError, ValueError, OSError) as error:
+        raise fail(f"evaluation failed: {error}", code=1) from None
+    for result in results:
+        _show(result)
+    if ablate:
+        headers, rows = ablation_table(results)
+        stdout.print(to_rich(headers, rows, title=f"tool ablation: {model} on {data}"))
+    console.print(f"results written to {out_dir}")
