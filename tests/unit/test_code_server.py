@@ -1,0 +1,96 @@
+"""The code server over loopback (real uvicorn in a thread) and the remote client against it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from tapo.config.schema import CodeConfig
+from tapo.tools.code.client import RemoteCodeTool
+from tapo.tools.code.factory import build_code_tool
+from tapo.tools.code.server import MAX_CODE_BYTES, create_app
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(CodeConfig(timeout_s=5)), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_health_and_run_shape(server_url):
+    health = httpx.get(f"{server_url}/health").json()
+    assert health["status"] == "ok" and health["timeout_s"] == 5
+    body = httpx.post(f"{server_url}/run", json={"code": "print(2 ** 10)"}, timeout=30).json()
+    assert body["stdout"] == "1024" and body["finished"] is True and body["time"] > 0 and body["exit_code"] == 0
+
+
+def test_bad_requests_get_4xx_with_a_message(server_url):
+    not_json = httpx.post(f"{server_url}/run", content=b"{code: nope", headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and "JSON" in not_json.json()["detail"]
+    wrong_shape = httpx.post(f"{server_url}/run", json={"source": "print(1)"})
+    assert wrong_shape.status_code == 422 and "code" in wrong_shape.json()["detail"]
+    too_big = httpx.post(f"{server_url}/run", json={"code": "#" * (MAX_CODE_BYTES + 1)})
+    assert too_big.status_code == 413
+    huge = httpx.post(f"{server_url}/run", content=b"x" * (10 * MAX_CODE_BYTES))
+    assert huge.status_code == 413
+    assert httpx.get(f"{server_url}/health").status_code == 200  # still serving
+
+
+def test_remote_tool_runs_concurrently(server_url):
+    async def go():
+        tool = build_code_tool(CodeConfig(backend="remote", url=server_url, timeout_s=5))
+        assert isinstance(tool, RemoteCodeTool)
+        start = time.perf_counter()
+        results = await asyncio.gather(*(tool.call(f"import time; time.sleep(1); print({i})") for i in range(4)))
+        await tool.aclose()
+        return results, time.perf_counter() - start
+
+    results, elapsed = asyncio.run(go())
+    assert [r.text for r in results] == ["0", "1", "2", "3"] and all(r.ok for r in results)
+    assert elapsed < 3.5  # four 1 s sleeps overlapped
+
+
+def test_remote_tool_reports_errors_and_timeouts(server_url):
+    async def go():
+        tool = RemoteCodeTool(server_url, timeout_s=5)
+        results = await asyncio.gather(tool.call("1/0"), tool.call("import time; time.sleep(30)"))
+        await tool.aclose()
+        return results
+
+    error, slow = asyncio.run(go())
+    assert not error.ok and "ZeroDivisionError" in error.text and error.error == "exit status 1"
+    assert not slow.ok and slow.error == "timeout" and "timed out" in slow.text
+
+
+def test_remote_tool_with_no_server_returns_text():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    tool = RemoteCodeTool(f"http://127.0.0.1:{port}", timeout_s=1)
+    result = asyncio.run(tool.call("print(1)"))
+    asyncio.run(tool.aclose())
+    assert not result.ok and "code server is unavailable" in result.text
+
+
+def test_remote_backend_needs_a_url():
+    with pytest.raises(ValueError, match=r"tools\.code\.url"):
+        build_code_tool(CodeConfig(backend="remote"))
