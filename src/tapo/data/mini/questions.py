@@ -60,9 +60,9 @@ _YEAR_OPS = (
     ("How many years had passed by {year} since {x} was {verb}?", "{year} - {v}"),
 )
 _QUANTITY_OPS = (
-    ("What is {q} multiplied by {k}?", "{v} * {k}"),
+    ("What do you get if you multiply {q} by {k}?", "{v} * {k}"),
     ("What is {q} divided by {k}, rounded to two decimal places?", "round({v} / {k}, 2)"),
-    ("What is {q} squared?", "{v} ** 2"),
+    ("What is the square of {q}?", "{v} ** 2"),
 )
 _PAIR_OPS = (
     ("What is the sum of {qa} and {qb}?", "{va} + {vb}"),
@@ -210,7 +210,7 @@ class QuestionMaker:
         return template.format(**fields), expression.format(**fields)
 
     def search_code(self) -> Draft:
-        mode = self.rng.choice(("one", "chain", "pair"))
+        mode = self.rng.choice(("one", "one", "chain", "pair"))  # half easy (one search), half hard (two)
         if mode == "one":
             entity = self._entity()
             attribute = self.rng.choice([a for a in askable(entity.kind) if a.numeric])
@@ -228,7 +228,8 @@ class QuestionMaker:
             attribute = self.rng.choice([a for a in askable(kind) if a.numeric])
             if first.facts[attribute.name] < second.facts[attribute.name]:
                 first, second = second, first
-            template, pair_expression = self.rng.choice(_PAIR_OPS)
+            # years only differ meaningfully: their sum or ratio means nothing
+            template, pair_expression = self.rng.choice(_PAIR_OPS[1:2] if attribute.verb else _PAIR_OPS)
             fields = {
                 "qa": attribute.quantity.format(x=first.ref),
                 "qb": attribute.quantity.format(x=second.ref),
