@@ -7,7 +7,17 @@ import logging
 import typer
 
 from tapo import __version__
-from tapo.cli import config_cmd, data_cmd, eval_cmd, index_cmd, model_cmd, report_cmd, reward_cmd, serve_cmd
+from tapo.cli import (
+    config_cmd,
+    data_cmd,
+    eval_cmd,
+    index_cmd,
+    model_cmd,
+    pipeline_cmd,
+    report_cmd,
+    reward_cmd,
+    serve_cmd,
+)
 
 app = typer.Typer(
     name="tapo",
@@ -23,6 +33,7 @@ app.add_typer(data_cmd.app, name="data")
 app.command("eval")(eval_cmd.eval_command)
 app.add_typer(index_cmd.app, name="index")
 app.add_typer(model_cmd.app, name="model")
+app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command("report")(report_cmd.report_command)
 app.add_typer(reward_cmd.app, name="reward")
 app.add_typer(serve_cmd.app, name="serve")

@@ -1,0 +1,33 @@
+"""``tapo pipeline``: the main job (TAPO-mini → warm start → TAPO and baselines → evaluation → report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tapo.cli.common import console, fail
+from tapo.config import ConfigError
+from tapo.pipeline.job import MainJob, StageFailed
+from tapo.pipeline.profiles import load_profile
+
+app = typer.Typer(help="The main job: train SmolLM2 with TAPO on TAPO-mini and show the gain.", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    profile: str = typer.Option("default", "--profile", "-p", help="profile name (default, long) or a YAML path"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="job directory (default: runs/tapo-mini-<profile>)"),
+) -> None:
+    """Run (or resume) every stage; finished stages are skipped, so rerunning after an interruption continues."""
+    try:
+        chosen = load_profile(profile)
+    except ConfigError as error:
+        raise fail(str(error)) from None
+    root = out or Path("runs") / f"tapo-mini-{chosen.name}"
+    try:
+        MainJob(chosen, root, console).run()
+    except StageFailed as error:
+        raise fail(str(error), code=1) from None
+    console.print(f"\n[bold green]done.[/] results: {root / 'results.md'}   report: {root / 'report' / 'report.html'}")
+    console.print((root / "results.md").read_text(encoding="utf-8"), markup=False)

@@ -1,0 +1,156 @@
+"""The main job, stage by stage: every stage is a ``tapo`` command run in its own process, so each one is also
+something a user can run (and debug) alone, a crash in one stage cannot corrupt another's memory, and the
+pipeline itself stays a thin, resumable list of commands.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from tapo.config import load_config
+from tapo.config.loader import dump_config
+from tapo.io.atomic import write_jsonl, write_text
+from tapo.models.resolve import latest_run_checkpoint
+from tapo.pipeline.profiles import Profile
+from tapo.pipeline.stages import Stage, StageRunner
+
+
+class StageFailed(RuntimeError):
+    """A stage's command exited non-zero; rerunning the job resumes at that stage."""
+
+
+class MainJob:
+    """Data → warm-start demos → evaluate base → SFT → evaluate → TAPO RL (+ baselines) → evaluate → report."""
+
+    def __init__(self, profile: Profile, root: Path, console: Console) -> None:
+        self.profile = profile
+        self.root = root
+        self.console = console
+        self.data_dir = root / "data"
+        self.config_file = root / "pipeline.yaml"
+        self.demos_file = root / "demos.jsonl"
+
+    # --- configuration shared by every stage -------------------------------------------------------------
+    def write_config(self) -> None:
+        """The config every stage starts from: data paths, search index, run location, then the profile's own."""
+        overrides = [
+            f"run.output_dir={self.root}",
+            f"run.seed={self.profile.seed}",
+            f"data.train={self.data_dir / 'train.jsonl'}",
+            f"data.validation={self.data_dir / 'validation.jsonl'}",
+            f"data.test={self.data_dir / 'test.jsonl'}",
+            f"tools.search.index_dir={self.data_dir / 'index'}",
+            f"tools.search.cache.path={self.root / 'search-cache.sqlite'}",
+            *self.profile.common,
+        ]
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text(self.config_file, dump_config(load_config(None, overrides)))
+
+    def _tapo(self, *args: str) -> None:
+        command = [sys.executable, "-m", "tapo", *args]
+        self.console.print(f"[dim]$ tapo {' '.join(args)}[/]", highlight=False, soft_wrap=True)
+        if subprocess.run(command, check=False).returncode != 0:
+            raise StageFailed(f"`tapo {' '.join(args)}` failed; fix the cause and rerun to resume from this stage")
+
+    # --- stages ----------------------------------------------------------------------------------------------
+    def build_data(self) -> None:
+        size = self.profile.data
+        self._tapo(
+            "data", "build", "mini", "--out", str(self.data_dir), "--seed", str(self.profile.seed),
+            "--train", str(size.train), "--validation", str(size.validation), "--test", str(size.test),
+        )  # fmt: skip
+
+    def build_demos(self) -> None:
+        from transformers import AutoTokenizer
+
+        from tapo.data.io import load_examples
+        from tapo.models.resolve import resolve_model
+        from tapo.pipeline.demos import DemoBuilder
+        from tapo.rewards.compute import RewardFunction
+        from tapo.tools.registry import build_tools
+
+        config = load_config(self.config_file)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.profile.model))
+        examples = load_examples(self.data_dir / "train.jsonl")[: self.profile.demos]
+        stats: dict[str, int] = {}
+        with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
+            builder = DemoBuilder(tokenizer, build_tools(config.tools), config.rollout, reward, config.data.template)
+            with self.console.status(f"replaying {len(examples)} oracle plans through the real tools"):
+                demos = builder.build(examples, stats)
+        write_jsonl(self.demos_file, (d.to_dict() for d in demos))
+        self.console.print(f"demonstrations: {stats}")
+
+    def evaluate(self, name: str, model: str, tools: str = "all") -> None:
+        limit = ["--limit", str(self.profile.eval_limit)] if self.profile.eval_limit else []
+        self._tapo(
+            "eval", "--config", str(self.config_file), "--model", model, "--data", str(self.data_dir / "test.jsonl"),
+            "--tools", tools, "--greedy", "--samples", "1", *limit, "--out", str(self.root / "eval" / name),
+        )  # fmt: skip
+
+    def train_sft(self) -> None:
+        self._tapo(
+            "sft", "--config", str(self.config_file), "--demos", str(self.demos_file),
+            "run.name=sft", f"model.name={self.profile.model}", *self.profile.sft,
+        )  # fmt: skip
+
+    def train_rl(self, name: str, extra: list[str]) -> None:
+        run_dir = self.root / name
+        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+            self._tapo("train", "--resume", str(run_dir))
+            return
+        self._tapo(
+            "train", "--config", str(self.config_file), f"run.name={name}", f"model.name={self.warm_start}",
+            *self.profile.rl, *extra,
+        )  # fmt: skip
+
+    @property
+    def warm_start(self) -> str:
+        checkpoint = latest_run_checkpoint(self.root / "sft")
+        return str(checkpoint) if checkpoint else str(self.root / "sft")
+
+    def report(self) -> None:
+        from tapo.pipeline.results import write_results
+
+        write_results(self.root, self.arms())
+        self._tapo("report", str(self.root))
+
+    # --- the plan ----------------------------------------------------------------------------------------
+    def arms(self) -> list[tuple[str, str, str, list[str]]]:
+        """(name, title, tools mode, RL overrides) of each RL run: TAPO and the profile's baselines."""
+        arms = [("tapo", "TAPO (RL on the warm start)", "all", [])]
+        if "no_tools" in self.profile.baselines:
+            arms.append(
+                ("dapo-no-tools", "DAPO without tools", "none", ["tools.enabled=[]", "data.template=compact_no_tools"])
+            )
+        if "no_mask" in self.profile.baselines:
+            arms.append(
+                ("tapo-no-mask", "TAPO, tool tokens left in the loss", "all", ["trainer.mask_tool_tokens=false"])
+            )
+        return arms
+
+    def stages(self) -> list[Stage]:
+        model = self.profile.model
+        stages = [
+            Stage("data", "build TAPO-mini and its search index", self.build_data),
+            Stage("demos", "replay oracle plans into warm-start demonstrations", self.build_demos),
+            Stage("eval-base", f"evaluate the starting model ({model})", lambda: self.evaluate("base", model)),
+            Stage("sft", "supervised warm start on the demonstrations", self.train_sft),
+            Stage("eval-sft", "evaluate the warm start", lambda: self.evaluate("sft", self.warm_start)),
+        ]
+        for name, title, tools, extra in self.arms():
+            stages.append(Stage(name, title, lambda n=name, e=extra: self.train_rl(n, e)))
+            stages.append(
+                Stage(
+                    f"eval-{name}", f"evaluate {title}", lambda n=name, t=tools: self.evaluate(n, str(self.root / n), t)
+                )
+            )
+        stages.append(Stage("report", "results table, plots and HTML report", self.report))
+        return stages
+
+    def run(self) -> None:
+        self.write_config()
+        StageRunner(self.root / "pipeline-state.json", self.console).run(self.stages())

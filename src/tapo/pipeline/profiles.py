@@ -1,0 +1,55 @@
+"""Pipeline profiles: how big each stage of the main job is. ``default`` fits in 30 minutes on 2 cores.
+
+A profile is a YAML file (``profiles/<name>.yaml`` in the package, or any path) validated like the main
+config: unknown keys and bad values fail before any work starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from tapo.config.loader import ConfigError
+from tapo.config.schema import Section
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+Baseline = Literal["no_tools", "no_mask"]
+
+
+class MiniSize(Section):
+    train: int = Field(2000, ge=10)
+    validation: int = Field(200, ge=10)
+    test: int = Field(300, ge=10)
+
+
+class Profile(Section):
+    """Sizes and overrides of one pipeline run; ``common`` overrides apply to every stage's config."""
+
+    name: str = "default"
+    seed: int = Field(0, ge=0)
+    model: str = "smollm2-135m-instruct"
+    data: MiniSize = Field(default_factory=MiniSize)
+    demos: int = Field(600, ge=1, description="training questions replayed as warm-start demonstrations")
+    eval_limit: int | None = Field(100, ge=1, description="test questions per evaluation (None = all)")
+    common: list[str] = Field(default_factory=list)
+    sft: list[str] = Field(default_factory=list)
+    rl: list[str] = Field(default_factory=list)
+    baselines: list[Baseline] = Field(default_factory=list)
+
+
+def load_profile(name_or_path: str) -> Profile:
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown pipeline profile {name_or_path!r}; known profiles: {known}, or a YAML path")
+    try:
+        return Profile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"profile {str(path)!r}: {key}: {first['msg']}") from None
