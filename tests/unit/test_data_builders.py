@@ -75,12 +75,16 @@ def test_missing_local_copy_and_wrong_columns_are_clear_errors(tmp_path):
         load_benchmark("gsm8k", tmp_path)
 
 
-def test_convert_counts_what_its_filter_skips():
+def test_convert_counts_filtered_rows_and_duplicate_questions():
     source = BENCHMARKS["gsm8k"]
     rows = [{"question": "a", "answer": "#### 1"}, {"question": "b", "answer": "none"}]
-    examples, skipped = convert(source, rows, "test")
-    assert (len(examples), skipped) == (1, 1)
-    assert examples[0].id == "gsm8k-test-0"
+    rows.append({"question": " A ", "answer": "#### 2"})  # the same question as the first, case and spacing aside
+    result = convert(source, rows, "test")
+    assert (len(result.examples), result.filtered, result.duplicates, result.read) == (2, 1, 0, 3)
+    seen: set[str] = set()
+    result = convert(source, rows, "test", seen)
+    assert (len(result.examples), result.filtered, result.duplicates) == (1, 1, 1)
+    assert result.examples[0].id == "gsm8k-test-0" and seen == {"a"}
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +152,18 @@ def test_recipes_add_up_to_the_paper_sizes_and_bad_arguments_fail(tmp_path):
 def test_apportion_adds_up_exactly():
     assert apportion(10, {"a": 1, "b": 1, "c": 1}) == {"a": 4, "b": 3, "c": 3}
     assert sum(apportion(60_606, {"x": 0.3, "y": 0.7}).values()) == 60_606
+
+
+def test_hard_training_never_holds_a_validation_benchmark_question(tmp_path):
+    import shutil
+
+    sources = tmp_path / "sources"
+    shutil.copytree(FIXTURES, sources)
+    aime = load_benchmark("aime24", FIXTURES)[0].question
+    (sources / "dapo_math" / "train.parquet").unlink()
+    wrapped = f"Solve the following math problem step by step. The last line ...\n\n{aime}"
+    row = {"prompt": [{"content": wrapped, "role": "user"}], "reward_model": {"ground_truth": "204"}, "extra_info": {}}
+    (sources / "dapo_math" / "train.jsonl").write_text(json.dumps(row) + "\n")
+    manifest = build_dataset("tapo-hard", tmp_path / "out", sources, seed=0, size=20)
+    assert manifest["sources_report"]["dapo_math"]["duplicates"] == 1
+    assert aime not in {row.question for row in load_examples(tmp_path / "out" / "train.parquet")}

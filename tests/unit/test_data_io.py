@@ -142,3 +142,14 @@ _meta = st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(ma
 def test_any_rows_survive_a_round_trip(tmp_path, rows, suffix):
     path = save_examples(rows, tmp_path / f"any{suffix}")
     assert load_examples(path, strict=True) == rows
+
+
+def test_a_report_keeps_a_bounded_number_of_problem_lines_but_exact_counts(tmp_path, monkeypatch):
+    import tapo.data.io as data_io
+
+    monkeypatch.setattr(data_io, "MAX_PROBLEM_LINES", 3)
+    path = tmp_path / "many.jsonl"
+    _write_lines(path, [{**GOOD, "id": f"r{i}", "golds": "g"} for i in range(10)])
+    rows, report = read_examples(path)
+    assert len(rows) == 10 and report.repaired == 10 and report.reasons["golds not a list"] == 10
+    assert len(report.problems) == 3

@@ -36,4 +36,4 @@ def load_benchmark(name: str, source_dir: str | Path | None = None, limit: int |
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     source = BENCHMARKS[name]
-    return convert(source, load_raw(source, source_dir), "test")[0][:limit]
+    return convert(source, load_raw(source, source_dir), "test").examples[:limit]

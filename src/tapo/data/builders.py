@@ -23,7 +23,7 @@ from tapo.data.arith import apportion, evaluate
 from tapo.data.benchmarks import BENCHMARKS
 from tapo.data.io import save_examples
 from tapo.data.schema import Example
-from tapo.data.sources import Source, convert, dapo_math, deepmath, gsm8k, hotpotqa, load_raw, nq_open
+from tapo.data.sources import Source, convert, dapo_math, deepmath, gsm8k, hotpotqa, load_raw, nq_open, question_key
 from tapo.io.atomic import write_json
 
 GENERATED = ("complex", "calculator")
@@ -115,9 +115,9 @@ def calculator_items(rng: random.Random, count: int, level: str, seen: set[str])
         template, expression = rng.choice(templates)
         numbers = _numbers(rng)
         question = template.format(**numbers)
-        if _key(question) in seen:
+        if question_key(question) in seen:
             continue
-        seen.add(_key(question))
+        seen.add(question_key(question))
         answer = evaluate(expression.format(**numbers))
         items.append(
             _generated("calculator", len(items), question, answer, {"expression": expression.format(**numbers)})
@@ -151,21 +151,6 @@ def _generated(kind: str, number: int, question: str, answer: str, meta: dict[st
     )
 
 
-def _key(question: str) -> str:
-    return " ".join(question.lower().split())
-
-
-def _new_questions(examples: list[Example], seen: set[str]) -> list[Example]:
-    """The examples whose question (case and spacing aside) is not in ``seen`` yet; adds them to ``seen``."""
-    fresh = []
-    for example in examples:
-        key = _key(example.question)
-        if key not in seen:
-            seen.add(key)
-            fresh.append(example)
-    return fresh
-
-
 @dataclass
 class _Collected:
     """Rows kept from the hub sources, factual rows to build ``complex`` items on, and bookkeeping."""
@@ -190,8 +175,8 @@ def _collect(
     shortfall = 0
     for source, _ in recipe.sources:
         progress(f"loading {source.describe()}")
-        examples, skipped = convert(source, load_raw(source, source_dir), "train")
-        unique = _new_questions(examples, seen)
+        conversion = convert(source, load_raw(source, source_dir), "train", seen)
+        unique = conversion.examples
         rng.shuffle(unique)
         quota = quotas[source.key]
         taken = unique[:quota]
@@ -200,9 +185,9 @@ def _collect(
             facts += unique[quota:] + taken
         shortfall += quota - len(taken)
         report[source.key] = {
-            "read": len(examples) + skipped,
-            "filtered": skipped,
-            "duplicates": len(examples) - len(unique),
+            "read": conversion.read,
+            "filtered": conversion.filtered,
+            "duplicates": conversion.duplicates,
             "taken": len(taken),
         }
     return _Collected(rows, facts, report, shortfall)
@@ -231,19 +216,20 @@ def build_dataset(
     parts = {source.key: count for source, count in recipe.sources} | dict(recipe.generated)
     quotas = apportion(size + held_out, parts)
     seen: set[str] = set()
+    held_out_sources: list[Example] = []
+    for source in recipe.validation_sources:  # first, so that training never holds one of their questions
+        progress(f"loading {source.describe()}")
+        held_out_sources += convert(source, load_raw(source, source_dir), "validation", seen).examples
     collected = _collect(recipe, quotas, rng, source_dir, seen, progress)
     progress("generating complex and calculator items")
     extra = apportion(collected.shortfall, dict(recipe.generated))  # what the hub sources could not supply
     complex_rows = complex_items(rng, collected.facts, quotas["complex"] + extra["complex"])
-    seen.update(_key(row.question) for row in complex_rows)
+    seen.update(question_key(row.question) for row in complex_rows)
     calculator_quota = size + held_out - len(collected.rows) - len(complex_rows)
     rows = collected.rows + complex_rows + calculator_items(rng, calculator_quota, recipe.level, seen)
     rng.shuffle(rows)
-    validation = [row.model_copy(update={"split": "validation"}) for row in rows[:held_out]]
+    validation = [row.model_copy(update={"split": "validation"}) for row in rows[:held_out]] + held_out_sources
     train = rows[held_out:]
-    for source in recipe.validation_sources:
-        progress(f"loading {source.describe()}")
-        validation += convert(source, load_raw(source, source_dir), "validation")[0]
     out = Path(out_dir)
     files = [save_examples(train, out / "train.parquet"), save_examples(validation, out / "validation.parquet")]
     manifest = {

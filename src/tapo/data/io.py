@@ -29,6 +29,8 @@ from tapo.io.atomic import atomic_open, write_jsonl
 logger = logging.getLogger(__name__)
 
 JSONL_SUFFIXES = (".jsonl", ".json")
+MAX_PROBLEM_LINES = 1000
+"""Problem lines a report keeps; the counts stay exact beyond it (a file repaired on every row stays cheap)."""
 PARQUET_SUFFIXES = (".parquet",)
 
 
@@ -155,7 +157,8 @@ def read_examples(
         text = f"{path}, {unit} {number}: {message}"
         if strict:
             raise DataError(text)
-        report.problems.append(text)
+        if len(report.problems) < MAX_PROBLEM_LINES:
+            report.problems.append(text)
         report.reasons[reason] += 1
         if dropped:
             report.dropped += 1

@@ -146,13 +146,33 @@ def load_raw(source: Source, source_dir: str | Path | None = None) -> Any:
     return datasets.load_dataset(builder, data_files=str(path), split="train")
 
 
-def convert(source: Source, rows: Iterable[Mapping[str, Any]], split: str) -> tuple[list[Example], int]:
-    """Convert raw rows to Examples (ids ``<key>-<split>-<row>``); returns them and how many the filter skipped.
+def question_key(question: str) -> str:
+    """Questions that differ only in case or spacing are the same question."""
+    return " ".join(question.lower().split())
 
-    A row missing a column the converter needs raises ``DataError`` naming the source and row: a wrong file is a
-    clear error, not a silently empty dataset.
+
+@dataclass
+class Conversion:
+    """Examples converted from one source, and how many rows its filter skipped or were repeated questions."""
+
+    examples: list[Example]
+    filtered: int = 0
+    duplicates: int = 0
+
+    @property
+    def read(self) -> int:
+        return len(self.examples) + self.filtered + self.duplicates
+
+
+def convert(source: Source, rows: Iterable[Mapping[str, Any]], split: str, seen: set[str] | None = None) -> Conversion:
+    """Convert raw rows to Examples with ids ``<key>-<split>-<row>``.
+
+    With ``seen`` (question keys), a question already there is counted as a duplicate and skipped before an Example
+    is built, and new ones are added to it: DAPO-Math-17k repeats each of its problems about 100 times, so
+    de-duplicating late would build 1.8 M Examples for 18 K problems. A row missing a column the converter needs
+    raises ``DataError`` naming the source and row: a wrong file is a clear error, not a silently empty dataset.
     """
-    examples, skipped = [], 0
+    result = Conversion([])
     for number, row in enumerate(rows):
         try:
             converted = source.convert(row)
@@ -161,10 +181,16 @@ def convert(source: Source, rows: Iterable[Mapping[str, Any]], split: str) -> tu
                 f"{source.describe()}, row {number + 1}: cannot convert ({type(error).__name__}: {error})"
             ) from error
         if converted is None:
-            skipped += 1
+            result.filtered += 1
             continue
         question, golds, meta = converted
-        examples.append(
+        if seen is not None:
+            key = question_key(question)
+            if key in seen:
+                result.duplicates += 1
+                continue
+            seen.add(key)
+        result.examples.append(
             Example(
                 id=f"{source.key}-{source.split}-{number}",
                 question=question,
@@ -175,4 +201,4 @@ def convert(source: Source, rows: Iterable[Mapping[str, Any]], split: str) -> tu
                 meta={"source": source.hub_id, **meta},
             )
         )
-    return examples, skipped
+    return result
