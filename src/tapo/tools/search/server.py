@@ -113,4 +113,6 @@ def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8001, topk: int =
     from tapo.tools.search.factory import load_index
 
     index = load_index(index_dir, mmap=mmap)
-    uvicorn.run(create_app(index, default_topk=topk, name=str(index_dir)), host=host, port=port, log_level="info")
+    app = create_app(index, default_topk=topk, name=str(index_dir))
+    # No access log: a training run sends thousands of requests a minute, and logging each one costs throughput.
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
