@@ -49,6 +49,15 @@ class LowerHalfTask:
         self.engine.update_weights(getattr(model, "module", model).state_dict())
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """A tiny model gains nothing from a second thread, and on a loaded machine it is ~10x slower with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _examples(n: int = 16) -> list[Example]:
     return [Example(id=f"q{i}", question=f"say something {i}", data_source="test", golds=["x"]) for i in range(n)]
 

@@ -17,6 +17,8 @@ from tapo.cli import (
     report_cmd,
     reward_cmd,
     serve_cmd,
+    sft_cmd,
+    train_cmd,
 )
 
 app = typer.Typer(
@@ -37,6 +39,8 @@ app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command("report")(report_cmd.report_command)
 app.add_typer(reward_cmd.app, name="reward")
 app.add_typer(serve_cmd.app, name="serve")
+app.command("sft")(sft_cmd.sft)
+app.command("train")(train_cmd.train)
 
 
 def _version(value: bool) -> None:

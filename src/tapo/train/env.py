@@ -1,12 +1,14 @@
 """The production :class:`~tapo.train.trainer.RolloutSource`: engine + tools + multi-turn rollout + reward.
 
-Prompts are rendered once per example and cached (the chat template is not free on CPU). Sampling uses
-the process's global RNG, which accelerate's checkpoints save and restore, so a resumed run draws the
-same samples the killed run would have.
+Prompts are rendered once per example and cached (the chat template is not free on CPU). Each call
+samples with a seed derived from the run seed, the step, the process and the generation round, so the
+n samples of a prompt differ, processes never repeat each other, and a resumed run draws what the killed
+run would have drawn.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,7 +16,6 @@ import torch
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
-from tapo.engines.base import SamplingParams
 from tapo.rollout.trajectory import Trajectory
 
 ScoreFn = Callable[[list[Trajectory]], None]
@@ -24,7 +25,9 @@ class ToolRollout:
     """Groups of ``trainer.group_size`` trajectories per example, scored by ``score`` (default: the config's
     :class:`~tapo.rewards.compute.RewardFunction`)."""
 
-    def __init__(self, config: TapoConfig, model: Any, tokenizer: Any, score: ScoreFn | None = None) -> None:
+    def __init__(
+        self, config: TapoConfig, model: Any, tokenizer: Any, score: ScoreFn | None = None, process_index: int = 0
+    ) -> None:
         from tapo.engines.factory import build_engine
         from tapo.prompts.templates import allowed_tools
         from tapo.rollout.loop import RolloutRunner
@@ -34,7 +37,7 @@ class ToolRollout:
         self.tokenizer = tokenizer
         self.engine = build_engine(config.rollout, model, tokenizer)
         self.allowed = allowed_tools(config.data.template) & frozenset(config.tools.enabled)
-        self.tools = build_tools(config.tools, sorted(self.allowed))
+        self.tools = build_tools(config.tools, set(self.allowed))
         self.runner = RolloutRunner(self.engine, self.tools, config.rollout)
         self._reward = None
         if score is None:
@@ -44,11 +47,8 @@ class ToolRollout:
             score = self._reward.score_trajectories
         self.score = score
         self._prompts: dict[str, list[int]] = {}
-        self.params = SamplingParams(
-            max_new_tokens=config.rollout.max_new_tokens_per_turn,
-            temperature=config.rollout.temperature,
-            top_p=config.rollout.top_p,
-        )
+        self.process_index = process_index
+        self._round: tuple[int, int] = (-1, 0)  # (step, generation round within that step)
 
     def check_sources(self, examples: Sequence[Example]) -> None:
         """Fail before training when a data source has no scorer."""
@@ -67,7 +67,10 @@ class ToolRollout:
         n = self.config.trainer.group_size
         prompts = [self._prompt(ex) for ex in examples for _ in range(n)]
         rows = [ex.model_dump() for ex in examples for _ in range(n)]
-        trajs = self.runner.run(prompts, rows, self.params, self.allowed)
+        step_round = self._round[1] + 1 if self._round[0] == step else 0
+        self._round = (step, step_round)
+        seed = hash((self.config.run.seed, step, self.process_index, step_round)) % 2**31
+        trajs = self.runner.run(prompts, rows, self.runner.sampling_params(seed=seed), self.allowed)
         self.score(trajs)
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
 
@@ -76,8 +79,6 @@ class ToolRollout:
         self.engine.update_weights(unwrapped.state_dict())
 
     def close(self) -> None:
-        closer = getattr(self.tools, "close", None)
-        if callable(closer):
-            closer()
+        asyncio.run(self.tools.aclose())
         if self._reward is not None:
             self._reward.close()

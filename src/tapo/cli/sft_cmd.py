@@ -1,0 +1,48 @@
+"""``tapo sft``: the supervised warm start on protocol demonstrations, before RL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tapo.cli.common import config_or_exit, console, fail, set_threads
+
+
+def sft(
+    overrides: list[str] = typer.Argument(None, help="KEY=VALUE config overrides, e.g. sft.epochs=3"),
+    config_files: list[str] = typer.Option(None, "--config", "-c", help="YAML config (repeatable, merged in order)"),
+    demos: Path = typer.Option(..., "--demos", help="JSONL of Trajectory.to_dict() rows to imitate"),
+    progress: bool = typer.Option(True, help="show the live progress display"),
+) -> None:
+    """Fine-tune the policy on the model tokens of demonstration trajectories; writes runs/NAME/checkpoints."""
+    config = config_or_exit(config_files, overrides)
+    from tapo.train.sft import DemoError, SftTrainer, load_demos
+
+    try:
+        rows = load_demos(demos, config.sft.max_examples)
+    except DemoError as error:
+        raise fail(str(error)) from None
+    set_threads(config.run.torch_threads)
+
+    from tapo.io.runs import RunDir
+    from tapo.train.progress import step_progress
+    from tapo.train.setup import load_policy, make_accelerator
+
+    run = RunDir(Path(config.run.output_dir) / config.run.name)
+    accelerator = make_accelerator(config, run.root)
+    if accelerator.is_main_process:
+        RunDir.create(config)
+    accelerator.wait_for_everyone()
+    model, tokenizer = load_policy(config.model)
+    trainer = SftTrainer(config, run, accelerator, model, tokenizer, rows)
+    shown = progress and accelerator.is_main_process
+    keys = ("sft/loss", "sft/grad_norm", "time/step_s")
+    with step_progress(trainer.total_steps, 0, f"sft {config.run.name}", keys, shown) as update:
+        metrics = trainer.fit(on_step=update)
+    if accelerator.is_main_process:
+        first, last = metrics[0]["sft/loss"], metrics[-1]["sft/loss"]
+        console.print(
+            f"sft {config.run.name}: {len(rows)} demos, {trainer.step} steps, loss {first:.3f} -> {last:.3f}; "
+            f"model at {run.checkpoints / f'step-{trainer.step}' / 'model'}"
+        )

@@ -1,0 +1,144 @@
+"""The supervised warm start: cross-entropy on the model tokens of demonstration trajectories.
+
+SmolLM2-135M does not follow the tag protocol zero-shot, so RL has nothing to reinforce; a short pass
+over protocol demonstrations fixes that. Demonstrations are ``Trajectory.to_dict()`` rows, so tool
+outputs inside them keep mask 0 and are never imitated, exactly as in the RL loss. The optimizer,
+schedule, checkpoints and metrics are the RL trainer's.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from tapo.config.schema import TapoConfig
+from tapo.io.atomic import read_jsonl
+from tapo.io.runs import RunDir
+from tapo.train.checkpoint import save_checkpoint
+from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
+from tapo.train.setup import optimizer_step, prepare_for_training
+
+
+class DemoError(ValueError):
+    """A demonstration file that cannot be trained on, named by line."""
+
+
+@dataclass(frozen=True)
+class Demo:
+    prompt_ids: list[int]
+    response_ids: list[int]
+    loss_mask: list[int]
+
+
+def load_demos(path: str | Path, limit: int | None = None) -> list[Demo]:
+    """Read ``Trajectory.to_dict()`` rows; a row with missing or inconsistent ids fails with its line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise DemoError(f"demonstration file {str(path)!r} does not exist")
+    demos = []
+    for line, row in enumerate(read_jsonl(path), start=1):
+        try:
+            demo = Demo(list(row["prompt_ids"]), list(row["response_ids"]), list(row["loss_mask"]))
+        except (KeyError, TypeError) as error:
+            raise DemoError(f"{path}:{line}: needs prompt_ids, response_ids and loss_mask lists ({error})") from None
+        if not demo.prompt_ids or len(demo.response_ids) != len(demo.loss_mask):
+            raise DemoError(f"{path}:{line}: empty prompt or response_ids/loss_mask of different lengths")
+        if sum(demo.loss_mask):
+            demos.append(demo)
+    if not demos:
+        raise DemoError(f"{path}: no demonstration with a mask-1 token")
+    return demos[:limit] if limit else demos
+
+
+class SftTrainer:
+    def __init__(
+        self,
+        config: TapoConfig,
+        run: RunDir,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        demos: Sequence[Demo],
+    ) -> None:
+        self.config = config
+        self.scfg = config.sft
+        self.run = run
+        self.accelerator = accelerator
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.demos = list(demos)
+        self.model, self.optimizer, self.scheduler = prepare_for_training(
+            accelerator, model, self.scfg.lr, config.trainer.weight_decay, self.scfg.warmup_steps
+        )
+        self.step = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.demos) // self.scfg.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.scfg.epochs
+
+    def _batch_loss(self, batch: Sequence[Demo]) -> dict[str, float]:
+        acc = self.accelerator
+        global_tokens = max(1, sum(sum(d.loss_mask) for d in batch))
+        share = batch[acc.process_index :: acc.num_processes]
+        micro_size = self.config.trainer.micro_batch_size
+        total = 0.0
+        for start in range(0, len(share), micro_size):
+            micro = share[start : start + micro_size]
+            tokens = pad_batch([d.prompt_ids for d in micro], [d.response_ids for d in micro], self.pad_id)
+            tokens = tokens.to(acc.device)
+            with acc.autocast():
+                logp, _ = response_logprobs(self.model, tokens)
+            mask = pad_rows([d.loss_mask for d in micro], tokens.response_len).to(logp.device)
+            loss = -(logp.float() * mask).sum() / global_tokens
+            acc.backward(loss * acc.num_processes)
+            total += float(loss.detach())
+        summed = acc.reduce(torch.tensor([total], device=acc.device), "sum").item()
+        grad_norm = optimizer_step(acc, self.model, self.optimizer, self.config.trainer.max_grad_norm)
+        self.scheduler.step()
+        return {"sft/loss": summed, "sft/grad_norm": grad_norm, "sft/tokens": float(global_tokens)}
+
+    def fit(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        """``sft.epochs`` passes in a seeded order, then one checkpoint at ``checkpoints/step-N``."""
+        rows = []
+        self.model.train()
+        for epoch in range(self.scfg.epochs):
+            order = list(range(len(self.demos)))
+            random.Random(self.config.run.seed * 31 + epoch).shuffle(order)
+            for start in range(0, len(order), self.scfg.batch_size):
+                t0 = time.perf_counter()
+                row = self._batch_loss([self.demos[i] for i in order[start : start + self.scfg.batch_size]])
+                self.step += 1
+                elapsed = time.perf_counter() - t0
+                row.update(
+                    step=float(self.step),
+                    epoch=float(epoch),
+                    lr=self.scheduler.get_last_lr()[0],
+                    **{"time/step_s": elapsed, "perf/tokens_per_s": row["sft/tokens"] / max(elapsed, 1e-9)},
+                )
+                if self.accelerator.is_main_process:
+                    self.run.log_metrics(row)
+                self.accelerator.log(row, step=self.step)
+                rows.append(row)
+                if on_step is not None:
+                    on_step(row)
+        save_checkpoint(
+            self.accelerator,
+            self.run.checkpoints,
+            self.step,
+            self.model,
+            self.tokenizer,
+            {"phase": "sft", "epochs": self.scfg.epochs, "demos": len(self.demos)},
+            self.config.trainer.keep_checkpoints,
+        )
+        return rows
