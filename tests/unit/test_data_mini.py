@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -39,6 +40,20 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     assert set(first) == {"corpus.jsonl", "train.jsonl", "validation.jsonl", "test.jsonl", "manifest.json"}
     assert first == second
     assert first["train.jsonl"] != other["train.jsonl"]
+
+
+def test_another_process_with_another_hash_seed_writes_the_same_bytes(tmp_path):
+    """Set iteration order changes with PYTHONHASHSEED; the files must not."""
+    here = build_mini(tmp_path / "here", seed=5, sizes=SMALL, index=False)["sha256"]
+    script = (
+        "import json, sys; from tapo.data.mini import MiniSizes, build_mini; "
+        "print(json.dumps(build_mini(sys.argv[1], 5, MiniSizes(120, 30, 40), index=False)['sha256']))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "there")], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == here
 
 
 def test_manifest_counts_and_hashes_match_the_files(built):
