@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+REFERENCE_YEAR = 2024
+"""'Years before now' questions count to this fixed year, so their golds do not change with the calendar."""
+
 _ALLOWED = {"round": round, "abs": abs}
 
 

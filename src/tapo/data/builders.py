@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tapo.data.arith import apportion, evaluate
+from tapo.data.arith import REFERENCE_YEAR, apportion, evaluate
 from tapo.data.benchmarks import BENCHMARKS
 from tapo.data.io import save_examples
 from tapo.data.schema import Example
 from tapo.data.sources import Source, convert, dapo_math, deepmath, gsm8k, hotpotqa, load_raw, nq_open, question_key
 from tapo.io.atomic import write_json
 
-GENERATED = ("complex", "calculator")
-REFERENCE_YEAR = 2024
 VALIDATION_FRACTION = 0.01
 
 NQ_TRAIN = Source("nq_open", "google-research-datasets/nq_open", "train", nq_open, "nq", "fact-reasoning", "nq_open")

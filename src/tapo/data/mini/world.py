@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from tapo.data.arith import REFERENCE_YEAR
 from tapo.data.mini.names import NameForge
 
 KINDS = ("person", "city", "company", "river", "mountain")
@@ -31,7 +32,6 @@ OCCUPATIONS = (
 )
 INDUSTRIES = ("shipbuilding", "textiles", "mining", "printing", "brewing", "glassmaking", "railways", "pottery")
 COMPANY_SUFFIXES = ("Dynamics", "Works", "Industries", "Holdings", "Foundry", "Trading", "Mills", "Shipping")
-REFERENCE_YEAR = 2024
 
 
 @dataclass(frozen=True)
