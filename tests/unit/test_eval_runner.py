@@ -155,3 +155,43 @@ def test_bad_setups_and_data_are_clear_errors(tmp_path: Path):
         load_eval_data(str(tmp_path / "missing.jsonl"))
     cfg = TapoConfig()
     assert default_out_dir(cfg, "openai:http://h/v1#gpt", "data/x.jsonl", "all").name == "v1_gpt-x.jsonl-all"
+
+
+def test_ablation_with_real_tools(tokenizer, tmp_path: Path):
+    """All four modes with a real BM25 index and the real code sandbox: each mode allows exactly its tools."""
+    from tapo.tools.search.bm25 import BM25Index
+
+    corpus = [{"id": "1", "title": "France", "text": "Paris is the capital of France."}]
+    corpus.append({"id": "2", "title": "Germany", "text": "Berlin is the capital of Germany."})
+    BM25Index.build(corpus, tmp_path / "index")
+    cfg = config(max_turns=2)
+    cfg.tools.search.index_dir = str(tmp_path / "index")
+    cfg.tools.search.topk = 1
+    cfg.tools.search.cache.enabled = False
+    script = ["<search> capital of France </search>", "<code>print(6 * 7)</code>", "<answer> Paris </answer>"]
+    results = evaluate_ablation(
+        cfg,
+        "scripted",
+        str(save_examples(EXAMPLES[1:2], tmp_path / "fr.jsonl")),
+        1,
+        True,
+        None,
+        tmp_path / "abl",
+        engine=ScriptedEngine(tokenizer, script),
+    )
+    calls = {r.tools_mode: r.overall.tool_calls_mean for r in results}
+    assert calls == {
+        "all": {"search": 1.0, "code": 1.0},
+        "search": {"search": 1.0, "code": 0.0},
+        "code": {"search": 0.0, "code": 1.0},
+        "none": {"search": 0.0, "code": 0.0},
+    }
+    assert [r.overall.tool_failure_rate for r in results] == [0.0, 0.0, 0.0, None]
+    # Refused tool tags get the corrective message, whose tag mentions break the strict format.
+    assert [r.overall.acc for r in results] == [1.0, 0.0, 0.0, 0.0]
+    assert [r.overall.format_error_rate for r in results] == [0.0, 1.0, 1.0, 1.0]
+    turns = results[0].trajectories[0].turns
+    assert "Paris is the capital of France" in turns[0].output and turns[1].output.strip() == "42"
+    assert [t.action for t in results[3].trajectories[0].turns] == ["invalid", "invalid", "answer"]
+    rows = (tmp_path / "abl" / "ablation.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in rows[4:]] == ["all", "search", "code", "none"]

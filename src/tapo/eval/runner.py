@@ -160,7 +160,7 @@ def _with_tools(config: TapoConfig, tools_mode: str, run: Callable[[Any | None],
     """Build the registry for the mode's tools, run, and close the tools whatever happens."""
     import asyncio
 
-    enabled = sorted(MODE_TOOLS[tools_mode])
+    enabled = set(MODE_TOOLS[tools_mode])
     if not enabled:
         return run(None)
     from tapo.tools.registry import build_tools
