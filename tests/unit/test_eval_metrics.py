@@ -119,3 +119,13 @@ def test_pass_at_k_is_the_subset_probability(nck):
 def test_pass_at_k_rejects_impossible_counts():
     with pytest.raises(ValueError):
         pass_at_k(2, 3, 1)
+
+
+def test_trainer_rows_give_the_same_tool_use_and_rewards(sample):
+    from tapo.train.metrics import trajectory_row
+
+    for t in sample:
+        mine, trainer = record_from_dict(t.to_dict()), record_from_dict(trajectory_row(3, t))
+        assert (trainer.acc, trainer.score, trainer.format_ok) == (mine.acc, mine.score, mine.format_ok)
+        assert trainer.tool_calls == mine.tool_calls and trainer.model_tokens == mine.model_tokens
+        assert trainer.question_id == f"q {mine.question_id}"  # no id in trainer rows: the question text stands in

@@ -24,6 +24,7 @@ from tapo.eval.results import EvalResult, load_result, save_ablation
 from tapo.io.atomic import write_jsonl
 from tapo.rewards.breakdown import RewardBreakdown
 from tapo.rollout.trajectory import Trajectory, Turn
+from tapo.train.metrics import trajectory_row
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NASTY = "<script>alert('x')</script> & <b>bold</b>"
@@ -71,13 +72,16 @@ def run_dir(tmp_path: Path) -> Path:
     """A training run as the trainer leaves it, with an ablation evaluation under eval/."""
     run = tmp_path / "runs" / "demo"
     rows = [
-        {"step": s, "reward_mean": s / 10, "acc": s / 12, "tool_calls/search": 1 + s % 2, "response_length": 50 + s}
-        | ({"filtered_group_fraction": 0.5} if s % 2 else {"note": "no filter key this step"})
+        {"step": s, "reward/mean": s / 10, "reward/acc": s / 12, "tools/search_per_traj": 1 + s % 2}
+        | {"response/model_tokens": 50 + s, "time/step_s": 2.0}
+        | ({"sampling/filtered_frac": 0.5} if s % 2 else {"note": "no filter key this step"})
         for s in range(1, 9)
     ]
     write_jsonl(run / "metrics.jsonl", rows)
     trajs = [make_traj(i, acc=i % 2 == 0, searches=i % 3, source=("nq", "gsm8k")[i % 2]) for i in range(8)]
-    write_jsonl(run / "trajectories.jsonl", [t.to_dict() | {"step": 1 + i} for i, t in enumerate(trajs)])
+    write_jsonl(
+        run / "trajectories.jsonl", [trajectory_row(1 + i, t) for i, t in enumerate(trajs)]
+    )  # the trainer's rows
     results = []
     for mode in ("all", "none"):
         result = eval_result(mode, trajs if mode == "all" else [make_traj(i, False, 0) for i in range(3)])
@@ -111,6 +115,7 @@ def test_report_for_a_training_run(run_dir: Path):
     assert page.count("data:image/png;base64,") == len(pngs)  # self-contained
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "Tool ablation" in page and page.count('class="traj ') == 4
+    assert "Training trajectories: accuracy against searches" in page
     for kind in ("think", "search", "code", "response", "answer"):
         assert f'class="seg {kind}"' in page
 
@@ -126,15 +131,33 @@ def test_empty_dir_is_a_clear_error(tmp_path: Path):
         build_report(tmp_path)
 
 
-def test_curve_panels_follow_key_names():
-    panels = curve_panels(
-        [{"step": 1, "reward_mean": 0.1, "acc_mean": 0.2, "n_search_calls": 1.0, "kept_groups_frac": 1}]
-    )
-    assert panels == {
-        "reward": ["reward_mean"],
-        "accuracy": ["acc_mean"],
-        "tool calls per trajectory": ["n_search_calls"],
-        "filtered-group fraction": ["kept_groups_frac"],
+def test_curve_panels_follow_the_trainer_keys():
+    row = {
+        "step": 1.0,
+        "epoch": 0.0,
+        "reward/mean": 0.1,
+        "reward/std": 0.2,
+        "reward/acc": 0.3,
+        "reward/format_error_rate": 0.5,
+        "tools/calls_per_traj": 1.0,
+        "tools/search_per_traj": 0.5,
+        "tools/failure_rate": 0.0,
+        "response/model_tokens": 40.0,
+        "response/truncated_rate": 0.0,
+        "sampling/filtered_frac": 0.25,
+        "actor/loss": 0.01,
+        "actor/loss_tokens": 900.0,
+        "time/step_s": 3.0,
+    }
+    assert curve_panels([row]) == {
+        "reward": ["reward/mean", "reward/std"],
+        "accuracy": ["reward/acc"],
+        "format-error rate": ["reward/format_error_rate"],
+        "tool calls per trajectory": ["tools/calls_per_traj", "tools/search_per_traj"],
+        "tool failure rate": ["tools/failure_rate"],
+        "response length (tokens)": ["response/model_tokens"],
+        "filtered-group fraction": ["sampling/filtered_frac"],
+        "loss": ["actor/loss"],
     }
     assert curve_panels([{"step": 1, "name": "x"}]) == {}
 

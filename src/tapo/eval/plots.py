@@ -20,14 +20,19 @@ from matplotlib.figure import Figure
 from tapo.eval.metrics import SourceMetrics
 from tapo.io.atomic import write_bytes
 
-# Panel title -> key pattern; a key lands in the first panel whose pattern it matches.
+# Panel title -> key pattern; a key lands in the first panel whose pattern it matches. The trainer logs
+# keys like reward/mean, reward/acc, tools/search_per_traj, response/model_tokens, sampling/filtered_frac.
 CURVE_PANELS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("filtered-group fraction", re.compile(r"filter|constant|kept", re.I)),
+    ("filtered-group fraction", re.compile(r"filter|constant_group|kept", re.I)),
+    ("accuracy", re.compile(r"(^|[/_.])acc(uracy)?($|[/_.])", re.I)),
+    ("format-error rate", re.compile(r"format", re.I)),
     ("reward", re.compile(r"reward|score", re.I)),
-    ("accuracy", re.compile(r"(^|[/_.])acc", re.I)),
-    ("tool calls per trajectory", re.compile(r"tool|call|search|code", re.I)),
-    ("response length (tokens)", re.compile(r"len|tokens", re.I)),
+    ("tool calls per trajectory", re.compile(r"per_traj|calls", re.I)),
+    ("tool failure rate", re.compile(r"fail", re.I)),
+    ("response length (tokens)", re.compile(r"model_tokens|total_tokens|response_len|(^|[/_])len(gth)?$", re.I)),
+    ("loss", re.compile(r"loss(?!_tokens)", re.I)),
 )
+SKIPPED_PREFIXES = ("time/", "perf/")
 MAX_LINES_PER_PANEL = 6
 STEP_KEYS = ("step", "global_step", "iteration")
 
@@ -47,7 +52,11 @@ def curve_panels(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Which numeric metric keys go in which panel (empty panels omitted)."""
     keys: list[str] = []
     for row in rows:
-        keys.extend(k for k, v in row.items() if k not in keys and k not in STEP_KEYS and _is_number(v))
+        keys.extend(
+            k
+            for k, v in row.items()
+            if k not in keys and k not in STEP_KEYS and not k.startswith(SKIPPED_PREFIXES) and _is_number(v)
+        )
     panels: dict[str, list[str]] = {}
     for key in keys:
         for title, pattern in CURVE_PANELS:

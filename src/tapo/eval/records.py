@@ -65,13 +65,24 @@ def _tool_calls_from_turns(turns: Iterable[Mapping[str, Any]]) -> tuple[dict[str
     return calls, failures
 
 
+def row_example(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The example of a row: ``Trajectory.to_dict()`` nests it; the trainer's compact rows keep its fields flat."""
+    return row.get("example") or {k: row[k] for k in ("id", "question", "golds", "data_source", "meta") if k in row}
+
+
 def record_from_dict(row: Mapping[str, Any]) -> SampleRecord:
-    """Build a record from a ``Trajectory.to_dict()`` row; unscored rows are an error (metrics need rewards)."""
+    """Build a record from a ``Trajectory.to_dict()`` row or a trainer ``trajectories.jsonl`` row.
+
+    Unscored rows are an error (metrics need rewards). Trainer rows carry no turns, so tool failures count 0.
+    """
     reward = row.get("reward")
     if not reward:
         raise ValueError("trajectory row has no reward: score it before computing metrics")
-    example = row.get("example") or {}
-    calls, failures = _tool_calls_from_turns(row.get("turns") or [])
+    example = row_example(row)
+    if "turns" in row:
+        calls, failures = _tool_calls_from_turns(row.get("turns") or [])
+    else:
+        calls, failures = {k: int(v) for k, v in (row.get("tool_calls") or {}).items()}, 0
     mask = row.get("loss_mask") or []
     return SampleRecord(
         question_id=_question_id(example),
@@ -82,7 +93,7 @@ def record_from_dict(row: Mapping[str, Any]) -> SampleRecord:
         format_ok=bool(reward["format_ok"]),
         tool_calls=calls,
         tool_failures=failures,
-        model_tokens=int(row.get("n_model_tokens", sum(mask))),
+        model_tokens=int(row.get("n_model_tokens", row.get("model_tokens", sum(mask)))),
         response_tokens=len(row.get("response_ids") or mask),
         needs=_needs(example),
     )

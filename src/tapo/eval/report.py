@@ -21,7 +21,7 @@ from typing import Any
 
 from tapo.eval.metrics import accuracy_by_searches
 from tapo.eval.plots import plot_accuracy_by_searches, plot_tool_call_distribution, plot_training_curves
-from tapo.eval.records import record_from_dict
+from tapo.eval.records import record_from_dict, row_example
 from tapo.eval.results import (
     ABLATION_FILE,
     RESULTS_FILE,
@@ -87,7 +87,7 @@ def _esc(value: Any) -> str:
 
 
 def render_trajectory(row: Mapping[str, Any]) -> str:
-    example = row.get("example") or {}
+    example = row_example(row)
     reward = row.get("reward") or {}
     acc = bool(reward.get("acc"))
     info = [
@@ -97,13 +97,13 @@ def render_trajectory(row: Mapping[str, Any]) -> str:
         f"score: {reward.get('score', '–')}",
         f"format ok: {reward.get('format_ok', '–')}",
         f"finish: {row.get('finish_reason', '?')}",
-        f"model tokens: {row.get('n_model_tokens', '?')}",
+        f"model tokens: {row.get('n_model_tokens', row.get('model_tokens', '?'))}",
     ]
     if "step" in row:
         info.insert(0, f"step: {row['step']}")
     segments = "".join(
         f'<div class="seg {kind}">{_esc(content)}</div>'
-        for kind, content in response_segments(str(row.get("response_text", "")))
+        for kind, content in response_segments(str(row.get("response_text", row.get("response", ""))))
     )
     return (
         f'<div class="traj {"ok" if acc else "bad"}"><p><b>Q:</b> {_esc(example.get("question", ""))}</p>'
