@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import pytest
+from test_search_service import ROWS  # the same three passages the server tests use
 
 from tapo.config.schema import SearchCacheConfig, SearchConfig
 from tapo.tools.base import Tool
@@ -16,12 +17,6 @@ from tapo.tools.search.client import RetrievalClient
 from tapo.tools.search.factory import build_search_tool
 from tapo.tools.search.format import NOTHING_FOUND, QUERY_NOT_MEANINGFUL, SEARCH_UNAVAILABLE, SearchHits
 from tapo.tools.search.tool import SearchTool
-
-ROWS = [
-    {"id": "p1", "title": "Eiffel Tower", "text": "The Eiffel Tower in Paris was completed in 1889."},
-    {"id": "p2", "title": "Mount Everest", "text": "Mount Everest is the highest mountain on Earth."},
-    {"id": "p3", "title": "Amazon River", "text": "The Amazon is the largest river by discharge."},
-]
 
 
 @pytest.fixture(scope="module")
