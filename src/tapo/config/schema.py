@@ -69,6 +69,8 @@ class SearchConfig(Section):
     api_key_env: str = "SERPER_API_KEY"
     topk: int = Field(3, ge=1, le=50)
     timeout_s: float = Field(10.0, gt=0)
+    remote_max_batch: int = Field(32, ge=1, le=512, description="remote: queries sent together in one /retrieve")
+    remote_batch_window_ms: float = Field(5.0, ge=0.0, le=1000.0, description="remote: wait this long to fill a batch")
     cache: SearchCacheConfig = Field(default_factory=SearchCacheConfig)
 
 
