@@ -195,3 +195,51 @@ def test_ablation_with_real_tools(tokenizer, tmp_path: Path):
     assert [t.action for t in results[3].trajectories[0].turns] == ["invalid", "invalid", "answer"]
     rows = (tmp_path / "abl" / "ablation.md").read_text().splitlines()
     assert [row.split("|")[1].strip() for row in rows[4:]] == ["all", "search", "code", "none"]
+
+
+def _cli_eval(args: list[str]):
+    from typer.testing import CliRunner
+
+    from tapo.cli.main import app
+
+    return CliRunner().invoke(app, ["eval", *args])
+
+
+def test_tapo_eval_with_a_checkpoint(tiny_checkpoint: str, data_file: Path, tmp_path: Path):
+    pytest.importorskip("tapo.engines.factory", reason="engines.factory (build_engine) has not landed")
+    out = tmp_path / "cli"
+    args = ["-m", tiny_checkpoint, "-d", str(data_file), "--tools", "none", "-n", "2", "-o", str(out)]
+    result = _cli_eval(
+        [*args, "rollout.max_new_tokens_per_turn=8", "rollout.max_turns=0", "reward.overlong.enabled=false"]
+    )
+    assert result.exit_code == 0, result.output
+    assert load_result(out).overall.samples == 2 and len(load_trajectory_rows(out)) == 2
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_smollm2_ablation_with_real_tools(tmp_path: Path, data_file: Path):
+    """The real model, a real BM25 index and sandbox, all four modes through the CLI, one table."""
+    pytest.importorskip("tapo.engines.factory", reason="engines.factory (build_engine) has not landed")
+    from tapo.tools.search.bm25 import BM25Index
+
+    BM25Index.build([{"id": "1", "title": "France", "text": "Paris is the capital of France."}], tmp_path / "index")
+    out = tmp_path / "abl"
+    overrides = [
+        f"tools.search.index_dir={tmp_path / 'index'}",
+        "tools.search.cache.enabled=false",
+        "rollout.max_new_tokens_per_turn=48",
+        "rollout.max_response_tokens=160",
+        "rollout.max_turns=1",
+        "reward.overlong.enabled=false",
+    ]
+    result = _cli_eval(
+        ["-m", "smollm2-135m-instruct", "-d", str(data_file), "-n", "2", "--ablate", "-o", str(out), *overrides]
+    )
+    assert result.exit_code == 0, result.output
+    rows = (out / "ablation.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in rows[4:]] == list(TOOL_MODES)
+    for mode in TOOL_MODES:
+        saved = load_result(out / mode)
+        assert saved.overall.samples == 2 and saved.template == template_for_mode("base", mode)
+        assert all(0 < row["n_model_tokens"] <= 160 for row in load_trajectory_rows(out / mode))
