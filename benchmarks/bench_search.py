@@ -31,6 +31,8 @@ from rich.table import Table
 
 from tapo.io.atomic import write_json
 from tapo.tools.search.bm25 import BM25Index
+from tapo.tools.search.client import RetrievalClient
+from tapo.tools.search.tool import SearchTool
 
 VOCABULARY = 60_000
 
@@ -110,6 +112,25 @@ async def hammer(url: str, qs: list[str], k: int, concurrency: int, batch: int) 
     return {"queries_per_s": len(qs) / elapsed, "requests_per_s": len(requests) / elapsed}
 
 
+async def tool_calls(url: str, qs: list[str], k: int, max_batch: int, in_flight: int = 64) -> dict[str, float]:
+    """``SearchTool`` calls over ``RetrievalClient`` (no cache), ``in_flight`` at once like a rollout's trajectories;
+    ``max_batch`` 1 sends one request per call, more lets the client coalesce concurrent calls."""
+    tool = SearchTool(RetrievalClient(url, timeout_s=60, max_batch=max_batch), topk=k, timeout_s=60)
+    limit = asyncio.Semaphore(in_flight)
+
+    async def one(query: str) -> bool:
+        async with limit:
+            return (await tool.call(query)).ok
+
+    start = time.perf_counter()
+    oks = await asyncio.gather(*(one(query) for query in qs))
+    elapsed = time.perf_counter() - start
+    await tool.aclose()
+    if not all(oks):
+        raise RuntimeError(f"{oks.count(False)} tool calls failed")
+    return {"queries_per_s": len(qs) / elapsed}
+
+
 def server_qps(index_dir: Path, qs: list[str], k: int) -> dict[str, dict[str, float]]:
     port = free_port()
     command = [sys.executable, "-c", "from tapo.cli.main import app; app()", "serve", "search"]
@@ -129,10 +150,12 @@ def server_qps(index_dir: Path, qs: list[str], k: int) -> dict[str, dict[str, fl
                 if time.monotonic() > deadline:
                     raise RuntimeError("server did not start") from None
                 time.sleep(0.2)
-        return {
+        raw = {
             f"c{concurrency}_b{batch}": asyncio.run(hammer(url, qs, k, concurrency, batch))
             for concurrency, batch in ((1, 1), (16, 1), (4, 32))
         }
+        tool = {f"tool_max_batch{size}": asyncio.run(tool_calls(url, qs, k, size)) for size in (1, 32)}
+        return raw | tool
     finally:
         server.terminate()
         server.wait(10)

@@ -168,3 +168,59 @@ def test_parse_serper_edge_cases() -> None:
         parse_serper({"organic": "x"}, 3)
     with pytest.raises(ValueError, match="API key"):
         SerperClient("")
+
+
+def counting_app(index: BM25Index) -> tuple[FastAPI, list[int]]:
+    """The real server app, recording how many queries each /retrieve request carried."""
+    app = create_app(index)
+    sizes: list[int] = []
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        if request.url.path == "/retrieve":
+            sizes.append(len(json.loads(await request.body())["queries"]))
+        return await call_next(request)
+
+    return app, sizes
+
+
+def test_concurrent_client_calls_are_coalesced_into_batches(index: BM25Index) -> None:
+    queries = ["highest mountain", "eiffel tower", "amazon river"] * 4
+
+    async def run(client: RetrievalClient) -> list[str]:
+        hits = await asyncio.gather(*(client.asearch(q, 1) for q in queries))
+        await client.aclose()
+        return [h.passages[0].id for h in hits]
+
+    app, sizes = counting_app(index)
+    with serve_in_thread(app) as url:
+        assert asyncio.run(run(RetrievalClient(url, max_batch=32, batch_window_s=0.05))) == ["p2", "p1", "p3"] * 4
+        assert sizes == [12]
+        sizes.clear()
+        assert asyncio.run(run(RetrievalClient(url, max_batch=5, batch_window_s=0.05))) == ["p2", "p1", "p3"] * 4
+        assert sorted(sizes) == [2, 5, 5]
+        sizes.clear()
+        assert asyncio.run(run(RetrievalClient(url, max_batch=1))) == ["p2", "p1", "p3"] * 4
+        assert sizes == [1] * 12
+
+
+def test_a_failed_batch_fails_every_waiter_and_a_new_loop_starts_clean() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = RetrievalClient(f"http://127.0.0.1:{port}", timeout_s=2, batch_window_s=0.01)
+
+    async def run() -> list:
+        calls = asyncio.gather(*(client.asearch(f"query {i}", 1) for i in range(3)), return_exceptions=True)
+        return await asyncio.wait_for(calls, 10)  # a batch stuck behind a dead loop's timer would hang here
+
+    assert all(isinstance(r, httpx.ConnectError) for r in asyncio.run(run()))
+
+    async def abandon() -> None:  # a caller gives up while its query waits for the batch window
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.asearch("left behind", 1), 0.001)
+
+    client.batch_window_s = 10.0
+    asyncio.run(abandon())
+    client.batch_window_s = 0.01
+    assert all(isinstance(r, httpx.ConnectError) for r in asyncio.run(run()))  # not stuck behind the dead batch

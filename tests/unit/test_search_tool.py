@@ -146,6 +146,7 @@ def test_factory_rejects_a_kind_mismatch_and_builds_remote_and_serper(index_dir:
         build_search_tool(SearchConfig(backend="dense", index_dir=index_dir))
     remote = build_search_tool(SearchConfig(backend="remote", url="http://127.0.0.1:9", cache={"enabled": False}))
     assert isinstance(remote.backend, RetrievalClient)  # type: ignore[attr-defined]
+    assert (remote.backend.max_batch, remote.backend.batch_window_s) == (32, 0.005)  # type: ignore[attr-defined]
     monkeypatch.setenv("TAPO_TEST_KEY", "k")
     serper = build_search_tool(SearchConfig(backend="serper", api_key_env="TAPO_TEST_KEY", cache={"enabled": False}))
     assert serper.name == "search"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,10 +36,23 @@ def parse_document(item: Any) -> Passage:
 
 
 class RetrievalClient:
-    """Async client of a ``/retrieve`` server; any ``SearchBackend`` consumer can use it."""
+    """Async client of a ``/retrieve`` server; any ``SearchBackend`` consumer can use it.
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    Concurrent ``asearch`` calls are coalesced: queries for the same k that arrive within ``batch_window_s`` of
+    each other (up to ``max_batch``) travel in one request, as Search-R1's rollout sends them. A round trip costs
+    far more than a BM25 lookup, so this multiplies what one server answers when many trajectories search at once.
+    """
+
+    def __init__(self, url: str, timeout_s: float = 10.0, max_batch: int = 32, batch_window_s: float = 0.005) -> None:
+        if max_batch < 1 or batch_window_s < 0:
+            raise ValueError("max_batch must be at least 1 and batch_window_s at least 0")
         self._poster = JsonPoster(retrieve_url(url), timeout_s)
+        self.max_batch = max_batch
+        self.batch_window_s = batch_window_s
+        self._pending: dict[int, list[tuple[str, asyncio.Future[SearchHits]]]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def asearch_many(self, queries: Sequence[str], k: int) -> list[SearchHits]:
         """One request for all ``queries``; results come back in the same order."""
@@ -49,7 +63,46 @@ class RetrievalClient:
         return [SearchHits(passages=tuple(parse_document(item) for item in items)) for items in result]
 
     async def asearch(self, query: str, k: int) -> SearchHits:
-        return (await self.asearch_many([query], k))[0]
+        if self.max_batch == 1:
+            return (await self.asearch_many([query], k))[0]
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # batches left by a loop that ended can never be sent: start afresh
+            self._pending, self._timers, self._loop = {}, {}, loop
+        future: asyncio.Future[SearchHits] = loop.create_future()
+        batch = self._pending.setdefault(k, [])
+        batch.append((query, future))
+        if len(batch) >= self.max_batch:
+            self._flush(k)
+        elif k not in self._timers:
+            self._timers[k] = loop.call_later(self.batch_window_s, self._flush, k)
+        return await future
+
+    def _flush(self, k: int) -> None:
+        timer = self._timers.pop(k, None)
+        if timer is not None:
+            timer.cancel()
+        batch = self._pending.pop(k, [])
+        if batch:
+            task = asyncio.ensure_future(self._send(batch, k))
+            self._sending.add(task)  # keep a reference until done, or the task may be collected mid-flight
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[str, asyncio.Future[SearchHits]]], k: int) -> None:
+        """One request for the batch; each waiter gets its own result, or the shared error."""
+        try:
+            results = await self.asearch_many([query for query, _ in batch], k)
+        except Exception as error:
+            for _, future in batch:
+                if not future.done():  # a caller that timed out has cancelled its future
+                    future.set_exception(error)
+            return
+        for (_, future), hits in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(hits)
 
     async def aclose(self) -> None:
+        for k in list(self._pending):
+            self._flush(k)
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
         await self._poster.aclose()

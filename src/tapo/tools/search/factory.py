@@ -46,7 +46,13 @@ def _backend(config: SearchConfig) -> tuple[SearchBackend, str]:
             raise ValueError("tools.search.backend=remote needs tools.search.url (a Search-R1 /retrieve server)")
         from tapo.tools.search.client import RetrievalClient
 
-        return RetrievalClient(config.url, timeout_s=config.timeout_s), f"remote:{config.url}"
+        client = RetrievalClient(
+            config.url,
+            timeout_s=config.timeout_s,
+            max_batch=config.remote_max_batch,
+            batch_window_s=config.remote_batch_window_ms / 1000,
+        )
+        return client, f"remote:{config.url}"
     from tapo.tools.search.serper import DEFAULT_URL, SerperClient
 
     api_key = os.environ.get(config.api_key_env, "")
