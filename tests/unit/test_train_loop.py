@@ -45,8 +45,8 @@ class LowerHalfTask:
             trajs.append(traj)
         return [trajs[i : i + self.n] for i in range(0, len(trajs), self.n)]
 
-    def sync(self, model: torch.nn.Module) -> None:
-        self.engine.update_weights(getattr(model, "module", model).state_dict())
+    def sync(self, state_dict: dict) -> None:
+        self.engine.update_weights(state_dict)
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
-
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.rollout.trajectory import Trajectory
@@ -74,9 +72,10 @@ class ToolRollout:
         self.score(trajs)
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
 
-    def sync(self, model: torch.nn.Module) -> None:
-        unwrapped = getattr(model, "module", model)
-        self.engine.update_weights(unwrapped.state_dict())
+    def sync(self, state_dict: dict[str, Any]) -> None:
+        """The full weights, on the processes that have them (FSDP gathers them on the main process only)."""
+        if state_dict:
+            self.engine.update_weights(state_dict)
 
     def close(self) -> None:
         asyncio.run(self.tools.aclose())

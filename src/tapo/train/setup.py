@@ -28,6 +28,9 @@ def make_accelerator(config: TapoConfig, run_root: Path) -> Accelerator:
     """One accelerator per run; bf16 autocast only when asked (it pays on GPUs, rarely on CPUs)."""
     tracker = None if config.trainer.tracker == "none" else config.trainer.tracker
     accelerator = Accelerator(
+        # Without an accelerator, processes started by torchrun (``accelerate launch --multi_gpu``) form a gloo
+        # group on the CPU; accelerate only does that when told the run is on the CPU.
+        cpu=not (torch.cuda.is_available() or torch.xpu.is_available()),
         mixed_precision="bf16" if config.trainer.bf16 else "no",
         log_with=tracker,
         project_config=ProjectConfiguration(project_dir=str(run_root), logging_dir=str(run_root / "tracker")),

@@ -46,8 +46,8 @@ class RolloutSource(Protocol):
 
     def sample(self, examples: Sequence[Example], step: int) -> list[Group]: ...
 
-    def sync(self, model: torch.nn.Module) -> None:
-        """Push the updated policy weights to the generation engine."""
+    def sync(self, state_dict: dict[str, Any]) -> None:
+        """Push the updated policy weights (a full state dict, gathered from shards) to the generation engine."""
         ...
 
 
@@ -132,7 +132,7 @@ class DapoTrainer:
         state = load_checkpoint(self.accelerator, checkpoint)
         self.step = int(state["step"])
         self.cursor.load_state_dict(state["cursor"])
-        self.source.sync(self.model)
+        self.source.sync(self.accelerator.get_state_dict(self.model))
         log.info("resumed %s at step %d (epoch %d, position %d)", checkpoint, self.step, *state["cursor"].values())
         return True
 
@@ -260,7 +260,7 @@ class DapoTrainer:
         t1 = time.perf_counter()
         update = self.update(groups)
         t2 = time.perf_counter()
-        self.source.sync(self.model)
+        self.source.sync(self.accelerator.get_state_dict(self.model))
         self.step += 1
         trajs = [t for g in groups for t in g]
         row: dict[str, float] = {"step": float(self.step), "epoch": float(self.cursor.epoch)}
