@@ -10,7 +10,7 @@ EXTRAS ?= dev,dense
 PROFILE ?= default
 PYTEST_ARGS ?=
 
-.PHONY: setup model test lint run clean
+.PHONY: setup model browser test lint run clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,15 @@ setup: $(BIN)/.installed
 model: setup
 	$(BIN)/tapo model pull
 
+# Headless Chromium renders the HTML report in the report tests (Debian package; needs root and apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
-test: model lint
+test: model lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: model
