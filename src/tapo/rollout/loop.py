@@ -1,0 +1,157 @@
+"""The agent loop of spec §1, token in and token out, one asyncio task per trajectory.
+
+Each trajectory alternates model turns (the engine's sampled ids, appended unchanged, mask 1) and
+environment insertions (tool outputs in ``<response>`` blocks or the corrective message, tokenized on
+their own, mask 0). Trajectories never wait for each other: a slow tool call holds back only its own
+trajectory, while the others keep generating (continuous batching with vLLM; with transformers, the
+engine batches whichever requests are waiting at that moment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+from tapo.config.schema import RolloutConfig
+from tapo.engines.base import GenerationEngine, SamplingParams
+from tapo.rollout.protocol import STOP_STRINGS, corrective_message, format_observation, parse_action
+from tapo.rollout.trajectory import Trajectory, Turn
+
+
+def turn_seed(seed: int | None, trajectory: int, turn: int) -> int | None:
+    """A distinct, reproducible seed per trajectory and turn (the n samples of a prompt must differ)."""
+    if seed is None:
+        return None
+    return (seed * 1_000_003 + trajectory * 1_009 + turn) % 2**31
+
+
+class RolloutRunner:
+    """Runs batches of prompts through the protocol with one engine and one tool registry.
+
+    ``tools`` is a ``tapo.tools.registry.ToolRegistry`` (anything with ``async call(name, input)`` that
+    never raises) or None for tool-less rollouts, in which case every tool tag gets the corrective message.
+    """
+
+    def __init__(self, engine: GenerationEngine, tools: Any | None, config: RolloutConfig) -> None:
+        self.engine = engine
+        self.tools = tools
+        self.config = config
+        self.tokenizer = engine.tokenizer
+
+    def sampling_params(self, seed: int | None = None, greedy: bool = False) -> SamplingParams:
+        """Per-turn sampling parameters from the config (greedy for evaluation when asked)."""
+        return SamplingParams(
+            max_new_tokens=self.config.max_new_tokens_per_turn,
+            temperature=0.0 if greedy else self.config.temperature,
+            top_p=self.config.top_p,
+            stop=STOP_STRINGS,
+            seed=seed,
+        )
+
+    def run(
+        self,
+        prompts: list[list[int]],
+        examples: list[dict[str, Any]],
+        params: SamplingParams,
+        allowed_tools: frozenset[str],
+    ) -> list[Trajectory]:
+        return asyncio.run(self.arun(prompts, examples, params, allowed_tools))
+
+    async def arun(
+        self,
+        prompts: list[list[int]],
+        examples: list[dict[str, Any]],
+        params: SamplingParams,
+        allowed_tools: frozenset[str],
+    ) -> list[Trajectory]:
+        if len(prompts) != len(examples):
+            raise ValueError(f"{len(prompts)} prompts but {len(examples)} examples")
+        usable = frozenset(allowed_tools) if self.tools is not None else frozenset()
+        stops = tuple(dict.fromkeys((*STOP_STRINGS, *params.stop)))
+        tasks = [
+            self._trajectory(i, prompt, example, replace(params, stop=stops), usable)
+            for i, (prompt, example) in enumerate(zip(prompts, examples, strict=True))
+        ]
+        return list(await asyncio.gather(*tasks))
+
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _truncate_output(self, text: str) -> str:
+        ids = self._tokenize(text.strip())
+        return (
+            text.strip() if len(ids) <= self.config.max_obs_tokens else self._decode(ids[: self.config.max_obs_tokens])
+        )
+
+    def _insert(self, trajectory: Trajectory, text: str) -> bool:
+        """Append environment text (mask 0); False when the response cap cut it."""
+        room = self.config.max_response_tokens - len(trajectory.response_ids)
+        ids = self._tokenize(text)
+        trajectory.response_ids += ids[:room]
+        trajectory.loss_mask += [0] * len(ids[:room])
+        trajectory.logprobs += [None] * len(ids[:room])
+        return len(ids) <= room
+
+    async def _trajectory(
+        self, index: int, prompt: list[int], example: dict[str, Any], params: SamplingParams, allowed: frozenset[str]
+    ) -> Trajectory:
+        trajectory = Trajectory(prompt_ids=list(prompt), example=example)
+        actions = 0
+        while True:
+            room = self.config.max_response_tokens - len(trajectory.response_ids)
+            if room <= 0:
+                trajectory.finish_reason = "length"
+                break
+            turn_params = replace(
+                params,
+                max_new_tokens=min(params.max_new_tokens, room),
+                seed=turn_seed(params.seed, index, len(trajectory.turns)),
+            )
+            generation = await self.engine.agenerate(trajectory.prompt_ids + trajectory.response_ids, turn_params)
+            sampled = generation.token_ids[:room]
+            trajectory.response_ids += sampled
+            trajectory.loss_mask += [1] * len(sampled)
+            trajectory.logprobs += (
+                list(generation.logprobs[: len(sampled)]) if generation.logprobs else [None] * len(sampled)
+            )
+            text = self._decode(sampled)
+            action = parse_action(text)
+            if action is not None and action.kind == "answer":
+                trajectory.turns.append(Turn("answer", action.content))
+                trajectory.finish_reason = "answer"
+                break
+            if len(trajectory.response_ids) >= self.config.max_response_tokens:
+                trajectory.finish_reason = "length"
+                break
+            if actions >= self.config.max_turns:
+                # The last turn had tools off: anything but an answer ends the trajectory unanswered.
+                what = f"<{action.kind}> after the turn limit" if action else "no valid action"
+                trajectory.turns.append(Turn("invalid", text, ok=False, error=f"{what}: tools are off"))
+                trajectory.finish_reason = "max_turns"
+                break
+            actions += 1
+            if action is not None and action.kind in allowed:
+                turn = await self._call_tool(action.kind, action.content)
+                inserted = format_observation(turn.output)
+            else:
+                error = f"tool {action.kind!r} is not available" if action else "no valid action"
+                inserted = corrective_message(allowed)
+                turn = Turn("invalid", action.content if action else text, inserted, ok=False, error=error)
+            trajectory.turns.append(turn)
+            if not self._insert(trajectory, inserted):
+                trajectory.finish_reason = "length"
+                break
+        trajectory.response_text = self._decode(trajectory.response_ids)
+        return trajectory
+
+    async def _call_tool(self, name: str, tool_input: str) -> Turn:
+        start = time.perf_counter()
+        result = await self.tools.call(name, tool_input)  # type: ignore[union-attr]  # a registry never raises
+        latency = time.perf_counter() - start
+        output = self._truncate_output(result.text)
+        return Turn(name, tool_input, output, ok=result.ok, latency_s=latency, error=result.error)
