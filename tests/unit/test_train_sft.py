@@ -1,0 +1,97 @@
+"""The supervised warm start: cross-entropy on mask-1 tokens only, a plain HF checkpoint at the end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tapo.cli.main import app
+from tapo.config import load_config
+from tapo.io.atomic import read_jsonl, write_jsonl
+from tapo.io.runs import RunDir
+from tapo.models.resolve import resolve_model
+from tapo.rollout.trajectory import Trajectory
+from tapo.train.setup import load_policy, make_accelerator
+from tapo.train.sft import Demo, DemoError, SftTrainer, load_demos
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _demos(tokenizer, path, count: int = 8) -> None:
+    rows = []
+    for i in range(count):
+        prompt = tokenizer(f"What is {i} plus one?")["input_ids"]
+        model_part = tokenizer(f"<answer>{i + 1}</answer>", add_special_tokens=False)["input_ids"]
+        tool_part = tokenizer("<response>noise</response>", add_special_tokens=False)["input_ids"]
+        ids = tool_part + model_part
+        rows.append(Trajectory(prompt, ids, [0] * len(tool_part) + [1] * len(model_part)).to_dict())
+    write_jsonl(path, rows)
+
+
+def _overrides(tmp_path, tiny_checkpoint) -> list[str]:
+    return [
+        f"model.name={tiny_checkpoint}",
+        f"run.output_dir={tmp_path}",
+        "run.name=sft",
+        "sft.lr=3e-3",
+        "sft.epochs=4",
+        "sft.batch_size=4",
+        "sft.warmup_steps=0",
+        "trainer.micro_batch_size=2",
+    ]
+
+
+def test_sft_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, tokenizer, tiny_checkpoint) -> None:
+    demos_file = tmp_path / "demos.jsonl"
+    _demos(tokenizer, demos_file)
+    config = load_config(None, _overrides(tmp_path, tiny_checkpoint))
+    run = RunDir.create(config)
+    model, tok = load_policy(config.model)
+    trainer = SftTrainer(config, run, make_accelerator(config, run.root), model, tok, load_demos(demos_file))
+    rows = trainer.fit()
+    assert trainer.total_steps == 8 and len(rows) == 8
+    assert rows[-1]["sft/loss"] < rows[0]["sft/loss"] - 1.0
+    assert [r["step"] for r in read_jsonl(run.metrics_file)] == list(range(1, 9))
+    assert resolve_model(str(run.root)) == str(run.checkpoints / "step-8" / "model")
+
+
+def test_sft_loss_ignores_mask_zero_tokens(tmp_path, tokenizer, tiny_checkpoint) -> None:
+    config = load_config(None, _overrides(tmp_path, tiny_checkpoint))
+    run = RunDir.create(config)
+    model, tok = load_policy(config.model)
+    trainer = SftTrainer(config, run, make_accelerator(config, run.root), model, tok, [Demo([1, 2], [3], [1])])
+    same = [Demo([1, 2], [3, 4, 5], [1, 0, 0]), Demo([1, 2], [3, 9, 9, 9], [1, 0, 0, 0])]
+    losses = []
+    for demo in same:
+        trainer.optimizer.zero_grad()
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = 0.0
+        losses.append(trainer._batch_loss([demo])["sft/loss"])
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_bad_demonstrations_fail_clearly(tmp_path, tiny_checkpoint) -> None:
+    with pytest.raises(DemoError, match="does not exist"):
+        load_demos(tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [{"prompt_ids": [1], "response_ids": [2, 3], "loss_mask": [1]}])
+    with pytest.raises(DemoError, match=r"bad.jsonl:1"):
+        load_demos(bad)
+    result = CliRunner().invoke(app, ["sft", "--demos", str(bad), *_overrides(tmp_path, tiny_checkpoint)])
+    assert result.exit_code == 2 and "bad.jsonl:1" in result.output
+
+
+def test_sft_command_end_to_end(tmp_path, tokenizer, tiny_checkpoint) -> None:
+    demos_file = tmp_path / "demos.jsonl"
+    _demos(tokenizer, demos_file, count=4)
+    args = ["sft", "--demos", str(demos_file), "--no-progress", *_overrides(tmp_path, tiny_checkpoint), "sft.epochs=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sft" / "checkpoints" / "step-1" / "model" / "config.json").is_file()
