@@ -1,52 +1,35 @@
 """The DAPO loop on a tiny random model with real sampling from the transformers engine.
 
-The task is trivially learnable on purpose: the reward is the share of sampled tokens from the lower
+The environment is the real one (ToolRollout: RolloutRunner over the transformers engine, no tools); the
+task is trivially learnable on purpose: the reward is the share of sampled tokens from the lower
 half of the vocabulary, so a working policy-gradient loop must raise it within a few steps.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import pytest
 import torch
 
 from tapo.config import load_config
 from tapo.data.schema import Example
-from tapo.engines.base import SamplingParams
 from tapo.engines.hf import HFEngine
 from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
 from tapo.rewards.breakdown import RewardBreakdown
 from tapo.rollout.trajectory import Trajectory
+from tapo.train.env import ToolRollout
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.trainer import DapoTrainer, loss_mask_for
 
+VOCAB = 49152  # the SmolLM2 tokenizer's size, shared by the tiny model
 
-class LowerHalfTask:
-    """One turn, no tools; reward = share of sampled ids below vocab/2, acc = that share above one half."""
 
-    def __init__(self, model, tokenizer, group_size: int, max_new_tokens: int = 6) -> None:
-        self.engine = HFEngine(model, tokenizer, batch_size=64)
-        self.tokenizer = tokenizer
-        self.n = group_size
-        self.params = SamplingParams(max_new_tokens=max_new_tokens, temperature=1.0)
-        self.half = len(tokenizer) // 2
-
-    def sample(self, examples: Sequence[Example], step: int) -> list[list[Trajectory]]:
-        prompts = [self.tokenizer(ex.question)["input_ids"] for ex in examples for _ in range(self.n)]
-        gens = self.engine.generate(prompts, self.params)
-        trajs = []
-        for i, (prompt, gen) in enumerate(zip(prompts, gens, strict=True)):
-            ids = gen.token_ids or [self.tokenizer.eos_token_id]
-            share = sum(t < self.half for t in ids) / len(ids)
-            traj = Trajectory(prompt, list(ids), [1] * len(ids), example=examples[i // self.n].model_dump())
-            traj.reward = RewardBreakdown(True, share, 0.0, share, share > 0.5)
-            trajs.append(traj)
-        return [trajs[i : i + self.n] for i in range(0, len(trajs), self.n)]
-
-    def sync(self, state_dict: dict) -> None:
-        self.engine.update_weights(state_dict)
+def lower_half(trajs: list[Trajectory]) -> None:
+    """Reward = share of the model's sampled ids below vocab/2; acc = that share above one half."""
+    for traj in trajs:
+        ids = [t for t, m in zip(traj.response_ids, traj.loss_mask, strict=True) if m] or [VOCAB]
+        share = sum(t < VOCAB // 2 for t in ids) / len(ids)
+        traj.reward = RewardBreakdown(True, share, 0.0, share, share > 0.5)
 
 
 @pytest.fixture(autouse=True)
@@ -77,16 +60,22 @@ def _trainer(tmp_path, tiny_checkpoint, *overrides: str) -> DapoTrainer:
             "trainer.micro_batch_size=4",
             "trainer.log_trajectories=2",
             "trainer.max_num_gen_batches=2",
+            "data.template=compact_no_tools",
+            "rollout.max_turns=0",
+            "rollout.max_new_tokens_per_turn=6",
+            "rollout.max_response_tokens=8",
+            "reward.overlong.enabled=false",
             *overrides,
         ],
     )
     run = RunDir.create(config)
     accelerator = make_accelerator(config, run.root)
     model, tokenizer = load_policy(config.model)
-    source = LowerHalfTask(model, tokenizer, config.trainer.group_size)
+    source = ToolRollout(config, model, tokenizer, score=lower_half, engine=HFEngine(model, tokenizer))
     return DapoTrainer(config, run, accelerator, model, tokenizer, source, _examples())
 
 
+@pytest.mark.slow
 def test_training_raises_the_reward_of_a_learnable_task(tmp_path, tiny_checkpoint) -> None:
     trainer = _trainer(tmp_path, tiny_checkpoint, "trainer.max_steps=8", "trainer.save_every=100")
     rows = trainer.fit()
@@ -110,6 +99,7 @@ def test_training_raises_the_reward_of_a_learnable_task(tmp_path, tiny_checkpoin
     assert (trainer.run.checkpoints / "step-8" / "model" / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_continues_step_cursor_and_optimizer(tmp_path, tiny_checkpoint) -> None:
     first = _trainer(
         tmp_path, tiny_checkpoint, "trainer.max_steps=2", "trainer.save_every=1", "trainer.keep_checkpoints=1"

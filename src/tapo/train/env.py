@@ -21,21 +21,31 @@ ScoreFn = Callable[[list[Trajectory]], None]
 
 class ToolRollout:
     """Groups of ``trainer.group_size`` trajectories per example, scored by ``score`` (default: the config's
-    :class:`~tapo.rewards.compute.RewardFunction`)."""
+    :class:`~tapo.rewards.compute.RewardFunction`). ``engine`` overrides the one ``config.rollout`` names."""
 
     def __init__(
-        self, config: TapoConfig, model: Any, tokenizer: Any, score: ScoreFn | None = None, process_index: int = 0
+        self,
+        config: TapoConfig,
+        model: Any,
+        tokenizer: Any,
+        score: ScoreFn | None = None,
+        process_index: int = 0,
+        engine: Any | None = None,
     ) -> None:
-        from tapo.engines.factory import build_engine
         from tapo.prompts.templates import allowed_tools
         from tapo.rollout.loop import RolloutRunner
         from tapo.tools.registry import build_tools
 
         self.config = config
         self.tokenizer = tokenizer
-        self.engine = build_engine(config.rollout, model, tokenizer)
+        if engine is None:
+            from tapo.engines.factory import build_engine
+
+            engine = build_engine(config.rollout, model, tokenizer)
+        self.engine = engine
         self.allowed = allowed_tools(config.data.template) & frozenset(config.tools.enabled)
-        self.tools = build_tools(config.tools, set(self.allowed))
+        # no sandbox or index is started for a tool-less run (the no-tools baseline, benchmarks)
+        self.tools = build_tools(config.tools, set(self.allowed)) if self.allowed else None
         self.runner = RolloutRunner(self.engine, self.tools, config.rollout)
         self._reward = None
         if score is None:
@@ -78,6 +88,7 @@ class ToolRollout:
             self.engine.update_weights(state_dict)
 
     def close(self) -> None:
-        asyncio.run(self.tools.aclose())
+        if self.tools is not None:
+            asyncio.run(self.tools.aclose())
         if self._reward is not None:
             self._reward.close()
