@@ -165,6 +165,13 @@ def test_length_and_concurrency(tokenizer, prompt_ids):
     assert {tokenizer.decode(g.token_ids) for g in gens} == {"one two three"}
 
 
+def test_end_of_turn_gets_the_eos_token(tokenizer, prompt_ids):
+    with serve(build_app(["no tags at all"], report_stop_reason=True)) as url:
+        [gen] = engine(tokenizer, url).generate([prompt_ids], SamplingParams(stop=STOPS))
+    assert (gen.finish_reason, gen.stop) == ("eos", None)
+    assert gen.token_ids[-1] == tokenizer.eos_token_id and tokenizer.decode(gen.token_ids[:-1]) == "no tags at all"
+
+
 def test_retries_then_succeeds(tokenizer, prompt_ids):
     app = build_app(SCRIPT[1:], fail_first=2)
     with serve(app) as url:

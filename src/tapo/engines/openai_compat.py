@@ -188,6 +188,8 @@ class OpenAICompatEngine:
                 text += stop
             finish = "stop" if stop is not None else "eos"
         ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if finish == "eos" and self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)  # as local engines do: the turn visibly ends
         return Generation(token_ids=ids, finish_reason=finish, logprobs=None, stop=stop, extra={"text": text})
 
     # -- transport ----------------------------------------------------------------------------------
