@@ -28,6 +28,7 @@ from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_g
 from tapo.algo.loss import ClipConfig, dapo_loss
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
+from tapo.io.atomic import read_jsonl, write_jsonl
 from tapo.io.runs import RunDir
 from tapo.rollout.trajectory import Trajectory
 from tapo.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -131,6 +132,11 @@ class DapoTrainer:
             checkpoint = found[-1]
         state = load_checkpoint(self.accelerator, checkpoint)
         self.step = int(state["step"])
+        if self.accelerator.is_main_process:
+            # steps logged after this checkpoint by the killed run are about to be redone
+            for path in (self.run.metrics_file, self.run.trajectories_file):
+                if path.exists():
+                    write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= self.step])
         self.cursor.load_state_dict(state["cursor"])
         self.source.sync(self.accelerator.get_state_dict(self.model))
         log.info("resumed %s at step %d (epoch %d, position %d)", checkpoint, self.step, *state["cursor"].values())
