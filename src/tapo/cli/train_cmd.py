@@ -47,7 +47,12 @@ def train(
     from tapo.train.setup import load_policy, make_accelerator
     from tapo.train.trainer import DapoTrainer
 
-    examples = load_examples(config.data.train)
+    try:
+        examples = load_examples(config.data.train)
+    except ValueError as error:  # DataError: a file that cannot be read, named with its line
+        raise fail(str(error)) from None
+    if not examples:
+        raise fail(f"data.train={config.data.train!r} holds no usable example")
     run = RunDir(run_root)
     accelerator = make_accelerator(config, run.root)
     if accelerator.is_main_process:
@@ -56,7 +61,10 @@ def train(
     model, tokenizer = load_policy(config.model)
     source = ToolRollout(config, model, tokenizer, process_index=accelerator.process_index)
     try:
-        source.check_sources(examples)
+        try:
+            source.check_sources(examples)
+        except ValueError as error:  # RewardError: a data source without a scorer
+            raise fail(str(error)) from None
         trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
         if resume is not None and not trainer.resume():
             console.print(f"{run_root}: no checkpoint yet, starting from step 0")

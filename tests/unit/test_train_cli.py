@@ -1,0 +1,44 @@
+"""`tapo train` / `tapo sft` refuse bad input with exit code 2 and one line, before loading any model."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from tapo.cli.main import app
+from tapo.io.atomic import write_text
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_train_needs_training_data(tmp_path) -> None:
+    result = _invoke("train", f"run.output_dir={tmp_path}")
+    assert result.exit_code == 2 and "data.train is not set" in result.output
+    result = _invoke("train", f"data.train={tmp_path / 'nope.jsonl'}")
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_train_rejects_bad_keys_and_values() -> None:
+    result = _invoke("train", "trainer.bogus=1")
+    assert result.exit_code == 2 and "unknown config key 'trainer.bogus'" in result.output
+    result = _invoke("train", "trainer.mini_batch_size=6", "trainer.micro_batch_size=4")
+    assert result.exit_code == 2 and "multiple" in result.output
+
+
+def test_resume_needs_a_run_directory(tmp_path) -> None:
+    result = _invoke("train", "--resume", str(tmp_path))
+    assert result.exit_code == 2 and "no config.yaml" in result.output
+
+
+def test_existing_run_is_not_overwritten(tmp_path) -> None:
+    data = tmp_path / "train.jsonl"
+    write_text(data, '{"id": "a", "question": "q?", "data_source": "nq", "golds": ["x"]}\n')
+    (tmp_path / "runs" / "r" / "checkpoints" / "step-1").mkdir(parents=True)
+    result = _invoke("train", f"data.train={data}", f"run.output_dir={tmp_path / 'runs'}", "run.name=r")
+    assert result.exit_code == 2 and "--resume" in result.output
+
+
+def test_sft_needs_demonstrations(tmp_path) -> None:
+    result = _invoke("sft", "--demos", str(tmp_path / "none.jsonl"))
+    assert result.exit_code == 2 and "does not exist" in result.output
