@@ -1,0 +1,27 @@
+"""Build the configured generation engine for a model (and its tokenizer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tapo.config.schema import RolloutConfig
+from tapo.engines.base import GenerationEngine
+
+
+def build_engine(config: RolloutConfig, model: Any, tokenizer: Any) -> GenerationEngine:
+    """``hf`` wraps the given model object (shared with the trainer); ``vllm`` loads ``model``'s checkpoint path.
+
+    For vLLM, ``model`` is a checkpoint directory or a loaded model whose ``name_or_path`` is one.
+    """
+    if config.engine == "hf":
+        from tapo.engines.hf import HFEngine
+
+        return HFEngine(model, tokenizer, batch_size=config.batch_size)
+    try:
+        from tapo.engines.vllm_engine import VLLMEngine
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise RuntimeError("rollout.engine=vllm needs the vllm extra: pip install 'tapo[vllm]'") from error
+    path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
+    if not path:
+        raise ValueError("rollout.engine=vllm needs a checkpoint path (or a model loaded from one)")
+    return VLLMEngine(path, tokenizer, gpu_memory_utilization=config.vllm_gpu_memory_utilization)

