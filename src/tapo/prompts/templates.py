@@ -103,20 +103,46 @@ def _instruction(tools: frozenset[str], example: bool) -> str:
     return f"{head}{shown}\n\nQuestion: {QUESTION}"
 
 
+_TERSE = {
+    "search": "To look up a fact, write <search> query </search>.",
+    "code": "To compute, write Python that prints the result in <code> </code>.",
+}
+
+
+def _terse_instruction(tools: frozenset[str]) -> str:
+    """The four rules in three sentences: prompt tokens dominate the cost of a CPU training step."""
+    tool_rules = " ".join(_TERSE[t] for t in ("search", "code") if t in tools)
+    results = " Results come back in <response> </response>." if tools else ""
+    return (
+        f"Answer the question. Think in <think> </think>. {tool_rules}{results} "
+        f"Give only the final answer in <answer> </answer>.\n\nQuestion: {QUESTION}"
+    ).replace("  ", " ")
+
+
 _BOTH = frozenset({"search", "code"})
+# Tool sets of the ablations, by the suffix their template names carry ("base" has all tools).
+_TOOL_SETS = {
+    "": _BOTH,
+    "search_only": frozenset({"search"}),
+    "code_only": frozenset({"code"}),
+    "no_tools": frozenset(),
+}
+# Template families: the spec's (rules + worked example), "compact" (rules only) and "minimal" (terse rules).
+_FAMILIES = {
+    "": lambda tools: _instruction(tools, example=True),
+    "compact": lambda tools: _instruction(tools, example=False),
+    "minimal": _terse_instruction,
+}
+
+
+def _family_name(family: str, suffix: str) -> str:
+    return "_".join(part for part in (family, suffix) if part) or "base"
+
+
 TEMPLATES: dict[str, Template] = {
-    t.name: t
-    for t in (
-        Template("base", _instruction(_BOTH, example=True), _BOTH),
-        Template("search_only", _instruction(frozenset({"search"}), example=True), frozenset({"search"})),
-        Template("code_only", _instruction(frozenset({"code"}), example=True), frozenset({"code"})),
-        Template("no_tools", _instruction(frozenset(), example=True), frozenset()),
-        Template("compact", _instruction(_BOTH, example=False), _BOTH),
-        # The compact variants of the ablations: the same rules without the worked example (short CPU prompts).
-        Template("compact_search_only", _instruction(frozenset({"search"}), example=False), frozenset({"search"})),
-        Template("compact_code_only", _instruction(frozenset({"code"}), example=False), frozenset({"code"})),
-        Template("compact_no_tools", _instruction(frozenset(), example=False), frozenset()),
-    )
+    _family_name(family, suffix): Template(_family_name(family, suffix), text(tools), tools)
+    for family, text in _FAMILIES.items()
+    for suffix, tools in _TOOL_SETS.items()
 }
 
 
