@@ -28,8 +28,10 @@ class AsyncBatcher:
 
     async def submit(self, prompt: list[int], params: SamplingParams) -> Generation:
         future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
-        # The seed is not part of the key: one batch shares one RNG, seeded by its first request.
-        self._pending.setdefault(replace(params, seed=None), []).append((prompt, params, future))
+        # Neither the seed nor the token budget is part of the key: one batch shares one RNG, seeded by its first
+        # request, and runs to the largest budget; each result is then cut to its own budget. (The rollout gives
+        # every trajectory the room it has left, so keying on the budget would split batches into singletons.)
+        self._pending.setdefault(replace(params, seed=None, max_new_tokens=0), []).append((prompt, params, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain())
         return await future
@@ -43,7 +45,7 @@ class AsyncBatcher:
                 self._pending[key] = rest
             else:
                 del self._pending[key]
-            params = batch[0][1]
+            params = replace(batch[0][1], max_new_tokens=max(p.max_new_tokens for _, p, _ in batch))
             try:
                 results = await asyncio.to_thread(self._generate, [prompt for prompt, _, _ in batch], params)
             except Exception as error:  # the callers see the engine's error, the worker goes on
@@ -51,6 +53,16 @@ class AsyncBatcher:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            for (_, _, future), result in zip(batch, results, strict=True):
+            for (_, own, future), result in zip(batch, results, strict=True):
                 if not future.done():
-                    future.set_result(result)
+                    future.set_result(_within_budget(result, own.max_new_tokens))
+
+
+def _within_budget(generation: Generation, budget: int) -> Generation:
+    """The generation as a request with ``budget`` new tokens would have ended: cut there, by length."""
+    if len(generation.token_ids) <= budget:
+        return generation
+    logprobs = generation.logprobs[:budget] if generation.logprobs is not None else None
+    return replace(
+        generation, token_ids=generation.token_ids[:budget], finish_reason="length", logprobs=logprobs, stop=None
+    )
