@@ -243,3 +243,12 @@ def test_smollm2_ablation_with_real_tools(tmp_path: Path, data_file: Path):
         saved = load_result(out / mode)
         assert saved.overall.samples == 1 and saved.template == template_for_mode("base", mode)
         assert all(0 < row["n_model_tokens"] <= 160 for row in load_trajectory_rows(out / mode))
+
+
+def test_vllm_without_the_extra_is_a_clear_error(tiny_checkpoint: str, data_file: Path):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed")
+    result = _cli_eval(["-m", tiny_checkpoint, "-d", str(data_file), "rollout.engine=vllm"])
+    assert result.exit_code == 2 and "cannot load model" in result.output and "vllm" in result.output

@@ -75,7 +75,7 @@ def eval_command(
     try:
         with console.status(f"loading {model}"):
             engine = load_engine(cfg, model)
-    except (OSError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError, RuntimeError) as error:
         raise fail(f"cannot load model {model!r}: {error}") from None
     args = (setup.samples, setup.greedy, limit or cfg.eval.limit)
     try:

@@ -90,6 +90,8 @@ def load_engine(config: TapoConfig, model_name: str) -> GenerationEngine:
 
     path = resolve_model(model_name)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if config.rollout.engine == "vllm":  # vLLM loads the checkpoint itself: no second copy in host memory
+        return build_engine(config.rollout, path, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=config.model.dtype).eval()
     return build_engine(config.rollout, model, tokenizer)
 
