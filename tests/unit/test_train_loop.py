@@ -130,3 +130,11 @@ def test_unmasked_ablation_counts_tool_tokens_in_the_loss() -> None:
 def test_bad_mini_batch_split_is_rejected(tmp_path, tiny_checkpoint) -> None:
     with pytest.raises(ValueError, match="multiple"):
         _trainer(tmp_path, tiny_checkpoint, "trainer.mini_batch_size=6")
+
+
+def test_single_mini_batch_is_exactly_on_policy(tmp_path, tiny_checkpoint) -> None:
+    trainer = _trainer(tmp_path, tiny_checkpoint, "trainer.mini_batch_size=16", "trainer.max_steps=1")
+    row = trainer.train_step()
+    assert row["actor/ratio_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert row["actor/clip_frac_low"] == row["actor/clip_frac_high"] == row["actor/clip_frac_dual"] == 0.0
+    assert row["actor/grad_norm"] > 0

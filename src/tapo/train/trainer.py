@@ -218,7 +218,9 @@ class DapoTrainer:
         random.Random(self.config.run.seed * 7919 + self.step).shuffle(items)
         minis = _chunks(items, self.tcfg.mini_batch_size)
         local = [mini[acc.process_index :: acc.num_processes] for mini in minis]
-        self._score_old([item for share in local for item in share])
+        if len(minis) > 1 or self.reference is not None:
+            self._score_old([item for share in local for item in share])
+        # else: one mini-batch is exactly on-policy, old log-probs are the current ones (one forward saved)
         sums: dict[str, float] = {}
         grad_norms = []
         for mini, share in zip(minis, local, strict=True):
@@ -245,7 +247,11 @@ class DapoTrainer:
         mask = pad_rows([item.loss_mask for item in micro], width).to(device)
         model_mask = pad_rows([item.traj.loss_mask for item in micro], width).to(device)
         adv = broadcast_to_tokens(torch.tensor([item.advantage for item in micro], device=device), model_mask)
-        old = pad_rows([item.old_logprobs.tolist() for item in micro], width).to(device)
+        old = (
+            logp.detach().float()
+            if micro[0].old_logprobs is None
+            else pad_rows([item.old_logprobs.tolist() for item in micro], width).to(device)
+        )
         ref = (
             pad_rows([item.ref_logprobs.tolist() for item in micro], width).to(device)
             if self.reference is not None
