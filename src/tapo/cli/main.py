@@ -8,6 +8,7 @@ import typer
 
 from tapo import __version__
 from tapo.cli import (
+    chat_cmd,
     config_cmd,
     data_cmd,
     eval_cmd,
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 
 # Subcommand groups, one module each (keep this list sorted by name).
+app.command("chat")(chat_cmd.chat)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(data_cmd.app, name="data")
 app.command("eval")(eval_cmd.eval_command)

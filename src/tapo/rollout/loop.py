@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +19,9 @@ from tapo.config.schema import RolloutConfig
 from tapo.engines.base import GenerationEngine, SamplingParams
 from tapo.rollout.protocol import STOP_STRINGS, corrective_message, format_observation, parse_action
 from tapo.rollout.trajectory import Trajectory, Turn
+
+# (trajectory index, "model" or "environment", the text just appended)
+StepCallback = Callable[[int, str, str], None]
 
 
 def turn_seed(seed: int | None, trajectory: int, turn: int) -> int | None:
@@ -32,13 +36,18 @@ class RolloutRunner:
 
     ``tools`` is a ``tapo.tools.registry.ToolRegistry`` (anything with ``async call(name, input)`` that
     never raises) or None for tool-less rollouts, in which case every tool tag gets the corrective message.
+    ``on_step(trajectory_index, source, text)`` sees each piece as it joins a response (``source`` is
+    ``"model"`` for a sampled turn, ``"environment"`` for an insertion), so ``tapo chat`` can show a trace live.
     """
 
-    def __init__(self, engine: GenerationEngine, tools: Any | None, config: RolloutConfig) -> None:
+    def __init__(
+        self, engine: GenerationEngine, tools: Any | None, config: RolloutConfig, on_step: StepCallback | None = None
+    ) -> None:
         self.engine = engine
         self.tools = tools
         self.config = config
         self.tokenizer = engine.tokenizer
+        self.on_step = on_step
 
     def sampling_params(self, seed: int | None = None, greedy: bool = False) -> SamplingParams:
         """Per-turn sampling parameters from the config (greedy for evaluation when asked)."""
@@ -88,10 +97,12 @@ class RolloutRunner:
             text.strip() if len(ids) <= self.config.max_obs_tokens else self._decode(ids[: self.config.max_obs_tokens])
         )
 
-    def _insert(self, trajectory: Trajectory, text: str) -> bool:
+    def _insert(self, index: int, trajectory: Trajectory, text: str) -> bool:
         """Append environment text (mask 0); False when the response cap cut it."""
         room = self.config.max_response_tokens - len(trajectory.response_ids)
         ids = self._tokenize(text)
+        if self.on_step is not None:
+            self.on_step(index, "environment", self._decode(ids[:room]))
         trajectory.response_ids += ids[:room]
         trajectory.loss_mask += [0] * len(ids[:room])
         trajectory.logprobs += [None] * len(ids[:room])
@@ -120,6 +131,8 @@ class RolloutRunner:
                 list(generation.logprobs[: len(sampled)]) if generation.logprobs else [None] * len(sampled)
             )
             text = self._decode(sampled)
+            if self.on_step is not None:
+                self.on_step(index, "model", text)
             action = parse_action(text)
             if action is not None and action.kind == "answer":
                 trajectory.turns.append(Turn("answer", action.content))
@@ -143,7 +156,7 @@ class RolloutRunner:
                 inserted = corrective_message(allowed)
                 turn = Turn("invalid", action.content if action else text, inserted, ok=False, error=error)
             trajectory.turns.append(turn)
-            if not self._insert(trajectory, inserted):
+            if not self._insert(index, trajectory, inserted):
                 trajectory.finish_reason = "length"
                 break
         trajectory.response_text = self._decode(trajectory.response_ids)

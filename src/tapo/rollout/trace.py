@@ -1,0 +1,85 @@
+"""Show a trajectory as it grows: reasoning, tool calls, tool outputs and the answer each in their own style.
+
+The rollout reports every piece it appends (a model turn or an environment insertion, see
+``RolloutRunner(on_step=...)``); this module splits each piece at the protocol's tags and prints the
+blocks with rich, so a reader tells at a glance what the model wrote and what the environment inserted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rich.console import Console, RenderableType
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.text import Text
+
+from tapo.rollout.protocol import TAGS
+from tapo.rollout.trajectory import Trajectory
+
+# tag -> (panel title, border style); text outside any tag is shown plain
+STYLES = {
+    "think": ("thinking", "magenta"),
+    "search": ("search", "yellow"),
+    "code": ("code", "blue"),
+    "response": ("tool output", "cyan"),
+    "answer": ("answer", "bold green"),
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a response: ``tag`` is a protocol tag (an unclosed block runs to the end) or None."""
+
+    tag: str | None
+    text: str
+
+
+def segments(text: str, tags: tuple[str, ...] = TAGS) -> list[Segment]:
+    """Split text at blocks of ``tags``; blank text between blocks is dropped, the rest kept in order."""
+    block = re.compile(rf"<({'|'.join(map(re.escape, tags))})>(.*?)(?:</\1>|$)", re.DOTALL)
+    out: list[Segment] = []
+    position = 0
+    for match in block.finditer(text):
+        if text[position : match.start()].strip():
+            out.append(Segment(None, text[position : match.start()].strip()))
+        out.append(Segment(match.group(1), match.group(2).strip()))
+        position = match.end()
+    if text[position:].strip():
+        out.append(Segment(None, text[position:].strip()))
+    return out
+
+
+def render_segment(segment: Segment, source: str) -> RenderableType:
+    """A panel per tag; untagged model text dim, untagged environment text (the corrective message) red."""
+    if segment.tag is None:
+        if source == "environment":
+            return Panel(Text(segment.text), title="environment", title_align="left", border_style="red")
+        return Text(segment.text, style="dim")
+    title, style = STYLES[segment.tag]
+    body: RenderableType = (
+        Syntax(segment.text, "python", word_wrap=True) if segment.tag == "code" else Text(segment.text)
+    )
+    return Panel(body, title=title, title_align="left", border_style=style)
+
+
+class TraceRenderer:
+    """The ``on_step`` callback of a rollout that prints each piece to ``console`` as it arrives."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, index: int, source: str, text: str) -> None:
+        # The environment writes only <response> blocks; its corrective message quotes tags as plain words.
+        for segment in segments(text, TAGS if source == "model" else ("response",)):
+            self.console.print(render_segment(segment, source))
+
+    def summary(self, trajectory: Trajectory) -> None:
+        """One line after the trace: why it ended, tool calls, model tokens."""
+        calls = ", ".join(f"{tool} x{n}" for tool, n in sorted(trajectory.tool_calls.items())) or "none"
+        self.console.print(
+            f"[dim]finished: {trajectory.finish_reason} · tool calls: {calls} · "
+            f"model tokens: {trajectory.n_model_tokens} · response tokens: {len(trajectory.response_ids)}[/]",
+            highlight=False,
+        )

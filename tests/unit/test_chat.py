@@ -1,0 +1,86 @@
+"""`tapo chat`: the trace of a real rollout (tiny model, real code sandbox) shown turn by turn, one shot or looped."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from tapo.cli.main import app
+from tapo.rollout.protocol import TAGS
+from tapo.rollout.trace import Segment, segments
+
+runner = CliRunner()
+# Short turns (forced ones obey the cap too) keep the tiny model fast; only the code tool (search needs an index).
+FAST = ["rollout.max_new_tokens_per_turn=24", "rollout.max_turns=1", "tools.enabled=[code]"]
+FORCE = ["--force", "<think>multiply</think> <code>print(6 * 7)</code>"]
+
+words = st.text(alphabet="abcdefghij 0123456789+*", min_size=1, max_size=20).map(str.strip).filter(bool)
+
+
+@given(st.lists(st.tuples(st.sampled_from((None, *TAGS)), words), min_size=1, max_size=6))
+def test_segments_recover_the_blocks_in_order(parts):
+    # Adjacent untagged pieces merge into one, as they would in a real response.
+    expected: list[Segment] = []
+    for tag, text in parts:
+        if tag is None and expected and expected[-1].tag is None:
+            expected[-1] = Segment(None, f"{expected[-1].text}\n{text}")
+        else:
+            expected.append(Segment(tag, text))
+    text = "\n".join(text if tag is None else f"<{tag}>{text}</{tag}>" for tag, text in parts)
+    assert segments(text) == expected
+
+
+def test_an_unclosed_block_runs_to_the_end_and_other_tags_stay_text():
+    assert segments("<think>still thinking") == [Segment("think", "still thinking")]
+    corrective = "put the query between <search> and </search>. Try again."
+    assert segments(corrective, ("response",)) == [Segment(None, corrective)]
+
+
+def test_one_shot_shows_reasoning_tool_call_output_and_summary(tiny_checkpoint):
+    result = runner.invoke(app, ["chat", "--model", tiny_checkpoint, "-q", "What is 6 times 7?", *FORCE, *FAST])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.index("thinking") < out.index("code") < out.index("tool output") < out.index("finished:")
+    assert "42" in out.split("tool output", 1)[1]
+    assert "tool calls: code x1" in out
+
+
+def test_interactive_loop_answers_each_question_until_an_empty_line(tiny_checkpoint):
+    result = runner.invoke(app, ["chat", "--model", tiny_checkpoint, *FORCE, *FAST], input="first\nsecond\n\nthird\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("question>") == 3  # the empty line ends the loop: "third" is never asked
+    assert result.stdout.count("finished:") == 2 and result.stdout.count("tool calls: code x1") == 2
+
+
+def test_end_of_input_ends_the_loop(tiny_checkpoint):
+    result = runner.invoke(app, ["chat", "--model", tiny_checkpoint, *FAST, "rollout.max_turns=0"], input="only\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("finished:") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--template", "no-such-template"], "no-such-template"),
+        (["rollout.max_turns=-1"], "max_turns"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tiny_checkpoint, args, message):
+    result = runner.invoke(app, ["chat", "--model", tiny_checkpoint, "-q", "x", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_a_missing_model_exits_2(tmp_path):
+    result = runner.invoke(app, ["chat", "--model", str(tmp_path / "nothing"), "-q", "x"])
+    assert result.exit_code == 2 and "cannot load model" in result.output
+
+
+@pytest.mark.integration
+def test_smollm2_writes_after_a_forced_code_call(smollm2_path):
+    args = ["chat", "--model", smollm2_path, "-q", "What is 6 times 7?", *FORCE, *FAST[1:], "--template", "compact"]
+    result = runner.invoke(app, [*args, "rollout.max_new_tokens_per_turn=32"])
+    assert result.exit_code == 0, result.output
+    assert "tool output" in result.stdout and "finished:" in result.stdout
