@@ -234,7 +234,7 @@ def test_smollm2_ablation_with_real_tools(tmp_path: Path, data_file: Path):
         "reward.overlong.enabled=false",
     ]
     result = _cli_eval(
-        ["-m", "smollm2-135m-instruct", "-d", str(data_file), "-n", "2", "--ablate", "-o", str(out), *overrides]
+        ["-m", "smollm2-135m-instruct", "-d", str(data_file), "-n", "1", "--ablate", "-o", str(out), *overrides]
     )
     assert result.exit_code == 0, result.output
     rows = (out / "ablation.md").read_text().splitlines()
