@@ -91,6 +91,24 @@ def test_score_trajectories_counts_model_tokens_only(reward):
         reward.score_trajectories([traj])
 
 
+def test_corrective_messages_do_not_break_the_format(reward):
+    """The environment's corrective message names the tags; only the model's own text is format-checked."""
+    from tapo.rollout.protocol import corrective_message
+    from tapo.rollout.trajectory import Turn
+
+    message = corrective_message(frozenset({"search", "code"}))
+    assert "<answer>" in message  # the message really mentions a complete tag pair
+    traj = Trajectory(
+        prompt_ids=[1],
+        response_text=f"<think> hm </think> no action{message}<think> ok </think>\n<answer> 7 </answer>",
+        turns=[Turn("invalid", "no action", message, ok=False), Turn("answer", " 7 ")],
+        example={"golds": ["7"], "data_source": "calculator"},
+    )
+    reward.score_trajectories([traj])
+    assert traj.reward is not None and traj.reward.format_ok and traj.reward.acc
+    assert not reward(traj.response_text, ["7"], "calculator", 10).format_ok  # the raw text would fail
+
+
 @pytest.mark.parametrize(
     ("source", "scorer"),
     [

@@ -183,7 +183,9 @@ class EvalConfig(Section):
     openai_max_retries: int = Field(3, ge=0, le=20)
     openai_max_concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
     report_trajectories: int = Field(12, ge=0, le=1000, description="sampled trajectories shown in the report")
-    benchmark_dir: str | None = Field(None, description="local benchmark copies (<dir>/<set>/<split>.jsonl); None = hub")
+    benchmark_dir: str | None = Field(
+        None, description="local benchmark copies (<dir>/<set>/<split>.jsonl); None = hub"
+    )
 
 
 class TapoConfig(Section):

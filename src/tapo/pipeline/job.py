@@ -123,9 +123,11 @@ class MainJob:
         """(name, title, tools mode, RL overrides) of each RL run: TAPO and the profile's baselines."""
         arms = [("tapo", "TAPO (RL on the warm start)", "all", [])]
         if "no_tools" in self.profile.baselines:
-            arms.append(
-                ("dapo-no-tools", "DAPO without tools", "none", ["tools.enabled=[]", "data.template=compact_no_tools"])
-            )
+            from tapo.eval.modes import template_for_mode
+
+            template = template_for_mode(load_config(self.config_file).data.template, "none")
+            no_tools = ["tools.enabled=[]", f"data.template={template}"]
+            arms.append(("dapo-no-tools", "DAPO without tools", "none", no_tools))
         if "no_mask" in self.profile.baselines:
             arms.append(
                 ("tapo-no-mask", "TAPO, tool tokens left in the loss", "all", ["trainer.mask_tool_tokens=false"])

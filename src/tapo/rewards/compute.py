@@ -63,12 +63,12 @@ class RewardFunction:
         return RewardBreakdown(True, score, penalty, score + penalty, acc, verdict.answer, scorer_name)
 
     def score_trajectories(self, trajs: list[Trajectory]) -> None:
-        """Set ``traj.reward`` from its text, its example's golds and data_source, and its model-token count."""
+        """Set ``traj.reward`` from its graded text (no corrective messages), golds, data_source, model tokens."""
         for traj in trajs:
             example = traj.example
             if "golds" not in example or "data_source" not in example:
                 raise RewardError(f"trajectory example lacks golds or data_source (keys: {sorted(example)})")
-            traj.reward = self(traj.response_text, example["golds"], example["data_source"], traj.n_model_tokens)
+            traj.reward = self(traj.graded_text, example["golds"], example["data_source"], traj.n_model_tokens)
 
     def check_sources(self, data_sources: Iterable[str]) -> None:
         """Fail before a run starts when a data source has no scorer."""

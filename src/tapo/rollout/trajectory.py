@@ -41,6 +41,19 @@ class Trajectory:
         return sum(self.loss_mask)
 
     @property
+    def graded_text(self) -> str:
+        """The response text the format check reads: without the corrective messages the environment inserted.
+
+        Those messages name the tags as instructions (``<answer> and </answer>``); they are not the model's
+        output, so they must not make its format wrong. Tool outputs stay, inside their ``<response>`` blocks.
+        """
+        text = self.response_text
+        for turn in self.turns:
+            if turn.action == "invalid" and turn.output:
+                text = text.replace(turn.output, "", 1)
+        return text
+
+    @property
     def tool_calls(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for turn in self.turns:
