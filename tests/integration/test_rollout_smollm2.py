@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tapo.config.schema import CodeConfig, RolloutConfig
+from tapo.engines.forced import ForcedPrefixEngine
 from tapo.engines.hf import HFEngine
-from tapo.engines.scripted import ScriptedEngine
 from tapo.prompts.templates import render_prompt
 from tapo.rollout.loop import RolloutRunner
 from tapo.tools.code.factory import build_code_tool
@@ -20,26 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FORCED = ["<search> Eiffel Tower completed </search>", "<code>print(2000 - 1889)</code>"]
 
 
-class ForcedThenModel:
-    """A forced prefix: the first turns come from a script (real tool calls follow), then the model writes."""
-
-    def __init__(self, tokenizer, forced: list[str], model_engine) -> None:
-        self.tokenizer = tokenizer
-        self.scripted = ScriptedEngine(tokenizer, forced)
-        self.model_engine = model_engine
-        self.forced = len(forced)
-
-    async def agenerate(self, prompt, params):
-        engine = self.scripted if self.scripted.calls < self.forced else self.model_engine
-        return await engine.agenerate(prompt, params)
-
-    def generate(self, prompts, params):
-        return self.model_engine.generate(prompts, params)
-
-    def update_weights(self, state_dict) -> None:
-        self.model_engine.update_weights(state_dict)
-
-
 def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -51,7 +31,7 @@ def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer
     tools = ToolRegistry({"search": SearchTool(LocalBackend(index), topk=1), "code": build_code_tool(CodeConfig())})
     model = AutoModelForCausalLM.from_pretrained(smollm2_path).eval()
     config = RolloutConfig(max_turns=2, max_response_tokens=160, max_new_tokens_per_turn=40)
-    runner = RolloutRunner(ForcedThenModel(tokenizer, FORCED, HFEngine(model, tokenizer)), tools, config)
+    runner = RolloutRunner(ForcedPrefixEngine(HFEngine(model, tokenizer), FORCED), tools, config)
     prompt = render_prompt(tokenizer, "How many years before 2000 was the Eiffel Tower completed?", "compact")
     traj = runner.run([prompt], [{}], runner.sampling_params(greedy=True), frozenset({"search", "code"}))[0]
     assert traj.tool_calls == {"search": 1, "code": 1}

@@ -79,6 +79,7 @@ def test_a_missing_model_exits_2(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_smollm2_writes_after_a_forced_code_call(smollm2_path):
     args = ["chat", "--model", smollm2_path, "-q", "What is 6 times 7?", *FORCE, *FAST[1:], "--template", "compact"]
     result = runner.invoke(app, [*args, "rollout.max_new_tokens_per_turn=32"])

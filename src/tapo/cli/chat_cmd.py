@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tapo.cli.common import config_or_exit, console, fail, set_threads
+from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
 from tapo.config import TapoConfig
 from tapo.rollout.trace import TraceRenderer
 
@@ -81,7 +81,6 @@ def chat(
     config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s), merged left to right"),
 ) -> None:
     """Chat with MODEL under the TAPO protocol: the trace streams with tool calls, outputs and the answer marked."""
-    from tapo.eval.runner import load_engine
     from tapo.prompts.templates import allowed_tools
 
     cfg = config_or_exit(config, overrides)
@@ -90,12 +89,7 @@ def chat(
         allowed = allowed_tools(name)
     except (KeyError, ValueError, OSError) as error:
         raise fail(f"--template {name!r}: {error}") from None
-    set_threads(cfg.run.torch_threads)
-    try:
-        with console.status(f"loading {model}"):
-            engine = load_engine(cfg, model)
-    except (OSError, ValueError, ImportError, RuntimeError) as error:
-        raise fail(f"cannot load model {model!r}: {error}") from None
+    engine = engine_or_exit(cfg, model)
     tools = _tools(cfg, allowed)
     try:
         for text in _questions(question):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -32,3 +33,15 @@ def set_threads(requested: int = 0) -> None:
 
     threads = requested or len(os.sched_getaffinity(0))
     torch.set_num_threads(max(1, threads))
+
+
+def engine_or_exit(config: TapoConfig, model: str) -> Any:
+    """Set the thread count and load MODEL's generation engine, or exit with code 2 and one line."""
+    from tapo.eval.runner import load_engine
+
+    set_threads(config.run.torch_threads)
+    try:
+        with console.status(f"loading {model}"):
+            return load_engine(config, model)
+    except (OSError, ValueError, ImportError, RuntimeError) as error:
+        raise fail(f"cannot load model {model!r}: {error}") from None

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tapo.cli.common import config_or_exit, console, fail, set_threads
+from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
 from tapo.eval.modes import TOOL_MODES
 from tapo.eval.results import EvalResult, ablation_table
 from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_rich
@@ -58,7 +58,7 @@ def eval_command(
     config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s), merged left to right"),
 ) -> None:
     """Evaluate MODEL on DATA with the training rollout and rewards; writes results.json/.md and trajectories."""
-    from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_engine, load_eval_data
+    from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
 
     cfg = config_or_exit(config, overrides)
     mode = tools or cfg.eval.tools
@@ -71,12 +71,7 @@ def eval_command(
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     out_dir = out or default_out_dir(cfg, model, data, "ablation" if ablate else mode)
-    set_threads(cfg.run.torch_threads)
-    try:
-        with console.status(f"loading {model}"):
-            engine = load_engine(cfg, model)
-    except (OSError, ValueError, ImportError, RuntimeError) as error:
-        raise fail(f"cannot load model {model!r}: {error}") from None
+    engine = engine_or_exit(cfg, model)
     args = (setup.samples, setup.greedy, limit or cfg.eval.limit)
     try:
         with _progress() as progress:
