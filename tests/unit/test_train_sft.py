@@ -95,3 +95,19 @@ def test_sft_command_end_to_end(tmp_path, tokenizer, tiny_checkpoint) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "sft" / "checkpoints" / "step-1" / "model" / "config.json").is_file()
+
+
+def test_trainable_layers_freezes_everything_below_the_top_layers(tmp_path, tokenizer, tiny_checkpoint) -> None:
+    demos_file = tmp_path / "demos.jsonl"
+    _demos(tokenizer, demos_file)
+    config = load_config(None, [*_overrides(tmp_path, tiny_checkpoint), "model.trainable_layers=1", "sft.epochs=1"])
+    run = RunDir.create(config)
+    model, tok = load_policy(config.model)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith(("model.layers.1.", "model.norm.")) for name in trainable)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    SftTrainer(config, run, make_accelerator(config, run.root), model, tok, load_demos(demos_file)).fit()
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and changed <= trainable
+    with pytest.raises(ValueError, match="has 2 layers"):
+        load_policy(load_config(None, [f"model.name={tiny_checkpoint}", "model.trainable_layers=3"]).model)

@@ -36,6 +36,9 @@ class ModelConfig(Section):
     name: str = Field("smollm2-135m-instruct", min_length=1, description="store name, checkpoint dir or hub id")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     gradient_checkpointing: bool = False
+    trainable_layers: int | None = Field(
+        None, ge=1, description="train only the top N decoder layers and the final norm (CPU budgets); None = all"
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
