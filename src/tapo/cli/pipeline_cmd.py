@@ -29,5 +29,5 @@ def run(
         MainJob(chosen, root, console).run()
     except StageFailed as error:
         raise fail(str(error), code=1) from None
-    console.print(f"\n[bold green]done.[/] results: {root / 'results.md'}   report: {root / 'report' / 'report.html'}")
-    console.print((root / "results.md").read_text(encoding="utf-8"), markup=False)
+    console.print(f"\n[bold green]done.[/] results: {root / 'summary.md'}   report: {root / 'report' / 'report.html'}")
+    console.print((root / "summary.md").read_text(encoding="utf-8"), markup=False)

@@ -34,6 +34,7 @@ from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_
 from tapo.io.atomic import read_jsonl, write_text
 
 REPORT_FILE = "report.html"
+SUMMARY_FILE = "summary.json"
 _SEGMENT = re.compile(r"<(think|search|code|response|answer)>(.*?)</\1>", re.DOTALL)
 
 CSS = """
@@ -171,8 +172,27 @@ def _eval_section(result: EvalResult, root: Path, out_dir: Path, index: int) -> 
     )
 
 
+def _summary_section(root: Path) -> list[_Section]:
+    """A ready-made summary table (``summary.json``: title, headers, rows, notes), e.g. the main job's results."""
+    path = root / SUMMARY_FILE
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    notes = "".join(f"<li>{_esc(note)}</li>" for note in summary.get("notes", []))
+    body = to_html(summary["headers"], summary["rows"]) + (f"<ul>{notes}</ul>" if notes else "")
+    return [_Section(summary.get("title", "Summary"), body)]
+
+
 def _training_sections(root: Path, out_dir: Path) -> list[_Section]:
+    """Training curves of ``root`` and of every run directory directly under it (a pipeline's stages)."""
+    runs = [root, *sorted(p.parent for p in root.glob("*/metrics.jsonl"))]
+    return [s for run in runs for s in _run_sections(run, root, out_dir)]
+
+
+def _run_sections(root: Path, top: Path, out_dir: Path) -> list[_Section]:
     sections: list[_Section] = []
+    name = "" if root == top else f": {root.name}"
+    prefix = "" if root == top else f"{root.name}_"
     metrics_file = root / "metrics.jsonl"
     if metrics_file.is_file():
         rows = read_jsonl(metrics_file)
@@ -183,16 +203,19 @@ def _training_sections(root: Path, out_dir: Path) -> list[_Section]:
             if not isinstance(v, dict | list)
         ]
         body = f"<p class='meta'>{len(rows)} logged steps</p>"
-        body += _image(plot_training_curves(rows, out_dir / "training_curves.png"), out_dir, "training curves")
+        curves = plot_training_curves(rows, out_dir / f"{prefix}training_curves.png")
+        body += _image(curves, out_dir, "training curves")
         body += "<h3>Last logged step</h3>" + to_html(["metric", "value"], table)
-        sections.append(_Section("Training", body))
+        sections.append(_Section(f"Training{name}", body))
     traj_file = root / "trajectories.jsonl"
     if traj_file.is_file() and not (root / RESULTS_FILE).is_file():
         scored = _scored(read_jsonl(traj_file))
         if scored:
             buckets = accuracy_by_searches(record_from_dict(r) for r in scored)
-            img = _image(plot_accuracy_by_searches(buckets, out_dir / "train_acc_by_searches.png"), out_dir, "acc")
-            sections.append(_Section("Training trajectories: accuracy against searches", img))
+            plot = plot_accuracy_by_searches(buckets, out_dir / f"{prefix}train_acc_by_searches.png")
+            sections.append(
+                _Section(f"Training trajectories{name}: accuracy against searches", _image(plot, out_dir, "acc"))
+            )
     return sections
 
 
@@ -212,7 +235,7 @@ def build_report(root: Path, out_dir: Path | None = None, n_trajectories: int = 
         raise FileNotFoundError(f"{root} is not a directory")
     out_dir = Path(out_dir) if out_dir else root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = _training_sections(root, out_dir)
+    sections = [*_summary_section(root), *_training_sections(root, out_dir)]
     evals = find_evaluations(root)
     for path in find_ablations(root):
         modes = [load_result(path / mode) for mode in json.loads((path / ABLATION_FILE).read_text())["modes"]]

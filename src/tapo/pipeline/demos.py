@@ -105,7 +105,10 @@ class DemoBuilder:
             self.reward.score_trajectories(trajectories)
             for trajectory, (example, _) in zip(trajectories, ready, strict=True):
                 reward = trajectory.reward
-                if reward is None or not reward.acc:
+                if trajectory.finish_reason != "answer":
+                    # Cut by the rollout's token or turn caps: the plan does not fit the RL budget.
+                    stats["over_budget"] = stats.get("over_budget", 0) + 1
+                elif reward is None or not reward.acc:
                     stats["wrong_answer"] = stats.get("wrong_answer", 0) + 1
                 elif not _searches_found_their_facts(trajectory, example):
                     stats["fact_not_found"] = stats.get("fact_not_found", 0) + 1

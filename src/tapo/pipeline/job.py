@@ -81,8 +81,13 @@ class MainJob:
             builder = DemoBuilder(tokenizer, build_tools(config.tools), config.rollout, reward, config.data.template)
             with self.console.status(f"replaying {len(examples)} oracle plans through the real tools"):
                 demos = builder.build(examples, stats)
-        write_jsonl(self.demos_file, (d.to_dict() for d in demos))
         self.console.print(f"demonstrations: {stats}")
+        if not demos:
+            raise StageFailed(
+                f"no demonstration survived the replay ({stats}): raise rollout.max_new_tokens_per_turn, "
+                "rollout.max_response_tokens or rollout.max_turns so the oracle plans fit"
+            )
+        write_jsonl(self.demos_file, (d.to_dict() for d in demos))
 
     def evaluate(self, name: str, model: str, tools: str = "all") -> None:
         limit = ["--limit", str(self.profile.eval_limit)] if self.profile.eval_limit else []

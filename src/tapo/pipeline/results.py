@@ -1,5 +1,6 @@
 """The main job's results table: one row per model (start, warm start, TAPO, baselines) on the TAPO-mini test
-split, the issue's goals checked against it, written as markdown (pasted into README) and JSON."""
+split, the issue's goals checked against it, written as markdown (pasted into README) and as the JSON that the
+HTML report shows first."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from tapo.eval.report import SUMMARY_FILE
 from tapo.eval.results import RESULTS_FILE, load_result, load_trajectory_rows
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_json, write_text
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
+CAPTION = (
+    "Accuracy (%) on the TAPO-mini test split (held-out entities), greedy decoding; tool-call rates (%) by whether "
+    "the question needs a tool; calls per question against what the questions' oracle plans need."
+)
 HEADERS = [
     "model", "acc", *KINDS, "calls when needed", "calls when not needed", "calls/question", "calls needed",
     "format errors",
@@ -54,6 +60,14 @@ def _cells(row: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def _at_least(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value >= bound
+
+
+def _at_most(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value <= bound
+
+
 def goals(rows: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
     """The issue's goals: (goal, met or None when the run lacks the arm, what was measured)."""
     checks: list[tuple[str, bool | None, str]] = []
@@ -63,8 +77,8 @@ def goals(rows: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None, str]]
         checks.append(("RL raises accuracy over the warm start by ≥ 10 points", gain >= 0.10, f"{100 * gain:+.1f}"))
     if tapo:
         needed, not_needed = tapo["call_rate_when_needed"], tapo["call_rate_when_not_needed"]
-        checks.append(("≥ 90 % of tool-needing questions get a call", (needed or 0) >= 0.9, _pct(needed)))
-        checks.append(("≤ 10 % of no-tool questions get a call", (not_needed or 0) <= 0.1, _pct(not_needed)))
+        checks.append(("≥ 90 % of tool-needing questions get a call", _at_least(needed, 0.9), _pct(needed)))
+        checks.append(("≤ 10 % of no-tool questions get a call", _at_most(not_needed, 0.1), _pct(not_needed)))
         calls, need = tapo["calls_per_question"], tapo["calls_needed_per_question"]
         checks.append(
             ("mean calls per question ≤ what the questions need", calls <= need, f"{calls:.2f} vs {need:.2f}")
@@ -76,20 +90,25 @@ def goals(rows: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None, str]]
 
 
 def write_results(root: Path, arms: list[tuple[str, str, str, list[str]]]) -> str:
-    """Collect every finished evaluation under ``root/eval`` into results.md / results.json; returns the markdown."""
+    """Collect every finished evaluation under ``root/eval`` into summary.md / summary.json; returns the markdown.
+
+    ``summary.json`` holds the table as the report renders it (title, headers, rows, notes) plus the raw numbers.
+    """
     titles = {"base": "starting model", "sft": "warm start (SFT)", **{name: title for name, title, *_ in arms}}
     rows = {
         name: row_for(title, root / "eval" / name)
         for name, title in titles.items()
         if (root / "eval" / name / RESULTS_FILE).is_file()
     }
-    table = to_markdown(HEADERS, [_cells(row) for row in rows.values()])
+    cells = [_cells(row) for row in rows.values()]
+    verdicts = {True: ("✅", "met"), False: ("❌", "missed"), None: ("–", "not measured")}
     checks = goals(rows)
-    lines = [f"- {'✅' if met else '❌'} {goal}: {measured}" for goal, met, measured in checks]
-    markdown = (
-        "Accuracy (%) on the TAPO-mini test split (held-out entities), greedy decoding; tool-call rates (%) by "
-        "whether the question needs a tool.\n\n" + table + "\n\nGoals:\n\n" + "\n".join(lines) + "\n"
+    notes = [f"{verdicts[met][1]}: {goal} ({measured})" for goal, met, measured in checks]
+    lines = [f"- {verdicts[met][0]} {goal}: {measured}" for goal, met, measured in checks]
+    markdown = f"{CAPTION}\n\n{to_markdown(HEADERS, cells)}\n\nGoals:\n\n" + "\n".join(lines) + "\n"
+    write_text(root / "summary.md", markdown)
+    write_json(
+        root / SUMMARY_FILE,
+        {"title": "Results", "caption": CAPTION, "headers": HEADERS, "rows": cells, "notes": notes, "numbers": rows},
     )
-    write_text(root / "results.md", markdown)
-    write_json(root / "results.json", {"rows": rows, "goals": [list(c) for c in checks]})
     return markdown

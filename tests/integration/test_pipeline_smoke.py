@@ -1,0 +1,44 @@
+"""The main job end to end on a tiny model: every stage runs, the summary and report exist, a rerun resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PROFILE = Path(__file__).parent.parent / "fixtures" / "pipeline-smoke.yaml"
+STAGES = {"data", "demos", "eval-base", "sft", "eval-sft", "tapo", "eval-tapo", "dapo-no-tools",
+          "eval-dapo-no-tools", "tapo-no-mask", "eval-tapo-no-mask", "report"}  # fmt: skip
+
+
+def _run(out: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "tapo", "pipeline", "run", "--profile", str(PROFILE), "--out", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
+
+
+def test_main_job_runs_every_stage_and_resumes(tmp_path):
+    out = tmp_path / "job"
+    first = _run(out)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert set(json.loads((out / "pipeline-state.json").read_text())) == STAGES
+    summary = json.loads((out / "summary.json").read_text())
+    assert [row[0] for row in summary["rows"]] == [
+        "starting model", "warm start (SFT)", "TAPO (RL on the warm start)", "DAPO without tools",
+        "TAPO, tool tokens left in the loss",
+    ]  # fmt: skip
+    assert len(summary["notes"]) == 6
+    assert "Results" in (out / "report" / "report.html").read_text()
+    demos = [json.loads(line) for line in (out / "demos.jsonl").read_text().splitlines()]
+    assert demos and all(row["reward"]["acc"] for row in demos)
+
+    start = time.perf_counter()
+    second = _run(out)
+    assert second.returncode == 0
+    assert second.stdout.count("done earlier, skipped") == len(STAGES)
+    assert time.perf_counter() - start < 60
