@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ STAGES = {"data", "demos", "eval-base", "sft", "eval-sft", "tapo", "eval-tapo", 
 
 def _run(out: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "tapo", "pipeline", "run", "--profile", str(PROFILE), "--out", str(out)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
+    env = {**os.environ, "COLUMNS": "250"}  # rich wraps at the terminal width: keep stage lines whole
+    return subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False, env=env)
 
 
 def test_main_job_runs_every_stage_and_resumes(tmp_path):
@@ -40,5 +42,5 @@ def test_main_job_runs_every_stage_and_resumes(tmp_path):
     start = time.perf_counter()
     second = _run(out)
     assert second.returncode == 0
-    assert second.stdout.count("done earlier, skipped") == len(STAGES)
+    assert (second.stdout + second.stderr).count("done earlier, skipped") == len(STAGES)
     assert time.perf_counter() - start < 60
