@@ -122,7 +122,8 @@ def _system_binds() -> list[str]:
             args += ["--ro-bind", directory, directory]
     for root in _readonly_roots():
         for parent in reversed(Path(root).parents[:-1]):
-            args += ["--perms", "0755", "--dir", str(parent)]
+            if str(parent) != "/tmp":  # the private tmpfs, mounted first, keeps its 1777 mode
+                args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", root, root]
     return args
 
@@ -198,10 +199,11 @@ class PythonSandbox:
             "--die-with-parent",
             "--new-session",
             "--hostname", "sandbox",
+            # The tmpfs first: binds that live under /tmp (a venv in a checkout there) are mounted on top of it.
+            "--perms", "1777", "--size", str(self.config.tmpfs_mb * 2**20), "--tmpfs", "/tmp",
             *_system_binds(),
             "--proc", "/proc",
             "--dev", "/dev",
-            "--perms", "1777", "--size", str(self.config.tmpfs_mb * 2**20), "--tmpfs", "/tmp",
             "--chdir", "/tmp",
             "--clearenv", *env,
             "--",
