@@ -36,3 +36,12 @@ def tiny_checkpoint(tmp_path_factory, smollm2_path: str) -> str:
     from tapo.models.tiny import save_tiny_checkpoint
 
     return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a loaded machine they are ~10x slower with two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -32,13 +32,7 @@ def lower_half(trajs: list[Trajectory]) -> None:
         traj.reward = RewardBreakdown(True, share, 0.0, share, share > 0.5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """A tiny model gains nothing from a second thread, and on a loaded machine it is ~10x slower with two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _examples(n: int = 16) -> list[Example]:

@@ -15,13 +15,7 @@ from tapo.rollout.trajectory import Trajectory
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.sft import Demo, DemoError, SftTrainer, load_demos
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _demos(tokenizer, path, count: int = 8) -> None:
