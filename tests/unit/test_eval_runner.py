@@ -187,9 +187,10 @@ def test_ablation_with_real_tools(tokenizer, tmp_path: Path):
         "none": {"search": 0.0, "code": 0.0},
     }
     assert [r.overall.tool_failure_rate for r in results] == [0.0, 0.0, 0.0, None]
-    # Refused tool tags get the corrective message, whose tag mentions break the strict format.
-    assert [r.overall.acc for r in results] == [1.0, 0.0, 0.0, 0.0]
-    assert [r.overall.format_error_rate for r in results] == [0.0, 1.0, 1.0, 1.0]
+    # Refused tool tags get the corrective message: environment text, so it costs a turn, not the format.
+    assert [r.overall.acc for r in results] == [1.0, 1.0, 1.0, 1.0]
+    assert [r.overall.format_error_rate for r in results] == [0.0, 0.0, 0.0, 0.0]
+    assert all("My previous action is invalid" in r.trajectories[0].response_text for r in results[1:])
     turns = results[0].trajectories[0].turns
     assert "Paris is the capital of France" in turns[0].output and turns[1].output.strip() == "42"
     assert [t.action for t in results[3].trajectories[0].turns] == ["invalid", "invalid", "answer"]
