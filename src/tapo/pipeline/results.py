@@ -105,7 +105,8 @@ def write_results(root: Path, arms: list[tuple[str, str, str, list[str]]]) -> st
     checks = goals(rows)
     notes = [f"{verdicts[met][1]}: {goal} ({measured})" for goal, met, measured in checks]
     lines = [f"- {verdicts[met][0]} {goal}: {measured}" for goal, met, measured in checks]
-    markdown = f"{CAPTION}\n\n{to_markdown(HEADERS, cells)}\n\nGoals:\n\n" + "\n".join(lines) + "\n"
+    goals_text = "\n\nGoals:\n\n" + "\n".join(lines) if lines else ""
+    markdown = f"{CAPTION}\n\n{to_markdown(HEADERS, cells)}{goals_text}\n"
     write_text(root / "summary.md", markdown)
     write_json(
         root / SUMMARY_FILE,
