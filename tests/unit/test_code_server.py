@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
 from tapo.config.schema import CodeConfig
+from tapo.io.loopback import serve_in_thread
 from tapo.tools.code.client import RemoteCodeTool
 from tapo.tools.code.factory import build_code_tool
 from tapo.tools.code.server import MAX_CODE_BYTES, create_app
@@ -21,19 +20,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def server_url():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(CodeConfig(timeout_s=5)), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(CodeConfig(timeout_s=5))) as url:
+        yield url
 
 
 def test_health_and_run_shape(server_url):

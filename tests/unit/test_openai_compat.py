@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -30,6 +25,7 @@ from tapo.engines.openai_compat import (
     parse_openai_model,
     split_chat,
 )
+from tapo.io.loopback import serve_in_thread as serve
 
 
 def build_app(script: list[str], fail_first: int = 0, report_stop_reason: bool = False) -> FastAPI:
@@ -86,25 +82,6 @@ def build_app(script: list[str], fail_first: int = 0, report_stop_reason: bool =
     return app
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free loopback port in a thread; yields the ``/v1`` base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 # -- the engine against the server ---------------------------------------------------------------------
 
 SCRIPT = [
@@ -123,7 +100,7 @@ def prompt_ids(tokenizer) -> list[int]:
 
 
 def engine(tokenizer, url: str, **kwargs) -> OpenAICompatEngine:
-    return OpenAICompatEngine(url, "scripted", tokenizer, retry_backoff_s=0.01, **kwargs)
+    return OpenAICompatEngine(url + "/v1", "scripted", tokenizer, retry_backoff_s=0.01, **kwargs)
 
 
 @pytest.mark.parametrize("report_stop_reason", [False, True])
@@ -183,7 +160,7 @@ def test_errors_are_clear(tokenizer, prompt_ids):
     with serve(build_app(SCRIPT, fail_first=5)) as url, pytest.raises(OpenAIEngineError, match="after 2 attempts"):
         engine(tokenizer, url, max_retries=1).generate([prompt_ids], SamplingParams())
     with serve(build_app(SCRIPT)) as url:
-        bad = OpenAICompatEngine(url, "nope", tokenizer)
+        bad = OpenAICompatEngine(url + "/v1", "nope", tokenizer)
         with pytest.raises(OpenAIEngineError, match="HTTP 404"):
             bad.generate([prompt_ids], SamplingParams())
     with pytest.raises(ValueError, match="chat template"):
@@ -223,7 +200,17 @@ def test_tapo_eval_and_report_over_http(tmp_path):
     server = build_app(SCRIPT[1:])
     out = tmp_path / "eval"
     with serve(server) as url:
-        args = ["eval", "--model", f"openai:{url}#scripted", "--data", str(data), "--tools", "none", "--out", str(out)]
+        args = [
+            "eval",
+            "--model",
+            f"openai:{url}/v1#scripted",
+            "--data",
+            str(data),
+            "--tools",
+            "none",
+            "--out",
+            str(out),
+        ]
         result = CliRunner().invoke(cli, [*args, "reward.overlong.enabled=false"])
     assert result.exit_code == 0, result.output
     assert len(server.state.requests) == 2 and all(r["temperature"] == 0.0 for r in server.state.requests)

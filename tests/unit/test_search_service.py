@@ -12,11 +12,12 @@ import pytest
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
+from tapo.io.loopback import serve_in_thread
 from tapo.tools.search.bm25 import BM25Index
 from tapo.tools.search.client import RetrievalClient, parse_document, retrieve_url
 from tapo.tools.search.http import SearchServiceError
 from tapo.tools.search.serper import SerperClient, parse_serper
-from tapo.tools.search.server import MAX_QUERY_BYTES, create_app, serve_in_thread
+from tapo.tools.search.server import MAX_QUERY_BYTES, create_app
 
 ROWS = [
     {"id": "p1", "title": "Eiffel Tower", "text": "The Eiffel Tower in Paris was completed in 1889."},

@@ -109,7 +109,19 @@ class RolloutConfig(Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     batch_size: int = Field(64, ge=1, description="sequences generated together by the hf engine")
     vllm_gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
-    vllm_server_url: str | None = Field(None, description="generation on a separate vLLM server")
+    vllm_server_url: str | None = Field(
+        None,
+        description="engine=vllm only: generate on this `vllm serve` server (http://host:port) instead of in-process",
+    )
+    vllm_server_weights_dir: str | None = Field(
+        None, description="where the trainer writes the policy for the vLLM server to reload (both must see it)"
+    )
+
+    @model_validator(mode="after")
+    def _server_needs_vllm(self) -> RolloutConfig:
+        if self.vllm_server_url and self.engine != "vllm":
+            raise ValueError("rollout.vllm_server_url needs rollout.engine=vllm")
+        return self
 
 
 class OverlongConfig(Section):

@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from tapo.engines.base import Generation, SamplingParams
+from tapo.engines.weights import unique_cpu_tensors
 
 T = TypeVar("T")
 
@@ -128,14 +129,7 @@ class VLLMEngine:
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         from safetensors.torch import save
 
-        # Tied weights (embeddings = LM head) are sent once: vLLM's loader ties them again.
-        seen: set[int] = set()
-        unique = {}
-        for name, tensor in state_dict.items():
-            if tensor.data_ptr() not in seen:
-                seen.add(tensor.data_ptr())
-                unique[name] = tensor.detach().cpu().contiguous()
-        blob = save(unique)
+        blob = save(unique_cpu_tensors(state_dict))
         self._call(self.llm.collective_rpc(_load_weights, args=(blob,)))
         self._call(self.llm.reset_prefix_cache())  # cached KV blocks were computed with the old weights
 

@@ -83,8 +83,11 @@ class ToolRollout:
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
 
     def sync(self, state_dict: dict[str, Any]) -> None:
-        """The full weights, on the processes that have them (FSDP gathers them on the main process only)."""
-        if state_dict:
+        """The full weights, on the processes that have them (FSDP gathers them on the main process only).
+
+        A vLLM server is one engine for all processes: only the main process pushes to it.
+        """
+        if state_dict and (self.config.rollout.vllm_server_url is None or self.process_index == 0):
             self.engine.update_weights(state_dict)
 
     def close(self) -> None:

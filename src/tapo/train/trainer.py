@@ -138,9 +138,14 @@ class DapoTrainer:
                 if path.exists():
                     write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= self.step])
         self.cursor.load_state_dict(state["cursor"])
-        self.source.sync(self.accelerator.get_state_dict(self.model))
+        self._sync_engine()
         log.info("resumed %s at step %d (epoch %d, position %d)", checkpoint, self.step, *state["cursor"].values())
         return True
+
+    def _sync_engine(self) -> None:
+        """Push the weights, and let no process sample again before the push is done (a shared server)."""
+        self.source.sync(self.accelerator.get_state_dict(self.model))
+        self.accelerator.wait_for_everyone()
 
     # ---- sampling -------------------------------------------------------------------------------------------
     def collect(self) -> tuple[list[Group], dict[str, float]]:
@@ -272,7 +277,7 @@ class DapoTrainer:
         t1 = time.perf_counter()
         update = self.update(groups)
         t2 = time.perf_counter()
-        self.source.sync(self.accelerator.get_state_dict(self.model))
+        self._sync_engine()
         self.step += 1
         trajs = [t for g in groups for t in g]
         row: dict[str, float] = {"step": float(self.step), "epoch": float(self.cursor.epoch)}

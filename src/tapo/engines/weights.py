@@ -1,0 +1,17 @@
+"""Policy weights on their way from the trainer to an engine that keeps its own copy (vLLM)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def unique_cpu_tensors(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Contiguous CPU tensors with tied weights (embeddings = LM head) kept once: vLLM's loader ties them again,
+    and safetensors refuses two names for one storage."""
+    seen: set[int] = set()
+    unique = {}
+    for name, tensor in state_dict.items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            unique[name] = tensor.detach().cpu().contiguous()
+    return unique
