@@ -85,3 +85,41 @@ def test_smollm2_writes_after_a_forced_code_call(smollm2_path):
     result = runner.invoke(app, [*args, "rollout.max_new_tokens_per_turn=32"])
     assert result.exit_code == 0, result.output
     assert "tool output" in result.stdout and "finished:" in result.stdout
+
+
+def test_the_hf_engine_streams_exactly_the_tokens_it_returns(tiny_model, tokenizer):
+    from tapo.engines.base import SamplingParams
+    from tapo.engines.hf import HFEngine
+
+    engine = HFEngine(tiny_model, tokenizer)
+    streamed: list[int] = []
+    engine.on_tokens = streamed.extend
+    [gen] = engine.generate([tokenizer.encode("What is 6 times 7?")], SamplingParams(max_new_tokens=12, seed=0))
+    assert streamed == gen.token_ids and len(streamed) == 12
+    streamed.clear()
+    engine.generate([[1, 2], [3, 4]], SamplingParams(max_new_tokens=4, seed=0))
+    assert streamed == []  # a batch of several is never streamed (its rows would interleave)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_a_streamed_turn_is_shown_once_when_it_is_done(tokenizer, terminal):
+    import io
+
+    from rich.console import Console
+
+    from tapo.rollout.trace import TraceRenderer
+
+    out = io.StringIO()
+    renderer = TraceRenderer(Console(file=out, force_terminal=terminal, width=60), tokenizer)
+    text = "<think> six sevens </think> <answer> 42 </answer>"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    for token in ids:
+        renderer.stream([token])
+    renderer(0, "model", text)
+    shown = out.getvalue()
+    if terminal:  # the live view is drawn while the turn is sampled, then erased line by line
+        live, final = shown.rsplit("\x1b[2K", 1)
+        assert "six sevens" in live
+    else:  # no live view where nothing can be redrawn (a pipe, a file)
+        final = shown
+    assert final.count("thinking") == 1 and final.count("answer") == 1 and final.count("42") == 1

@@ -41,7 +41,9 @@ def _ask(cfg: TapoConfig, engine: Any, tools: Any, question: str, template: str,
     from tapo.prompts.templates import allowed_tools, render_prompt
     from tapo.rollout.loop import RolloutRunner
 
-    renderer = TraceRenderer(stdout)
+    renderer = TraceRenderer(stdout, engine.tokenizer)
+    if hasattr(engine, "on_tokens"):  # the transformers engine streams tokens; others show each turn when done
+        engine.on_tokens = renderer.stream
     if force:
         engine = ForcedPrefixEngine(engine, force)
     runner = RolloutRunner(engine, tools, cfg.rollout, on_step=renderer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from transformers import (
     StoppingCriteriaList,
     StopStringCriteria,
 )
+from transformers.generation.streamers import BaseStreamer
 
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.batching import AsyncBatcher
@@ -54,12 +56,34 @@ class _SampledLogprobs(LogitsProcessor):
         return torch.stack(self.steps) if self.steps else torch.empty(0, len(last_tokens))
 
 
+class _TokenStreamer(BaseStreamer):
+    """Hands the tokens of a one-sequence ``generate`` call to a listener as they are sampled."""
+
+    def __init__(self, listener: Callable[[list[int]], None]) -> None:
+        self.listener = listener
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if self._prompt_seen:
+            self.listener(value.reshape(-1).tolist())
+        self._prompt_seen = True  # generate's first put is the prompt itself
+
+    def end(self) -> None:
+        """Nothing to flush: the listener decodes what it has been given."""
+
+
 class HFEngine:
     """``GenerationEngine`` over a transformers causal LM.
 
     ``update_weights`` copies a state dict into the model in place. When the engine holds the trainer's own
     model object (the usual single-process CPU setup) the weights are already current and nothing is copied.
+
+    ``on_tokens``, when set, receives each token of a one-sequence batch as it is sampled (``tapo chat`` shows
+    the turn growing); the returned generation is unchanged, and the callback may get a few tokens past a
+    stop string's end that the result then cuts.
     """
+
+    on_tokens: Callable[[list[int]], None] | None = None
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64) -> None:
         self.model = model
@@ -115,6 +139,7 @@ class HFEngine:
             stopping_criteria=StoppingCriteriaList(
                 [_stop_criteria(self.tokenizer, params.stop)] if params.stop else []
             ),
+            streamer=_TokenStreamer(self.on_tokens) if self.on_tokens is not None and len(prompts) == 1 else None,
         )
         new = sequences[:, width:].cpu()
         logprobs = recorder.finish(new[:, -1]).T if new.shape[1] else torch.empty(len(prompts), 0)

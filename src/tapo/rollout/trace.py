@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
@@ -64,16 +66,39 @@ def render_segment(segment: Segment, source: str) -> RenderableType:
     return Panel(body, title=title, title_align="left", border_style=style)
 
 
-class TraceRenderer:
-    """The ``on_step`` callback of a rollout that prints each piece to ``console`` as it arrives."""
+def render_text(text: str, source: str) -> Group:
+    """All blocks of one appended piece. The environment writes only <response> blocks; its corrective message
+    quotes tags as plain words, so only ``response`` is a tag there."""
+    return Group(*(render_segment(s, source) for s in segments(text, TAGS if source == "model" else ("response",))))
 
-    def __init__(self, console: Console) -> None:
+
+class TraceRenderer:
+    """The ``on_step`` callback of a rollout that prints each piece to ``console`` as it arrives.
+
+    Given the tokenizer, ``stream`` also shows a model turn while it is sampled (engines that stream tokens
+    call it); the live view is replaced by the finished turn once the rollout reports it.
+    """
+
+    def __init__(self, console: Console, tokenizer: Any = None) -> None:
         self.console = console
+        self.tokenizer = tokenizer
+        self._live: Live | None = None
+        self._streamed: list[int] = []
+
+    def stream(self, ids: list[int]) -> None:
+        self._streamed += ids
+        view = render_text(self.tokenizer.decode(self._streamed, skip_special_tokens=True), "model")
+        if self._live is None:
+            self._live = Live(view, console=self.console, refresh_per_second=8, transient=True)
+            self._live.start()
+        else:
+            self._live.update(view)
 
     def __call__(self, index: int, source: str, text: str) -> None:
-        # The environment writes only <response> blocks; its corrective message quotes tags as plain words.
-        for segment in segments(text, TAGS if source == "model" else ("response",)):
-            self.console.print(render_segment(segment, source))
+        if self._live is not None:
+            self._live.stop()
+            self._live, self._streamed = None, []
+        self.console.print(render_text(text, source))
 
     def summary(self, trajectory: Trajectory) -> None:
         """One line after the trace: why it ended, tool calls, model tokens."""
