@@ -33,8 +33,8 @@ def vllm_server(smollm2_path: str, tmp_path_factory) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
     command = [
-        sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", smollm2_path, "--host", "127.0.0.1",
-        "--port", str(port), "--max-model-len", "2048", "--logprobs-mode", "processed_logprobs",
+        sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", smollm2_path,
+        "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--logprobs-mode", "processed_logprobs",
         "--enable-prefix-caching", "--seed", "0",
     ]  # fmt: skip
     with log_path.open("w") as log:
