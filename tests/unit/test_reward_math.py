@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,16 @@ def test_pathological_input_returns_within_its_time_out(math_scorer, expression)
 def test_bad_time_out_is_rejected():
     with pytest.raises(ValueError, match="positive"):
         MathVerifier(0)
+    with pytest.raises(ValueError, match="at least 256 MB"):
+        MathVerifier(5, memory_mb=64)
+
+
+def test_the_worker_runs_under_its_memory_cap():
+    verifier = MathVerifier(10.0, memory_mb=700)
+    try:
+        assert verifier.equivalent("\\frac{1}{2}", "0.5")
+        limits = Path(f"/proc/{verifier._process.pid}/limits").read_text()
+        [line] = [line for line in limits.splitlines() if line.startswith("Max address space")]
+        assert line.split()[3:5] == [str(700 * 2**20)] * 2  # soft and hard
+    finally:
+        verifier.close()

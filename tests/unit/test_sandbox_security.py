@@ -192,3 +192,12 @@ def test_background_child_does_not_outlive_the_call(sandbox):
     assert result.exit_code == 0 and "parent done" in result.stdout
     assert time.perf_counter() - start < TIMEOUT_S  # returned without waiting for the daemon
     # no_leftovers checks that the daemonized `sleep ... tapo-marker` is gone
+
+
+def test_no_capability_is_left_in_any_set(sandbox):
+    """Effective, permitted, inheritable, ambient and bounding sets all empty, and no privileges through exec."""
+    result = run(sandbox, "print(open('/proc/self/status').read())")
+    status = dict(line.split(":\t", 1) for line in result.stdout.splitlines() if ":\t" in line)
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[key], 16) == 0, f"{key} = {status[key]}"
+    assert status["NoNewPrivs"].strip() == "1" and status["Uid"].split()[0] != "0"

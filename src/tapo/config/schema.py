@@ -137,6 +137,7 @@ class RewardConfig(Section):
     acc_threshold: float = Field(0.9, ge=0.0, le=1.0)
     format_penalty: float = Field(-1.0, ge=-10.0, le=0.0, description="score of a response with a broken format")
     math_timeout_s: float = Field(5.0, gt=0, le=300, description="hard limit per math-verify comparison")
+    math_memory_mb: int = Field(2048, ge=256, le=1_048_576, description="address-space cap of the math-verify worker")
     custom_scorers: dict[str, str] = Field(
         default_factory=dict, description="data_source -> built-in scorer name or 'module:function'"
     )

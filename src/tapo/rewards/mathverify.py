@@ -1,4 +1,5 @@
-"""Symbolic math equivalence with math-verify, in a child process that is killed when it runs late.
+"""Symbolic math equivalence with math-verify, in a child process that is killed when it runs late and whose
+memory is capped.
 
 math-verify bounds its own work with ``signal.alarm``: that only works in the main thread (elsewhere
 ``parse`` and ``verify`` raise ValueError, and trainers and evaluators score from worker threads), only
@@ -38,10 +39,17 @@ def _parse(text: str, timeout_s: int) -> list:
     return parsed
 
 
-def _serve(timeout_s: int) -> None:
-    """Child loop: one JSON ``[prediction, gold]`` per stdin line, one JSON verdict per stdout line."""
-    import logging
+def _serve(timeout_s: int, memory_mb: int) -> None:
+    """Child loop: one JSON ``[prediction, gold]`` per stdin line, one JSON verdict per stdout line.
 
+    Its address space is capped at ``memory_mb``: an answer like ``10^{10^{9}}`` raises MemoryError here
+    (not equivalent) instead of taking the host's memory.
+    """
+    import logging
+    import resource
+
+    limit = memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from math_verify import verify
 
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # its time-out warnings are expected here
@@ -51,10 +59,13 @@ def _serve(timeout_s: int) -> None:
     protocol.flush()
     for line in sys.stdin:
         prediction, gold = json.loads(line)
-        gold_parsed, prediction_parsed = _parse(gold, timeout_s), _parse(prediction, timeout_s)
-        same = bool(
-            gold_parsed and prediction_parsed and verify(gold_parsed, prediction_parsed, timeout_seconds=timeout_s)
-        )
+        try:
+            gold_parsed, prediction_parsed = _parse(gold, timeout_s), _parse(prediction, timeout_s)
+            same = bool(
+                gold_parsed and prediction_parsed and verify(gold_parsed, prediction_parsed, timeout_seconds=timeout_s)
+            )
+        except MemoryError:
+            same = False
         protocol.write(json.dumps(same) + "\n")
         protocol.flush()
 
@@ -80,10 +91,13 @@ class MathVerifier:
     Thread-safe (calls are serialized on one child process); the child starts on first use.
     """
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, memory_mb: int = 2048) -> None:
         if timeout_s <= 0:
             raise ValueError(f"math time-out must be positive, got {timeout_s}")
+        if memory_mb < 256:
+            raise ValueError(f"the math worker needs at least 256 MB (sympy alone takes ~100 MB), got {memory_mb}")
         self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
         self._finalizer: weakref.finalize | None = None
@@ -91,7 +105,8 @@ class MathVerifier:
     def _start(self) -> subprocess.Popen[str]:
         package_root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        command = [sys.executable, "-m", "tapo.rewards.mathverify", str(max(1, math.ceil(self.timeout_s)))]
+        seconds = str(max(1, math.ceil(self.timeout_s)))
+        command = [sys.executable, "-m", "tapo.rewards.mathverify", seconds, str(self.memory_mb)]
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self._finalizer = weakref.finalize(self, _stop, process)
         assert process.stdout is not None
@@ -126,4 +141,4 @@ class MathVerifier:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -68,7 +68,7 @@ class ScorerRegistry:
     """Named scorers and the source → scorer table, built from a :class:`RewardConfig`."""
 
     def __init__(self, config: RewardConfig) -> None:
-        self._math = MathScorer(config.math_timeout_s)
+        self._math = MathScorer(config.math_timeout_s, config.math_memory_mb)
         self.scorers: dict[str, Scorer] = {**scorers.PURE_SCORERS, "math": self._math}
         self.default = config.default_scorer
         self.sources: dict[str, str] = dict(SOURCE_SCORERS)

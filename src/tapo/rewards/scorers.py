@@ -92,8 +92,8 @@ class MathScorer:
     round trip to the worker process; anything else goes to :class:`MathVerifier`.
     """
 
-    def __init__(self, timeout_s: float) -> None:
-        self.verifier = MathVerifier(timeout_s)
+    def __init__(self, timeout_s: float, memory_mb: int = 2048) -> None:
+        self.verifier = MathVerifier(timeout_s, memory_mb)
 
     def __call__(self, prediction: str, gold: str) -> float:
         if not prediction.strip() or not gold.strip():

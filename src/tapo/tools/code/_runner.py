@@ -9,6 +9,8 @@ a uid of its own per concurrent sandbox gives each one its own process count. Th
 (this runner) is dropped so the model sees only its own code in the error.
 """
 
+import ctypes
+import errno
 import os
 import resource
 import sys
@@ -23,6 +25,35 @@ _LIMITS = {
 }
 
 
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _drop_capability_bounds() -> None:
+    """Empty the bounding set (bwrap keeps it full when it runs as root): no capability can ever come back,
+    even through a binary with file capabilities. Needs CAP_SETPCAP, which bwrap keeps for this."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    cap = 0
+    while libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:  # EINVAL past the kernel's last capability
+        cap += 1
+    if ctypes.get_errno() != errno.EINVAL:
+        raise OSError(ctypes.get_errno(), f"cannot drop capability {cap} from the bounding set")
+
+
+def _clear_inheritable() -> None:
+    """Zero the inheritable set too (the permitted and effective sets are already empty after setuid)."""
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.capset(ctypes.byref(Header(_LINUX_CAPABILITY_VERSION_3, 0)), (Data * 2)()) != 0:
+        raise OSError(ctypes.get_errno(), "cannot clear the inheritable capabilities")
+
+
 def _main() -> None:
     settings = dict(arg.split("=", 1) for arg in sys.argv[1:])
     uid = settings.pop("uid", None)
@@ -31,9 +62,11 @@ def _main() -> None:
         hard = int(value) + 1 if key == "cpu" else int(value)
         resource.setrlimit(_LIMITS[key], (int(value), hard))
     if uid is not None:
+        _drop_capability_bounds()
         os.setgroups([])
         os.setgid(int(uid))
-        os.setuid(int(uid))  # from root to another uid: every capability is gone, for good
+        os.setuid(int(uid))  # from root to another uid: the effective and permitted capabilities go
+        _clear_inheritable()
     source = sys.stdin.read()
     sys.stdin.close()
     sys.argv = ["<code>"]

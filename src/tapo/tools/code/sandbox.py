@@ -183,11 +183,13 @@ class PythonSandbox:
 
     def _bwrap_args(self) -> list[str]:
         """bwrap's command line. As root, bwrap needs no user namespace: the runner drops to a real, unprivileged
-        uid instead (keeping only the capabilities to do that); otherwise bwrap maps the user into a new one."""
+        uid instead (keeping only the capabilities to do that, and to empty the bounding set first); otherwise bwrap
+        maps the user into a new one."""
         assert self._bwrap is not None
         if _AS_ROOT:
             identity = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
             identity += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+            identity += ["--cap-add", "CAP_SETPCAP"]  # the runner empties the bounding set with it
         else:
             identity = ["--unshare-all", "--uid", "65534", "--gid", "65534"]
         env: list[str] = []
