@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tapo.config import load_config
-from tapo.io.atomic import append_jsonl, atomic_open, read_jsonl, write_json
+from tapo.io.atomic import append_jsonl, atomic_open, read_jsonl, write_json, write_text
 from tapo.io.runs import RunDir
 
 
@@ -32,3 +32,10 @@ def test_run_dir_saves_resolved_config(tmp_path):
     assert load_config(run.config_file).trainer.lr == 4e-6
     run.log_metrics({"step": 1})
     assert read_jsonl(run.metrics_file) == [{"step": 1}]
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 != 0o600

@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _read_umask() -> int:
+    """The process umask. Reading it means setting it, so it is set straight back, once, at import (a umask
+    flipped while other threads create files would give their files the wrong permissions)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing and rename it over ``path`` on success.
@@ -26,6 +37,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     binary = "b" in mode
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp creates the file 0600; the result gets the permissions a plain open() would have given it.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
