@@ -36,6 +36,12 @@ def _load_weights(worker: Any, blob: bytes) -> int:
     return len(loaded) if loaded is not None else len(weights)
 
 
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
 class VLLMEngine:
     """``GenerationEngine`` over vLLM's ``AsyncLLM`` with token-id prompts and per-request seeds."""
 
@@ -67,6 +73,9 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             logprobs_mode="processed_logprobs",
             enable_prefix_caching=True,
+            # Seeded requests (every rollout's) must never be prefilled in chunks on CPU: vLLM then rewinds their
+            # generator, which torch's CPU generators cannot do (the engine dies).
+            enable_chunked_prefill=False if _on_cpu() else None,
         )
         self.llm = self._call(self._start(AsyncLLM, args))
 
