@@ -66,10 +66,11 @@ def _plain_generate(model: Any, tokenizer: Any, prompts: list[list[int]], tokens
     (per-row stop strings, log-probs, the async batcher, the rollout loop) is measured against."""
     import torch
 
+    from tapo.engines.hf import left_pad
+
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    ids, mask = left_pad(prompts, pad)
+    width = ids.shape[1]
     torch.manual_seed(seed)
     with torch.no_grad():
         out = model.generate(

@@ -56,6 +56,15 @@ class _SampledLogprobs(LogitsProcessor):
         return torch.stack(self.steps) if self.steps else torch.empty(0, len(last_tokens))
 
 
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts left-padded to one width (the new tokens of every row then start in the same column), with
+    their attention mask."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
 class _TokenStreamer(BaseStreamer):
     """Hands the tokens of a one-sequence ``generate`` call to a listener as they are sampled."""
 
@@ -115,10 +124,8 @@ class HFEngine:
 
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        width = max(len(p) for p in prompts)
-        device = self.model.device
-        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        input_ids, attention = (t.to(self.model.device) for t in left_pad(prompts, self.pad_id))
+        width = input_ids.shape[1]
         recorder = _SampledLogprobs()
         config = GenerationConfig(
             max_new_tokens=params.max_new_tokens,
