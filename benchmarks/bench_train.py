@@ -27,7 +27,7 @@ from tapo.models.resolve import resolve_model
 from tapo.prompts.templates import get_template
 from tapo.rewards.breakdown import RewardBreakdown
 from tapo.rollout.trajectory import Trajectory
-from tapo.train.env import ToolRollout
+from tapo.train.source import ToolRolloutSource
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.trainer import DapoTrainer
 
@@ -73,7 +73,7 @@ def run_tapo(args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
     accelerator = make_accelerator(config, run.root)
     model, tokenizer = load_policy(config.model)
     engine = HFEngine(model, tokenizer, batch_size=args.prompts * args.group)
-    source = ToolRollout(config, model, tokenizer, score=score, engine=engine)
+    source = ToolRolloutSource(config, model, tokenizer, score=score, engine=engine)
     examples = [Example(id=f"q{i}", question=q, data_source="bench", golds=["0"]) for i, q in enumerate(QUESTIONS)]
     trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
     rows = [trainer.train_step() for _ in range(args.steps + 1)][1:]  # the first step warms caches up

@@ -27,7 +27,7 @@ class RecordedGroups:
     def __init__(self, groups: list[list[Trajectory]]) -> None:
         self.groups = groups
 
-    def sample(self, examples, step):
+    def sample(self, examples, step, round):
         return self.groups
 
     def sync(self, state_dict) -> None:

@@ -1,6 +1,6 @@
 """The DAPO loop on a tiny random model with real sampling from the transformers engine.
 
-The environment is the real one (ToolRollout: RolloutRunner over the transformers engine, no tools); the
+The environment is the real one (ToolRolloutSource: RolloutRunner over the transformers engine, no tools); the
 task is trivially learnable on purpose: the reward is the share of sampled tokens from the lower
 half of the vocabulary, so a working policy-gradient loop must raise it within a few steps.
 """
@@ -17,7 +17,7 @@ from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
 from tapo.rewards.breakdown import RewardBreakdown
 from tapo.rollout.trajectory import Trajectory
-from tapo.train.env import ToolRollout
+from tapo.train.source import ToolRolloutSource
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.trainer import DapoTrainer, loss_mask_for
 
@@ -65,7 +65,7 @@ def _trainer(tmp_path, tiny_checkpoint, *overrides: str) -> DapoTrainer:
     run = RunDir.create(config)
     accelerator = make_accelerator(config, run.root)
     model, tokenizer = load_policy(config.model)
-    source = ToolRollout(config, model, tokenizer, score=lower_half, engine=HFEngine(model, tokenizer))
+    source = ToolRolloutSource(config, model, tokenizer, score=lower_half, engine=HFEngine(model, tokenizer))
     return DapoTrainer(config, run, accelerator, model, tokenizer, source, _examples())
 
 

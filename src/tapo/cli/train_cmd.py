@@ -42,7 +42,7 @@ def train(
 
     from tapo.data.io import load_examples
     from tapo.io.runs import RunDir
-    from tapo.train.env import ToolRollout
+    from tapo.train.source import ToolRolloutSource
     from tapo.train.progress import step_progress
     from tapo.train.setup import load_policy, make_accelerator
     from tapo.train.trainer import DapoTrainer
@@ -59,7 +59,7 @@ def train(
         RunDir.create(config)
     accelerator.wait_for_everyone()
     model, tokenizer = load_policy(config.model)
-    source = ToolRollout(config, model, tokenizer, process_index=accelerator.process_index)
+    source = ToolRolloutSource(config, model, tokenizer, process_index=accelerator.process_index)
     try:
         try:
             source.check_sources(examples)

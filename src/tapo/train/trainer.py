@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -34,23 +34,11 @@ from tapo.rollout.trajectory import Trajectory
 from tapo.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from tapo.train.cursor import PromptCursor
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
+from tapo.train.source import Group, RolloutSource
 from tapo.train.metrics import rollout_metrics, trajectory_row
 from tapo.train.setup import optimizer_step, prepare_for_training
 
 log = logging.getLogger(__name__)
-
-Group = list[Trajectory]
-
-
-class RolloutSource(Protocol):
-    """Turns examples into scored groups of trajectories (one group of ``group_size`` per example)."""
-
-    def sample(self, examples: Sequence[Example], step: int) -> list[Group]: ...
-
-    def sync(self, state_dict: dict[str, Any]) -> None:
-        """Push the updated policy weights (a full state dict, gathered from shards) to the generation engine."""
-        ...
-
 
 @dataclass
 class Prepared:
@@ -150,14 +138,14 @@ class DapoTrainer:
     # ---- sampling -------------------------------------------------------------------------------------------
     def collect(self) -> tuple[list[Group], dict[str, float]]:
         """Dynamic sampling: rounds of fresh prompts until ``prompts_per_step`` informative groups are found."""
-        acc = self.accelerator
+        accelerator = self.accelerator
         target = self.tcfg.prompts_per_step
         state: SamplingState[Group] = SamplingState()
         while True:
             indices = self.cursor.take(target)
-            local = [self.examples[i] for i in indices[acc.process_index :: acc.num_processes]]
-            groups = self.source.sample(local, self.step) if local else []
-            groups = gather_object(groups) if acc.num_processes > 1 else groups
+            local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
+            groups = self.source.sample(local, self.step, state.rounds) if local else []
+            groups = gather_object(groups) if accelerator.num_processes > 1 else groups
             accs = torch.tensor([[float(bool(t.reward and t.reward.acc)) for t in g] for g in groups])
             flags = (
                 constant_groups(accs, self.tcfg.constant_group_tol).tolist()
@@ -218,11 +206,11 @@ class DapoTrainer:
 
     def update(self, groups: Sequence[Group]) -> dict[str, float]:
         """One pass over the batch in mini-batches (counted in trajectories across all processes)."""
-        acc = self.accelerator
+        accelerator = self.accelerator
         items = self.prepare(groups)
         random.Random(self.config.run.seed * 7919 + self.step).shuffle(items)
         minis = _chunks(items, self.tcfg.mini_batch_size)
-        local = [mini[acc.process_index :: acc.num_processes] for mini in minis]
+        local = [mini[accelerator.process_index :: accelerator.num_processes] for mini in minis]
         if len(minis) > 1 or self.reference is not None:
             self._score_old([item for share in local for item in share])
         # else: one mini-batch is exactly on-policy, old log-probs are the current ones (one forward saved)
@@ -232,13 +220,13 @@ class DapoTrainer:
             global_tokens = max(1, sum(item.tokens for item in mini))
             micros = _chunks(share, self.tcfg.micro_batch_size)
             for index, micro in enumerate(micros):
-                sync = acc.no_sync(self.model) if index < len(micros) - 1 else contextlib.nullcontext()
+                sync = accelerator.no_sync(self.model) if index < len(micros) - 1 else contextlib.nullcontext()
                 with sync:
                     for key, value in self._micro_step(micro, global_tokens).items():
                         sums[key] = sums.get(key, 0.0) + value
-            grad_norms.append(optimizer_step(acc, self.model, self.optimizer, self.tcfg.max_grad_norm))
+            grad_norms.append(optimizer_step(accelerator, self.model, self.optimizer, self.tcfg.max_grad_norm))
         self.scheduler.step()
-        totals = acc.reduce(torch.tensor([sums[k] for k in sorted(sums)], device=acc.device), "sum").tolist()
+        totals = accelerator.reduce(torch.tensor([sums[k] for k in sorted(sums)], device=accelerator.device), "sum").tolist()
         stats = {f"actor/{k}": v / len(minis) for k, v in zip(sorted(sums), totals, strict=True)}
         stats["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         stats["actor/lr"] = self.scheduler.get_last_lr()[0]

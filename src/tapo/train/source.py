@@ -1,25 +1,44 @@
-"""The production :class:`~tapo.train.trainer.RolloutSource`: engine + tools + multi-turn rollout + reward.
+"""Where the trainer's trajectories come from: the :class:`RolloutSource` contract and its production
+implementation, :class:`ToolRolloutSource` (engine + tools + multi-turn rollout + reward).
 
 Prompts are rendered once per example and cached (the chat template is not free on CPU). Each call
-samples with a seed derived from the run seed, the step, the process and the generation round, so the
-n samples of a prompt differ, processes never repeat each other, and a resumed run draws what the killed
-run would have drawn.
+samples with a seed derived from the run seed, the step, the process and the generation round the trainer
+counts, so the n samples of a prompt differ, processes never repeat each other, and a resumed run draws
+what the killed run would have drawn.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.rollout.trajectory import Trajectory
 
 ScoreFn = Callable[[list[Trajectory]], None]
+Group = list[Trajectory]
 
 
-class ToolRollout:
+class RolloutSource(Protocol):
+    """Turns examples into scored groups of trajectories (one group of ``group_size`` per example)."""
+
+    def sample(self, examples: Sequence[Example], step: int, round: int) -> list[Group]:
+        """Scored groups for ``examples``; ``round`` counts the dynamic-sampling rounds of ``step`` from 0."""
+        ...
+
+    def sync(self, state_dict: dict[str, Any]) -> None:
+        """Push the updated policy weights (a full state dict, gathered from shards) to the generation engine."""
+        ...
+
+
+def sampling_seed(run_seed: int, step: int, process_index: int, round: int) -> int:
+    """A reproducible seed per (run, step, process, round): stable across processes and Python runs (no hash())."""
+    return (((run_seed * 1_000_003 + step) * 1_009 + process_index) * 10_007 + round) % 2**31
+
+
+class ToolRolloutSource:
     """Groups of ``trainer.group_size`` trajectories per example, scored by ``score`` (default: the config's
     :class:`~tapo.rewards.compute.RewardFunction`). ``engine`` overrides the one ``config.rollout`` names."""
 
@@ -56,7 +75,6 @@ class ToolRollout:
         self.score = score
         self._prompts: dict[str, list[int]] = {}
         self.process_index = process_index
-        self._round: tuple[int, int] = (-1, 0)  # (step, generation round within that step)
 
     def check_sources(self, examples: Sequence[Example]) -> None:
         """Fail before training when a data source has no scorer."""
@@ -71,13 +89,11 @@ class ToolRollout:
             self._prompts[example.id] = ids[-self.config.data.max_prompt_tokens :]
         return self._prompts[example.id]
 
-    def sample(self, examples: Sequence[Example], step: int) -> list[list[Trajectory]]:
+    def sample(self, examples: Sequence[Example], step: int, round: int) -> list[Group]:
         n = self.config.trainer.group_size
         prompts = [self._prompt(ex) for ex in examples for _ in range(n)]
         rows = [ex.model_dump() for ex in examples for _ in range(n)]
-        step_round = self._round[1] + 1 if self._round[0] == step else 0
-        self._round = (step, step_round)
-        seed = hash((self.config.run.seed, step, self.process_index, step_round)) % 2**31
+        seed = sampling_seed(self.config.run.seed, step, self.process_index, round)
         trajs = self.runner.run(prompts, rows, self.runner.sampling_params(seed=seed), self.allowed)
         self.score(trajs)
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
