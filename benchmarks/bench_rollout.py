@@ -34,8 +34,8 @@ from rich.table import Table
 from tapo.config.schema import RolloutConfig
 from tapo.engines.base import GenerationEngine, SamplingParams
 from tapo.io.atomic import write_json
+from tapo.protocol import STOP_STRINGS, format_observation, parse_action
 from tapo.rollout.loop import RolloutRunner
-from tapo.rollout.protocol import STOP_STRINGS, format_observation, parse_action
 from tapo.tools.base import ToolResult
 from tapo.tools.registry import ToolRegistry
 

@@ -25,10 +25,9 @@ from tapo.io.atomic import write_json
 from tapo.io.runs import RunDir
 from tapo.models.resolve import resolve_model
 from tapo.prompts.templates import get_template
-from tapo.rewards.breakdown import RewardBreakdown
-from tapo.rollout.trajectory import Trajectory
-from tapo.train.source import ToolRolloutSource
+from tapo.records import RewardBreakdown, Trajectory
 from tapo.train.setup import load_policy, make_accelerator
+from tapo.train.source import ToolRolloutSource
 from tapo.train.trainer import DapoTrainer
 
 TEMPLATE = "compact_no_tools"

@@ -15,8 +15,7 @@ from tapo.data.schema import Example
 from tapo.engines.base import SamplingParams
 from tapo.engines.hf import HFEngine
 from tapo.io.atomic import write_jsonl
-from tapo.rewards.breakdown import RewardBreakdown
-from tapo.rollout.trajectory import Trajectory
+from tapo.records import RewardBreakdown, Trajectory
 from tapo.train.setup import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,9 +39,9 @@ def _record_groups(tiny_checkpoint: str, path: Path, prompts: int = 4, n: int = 
         out = gen.token_ids or [tokenizer.eos_token_id]
         share = sum(t < len(tokenizer) // 2 for t in out) / len(out)
         mask = [1 if j % 5 else 0 for j in range(len(out))]  # some environment tokens too
-        traj = Trajectory(prompt, list(out), mask, example=examples[i // n].model_dump())
+        traj = Trajectory(prompt, list(out), mask, example=examples[i // n])
         traj.reward = RewardBreakdown(True, share, 0.0, share, share > 0.5)
-        rows.append(traj.to_dict())
+        rows.append(traj.to_row())
     write_jsonl(path, rows)
 
 

@@ -12,11 +12,9 @@ import sys
 import torch
 
 from tapo.config import load_config
-from tapo.data.schema import Example
 from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
-from tapo.rewards.breakdown import RewardBreakdown
-from tapo.rollout.trajectory import Trajectory
+from tapo.records import Trajectory
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.trainer import DapoTrainer
 
@@ -42,18 +40,9 @@ def main(groups_file: str, *overrides: str) -> None:
     model, tokenizer = load_policy(config.model)
     rows = read_jsonl(groups_file)
     n = config.trainer.group_size
-    trajs = [
-        Trajectory(
-            r["prompt_ids"],
-            r["response_ids"],
-            r["loss_mask"],
-            example=r["example"],
-            reward=RewardBreakdown(**r["reward"]),
-        )
-        for r in rows
-    ]
+    trajs = [Trajectory.from_row(r) for r in rows]
     groups = [trajs[i : i + n] for i in range(0, len(trajs), n)]
-    examples = [Example.model_validate(g[0].example) for g in groups]
+    examples = [g[0].example for g in groups]
     trainer = DapoTrainer(config, run, accelerator, model, tokenizer, RecordedGroups(groups), examples)
     stats = trainer.update(groups)
     checksum = sum(float(p.detach().double().sum()) for p in accelerator.unwrap_model(trainer.model).parameters())

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tapo.cli.main import app
-from tapo.rollout.protocol import TAGS
-from tapo.rollout.trace import Segment, segments
+from tapo.io.atomic import read_jsonl
+from tapo.records import Trajectory
+from tapo.protocol import TAGS, Segment, segments
 
 runner = CliRunner()
 # Short turns (forced ones obey the cap too) keep the tiny model fast; only the code tool (search needs an index).
@@ -38,13 +39,18 @@ def test_an_unclosed_block_runs_to_the_end_and_other_tags_stay_text():
     assert segments(corrective, ("response",)) == [Segment(None, corrective)]
 
 
-def test_one_shot_shows_reasoning_tool_call_output_and_summary(tiny_checkpoint):
-    result = runner.invoke(app, ["chat", "--model", tiny_checkpoint, "-q", "What is 6 times 7?", *FORCE, *FAST])
+def test_one_shot_shows_reasoning_tool_call_output_and_summary(tiny_checkpoint, tmp_path):
+    saved = tmp_path / "trajectories.jsonl"
+    question = ["-q", "What is 6 times 7?", "--save", str(saved)]
+    result = runner.invoke(app, ["chat", "--model", tiny_checkpoint, *question, *FORCE, *FAST])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert out.index("thinking") < out.index("code") < out.index("tool output") < out.index("finished:")
+    assert out.index("reasoning") < out.index("code call") < out.index("tool output") < out.index("finished:")
     assert "42" in out.split("tool output", 1)[1]
     assert "tool calls: code x1" in out
+    (row,) = read_jsonl(saved)  # the trainer's and the evaluator's row schema
+    trajectory = Trajectory.from_row(row)
+    assert trajectory.tool_calls == {"code": 1} and "<response>42</response>" in trajectory.response_text
 
 
 def test_interactive_loop_answers_each_question_until_an_empty_line(tiny_checkpoint):
@@ -122,4 +128,4 @@ def test_a_streamed_turn_is_shown_once_when_it_is_done(tokenizer, terminal):
         assert "six sevens" in live
     else:  # no live view where nothing can be redrawn (a pipe, a file)
         final = shown
-    assert final.count("thinking") == 1 and final.count("answer") == 1 and final.count("42") == 1
+    assert final.count("reasoning") == 1 and final.count("answer") == 1 and final.count("42") == 1

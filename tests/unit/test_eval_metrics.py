@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tapo.data.schema import Example
 from tapo.eval.metrics import OVERALL, accuracy_by_searches, compute_metrics, pass_at_k
-from tapo.eval.records import record_from_dict, to_records
+from tapo.eval.records import to_records
 from tapo.eval.tables import adaptive_table, metric_table, to_markdown
-from tapo.rewards.breakdown import RewardBreakdown
-from tapo.rollout.trajectory import Trajectory, Turn
+from tapo.records import RewardBreakdown, Trajectory, Turn
 
 
 def traj(qid, source, acc, calls=(), failed=0, fmt=True, tokens=10, needs=None) -> Trajectory:
@@ -25,7 +25,7 @@ def traj(qid, source, acc, calls=(), failed=0, fmt=True, tokens=10, needs=None) 
         response_ids=list(range(tokens + 5)),
         loss_mask=[1] * tokens + [0] * 5,
         turns=turns,
-        example={"id": qid, "data_source": source, "question": f"q {qid}", "meta": meta},
+        example=Example(id=qid, data_source=source, question=f"q {qid}", golds=["a"], meta=meta),
         reward=RewardBreakdown(format_ok=fmt, score=score, penalty=0.0, total=score, acc=acc),
     )
 
@@ -82,13 +82,19 @@ def test_no_needs_means_no_adaptive_stats():
     assert compute_metrics(records)[OVERALL].adaptive is None
 
 
-def test_dict_rows_give_the_same_records(sample):
-    assert [record_from_dict(t.to_dict()) for t in sample] == to_records(sample)
+def test_rows_read_back_give_the_same_trajectories_and_records(sample):
+    """One row schema: what the trainer, the evaluator and chat write reads back to the same trajectory."""
+    rows = [t.to_row(step=3) for t in sample]
+    assert [Trajectory.from_row(r) for r in rows] == sample
+    assert to_records(Trajectory.from_row(r) for r in rows) == to_records(sample)
 
 
-def test_unscored_rows_are_a_clear_error():
-    with pytest.raises(ValueError, match="no reward"):
-        to_records([Trajectory(prompt_ids=[1], example={"id": "a"})])
+def test_unscored_trajectories_and_foreign_rows_are_a_clear_error():
+    example = Example(id="a", question="q", data_source="nq", golds=["x"])
+    with pytest.raises(ValueError, match="of question 'a' has no reward"):
+        to_records([Trajectory(prompt_ids=[1], example=example)])
+    with pytest.raises(ValueError, match="lacks example, prompt_ids"):
+        Trajectory.from_row({"question": "q", "response": "r", "reward": None, "step": 1})
 
 
 def test_accuracy_by_searches(sample):
@@ -119,13 +125,3 @@ def test_pass_at_k_is_the_subset_probability(nck):
 def test_pass_at_k_rejects_impossible_counts():
     with pytest.raises(ValueError):
         pass_at_k(2, 3, 1)
-
-
-def test_trainer_rows_give_the_same_tool_use_and_rewards(sample):
-    from tapo.train.metrics import trajectory_row
-
-    for t in sample:
-        mine, trainer = record_from_dict(t.to_dict()), record_from_dict(trajectory_row(3, t))
-        assert (trainer.acc, trainer.score, trainer.format_ok) == (mine.acc, mine.score, mine.format_ok)
-        assert trainer.tool_calls == mine.tool_calls and trainer.model_tokens == mine.model_tokens
-        assert trainer.question_id == f"q {mine.question_id}"  # no id in trainer rows: the question text stands in

@@ -17,7 +17,7 @@ from tapo.eval.metrics import OVERALL, compute_metrics
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
 from tapo.eval.records import to_records
 from tapo.eval.report import build_report
-from tapo.eval.results import load_result, load_trajectory_rows
+from tapo.eval.results import load_result, load_trajectories
 from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
 from tapo.prompts.templates import get_template
 
@@ -87,8 +87,8 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
     # The files agree with what was returned, and a report can be built from them.
     saved = load_result(out)
     assert saved.metrics == m and saved.template == "no_tools"
-    rows = load_trajectory_rows(out)
-    assert len(rows) == 6 and compute_metrics(to_records(rows)) == m
+    trajectories = load_trajectories(out)
+    assert len(trajectories) == 6 and compute_metrics(to_records(trajectories)) == m
     assert "| calculator |" in (out / "results.md").read_text()
     assert "Sampled trajectories" in build_report(out, n_trajectories=3).read_text()
 
@@ -214,7 +214,7 @@ def test_tapo_eval_with_a_checkpoint(tiny_checkpoint: str, data_file: Path, tmp_
         [*args, "rollout.max_new_tokens_per_turn=8", "rollout.max_turns=0", "reward.overlong.enabled=false"]
     )
     assert result.exit_code == 0, result.output
-    assert load_result(out).overall.samples == 2 and len(load_trajectory_rows(out)) == 2
+    assert load_result(out).overall.samples == 2 and len(load_trajectories(out)) == 2
 
 
 @pytest.mark.integration
@@ -243,7 +243,7 @@ def test_smollm2_ablation_with_real_tools(tmp_path: Path, data_file: Path):
     for mode in TOOL_MODES:
         saved = load_result(out / mode)
         assert saved.overall.samples == 1 and saved.template == template_for_mode("base", mode)
-        assert all(0 < row["n_model_tokens"] <= 160 for row in load_trajectory_rows(out / mode))
+        assert all(0 < t.n_model_tokens <= 160 for t in load_trajectories(out / mode))
 
 
 def test_vllm_without_the_extra_is_a_clear_error(tiny_checkpoint: str, data_file: Path):

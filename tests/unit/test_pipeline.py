@@ -14,8 +14,8 @@ from tapo.pipeline.demos import DemoBuilder, plan_turns
 from tapo.pipeline.profiles import load_profile
 from tapo.pipeline.stages import Stage, StageRunner
 from tapo.prompts.templates import allowed_tools
+from tapo.protocol import parse_action
 from tapo.rewards.compute import RewardFunction
-from tapo.rollout.protocol import parse_action
 from tapo.tools.registry import build_tools
 
 

@@ -16,15 +16,14 @@ import httpx
 import pytest
 from PIL import Image
 
+from tapo.data.schema import Example
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.plots import curve_panels
 from tapo.eval.records import to_records
-from tapo.eval.report import build_report, response_segments, sample_rows
+from tapo.eval.report import build_report, sample_rows
 from tapo.eval.results import EvalResult, load_result, save_ablation
 from tapo.io.atomic import write_jsonl
-from tapo.rewards.breakdown import RewardBreakdown
-from tapo.rollout.trajectory import Trajectory, Turn
-from tapo.train.metrics import trajectory_row
+from tapo.records import RewardBreakdown, Trajectory, Turn
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NASTY = "<script>alert('x')</script> & <b>bold</b>"
@@ -45,7 +44,7 @@ def make_traj(i: int, acc: bool, searches: int, source: str = "nq") -> Trajector
         turns=turns,
         response_text=text,
         finish_reason="stop",
-        example={"id": f"q{i}", "question": f"Q{i} {NASTY}", "data_source": source, "golds": ["Paris"], "meta": {}},
+        example=Example(id=f"q{i}", question=f"Q{i} {NASTY}", data_source=source, golds=["Paris"]),
         reward=RewardBreakdown(
             format_ok=True, score=float(acc), penalty=0.0, total=float(acc), acc=acc, answer="Paris"
         ),
@@ -79,9 +78,7 @@ def run_dir(tmp_path: Path) -> Path:
     ]
     write_jsonl(run / "metrics.jsonl", rows)
     trajs = [make_traj(i, acc=i % 2 == 0, searches=i % 3, source=("nq", "gsm8k")[i % 2]) for i in range(8)]
-    write_jsonl(
-        run / "trajectories.jsonl", [trajectory_row(1 + i, t) for i, t in enumerate(trajs)]
-    )  # the trainer's rows
+    write_jsonl(run / "trajectories.jsonl", [t.to_row(step=1 + i) for i, t in enumerate(trajs)])  # as the trainer
     results = []
     for mode in ("all", "none"):
         result = eval_result(mode, trajs if mode == "all" else [make_traj(i, False, 0) for i in range(3)])
@@ -162,18 +159,10 @@ def test_curve_panels_follow_the_trainer_keys():
     assert curve_panels([{"step": 1, "name": "x"}]) == {}
 
 
-def test_segments_and_sampling():
-    text = "intro <think> a </think> mid <answer> b </answer> tail"
-    assert response_segments(text) == [
-        ("text", "intro"),
-        ("think", "a"),
-        ("text", "mid"),
-        ("answer", "b"),
-        ("text", "tail"),
-    ]
-    rows = [{"reward": {"acc": i < 2}} for i in range(10)]
+def test_sampling_shows_right_and_wrong_answers():
+    rows = [(i, make_traj(i, acc=i < 2, searches=0)) for i in range(10)]
     picked = sample_rows(rows, 6)
-    assert sum(bool(r["reward"]["acc"]) for r in picked) == 2 and len(picked) == 6
+    assert sum(t.scored.acc for _, t in picked) == 2 and len(picked) == 6
 
 
 # -- headless Chromium over the DevTools protocol ---------------------------------------------------------

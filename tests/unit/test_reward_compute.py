@@ -7,10 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tapo.config.schema import RewardConfig
+from tapo.data.schema import Example
+from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rewards.registry import RewardError, ScorerRegistry
 from tapo.rewards.shaping import overlong_penalty
-from tapo.rollout.trajectory import Trajectory
 
 M, B = 2048, 1024
 
@@ -74,6 +75,10 @@ def test_overlong_bad_input():
         assert reward("<answer>x</answer>", ["x"], "nq", 512).penalty == 0.0
 
 
+def _example(golds: list[str], data_source: str) -> Example:
+    return Example(id="q", question="q?", data_source=data_source, golds=golds)
+
+
 def test_score_trajectories_counts_model_tokens_only(reward):
     """A long tool output (mask 0) must not make the model's own short response look overlong."""
     traj = Trajectory(
@@ -81,20 +86,20 @@ def test_score_trajectories_counts_model_tokens_only(reward):
         response_ids=list(range(3000)),
         loss_mask=[1] * 100 + [0] * 2800 + [1] * 100,
         response_text="<search>q</search><response>" + "doc " * 2000 + "</response><answer>1,234</answer>",
-        example={"golds": ["1234"], "data_source": "calculator"},
+        example=_example(["1234"], "calculator"),
     )
     reward.score_trajectories([traj])
     assert traj.reward is not None
     assert (traj.reward.score, traj.reward.penalty, traj.reward.acc) == (1.0, 0.0, True)
-    traj.example = {"golds": ["1"]}
-    with pytest.raises(RewardError, match="lacks golds or data_source"):
+    traj.example = None
+    with pytest.raises(RewardError, match="trajectory has no example"):
         reward.score_trajectories([traj])
 
 
 def test_corrective_messages_do_not_break_the_format(reward):
     """The environment's corrective message names the tags; only the model's own text is format-checked."""
-    from tapo.rollout.protocol import corrective_message
-    from tapo.rollout.trajectory import Turn
+    from tapo.protocol import corrective_message
+    from tapo.records import Turn
 
     message = corrective_message(frozenset({"search", "code"}))
     assert "<answer>" in message  # the message really mentions a complete tag pair
@@ -102,7 +107,7 @@ def test_corrective_messages_do_not_break_the_format(reward):
         prompt_ids=[1],
         response_text=f"<think> hm </think> no action{message}<think> ok </think>\n<answer> 7 </answer>",
         turns=[Turn("invalid", "no action", message, ok=False), Turn("answer", " 7 ")],
-        example={"golds": ["7"], "data_source": "calculator"},
+        example=_example(["7"], "calculator"),
     )
     reward.score_trajectories([traj])
     assert traj.reward is not None and traj.reward.format_ok and traj.reward.acc

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tapo.rewards.format import check_format, extract_answer
+from tapo.protocol import last_answer as extract_answer
+from tapo.rewards.format import check_format
 
 LONG = "word " * 20_000
 

@@ -16,9 +16,9 @@ from tapo.config.schema import RolloutConfig
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.hf import HFEngine
 from tapo.engines.scripted import ScriptedEngine
+from tapo.protocol import corrective_message, format_observation
+from tapo.records import Trajectory
 from tapo.rollout.loop import RolloutRunner
-from tapo.rollout.protocol import corrective_message, format_observation
-from tapo.rollout.trajectory import Trajectory
 from tapo.tools.base import ToolResult
 from tapo.tools.registry import ToolRegistry
 

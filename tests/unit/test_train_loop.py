@@ -15,10 +15,9 @@ from tapo.data.schema import Example
 from tapo.engines.hf import HFEngine
 from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
-from tapo.rewards.breakdown import RewardBreakdown
-from tapo.rollout.trajectory import Trajectory
-from tapo.train.source import ToolRolloutSource
+from tapo.records import RewardBreakdown, Trajectory
 from tapo.train.setup import load_policy, make_accelerator
+from tapo.train.source import ToolRolloutSource
 from tapo.train.trainer import DapoTrainer, loss_mask_for
 
 VOCAB = 49152  # the SmolLM2 tokenizer's size, shared by the tiny model

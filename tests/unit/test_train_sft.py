@@ -11,7 +11,7 @@ from tapo.config import load_config
 from tapo.io.atomic import read_jsonl, write_jsonl
 from tapo.io.runs import RunDir
 from tapo.models.resolve import resolve_model
-from tapo.rollout.trajectory import Trajectory
+from tapo.records import Trajectory
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.sft import Demo, DemoError, SftTrainer, load_demos
 
@@ -25,7 +25,7 @@ def _demos(tokenizer, path, count: int = 8) -> None:
         model_part = tokenizer(f"<answer>{i + 1}</answer>", add_special_tokens=False)["input_ids"]
         tool_part = tokenizer("<response>noise</response>", add_special_tokens=False)["input_ids"]
         ids = tool_part + model_part
-        rows.append(Trajectory(prompt, ids, [0] * len(tool_part) + [1] * len(model_part)).to_dict())
+        rows.append(Trajectory(prompt, ids, [0] * len(tool_part) + [1] * len(model_part)).to_row())
     write_jsonl(path, rows)
 
 

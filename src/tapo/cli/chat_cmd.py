@@ -2,12 +2,14 @@
 
 The same rollout as training and evaluation runs each question, with the configured engine and real
 tools, so what is shown is exactly what the policy does under the protocol. Each question is a fresh
-conversation (the protocol is one question per trajectory).
+conversation (the protocol is one question per trajectory). ``--save`` appends each trajectory to a
+``trajectories.jsonl`` in the row schema the trainer and the evaluator write (no example: chat has no golds).
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -15,6 +17,8 @@ from rich.console import Console
 
 from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
 from tapo.config import TapoConfig
+from tapo.io.atomic import append_jsonl
+from tapo.records import Trajectory
 from tapo.rollout.trace import TraceRenderer
 
 # The trace is the command's output: stdout (progress and errors go to stderr through ``console``).
@@ -36,7 +40,9 @@ def _tools(cfg: TapoConfig, allowed: frozenset[str]) -> Any:
         return build_tools(cfg.tools, enabled=wanted - {"search"})
 
 
-def _ask(cfg: TapoConfig, engine: Any, tools: Any, question: str, template: str, greedy: bool, force: list[str]):
+def _ask(
+    cfg: TapoConfig, engine: Any, tools: Any, question: str, template: str, greedy: bool, force: list[str]
+) -> Trajectory:
     from tapo.engines.forced import ForcedPrefixEngine
     from tapo.prompts.templates import allowed_tools, render_prompt
     from tapo.rollout.loop import RolloutRunner
@@ -50,8 +56,9 @@ def _ask(cfg: TapoConfig, engine: Any, tools: Any, question: str, template: str,
     prompt = render_prompt(engine.tokenizer, question, template)
     params = runner.sampling_params(seed=None if greedy else cfg.run.seed, greedy=greedy)
     allowed = allowed_tools(template) & frozenset(tools.names)  # the corrective message names only these
-    trajectory = runner.run([prompt], [{"question": question}], params, allowed)[0]
+    trajectory = runner.run([prompt], [None], params, allowed)[0]
     renderer.summary(trajectory)
+    return trajectory
 
 
 def _questions(question: str | None):
@@ -81,6 +88,7 @@ def chat(
         None, "--force", help="text of a forced first turn, e.g. '<search>x</search>' (repeat for more turns)"
     ),
     config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s), merged left to right"),
+    save: Path | None = typer.Option(None, "--save", help="append each trajectory to this trajectories.jsonl"),
 ) -> None:
     """Chat with MODEL under the TAPO protocol: the trace streams with tool calls, outputs and the answer marked."""
     from tapo.prompts.templates import allowed_tools
@@ -95,7 +103,9 @@ def chat(
     tools = _tools(cfg, allowed)
     try:
         for text in _questions(question):
-            _ask(cfg, engine, tools, text, name, greedy=not sample, force=force or [])
+            trajectory = _ask(cfg, engine, tools, text, name, greedy=not sample, force=force or [])
+            if save is not None:
+                append_jsonl(save, [trajectory.to_row()])
     finally:
         asyncio.run(tools.aclose())
         if hasattr(engine, "close"):

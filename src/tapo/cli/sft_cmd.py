@@ -12,7 +12,7 @@ from tapo.cli.common import config_or_exit, console, fail, set_threads
 def sft(
     overrides: list[str] = typer.Argument(None, help="KEY=VALUE config overrides, e.g. sft.epochs=3"),
     config_files: list[str] = typer.Option(None, "--config", "-c", help="YAML config (repeatable, merged in order)"),
-    demos: Path = typer.Option(..., "--demos", help="JSONL of Trajectory.to_dict() rows to imitate"),
+    demos: Path = typer.Option(..., "--demos", help="JSONL of Trajectory.to_row() rows to imitate"),
     progress: bool = typer.Option(True, help="show the live progress display"),
 ) -> None:
     """Fine-tune the policy on the model tokens of demonstration trajectories; writes runs/NAME/checkpoints."""

@@ -42,9 +42,9 @@ def train(
 
     from tapo.data.io import load_examples
     from tapo.io.runs import RunDir
-    from tapo.train.source import ToolRolloutSource
     from tapo.train.progress import step_progress
     from tapo.train.setup import load_policy, make_accelerator
+    from tapo.train.source import ToolRolloutSource
     from tapo.train.trainer import DapoTrainer
 
     try:

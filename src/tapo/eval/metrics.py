@@ -14,7 +14,8 @@ from math import comb
 from statistics import fmean
 from typing import Any
 
-from tapo.eval.records import TOOLS, SampleRecord
+from tapo.eval.records import SampleRecord
+from tapo.protocol import TOOL_NAMES
 
 OVERALL = "overall"
 
@@ -87,7 +88,7 @@ def _question_mean(groups: Sequence[Sequence[SampleRecord]], value) -> float:
 def tool_names(records: Iterable[SampleRecord]) -> list[str]:
     """The known tools first (search, code), then any other tool seen, so tables have stable columns."""
     seen = {tool for r in records for tool in r.tool_calls}
-    return list(TOOLS) + sorted(seen - set(TOOLS))
+    return list(TOOL_NAMES) + sorted(seen - set(TOOL_NAMES))
 
 
 def adaptive_stats(groups: Sequence[Sequence[SampleRecord]]) -> AdaptiveStats | None:

@@ -13,29 +13,32 @@ import base64
 import html
 import json
 import random
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tapo.eval.metrics import accuracy_by_searches
 from tapo.eval.plots import plot_accuracy_by_searches, plot_tool_call_distribution, plot_training_curves
-from tapo.eval.records import record_from_dict, row_example
+from tapo.eval.records import to_records
 from tapo.eval.results import (
     ABLATION_FILE,
     RESULTS_FILE,
     EvalResult,
     ablation_table,
     load_result,
-    load_trajectory_rows,
+    load_stepped_trajectories,
 )
 from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_html
 from tapo.io.atomic import read_jsonl, write_text
+from tapo.protocol import Segment, label, segments
+from tapo.records import Trajectory
+
+# (training step or None, trajectory): what the sampled-trajectories section shows
+Stepped = tuple[int | None, Trajectory]
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.json"
-_SEGMENT = re.compile(r"<(think|search|code|response|answer)>(.*?)</\1>", re.DOTALL)
 
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -51,15 +54,15 @@ img { max-width: 100%; border: 1px solid #d0d7de; margin: .5rem 0; }
 .traj.ok { border-left: 6px solid #2da44e; } .traj.bad { border-left: 6px solid #cf222e; }
 .seg { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: .8rem; margin: .3rem 0;
        padding: .35rem .5rem; border-radius: 4px; }
-.seg::before { display: block; font-weight: 700; font-family: system-ui, sans-serif; font-size: .7rem;
-               text-transform: uppercase; letter-spacing: .05em; }
-.think { background: #f6f8fa; color: #57606a; } .think::before { content: "reasoning"; }
-.search { background: #ddf4ff; } .search::before { content: "search call"; color: #0969da; }
-.code { background: #fff8c5; } .code::before { content: "code call"; color: #9a6700; }
-.response { background: #f3f0ff; border-left: 3px solid #8250df; }
-.response::before { content: "tool output"; color: #8250df; }
-.answer { background: #dafbe1; font-weight: 700; } .answer::before { content: "answer"; color: #1a7f37; }
-.text { background: #fff; border: 1px dashed #d0d7de; } .text::before { content: "untagged text"; color: #57606a; }
+.seg { background: #f6f8fa; }
+.seg .label { display: block; font-weight: 700; font-family: system-ui, sans-serif; font-size: .7rem;
+              text-transform: uppercase; letter-spacing: .05em; }
+.think { color: #57606a; }
+.search { background: #ddf4ff; } .search .label { color: #0969da; }
+.code { background: #fff8c5; } .code .label { color: #9a6700; }
+.response { background: #f3f0ff; border-left: 3px solid #8250df; } .response .label { color: #8250df; }
+.answer { background: #dafbe1; font-weight: 700; } .answer .label { color: #1a7f37; }
+.text { background: #fff; border: 1px dashed #d0d7de; } .text .label { color: #57606a; }
 """
 
 
@@ -69,54 +72,43 @@ class _Section:
     body: str
 
 
-def response_segments(text: str) -> list[tuple[str, str]]:
-    """Split a response into ``(kind, content)`` pieces: the protocol tags, and untagged text between them."""
-    pieces: list[tuple[str, str]] = []
-    pos = 0
-    for match in _SEGMENT.finditer(text):
-        if text[pos : match.start()].strip():
-            pieces.append(("text", text[pos : match.start()].strip()))
-        pieces.append((match.group(1), match.group(2).strip()))
-        pos = match.end()
-    if text[pos:].strip():
-        pieces.append(("text", text[pos:].strip()))
-    return pieces
-
-
 def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def render_trajectory(row: Mapping[str, Any]) -> str:
-    example = row_example(row)
-    reward = row.get("reward") or {}
-    acc = bool(reward.get("acc"))
+def render_segment(segment: Segment) -> str:
+    """One block of a response, labelled by what it is (untagged text is marked as such)."""
+    kind = segment.tag or "text"
+    title = label(segment.tag) if segment.tag else "untagged text"
+    return f'<div class="seg {kind}"><span class="label">{_esc(title)}</span>{_esc(segment.text)}</div>'
+
+
+def render_trajectory(step: int | None, trajectory: Trajectory) -> str:
+    """A scored trajectory: question, golds, reward and how it ended, then its blocks in order."""
+    example, reward = trajectory.example, trajectory.scored
     info = [
-        f"source: {example.get('data_source', '?')}",
-        f"gold: {', '.join(map(str, example.get('golds') or []))}",
-        f"predicted: {reward.get('answer')}",
-        f"score: {reward.get('score', '–')}",
-        f"format ok: {reward.get('format_ok', '–')}",
-        f"finish: {row.get('finish_reason', '?')}",
-        f"model tokens: {row.get('n_model_tokens', row.get('model_tokens', '?'))}",
+        f"source: {example.data_source if example else '?'}",
+        f"gold: {', '.join(example.golds) if example else '?'}",
+        f"predicted: {reward.answer}",
+        f"score: {reward.score}",
+        f"format ok: {reward.format_ok}",
+        f"finish: {trajectory.finish_reason or '?'}",
+        f"model tokens: {trajectory.n_model_tokens}",
     ]
-    if "step" in row:
-        info.insert(0, f"step: {row['step']}")
-    segments = "".join(
-        f'<div class="seg {kind}">{_esc(content)}</div>'
-        for kind, content in response_segments(str(row.get("response_text", row.get("response", ""))))
-    )
+    if step is not None:
+        info.insert(0, f"step: {step}")
+    blocks = "".join(render_segment(s) for s in segments(trajectory.response_text, unclosed=False))
     return (
-        f'<div class="traj {"ok" if acc else "bad"}"><p><b>Q:</b> {_esc(example.get("question", ""))}</p>'
-        f'<p class="meta">{_esc(" · ".join(info))}</p>{segments}</div>'
+        f'<div class="traj {"ok" if reward.acc else "bad"}"><p><b>Q:</b> {_esc(example.question if example else "")}'
+        f'</p><p class="meta">{_esc(" · ".join(info))}</p>{blocks}</div>'
     )
 
 
-def sample_rows(rows: Sequence[Mapping[str, Any]], n: int, seed: int = 0) -> list[Mapping[str, Any]]:
-    """Up to ``n`` rows, half right and half wrong where possible, so a report shows both kinds."""
+def sample_rows(rows: Sequence[Stepped], n: int, seed: int = 0) -> list[Stepped]:
+    """Up to ``n`` trajectories, half right and half wrong where possible, so a report shows both kinds."""
     rng = random.Random(seed)
-    right = [r for r in rows if (r.get("reward") or {}).get("acc")]
-    wrong = [r for r in rows if not (r.get("reward") or {}).get("acc")]
+    right = [r for r in rows if r[1].scored.acc]
+    wrong = [r for r in rows if not r[1].scored.acc]
     take_right = min(len(right), max(n - len(wrong), n // 2))
     chosen = rng.sample(right, take_right) + rng.sample(wrong, min(len(wrong), n - take_right))
     return chosen
@@ -129,8 +121,8 @@ def _image(path: Path | None, out_dir: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}" title="{_esc(path.relative_to(out_dir))}">'
 
 
-def _scored(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [r for r in rows if r.get("reward")]
+def _scored(rows: Sequence[Stepped]) -> list[Stepped]:
+    return [r for r in rows if r[1].reward is not None]
 
 
 def find_evaluations(root: Path) -> list[Path]:
@@ -207,11 +199,10 @@ def _run_sections(root: Path, top: Path, out_dir: Path) -> list[_Section]:
         body += _image(curves, out_dir, "training curves")
         body += "<h3>Last logged step</h3>" + to_html(["metric", "value"], table)
         sections.append(_Section(f"Training{name}", body))
-    traj_file = root / "trajectories.jsonl"
-    if traj_file.is_file() and not (root / RESULTS_FILE).is_file():
-        scored = _scored(read_jsonl(traj_file))
+    if not (root / RESULTS_FILE).is_file():
+        scored = _scored(load_stepped_trajectories(root))
         if scored:
-            buckets = accuracy_by_searches(record_from_dict(r) for r in scored)
+            buckets = accuracy_by_searches(to_records(t for _, t in scored))
             plot = plot_accuracy_by_searches(buckets, out_dir / f"{prefix}train_acc_by_searches.png")
             sections.append(
                 _Section(f"Training trajectories{name}: accuracy against searches", _image(plot, out_dir, "acc"))
@@ -221,11 +212,12 @@ def _run_sections(root: Path, top: Path, out_dir: Path) -> list[_Section]:
 
 def _trajectory_section(root: Path, evals: Sequence[Path], n: int, seed: int) -> _Section | None:
     sources = [root, *[e for e in evals if e != root]]
-    rows = [row for src in sources for row in _scored(load_trajectory_rows(src))]
+    rows = [row for src in sources for row in _scored(load_stepped_trajectories(src))]
     if not rows or n == 0:
         return None
     shown = sample_rows(rows, n, seed)
-    return _Section(f"Sampled trajectories ({len(shown)} of {len(rows)})", "".join(map(render_trajectory, shown)))
+    blocks = "".join(render_trajectory(step, trajectory) for step, trajectory in shown)
+    return _Section(f"Sampled trajectories ({len(shown)} of {len(rows)})", blocks)
 
 
 def build_report(root: Path, out_dir: Path | None = None, n_trajectories: int = 12, seed: int = 0) -> Path:

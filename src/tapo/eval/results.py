@@ -15,7 +15,7 @@ from typing import Any
 from tapo.eval.metrics import OVERALL, SourceMetrics, metrics_from_dict
 from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_markdown
 from tapo.io.atomic import read_jsonl, write_json, write_jsonl, write_text
-from tapo.rollout.trajectory import Trajectory
+from tapo.records import Trajectory
 
 RESULTS_FILE = "results.json"
 TABLE_FILE = "results.md"
@@ -84,7 +84,7 @@ class EvalResult:
     def save(self, out_dir: Path) -> None:
         """Write the JSON, the markdown table and the trajectories, each atomically."""
         self.out_dir = out_dir
-        write_jsonl(out_dir / TRAJECTORIES_FILE, (t.to_dict() for t in self.trajectories))
+        write_jsonl(out_dir / TRAJECTORIES_FILE, (t.to_row() for t in self.trajectories))
         write_text(out_dir / TABLE_FILE, self.markdown())
         write_json(out_dir / RESULTS_FILE, self.to_dict())  # last: its presence marks a complete evaluation
 
@@ -93,9 +93,16 @@ def load_result(out_dir: Path) -> EvalResult:
     return EvalResult.from_dict(json.loads((out_dir / RESULTS_FILE).read_text(encoding="utf-8")), out_dir)
 
 
-def load_trajectory_rows(out_dir: Path) -> list[dict[str, Any]]:
+def load_stepped_trajectories(out_dir: Path) -> list[tuple[int | None, Trajectory]]:
+    """(training step or None, trajectory) for each row an evaluation, a training run or chat wrote."""
     path = out_dir / TRAJECTORIES_FILE
-    return read_jsonl(path) if path.is_file() else []
+    rows = read_jsonl(path) if path.is_file() else []
+    return [(row.get("step"), Trajectory.from_row(row)) for row in rows]
+
+
+def load_trajectories(out_dir: Path) -> list[Trajectory]:
+    """The trajectories an evaluation or a training run wrote (none when it wrote no file)."""
+    return [trajectory for _, trajectory in load_stepped_trajectories(out_dir)]
 
 
 def ablation_table(results: Sequence[EvalResult]) -> tuple[list[str], list[list[str]]]:

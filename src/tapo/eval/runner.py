@@ -20,9 +20,9 @@ from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
 from tapo.eval.records import to_records
 from tapo.eval.results import EvalResult, save_ablation
+from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rollout.loop import RolloutRunner
-from tapo.rollout.trajectory import Trajectory
 
 # progress(done, total) after each chunk of trajectories
 Progress = Callable[[int, int], None]
@@ -109,7 +109,7 @@ def run_rollouts(
     from tapo.prompts.templates import render_prompt
 
     prompts = [render_prompt(runner.tokenizer, ex.question, template) for ex in examples]
-    jobs = [(p, ex.model_dump()) for p, ex in zip(prompts, examples, strict=True) for _ in range(setup.samples)]
+    jobs = [(p, ex) for p, ex in zip(prompts, examples, strict=True) for _ in range(setup.samples)]
     params = runner.sampling_params(seed=setup.seed, greedy=setup.greedy)
     trajectories: list[Trajectory] = []
     for start in range(0, len(jobs), chunk):

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tapo.models.store import EMBEDDED_MODELS, is_stored, pull, store_path
+from tapo.models.store import EMBEDDED_MODELS, ensure_stored
 from tapo.paths import models_dir
 
 # A tiny random Llama with the SmolLM2 tokenizer, written under $TAPO_HOME/models on first use (fast CPU runs).
@@ -40,7 +40,7 @@ def resolve_model(name: str, auto_pull: bool = True) -> str:
     if name == TINY_RANDOM:
         target = models_dir() / TINY_RANDOM
         if not (target / "config.json").is_file():
-            from tapo.models.tiny import save_tiny_checkpoint  # lazy: tiny imports this module
+            from tapo.models.tiny import save_tiny_checkpoint  # lazy: torch and transformers load only to build it
 
             # written beside the target and renamed, so concurrent processes never see half a checkpoint
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,9 +52,5 @@ def resolve_model(name: str, auto_pull: bool = True) -> str:
                 shutil.rmtree(tmp, ignore_errors=True)
         return str(target)
     if name in EMBEDDED_MODELS:
-        if not is_stored(name):
-            if not auto_pull:
-                raise FileNotFoundError(f"model {name!r} is not in the store; run `tapo model pull {name}`")
-            pull(name)
-        return str(store_path(name))
+        return str(ensure_stored(name, auto_pull))
     return name

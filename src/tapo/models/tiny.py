@@ -17,12 +17,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from tapo.models.resolve import resolve_model
-from tapo.models.store import DEFAULT_MODEL
+from tapo.models.store import DEFAULT_MODEL, ensure_stored
 
 
 def load_store_tokenizer(name: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(resolve_model(name))
+    return AutoTokenizer.from_pretrained(ensure_stored(name))
 
 
 def build_tiny_model(

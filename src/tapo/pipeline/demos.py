@@ -18,9 +18,9 @@ from tapo.config.schema import RolloutConfig
 from tapo.data.schema import Example
 from tapo.engines.scripted import Script, ScriptedEngine
 from tapo.prompts.templates import allowed_tools, render_prompt
+from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rollout.loop import RolloutRunner
-from tapo.rollout.trajectory import Trajectory
 from tapo.tools.registry import ToolRegistry
 
 DemoStats = dict[str, int]
@@ -100,15 +100,13 @@ class DemoBuilder:
             prompts = [render_prompt(self.tokenizer, ex.question, self.template) for ex, _ in ready]
             script = _script_by_prompt(prompts, [turns for _, turns in ready])
             runner = RolloutRunner(ScriptedEngine(self.tokenizer, script), self.tools, self.rollout)
-            examples_dicts = [ex.model_dump() for ex, _ in ready]
-            trajectories = runner.run(prompts, examples_dicts, runner.sampling_params(greedy=True), allowed)
+            trajectories = runner.run(prompts, [ex for ex, _ in ready], runner.sampling_params(greedy=True), allowed)
             self.reward.score_trajectories(trajectories)
             for trajectory, (example, _) in zip(trajectories, ready, strict=True):
-                reward = trajectory.reward
                 if trajectory.finish_reason != "answer":
                     # Cut by the rollout's token or turn caps: the plan does not fit the RL budget.
                     stats["over_budget"] = stats.get("over_budget", 0) + 1
-                elif reward is None or not reward.acc:
+                elif not trajectory.scored.acc:
                     stats["wrong_answer"] = stats.get("wrong_answer", 0) + 1
                 elif not _searches_found_their_facts(trajectory, example):
                     stats["fact_not_found"] = stats.get("fact_not_found", 0) + 1

@@ -87,7 +87,7 @@ class MainJob:
                 f"no demonstration survived the replay ({stats}): raise rollout.max_new_tokens_per_turn, "
                 "rollout.max_response_tokens or rollout.max_turns so the oracle plans fit"
             )
-        write_jsonl(self.demos_file, (d.to_dict() for d in demos))
+        write_jsonl(self.demos_file, (d.to_row() for d in demos))
 
     def evaluate(self, name: str, model: str, tools: str = "all") -> None:
         limit = ["--limit", str(self.profile.eval_limit)] if self.profile.eval_limit else []

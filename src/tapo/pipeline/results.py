@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from tapo.eval.report import SUMMARY_FILE
-from tapo.eval.results import RESULTS_FILE, load_result, load_trajectory_rows
+from tapo.eval.results import RESULTS_FILE, load_result, load_trajectories
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_json, write_text
+from tapo.protocol import TOOL_NAMES
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
 CAPTION = (
@@ -34,10 +35,10 @@ def row_for(name: str, eval_dir: Path) -> dict[str, Any]:
     overall = result.overall
     by_kind: dict[str, list[bool]] = defaultdict(list)
     calls_needed: list[int] = []
-    for row in load_trajectory_rows(eval_dir):
-        meta = row["example"].get("meta", {})
-        by_kind[meta.get("kind", "?")].append(bool(row["reward"] and row["reward"]["acc"]))
-        calls_needed.append(sum(1 for step in meta.get("plan", []) if step["tool"] in ("search", "code")))
+    for trajectory in load_trajectories(eval_dir):
+        meta = trajectory.example.meta if trajectory.example else {}
+        by_kind[meta.get("kind", "?")].append(trajectory.scored.acc)
+        calls_needed.append(sum(1 for step in meta.get("plan", []) if step["tool"] in TOOL_NAMES))
     adaptive = overall.adaptive
     return {
         "model": name,

@@ -14,21 +14,13 @@ from typing import Any
 
 import yaml
 
-from tapo.rollout.protocol import TOOL_TAGS
+from tapo.protocol import TOOL_NAMES, TOOLS
 
 QUESTION = "{question}"
 
 _THINK = (
     "Reason step by step inside <think> and </think> every time you get new information, "
     "and find out what knowledge you are missing."
-)
-_SEARCH = (
-    "If you lack knowledge, call the search engine with <search> query </search>. "
-    "It returns the top results between <response> and </response>. You may search as often as you need."
-)
-_CODE = (
-    "If you need to compute, write a Python program between <code> and </code>. "
-    "What it prints comes back between <response> and </response>, so print the result."
 )
 _ANSWER = (
     "When you know the answer, give only the answer between <answer> and </answer>, "
@@ -86,9 +78,9 @@ class Template:
     def __post_init__(self) -> None:
         if QUESTION not in self.text:
             raise ValueError(f"template {self.name!r} has no {QUESTION} placeholder")
-        unknown = self.tools - set(TOOL_TAGS)
+        unknown = self.tools - set(TOOL_NAMES)
         if unknown:
-            raise ValueError(f"template {self.name!r} names unknown tools {sorted(unknown)}; known: {list(TOOL_TAGS)}")
+            raise ValueError(f"template {self.name!r} names unknown tools {sorted(unknown)}; known: {list(TOOL_NAMES)}")
 
     def fill(self, question: str) -> str:
         # str.replace, not str.format: templates contain code with braces.
@@ -96,22 +88,17 @@ class Template:
 
 
 def _instruction(tools: frozenset[str], example: bool) -> str:
-    rules = [_THINK, *(_SEARCH,) * ("search" in tools), *(_CODE,) * ("code" in tools), _ANSWER]
+    rules = [_THINK, *(tool.rule for tool in TOOLS if tool.name in tools), _ANSWER]
     numbered = "\n".join(f"{i}. {rule}" for i, rule in enumerate(rules, 1))
     head = "Answer the given question. Follow these rules:\n" + numbered
-    shown = f"\n\nExample:\n{_EXAMPLES[tools]}" if example else ""
+    # a tool set without a worked example (a new tool's combinations) gets the rules alone
+    shown = f"\n\nExample:\n{_EXAMPLES[tools]}" if example and tools in _EXAMPLES else ""
     return f"{head}{shown}\n\nQuestion: {QUESTION}"
-
-
-_TERSE = {
-    "search": "To look up a fact, write <search> query </search>.",
-    "code": "To compute, write Python that prints the result in <code> </code>.",
-}
 
 
 def _terse_instruction(tools: frozenset[str]) -> str:
     """The four rules in three sentences: prompt tokens dominate the cost of a CPU training step."""
-    tool_rules = " ".join(_TERSE[t] for t in ("search", "code") if t in tools)
+    tool_rules = " ".join(tool.terse_rule for tool in TOOLS if tool.name in tools)
     results = " Results come back in <response> </response>." if tools else ""
     return (
         f"Answer the question. Think in <think> </think>. {tool_rules}{results} "
@@ -119,12 +106,10 @@ def _terse_instruction(tools: frozenset[str]) -> str:
     ).replace("  ", " ")
 
 
-_BOTH = frozenset({"search", "code"})
 # Tool sets of the ablations, by the suffix their template names carry ("base" has all tools).
 _TOOL_SETS = {
-    "": _BOTH,
-    "search_only": frozenset({"search"}),
-    "code_only": frozenset({"code"}),
+    "": frozenset(TOOL_NAMES),
+    **{f"{name}_only": frozenset({name}) for name in TOOL_NAMES},
     "no_tools": frozenset(),
 }
 # Template families: the spec's (rules + worked example), "compact" (rules only) and "minimal" (terse rules).
@@ -161,9 +146,9 @@ def load_template_file(path: str | Path) -> Template:
         data: Any = json.loads(raw) if file.suffix == ".json" else yaml.safe_load(raw)
         if not isinstance(data, dict) or "text" not in data:
             raise ValueError(f"{file}: a template file needs a 'text' field (and optionally 'tools')")
-        tools = frozenset(data.get("tools", [t for t in TOOL_TAGS if f"<{t}>" in data["text"]]))
+        tools = frozenset(data.get("tools", [t for t in TOOL_NAMES if f"<{t}>" in data["text"]]))
         return Template(str(file), data["text"], tools)
-    return Template(str(file), raw, frozenset(t for t in TOOL_TAGS if f"<{t}>" in raw))
+    return Template(str(file), raw, frozenset(t for t in TOOL_NAMES if f"<{t}>" in raw))
 
 
 def get_template(name: str) -> Template:

@@ -1,16 +1,20 @@
-"""The reward function the trainer and the evaluator call: format check, scorer by source, overlong shaping."""
+"""The reward function the trainer and the evaluator call: format check, scorer by source, overlong shaping.
+
+It scores text; a :class:`~tapo.records.Trajectory` is only the record it reads the text, golds and token
+count from (rewards never import the rollout that made it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
 from tapo.config.schema import RewardConfig
-from tapo.rewards.breakdown import RewardBreakdown
-from tapo.rewards.format import check_format, extract_answer
+from tapo.protocol import last_answer
+from tapo.records import RewardBreakdown, Trajectory
+from tapo.rewards.format import check_format
 from tapo.rewards.registry import RewardError, ScorerRegistry
 from tapo.rewards.scorers import best_score
 from tapo.rewards.shaping import overlong_penalty
-from tapo.rollout.trajectory import Trajectory
 
 
 class RewardFunction:
@@ -54,7 +58,7 @@ class RewardFunction:
                 penalty,
                 score + penalty,
                 False,
-                extract_answer(response_text),
+                last_answer(response_text),
                 scorer_name,
                 verdict.reason,
             )
@@ -65,10 +69,9 @@ class RewardFunction:
     def score_trajectories(self, trajs: list[Trajectory]) -> None:
         """Set ``traj.reward`` from its graded text (no corrective messages), golds, data_source, model tokens."""
         for traj in trajs:
-            example = traj.example
-            if "golds" not in example or "data_source" not in example:
-                raise RewardError(f"trajectory example lacks golds or data_source (keys: {sorted(example)})")
-            traj.reward = self(traj.graded_text, example["golds"], example["data_source"], traj.n_model_tokens)
+            if traj.example is None:
+                raise RewardError("trajectory has no example: its golds and data_source are needed to score it")
+            traj.reward = self(traj.graded_text, traj.example.golds, traj.example.data_source, traj.n_model_tokens)
 
     def check_sources(self, data_sources: Iterable[str]) -> None:
         """Fail before a run starts when a data source has no scorer."""

@@ -1,10 +1,11 @@
-"""The strict output format of spec §3, and answer extraction.
+"""The strict output format of spec §3.
 
 A response is well formed when every tag in it belongs to a ``<name>…</name>`` pair of the protocol
-(think, search, code, response, answer), pairs are not nested, and the last pair is the one ``answer``,
-followed only by whitespace. Plain text between pairs is allowed. Inside ``<response>`` (text the
-environment inserted: web snippets, program output) nothing is checked, since the model did not write it;
-inside ``<code>`` unknown tag-like text is part of the program (``print("<b>")``) but protocol tags are not.
+(:data:`tapo.protocol.TAGS`), pairs are not nested, and the last pair is the one ``answer``, followed only by
+whitespace. Plain text between pairs is allowed. Inside ``<response>`` (text the environment inserted: web
+snippets, program output, with protocol tags escaped) nothing is checked, since the model did not write it;
+inside a tool whose input may hold tag-like text (``<code>``: ``print("<b>")``) unknown tags are part of the
+input, but protocol tags are not.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-PROTOCOL_TAGS = ("think", "search", "code", "response", "answer")
+from tapo.protocol import ANSWER, RESPONSE, TAGS, TOOLS
+
 _TAG_RE = re.compile(r"<(/?)([A-Za-z][\w-]*)\s*>")
-_ANSWER_RE = re.compile(r"<answer\s*>(.*?)</answer\s*>", re.DOTALL)
+_TAG_LIKE_INPUT = frozenset(tool.name for tool in TOOLS if tool.tag_like_input)
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,13 @@ class FormatCheck:
 
 def _inner_violation(name: str, inner: str) -> str:
     """Why the content of a ``name`` pair is not allowed, or "" when it is."""
-    if name == "response":
+    if name == RESPONSE:
         return ""
     for match in _TAG_RE.finditer(inner):
         tag = match.group(2)
-        if tag in PROTOCOL_TAGS:
+        if tag in TAGS:
             return f"<{match.group(1)}{tag}> nested inside <{name}>"
-        if name != "code":
+        if name not in _TAG_LIKE_INPUT:
             return f"unknown tag <{match.group(1)}{tag}> inside <{name}>"
     return ""
 
@@ -46,28 +48,22 @@ def check_format(text: str) -> FormatCheck:
         closing, name = match.group(1), match.group(2)
         if closing:
             return FormatCheck(False, f"stray </{name}> at character {match.start()}")
-        if name not in PROTOCOL_TAGS:
-            return FormatCheck(False, f"unknown tag <{name}> (allowed: {', '.join(PROTOCOL_TAGS)})")
+        if name not in TAGS:
+            return FormatCheck(False, f"unknown tag <{name}> (allowed: {', '.join(TAGS)})")
         close = re.compile(rf"</{name}\s*>").search(text, match.end())
         if close is None:
             return FormatCheck(False, f"unclosed <{name}> at character {match.start()}")
         inner = text[match.end() : close.start()]
         if violation := _inner_violation(name, inner):
             return FormatCheck(False, violation)
-        answers += name == "answer"
+        answers += name == ANSWER
         last_name, last_inner, position = name, inner, close.end()
     if not last_name:
-        return FormatCheck(False, "no tags: the answer must be inside <answer></answer>")
-    if last_name != "answer":
-        return FormatCheck(False, f"the last tag pair is <{last_name}>, not <answer>")
+        return FormatCheck(False, f"no tags: the answer must be inside <{ANSWER}></{ANSWER}>")
+    if last_name != ANSWER:
+        return FormatCheck(False, f"the last tag pair is <{last_name}>, not <{ANSWER}>")
     if answers > 1:
         return FormatCheck(False, f"{answers} answers: the first answer ends the response")
     if text[position:].strip():
-        return FormatCheck(False, "text after </answer>")
+        return FormatCheck(False, f"text after </{ANSWER}>")
     return FormatCheck(True, answer=last_inner.strip())
-
-
-def extract_answer(text: str) -> str | None:
-    """The last ``<answer>`` content, whatever the format: for reports and debugging of broken responses."""
-    found = _ANSWER_RE.findall(text)
-    return found[-1].strip() if found else None

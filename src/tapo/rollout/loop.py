@@ -16,9 +16,10 @@ from dataclasses import replace
 from typing import Any
 
 from tapo.config.schema import RolloutConfig
+from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine, SamplingParams
-from tapo.rollout.protocol import STOP_STRINGS, corrective_message, format_observation, parse_action
-from tapo.rollout.trajectory import Trajectory, Turn
+from tapo.protocol import ANSWER, INVALID, STOP_STRINGS, corrective_message, format_observation, parse_action
+from tapo.records import Trajectory, Turn
 
 # (trajectory index, "model" or "environment", the text just appended)
 StepCallback = Callable[[int, str, str], None]
@@ -62,7 +63,7 @@ class RolloutRunner:
     def run(
         self,
         prompts: list[list[int]],
-        examples: list[dict[str, Any]],
+        examples: list[Example | None],
         params: SamplingParams,
         allowed_tools: frozenset[str],
     ) -> list[Trajectory]:
@@ -71,7 +72,7 @@ class RolloutRunner:
     async def arun(
         self,
         prompts: list[list[int]],
-        examples: list[dict[str, Any]],
+        examples: list[Example | None],
         params: SamplingParams,
         allowed_tools: frozenset[str],
     ) -> list[Trajectory]:
@@ -109,7 +110,7 @@ class RolloutRunner:
         return len(ids) <= room
 
     async def _trajectory(
-        self, index: int, prompt: list[int], example: dict[str, Any], params: SamplingParams, allowed: frozenset[str]
+        self, index: int, prompt: list[int], example: Example | None, params: SamplingParams, allowed: frozenset[str]
     ) -> Trajectory:
         trajectory = Trajectory(prompt_ids=list(prompt), example=example)
         actions = 0
@@ -134,8 +135,8 @@ class RolloutRunner:
             if self.on_step is not None:
                 self.on_step(index, "model", text)
             action = parse_action(text)
-            if action is not None and action.kind == "answer":
-                trajectory.turns.append(Turn("answer", action.content))
+            if action is not None and action.kind == ANSWER:
+                trajectory.turns.append(Turn(ANSWER, action.content))
                 trajectory.finish_reason = "answer"
                 break
             if len(trajectory.response_ids) >= self.config.max_response_tokens:
@@ -144,7 +145,7 @@ class RolloutRunner:
             if actions >= self.config.max_turns:
                 # The last turn had tools off: anything but an answer ends the trajectory unanswered.
                 what = f"<{action.kind}> after the turn limit" if action else "no valid action"
-                trajectory.turns.append(Turn("invalid", text, ok=False, error=f"{what}: tools are off"))
+                trajectory.turns.append(Turn(INVALID, text, ok=False, error=f"{what}: tools are off"))
                 trajectory.finish_reason = "max_turns"
                 break
             actions += 1
@@ -154,7 +155,7 @@ class RolloutRunner:
             else:
                 error = f"tool {action.kind!r} is not available" if action else "no valid action"
                 inserted = corrective_message(allowed)
-                turn = Turn("invalid", action.content if action else text, inserted, ok=False, error=error)
+                turn = Turn(INVALID, action.content if action else text, inserted, ok=False, error=error)
             trajectory.turns.append(turn)
             if not self._insert(index, trajectory, inserted):
                 trajectory.finish_reason = "length"

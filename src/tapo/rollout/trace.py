@@ -7,8 +7,6 @@ blocks with rich, so a reader tells at a glance what the model wrote and what th
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -17,40 +15,11 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from tapo.rollout.protocol import TAGS
-from tapo.rollout.trajectory import Trajectory
+from tapo.protocol import RESPONSE, TAGS, Segment, label, segments
+from tapo.records import Trajectory
 
-# tag -> (panel title, border style); text outside any tag is shown plain
-STYLES = {
-    "think": ("thinking", "magenta"),
-    "search": ("search", "yellow"),
-    "code": ("code", "blue"),
-    "response": ("tool output", "cyan"),
-    "answer": ("answer", "bold green"),
-}
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of a response: ``tag`` is a protocol tag (an unclosed block runs to the end) or None."""
-
-    tag: str | None
-    text: str
-
-
-def segments(text: str, tags: tuple[str, ...] = TAGS) -> list[Segment]:
-    """Split text at blocks of ``tags``; blank text between blocks is dropped, the rest kept in order."""
-    block = re.compile(rf"<({'|'.join(map(re.escape, tags))})>(.*?)(?:</\1>|$)", re.DOTALL)
-    out: list[Segment] = []
-    position = 0
-    for match in block.finditer(text):
-        if text[position : match.start()].strip():
-            out.append(Segment(None, text[position : match.start()].strip()))
-        out.append(Segment(match.group(1), match.group(2).strip()))
-        position = match.end()
-    if text[position:].strip():
-        out.append(Segment(None, text[position:].strip()))
-    return out
+# tag -> border style (a tool without an entry gets the default); text outside any tag is shown plain
+STYLES = {"think": "magenta", "search": "yellow", "code": "blue", "response": "cyan", "answer": "bold green"}
 
 
 def render_segment(segment: Segment, source: str) -> RenderableType:
@@ -59,17 +28,16 @@ def render_segment(segment: Segment, source: str) -> RenderableType:
         if source == "environment":
             return Panel(Text(segment.text), title="environment", title_align="left", border_style="red")
         return Text(segment.text, style="dim")
-    title, style = STYLES[segment.tag]
     body: RenderableType = (
         Syntax(segment.text, "python", word_wrap=True) if segment.tag == "code" else Text(segment.text)
     )
-    return Panel(body, title=title, title_align="left", border_style=style)
+    return Panel(body, title=label(segment.tag), title_align="left", border_style=STYLES.get(segment.tag, "white"))
 
 
 def render_text(text: str, source: str) -> Group:
     """All blocks of one appended piece. The environment writes only <response> blocks; its corrective message
     quotes tags as plain words, so only ``response`` is a tag there."""
-    return Group(*(render_segment(s, source) for s in segments(text, TAGS if source == "model" else ("response",))))
+    return Group(*(render_segment(s, source) for s in segments(text, TAGS if source == "model" else (RESPONSE,))))
 
 
 class TraceRenderer:

@@ -1,7 +1,7 @@
 """The supervised warm start: cross-entropy on the model tokens of demonstration trajectories.
 
 SmolLM2-135M does not follow the tag protocol zero-shot, so RL has nothing to reinforce; a short pass
-over protocol demonstrations fixes that. Demonstrations are ``Trajectory.to_dict()`` rows, so tool
+over protocol demonstrations fixes that. Demonstrations are ``Trajectory.to_row()`` rows, so tool
 outputs inside them keep mask 0 and are never imitated, exactly as in the RL loss. The optimizer,
 schedule, checkpoints and metrics are the RL trainer's.
 """
@@ -38,7 +38,7 @@ class Demo:
 
 
 def load_demos(path: str | Path, limit: int | None = None) -> list[Demo]:
-    """Read ``Trajectory.to_dict()`` rows; a row with missing or inconsistent ids fails with its line number."""
+    """Read ``Trajectory.to_row()`` rows; a row with missing or inconsistent ids fails with its line number."""
     path = Path(path)
     if not path.is_file():
         raise DemoError(f"demonstration file {str(path)!r} does not exist")

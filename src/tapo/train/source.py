@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
-from tapo.rollout.trajectory import Trajectory
+from tapo.records import Trajectory
 
 ScoreFn = Callable[[list[Trajectory]], None]
 Group = list[Trajectory]
@@ -92,9 +92,9 @@ class ToolRolloutSource:
     def sample(self, examples: Sequence[Example], step: int, round: int) -> list[Group]:
         n = self.config.trainer.group_size
         prompts = [self._prompt(ex) for ex in examples for _ in range(n)]
-        rows = [ex.model_dump() for ex in examples for _ in range(n)]
+        repeated = [ex for ex in examples for _ in range(n)]
         seed = sampling_seed(self.config.run.seed, step, self.process_index, round)
-        trajs = self.runner.run(prompts, rows, self.runner.sampling_params(seed=seed), self.allowed)
+        trajs = self.runner.run(prompts, repeated, self.runner.sampling_params(seed=seed), self.allowed)
         self.score(trajs)
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
 

@@ -30,15 +30,16 @@ from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.io.atomic import read_jsonl, write_jsonl
 from tapo.io.runs import RunDir
-from tapo.rollout.trajectory import Trajectory
+from tapo.records import Trajectory
 from tapo.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from tapo.train.cursor import PromptCursor
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
-from tapo.train.source import Group, RolloutSource
-from tapo.train.metrics import rollout_metrics, trajectory_row
+from tapo.train.metrics import rollout_metrics
 from tapo.train.setup import optimizer_step, prepare_for_training
+from tapo.train.source import Group, RolloutSource
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class Prepared:
@@ -146,7 +147,7 @@ class DapoTrainer:
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
             groups = self.source.sample(local, self.step, state.rounds) if local else []
             groups = gather_object(groups) if accelerator.num_processes > 1 else groups
-            accs = torch.tensor([[float(bool(t.reward and t.reward.acc)) for t in g] for g in groups])
+            accs = torch.tensor([[float(t.scored.acc) for t in g] for g in groups])  # (groups, group_size)
             flags = (
                 constant_groups(accs, self.tcfg.constant_group_tol).tolist()
                 if self.tcfg.filter_groups
@@ -173,7 +174,7 @@ class DapoTrainer:
 
     # ---- update ---------------------------------------------------------------------------------------------
     def prepare(self, groups: Sequence[Group]) -> list[Prepared]:
-        rewards = torch.tensor([[t.reward.total if t.reward else 0.0 for t in g] for g in groups])
+        rewards = torch.tensor([[t.scored.total for t in g] for g in groups])  # (groups, group_size)
         advantages = group_advantages(rewards)
         return [
             Prepared(traj, float(advantages[gi, ti]), loss_mask_for(traj, self.tcfg.mask_tool_tokens))
@@ -226,7 +227,9 @@ class DapoTrainer:
                         sums[key] = sums.get(key, 0.0) + value
             grad_norms.append(optimizer_step(accelerator, self.model, self.optimizer, self.tcfg.max_grad_norm))
         self.scheduler.step()
-        totals = accelerator.reduce(torch.tensor([sums[k] for k in sorted(sums)], device=accelerator.device), "sum").tolist()
+        totals = accelerator.reduce(
+            torch.tensor([sums[k] for k in sorted(sums)], device=accelerator.device), "sum"
+        ).tolist()
         stats = {f"actor/{k}": v / len(minis) for k, v in zip(sorted(sums), totals, strict=True)}
         stats["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         stats["actor/lr"] = self.scheduler.get_last_lr()[0]
@@ -283,7 +286,7 @@ class DapoTrainer:
             k = self.tcfg.log_trajectories
             if k:
                 picks = random.Random(self.step).sample(trajs, min(k, len(trajs)))
-                self.run.log_trajectories([trajectory_row(self.step, t) for t in picks])
+                self.run.log_trajectories([t.to_row(self.step) for t in picks])
         self.accelerator.log(row, step=self.step)
         return row
 

@@ -1,0 +1,135 @@
+"""The records that flow from the rollout to the update, the metrics and the files: ``Turn``, ``RewardBreakdown``
+and ``Trajectory``, with the one row schema of every ``trajectories.jsonl`` (trainer, evaluator, chat, demos).
+
+``response_ids`` interleaves model tokens (``loss_mask`` 1, exactly the ids the engine sampled, with the
+engine's log-probs in ``logprobs``) and environment tokens (``loss_mask`` 0: tool outputs and corrective
+messages, tokenized on their own, log-prob None). These types import only the protocol and the row schema
+``Example``, so the rollout that makes them and the rewards that score them never import each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tapo.data.schema import Example
+from tapo.protocol import INVALID, TOOL_NAMES
+
+# Keys every trajectories.jsonl row carries (see Trajectory.to_row); a row without them is not this schema.
+ROW_KEYS = ("example", "prompt_ids", "response_ids", "loss_mask", "logprobs", "turns", "finish_reason", "reward")
+
+
+class RecordError(ValueError):
+    """A record that cannot be used where it is: a trajectory without a reward, a row of another schema."""
+
+
+@dataclass
+class Turn:
+    """One action of the model and what the environment answered."""
+
+    action: str  # a tool name, "answer" or "invalid"
+    content: str
+    output: str = ""
+    ok: bool = True
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """The reward of one trajectory, kept whole so metrics and reports can show where it came from."""
+
+    format_ok: bool
+    score: float
+    penalty: float
+    total: float  # score + penalty: what the advantages are computed from
+    acc: bool
+    answer: str | None = None
+    scorer: str = ""
+    format_error: str = ""  # why the format check failed, "" when it passed: what users read when debugging a reward
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Trajectory:
+    """What the policy saw (``prompt_ids``), sampled and was shown (``response_ids``), and how it scored."""
+
+    prompt_ids: list[int]
+    response_ids: list[int] = field(default_factory=list)
+    loss_mask: list[int] = field(default_factory=list)
+    logprobs: list[float | None] = field(default_factory=list)  # the sampler's, per response token
+    turns: list[Turn] = field(default_factory=list)
+    finish_reason: str = ""
+    response_text: str = ""
+    example: Example | None = None  # None only for bare token sequences (unit tests of the update)
+    reward: RewardBreakdown | None = None
+
+    @property
+    def n_model_tokens(self) -> int:
+        return sum(self.loss_mask)
+
+    @property
+    def scored(self) -> RewardBreakdown:
+        """The reward, where one is needed: an unscored trajectory is an error, never a silent 0."""
+        if self.reward is None:
+            about = f" of question {self.example.id!r}" if self.example else ""
+            raise RecordError(f"trajectory{about} has no reward: score it before computing advantages or metrics")
+        return self.reward
+
+    @property
+    def graded_text(self) -> str:
+        """The response text the format check reads: without the corrective messages the environment inserted.
+
+        Those messages name the tags as instructions (``<answer> and </answer>``); they are not the model's
+        output, so they must not make its format wrong. Tool outputs stay, inside their ``<response>`` blocks.
+        """
+        text = self.response_text
+        for turn in self.turns:
+            if turn.action == INVALID and turn.output:
+                text = text.replace(turn.output, "", 1)
+        return text
+
+    @property
+    def tool_calls(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for turn in self.turns:
+            if turn.action in TOOL_NAMES:
+                counts[turn.action] = counts.get(turn.action, 0) + 1
+        return counts
+
+    @property
+    def tool_failures(self) -> int:
+        return sum(1 for t in self.turns if t.action in TOOL_NAMES and not t.ok)
+
+    def to_row(self, step: int | None = None) -> dict[str, Any]:
+        """The ``trajectories.jsonl`` row: every field, plus ``step`` (training step, None elsewhere) and the
+        derived ``tool_calls``/``n_model_tokens`` for readers of the file."""
+        row: dict[str, Any] = {"step": step, **asdict(self)}
+        row["example"] = self.example.model_dump() if self.example else None
+        row["reward"] = self.reward.to_dict() if self.reward else None
+        row["tool_calls"] = self.tool_calls
+        row["n_model_tokens"] = self.n_model_tokens
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Trajectory:
+        """Inverse of :meth:`to_row`; a row of another schema fails with one line naming what it lacks."""
+        missing = [key for key in ROW_KEYS if key not in row]
+        if missing:
+            raise RecordError(
+                f"trajectory row lacks {', '.join(missing)}: not a tapo trajectories.jsonl row "
+                "(rows written before tapo kept one schema must be re-generated)"
+            )
+        return cls(
+            prompt_ids=list(row["prompt_ids"]),
+            response_ids=list(row["response_ids"]),
+            loss_mask=list(row["loss_mask"]),
+            logprobs=list(row["logprobs"]),
+            turns=[Turn(**turn) for turn in row["turns"]],
+            finish_reason=str(row["finish_reason"]),
+            response_text=str(row.get("response_text", "")),
+            example=Example.model_validate(row["example"]) if row["example"] is not None else None,
+            reward=RewardBreakdown(**row["reward"]) if row["reward"] is not None else None,
+        )
