@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from tapo.cli.main import app
 from tapo.io.atomic import read_jsonl
-from tapo.records import Trajectory
 from tapo.protocol import TAGS, Segment, segments
+from tapo.records import Trajectory
 
 runner = CliRunner()
 # Short turns (forced ones obey the cap too) keep the tiny model fast; only the code tool (search needs an index).

@@ -20,24 +20,24 @@ STAGES: dict[str, int] = {
     "tapo": 0,  # the package root: its version
     "tapo.protocol": 0,  # tags, stop strings, parsing: imports nothing from tapo
     "tapo.paths": 0,
-    "tapo.config": 0,
-    "tapo.io": 1,  # run directories hold the resolved config
+    "tapo.config": 1,  # validates tool names against the protocol
+    "tapo.io": 2,  # run directories hold the resolved config
     # services the flow calls; they know nothing of datasets, prompts or trajectories
-    "tapo.models": 2,
-    "tapo.engines": 2,
-    "tapo.tools": 2,
+    "tapo.models": 3,
+    "tapo.engines": 3,
+    "tapo.tools": 3,
     # the flow: dataset rows → records → prompts → rollout | rewards → update → training → evaluation
-    "tapo.data": 3,  # TAPO-mini indexes its corpus with the search tool's BM25
-    "tapo.records": 4,
-    "tapo.prompts": 5,
-    "tapo.rollout": 6,  # produces trajectories ...
-    "tapo.rewards": 6,  # ... and scores text: neither imports the other
-    "tapo.algo": 7,
-    "tapo.train": 8,
-    "tapo.eval": 9,
-    "tapo.pipeline": 10,
-    "tapo.cli": 11,
-    "tapo.__main__": 12,
+    "tapo.data": 4,  # TAPO-mini indexes its corpus with the search tool's BM25
+    "tapo.records": 5,
+    "tapo.prompts": 6,
+    "tapo.rollout": 7,  # produces trajectories ...
+    "tapo.rewards": 7,  # ... and scores text: neither imports the other
+    "tapo.algo": 8,
+    "tapo.train": 9,
+    "tapo.eval": 10,
+    "tapo.pipeline": 11,
+    "tapo.cli": 12,
+    "tapo.__main__": 13,
 }
 
 
@@ -78,9 +78,7 @@ def test_every_part_has_a_stage():
 def test_imports_follow_the_data_flow(module):
     stage = STAGES[_part(module)]
     against = sorted(
-        target
-        for target in GRAPH[module]
-        if _part(target) != _part(module) and STAGES[_part(target)] >= stage
+        target for target in GRAPH[module] if _part(target) != _part(module) and STAGES[_part(target)] >= stage
     )
     assert not against, f"{module} (stage {stage}) imports {against}, which are not below it"
 
@@ -96,7 +94,7 @@ def test_no_import_cycles_between_modules():
         for target in sorted(GRAPH[module]):
             if target.startswith(module + "."):
                 continue  # a package importing its own submodules (its __init__ re-exports) is no cycle
-            assert state[target] != 1, "import cycle: " + " → ".join(path[path.index(target) :] + [target])
+            assert state[target] != 1, "import cycle: " + " → ".join([*path[path.index(target) :], target])
             if state[target] == 0:
                 visit(target)
         path.pop()

@@ -13,20 +13,18 @@ prompt/permission mismatch instead of the value of a tool. So the template is pi
 
 from __future__ import annotations
 
-from typing import Literal
-
 from tapo.prompts.templates import TEMPLATES, get_template
+from tapo.protocol import TOOL_NAMES
 
-ToolMode = Literal["all", "search", "code", "none"]
-TOOL_MODES: tuple[ToolMode, ...] = ("all", "search", "code", "none")
+# "all", one mode per tool of the protocol, "none"
 MODE_TOOLS: dict[str, frozenset[str]] = {
-    "all": frozenset({"search", "code"}),
-    "search": frozenset({"search"}),
-    "code": frozenset({"code"}),
+    "all": frozenset(TOOL_NAMES),
+    **{name: frozenset({name}) for name in TOOL_NAMES},
     "none": frozenset(),
 }
-MODE_TEMPLATES = {"all": "base", "search": "search_only", "code": "code_only", "none": "no_tools"}
-MODE_SUFFIXES = {"all": "", "search": "_search_only", "code": "_code_only", "none": "_no_tools"}
+TOOL_MODES: tuple[str, ...] = tuple(MODE_TOOLS)
+MODE_TEMPLATES = {"all": "base", **{name: f"{name}_only" for name in TOOL_NAMES}, "none": "no_tools"}
+MODE_SUFFIXES = {mode: "" if mode == "all" else f"_{template}" for mode, template in MODE_TEMPLATES.items()}
 
 
 def template_for_mode(configured: str, mode: str) -> str:

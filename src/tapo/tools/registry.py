@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from tapo.config.schema import ToolsConfig
 from tapo.tools.base import Tool, ToolResult
@@ -74,19 +75,27 @@ class ToolRegistry:
                 log.warning("closing tool %s failed: %s", name, error)
 
 
+def _build_code(config: ToolsConfig) -> Tool:
+    from tapo.tools.code.factory import build_code_tool  # lazy: a search-only run starts no sandbox machinery
+
+    return build_code_tool(config.code)
+
+
+def _build_search(config: ToolsConfig) -> Tool:
+    from tapo.tools.search.factory import build_search_tool  # lazy: a code-only run loads no index library
+
+    return build_search_tool(config.search)
+
+
+# One builder per tool of the protocol (tapo.protocol.TOOLS), by its tag name.
+_BUILDERS: dict[str, Callable[[ToolsConfig], Tool]] = {"code": _build_code, "search": _build_search}
+
+
 def build_tools(config: ToolsConfig, enabled: set[str] | None = None) -> ToolRegistry:
     """Build the registry from ``config.tools``; ``enabled`` (e.g. an ablation) overrides ``config.enabled``."""
     wanted = set(config.enabled) if enabled is None else set(enabled)
-    unknown = wanted - {"code", "search"}
+    unknown = wanted - set(_BUILDERS)
     if unknown:
-        raise ValueError(f"unknown tools {sorted(unknown)}; known tools: code, search")
-    tools: dict[str, Tool] = {}
-    if "code" in wanted:
-        from tapo.tools.code.factory import build_code_tool
-
-        tools["code"] = build_code_tool(config.code)
-    if "search" in wanted:
-        from tapo.tools.search.factory import build_search_tool
-
-        tools["search"] = build_search_tool(config.search)
+        raise ValueError(f"unknown tools {sorted(unknown)}; known tools: {', '.join(sorted(_BUILDERS))}")
+    tools = {name: _BUILDERS[name](config) for name in sorted(wanted)}
     return ToolRegistry(tools, max_concurrency=config.max_concurrency, call_timeout_s=config.call_timeout_s)

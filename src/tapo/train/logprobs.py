@@ -37,12 +37,12 @@ def pad_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int
         raise ValueError(f"need as many prompts as responses (and at least one): {len(prompts)} vs {len(responses)}")
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (the first response token is predicted from it)")
-    width_p = max(len(p) for p in prompts)
-    width_r = max(1, max(len(r) for r in responses))
-    rows = len(prompts)
-    ids = torch.full((rows, width_p + width_r), pad_id, dtype=torch.long)
-    attn = torch.zeros((rows, width_p + width_r), dtype=torch.long)
-    resp_mask = torch.zeros((rows, width_r), dtype=torch.long)
+    width_p = max(len(p) for p in prompts)  # P
+    width_r = max(1, max(len(r) for r in responses))  # T
+    rows = len(prompts)  # B
+    ids = torch.full((rows, width_p + width_r), pad_id, dtype=torch.long)  # [B, P + T]
+    attn = torch.zeros((rows, width_p + width_r), dtype=torch.long)  # [B, P + T]
+    resp_mask = torch.zeros((rows, width_r), dtype=torch.long)  # [B, T]
     for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
         start = width_p - len(prompt)
         ids[i, start:width_p] = torch.tensor(list(prompt), dtype=torch.long)
@@ -54,7 +54,7 @@ def pad_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int
 
 def pad_rows(rows: Sequence[Sequence[float]], width: int, value: float = 0.0) -> torch.Tensor:
     """Right-pad ragged per-token rows (masks, log-probs) to ``[B, width]`` floats."""
-    out = torch.full((len(rows), width), value, dtype=torch.float32)
+    out = torch.full((len(rows), width), value, dtype=torch.float32)  # [B, width]
     for i, row in enumerate(rows):
         if len(row) > width:
             raise ValueError(f"row {i} has {len(row)} values, more than the batch width {width}")
@@ -73,8 +73,8 @@ def response_logprobs(
     Logits are divided by the sampling temperature so the ratio compares the distribution that was
     actually sampled from. The entropy is a statistic only and is computed without gradient.
     """
-    width = batch.response_len
-    position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    width = batch.response_len  # T
+    position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [B, P + T]
     out = model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
@@ -82,16 +82,17 @@ def response_logprobs(
         logits_to_keep=width + 1,
         use_cache=False,
     )
-    logits = out.logits[:, :-1, :].float()
+    # out.logits [B, T + 1, V]: column t predicts response token t, so the last column is dropped
+    logits = out.logits[:, :-1, :].float()  # [B, T, V]
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
-    targets = batch.input_ids[:, -width:]
-    log_norm = torch.logsumexp(logits, dim=-1)
-    token_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    logprobs = (token_logits - log_norm) * batch.response_mask
+    targets = batch.input_ids[:, -width:]  # [B, T]
+    log_norm = torch.logsumexp(logits, dim=-1)  # [B, T]
+    token_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, T]
+    logprobs = (token_logits - log_norm) * batch.response_mask  # [B, T]
     entropy = None
     if with_entropy:
         with torch.no_grad():
             probs = torch.softmax(logits.detach(), dim=-1)
-            entropy = (log_norm.detach() - (probs * logits.detach()).sum(-1)) * batch.response_mask
+            entropy = (log_norm.detach() - (probs * logits.detach()).sum(-1)) * batch.response_mask  # [B, T]
     return logprobs, entropy

@@ -237,18 +237,19 @@ class DapoTrainer:
         return stats
 
     def _micro_step(self, micro: Sequence[Prepared], global_tokens: int) -> dict[str, float]:
-        batch, logp, entropy = self._forward(micro, with_entropy=True)
-        width = batch.response_len
+        batch, logp, entropy = self._forward(micro, with_entropy=True)  # logp, entropy: [B, T]
+        width = batch.response_len  # T: the longest response of this micro-batch
         device = logp.device
-        mask = pad_rows([item.loss_mask for item in micro], width).to(device)
-        model_mask = pad_rows([item.traj.loss_mask for item in micro], width).to(device)
-        adv = broadcast_to_tokens(torch.tensor([item.advantage for item in micro], device=device), model_mask)
-        old = (
+        mask = pad_rows([item.loss_mask for item in micro], width).to(device)  # [B, T] tokens in the loss
+        model_mask = pad_rows([item.traj.loss_mask for item in micro], width).to(device)  # [B, T] sampled tokens
+        advantages = torch.tensor([item.advantage for item in micro], device=device)  # [B]
+        adv = broadcast_to_tokens(advantages, model_mask)  # [B, T]
+        old = (  # [B, T]
             logp.detach().float()
             if micro[0].old_logprobs is None
             else pad_rows([item.old_logprobs.tolist() for item in micro], width).to(device)
         )
-        ref = (
+        ref = (  # [B, T]
             pad_rows([item.ref_logprobs.tolist() for item in micro], width).to(device)
             if self.reference is not None
             else None
