@@ -58,7 +58,7 @@ def test_demonstrations_replay_plans_through_real_tools(mini, tokenizer):
     assert stats["kept"] == len(demos) >= 20
     for demo in demos:
         assert demo.reward is not None and demo.reward.acc
-        plan = demo.example["meta"]["plan"]
+        plan = demo.example.meta["plan"]
         assert [t.action for t in demo.turns] == [s["tool"] for s in plan] + ["answer"]
         env = tokenizer.decode([i for i, m in zip(demo.response_ids, demo.loss_mask, strict=True) if m == 0])
         assert env.count("<response>") == len(plan)
