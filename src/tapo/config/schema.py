@@ -176,7 +176,8 @@ class DataConfig(Section):
         None, description="Validation split of the same data; recorded with the run, not read by `tapo train`."
     )
     test: str | None = Field(
-        None, description="Test split of the same data; recorded with the run, for `tapo eval -d`."
+        None,
+        description="Test split of the same data; recorded with the run, not read by `tapo train` (`tapo eval -d`).",
     )
     template: str = Field(
         "base",
@@ -234,7 +235,7 @@ class BM25SearchConfig(IndexSearchConfig):
 
 
 class DenseSearchConfig(IndexSearchConfig):
-    """Local dense retrieval (sentence-transformers embeddings, exact inner product), like Search-R1's E5 + FAISS."""
+    """Local dense retrieval: faiss inner product over normalised sentence-transformers embeddings (Search-R1: E5)."""
 
     kind: Literal["dense"] = Field("dense", description="Local dense-embedding index.")
 
@@ -404,7 +405,9 @@ class RolloutConfig(Section):
         description="Cap on the whole response, model and tool tokens (TAPO's max_response_length); 8192 on 2 nodes.",
     )
     max_new_tokens_per_turn: int = Field(
-        2048, ge=1, description="Tokens one generation call may add before the turn ends; at most max_response_tokens."
+        2048,
+        ge=1,
+        description="Tokens one generation call may add; the room left under max_response_tokens caps it too.",
     )
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 1.0 as DAPO/TAPO (on-policy samples).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling; 1.0 (off) as DAPO/TAPO.")
@@ -492,7 +495,9 @@ class TrainerConfig(Section):
     clip_low: float = Field(0.2, ge=0, description="Lower clip of the ratio, 1 - clip_low (DAPO's clip-higher: 0.2).")
     clip_high: float = Field(0.28, ge=0, description="Upper clip of the ratio, 1 + clip_high (DAPO clip-higher: 0.28).")
     dual_clip: float = Field(
-        10.0, gt=1.0, description="Dual-clip bound c on the ratio for negative advantages (verl's clip_ratio_c: 10)."
+        10.0,
+        gt=1.0,
+        description="Dual-clip bound c on the ratio for negative advantages (verl's clip_ratio_c); TAPO uses 10.",
     )
     kl_coef: float = Field(
         0.0, ge=0, description="k3 KL to a frozen copy of the starting policy; 0 = off and no reference model, as TAPO."
@@ -559,7 +564,9 @@ class EvalConfig(Section):
     """`tapo eval` and `tapo report`: sampling, tool mode and the benchmark sources."""
 
     samples: int = Field(1, ge=1, description="Trajectories per question (k of pass@k / mean@k).")
-    greedy: bool = Field(True, description="Greedy decoding when samples = 1, as Search-R1's evaluation.")
+    greedy: bool = Field(
+        True, description="Greedy decoding when samples = 1; sampled at `rollout.temperature` otherwise."
+    )
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N questions; None = all.")
     tools: Literal["all", "search", "code", "none"] = Field(
         "all", description="Tools available during evaluation, as TAPO's ablations."
@@ -614,5 +621,9 @@ DEPRECATED_KEYS: dict[str, str] = {
         ("eval", "openai", _EVAL_MOVES),
     )
     for old, new in moves.items()
+} | {
+    "rollout.engine=hf": "rollout.engine=transformers",
+    "rollout.engine=vllm with rollout.vllm_server_url": "rollout.engine.kind=vllm-server",
+    "data.strict": "",
 }
-"""Old flat key -> its new place, for the docs and the tests; `rollout.engine=hf` and `data.strict` are special."""
+"""Old key -> its new place ("" = removed), as the docs list them."""
