@@ -70,8 +70,11 @@ def _field(model: type[Section] | None, key: str) -> FieldInfo | None:
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any], model: type[Section] | None = TapoConfig) -> dict[str, Any]:
-    """``extra`` over ``base``. In a tagged field a name counts as ``{kind: name}``, and another kind replaces the
-    old backend's settings instead of mixing them (``rollout.engine=vllm`` over a ``vllm-server`` section)."""
+    """``extra`` over ``base``, section by section (an absent one counts as empty, so nested defaults apply).
+
+    In a tagged field a name counts as ``{kind: name}``, an absent backend as the default one, and another kind
+    replaces the old backend's settings instead of mixing them (``rollout.engine=vllm`` over a ``vllm-server``).
+    """
     merged = dict(base)
     for key, value in extra.items():
         old = merged.get(key)
@@ -80,7 +83,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], model: type[Section] | N
             old = kind_shorthand(old if old is not None else field.get_default(call_default_factory=True).kind)
             if isinstance(old, dict) and value.get("kind", old.get("kind")) != old.get("kind"):
                 old = {}
-        elif old is None:
+        elif isinstance(value, dict) and old is None:
             old = {}
         if isinstance(value, dict) and isinstance(old, dict):
             merged[key] = _merge(old, value, section_model(field))
