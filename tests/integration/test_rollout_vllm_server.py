@@ -72,7 +72,7 @@ def test_server_engine_is_token_exact_and_takes_weight_pushes(vllm_server, smoll
     from tapo.tools.registry import ToolRegistry
 
     config = RolloutConfig(
-        engine="vllm", vllm_server_url=vllm_server, vllm_server_weights_dir=str(tmp_path / "policy"),
+        engine={"kind": "vllm-server", "url": vllm_server, "weights_dir": str(tmp_path / "policy")},
         max_turns=1, max_response_tokens=64,
     )  # fmt: skip
     engine = build_engine(config, smollm2_path, tokenizer)  # reloads the checkpoint directory on the server

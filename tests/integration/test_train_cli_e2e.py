@@ -35,7 +35,7 @@ def _args(mini: Path, runs: Path, *extra: str) -> list[str]:
         str(ROOT / "configs" / "tiny-cpu.yaml"),
         "--no-progress",
         f"data.train={mini / 'train.jsonl'}",
-        f"tools.search.index_dir={mini / 'index'}",
+        f"tools.search.backend.index_dir={mini / 'index'}",
         f"tools.search.cache.path={runs / 'cache.sqlite'}",
         f"run.output_dir={runs}",
         "run.torch_threads=1",

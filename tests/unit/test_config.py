@@ -1,10 +1,27 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tapo.cli.main import app
-from tapo.config import ConfigError, load_config, parse_overrides
+from tapo.config import ConfigError, TapoConfig, load_config, parse_overrides
+from tapo.config.loader import build_config, dump_config
+from tapo.config.schema import (
+    DEPRECATED_KEYS,
+    MINI_SIZES,
+    BM25SearchConfig,
+    EvalConfig,
+    RolloutConfig,
+    SearchConfig,
+    TransformersEngineConfig,
+    VLLMServerEngineConfig,
+)
+from tapo.data.mini import MiniSizes
+from tapo.pipeline.profiles import load_profile
 
 runner = CliRunner()
 
@@ -59,3 +76,151 @@ def test_cli_config_show_prints_resolved(tmp_path):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent.yaml")
+
+
+# --- tagged backends and the deprecated flat keys -------------------------------------------------------------------
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def _attr(config: TapoConfig, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+# old override(s) -> (new key, value it must hold), one row per mapping in DEPRECATED_KEYS
+OLD_KEYS = [
+    (["rollout.batch_size=8"], "rollout.engine.batch_size", 8),
+    (["rollout.engine=hf"], "rollout.engine.kind", "transformers"),
+    (["rollout.engine=vllm", "rollout.vllm_gpu_memory_utilization=0.3"], "rollout.engine.gpu_memory_utilization", 0.3),
+    (["rollout.engine=vllm", "rollout.vllm_server_url=http://h:8000"], "rollout.engine.kind", "vllm-server"),
+    (["rollout.engine=vllm", "rollout.vllm_server_url=http://h:8000"], "rollout.engine.url", "http://h:8000"),
+    (
+        ["rollout.engine=vllm", "rollout.vllm_server_url=http://h:8000", "rollout.vllm_server_weights_dir=/w"],
+        "rollout.engine.weights_dir",
+        "/w",
+    ),
+    (["tools.search.index_dir=/idx"], "tools.search.backend.index_dir", "/idx"),
+    (["tools.search.backend=remote", "tools.search.url=http://r:1"], "tools.search.backend.url", "http://r:1"),
+    (["tools.search.backend=serper", "tools.search.url=http://s"], "tools.search.backend.url", "http://s"),
+    (["tools.search.backend=serper", "tools.search.api_key_env=K"], "tools.search.backend.api_key_env", "K"),
+    (
+        ["tools.search.backend=remote", "tools.search.url=http://r:1", "tools.search.remote_max_batch=4"],
+        "tools.search.backend.max_batch",
+        4,
+    ),
+    (
+        ["tools.search.backend=remote", "tools.search.url=http://r:1", "tools.search.remote_batch_window_ms=2"],
+        "tools.search.backend.batch_window_ms",
+        2.0,
+    ),
+    (["eval.openai_api=chat"], "eval.openai.api", "chat"),
+    (["eval.openai_api_key_env=MY_KEY"], "eval.openai.api_key_env", "MY_KEY"),
+    (["eval.openai_timeout_s=7"], "eval.openai.timeout_s", 7.0),
+    (["eval.openai_max_retries=1"], "eval.openai.max_retries", 1),
+    (["eval.openai_max_concurrency=2"], "eval.openai.max_concurrency", 2),
+]
+
+
+def test_the_table_covers_every_deprecated_key():
+    tested = {override.partition("=")[0] for overrides, _, _ in OLD_KEYS for override in overrides}
+    plain = {old for old in DEPRECATED_KEYS if " " not in old and "=" not in old and old != "data.strict"}
+    assert plain <= tested
+
+
+@pytest.mark.parametrize(("overrides", "key", "value"), OLD_KEYS, ids=lambda v: v[-1] if isinstance(v, list) else "")
+def test_old_keys_still_work_with_a_warning(overrides, key, value, tmp_path, caplog):
+    config = load_config(None, overrides)
+    assert _attr(config, key) == value
+    old = overrides[-1].partition("=")[0]
+    assert f"config key {old}" in caplog.text and "is deprecated" in caplog.text
+    # the same keys in a YAML file
+    caplog.clear()
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(parse_overrides(overrides)))
+    assert _attr(load_config(path), key) == value
+    assert "deprecated" in caplog.text
+
+
+def test_an_old_key_applies_to_the_backend_configured_so_far(tmp_path, caplog):
+    old_file = tmp_path / "old.yaml"
+    old_file.write_text("rollout:\n  engine: hf\n  batch_size: 32\ntools:\n  search:\n    index_dir: /a\n")
+    config = load_config(old_file, ["rollout.engine.batch_size=8", "tools.search.backend.index_dir=/b"])
+    assert config.rollout.engine.batch_size == 8 and config.tools.search.backend.index_dir == "/b"  # later layer wins
+    new_file = tmp_path / "new.yaml"
+    new_file.write_text("rollout:\n  engine: {kind: vllm, gpu_memory_utilization: 0.4}\n")
+    config = load_config(new_file, ["rollout.vllm_server_url=http://h:1", "rollout.vllm_server_weights_dir=/w"])
+    assert config.rollout.engine == VLLMServerEngineConfig(url="http://h:1", weights_dir="/w")
+    config = load_config(new_file, ["rollout.batch_size=8"])  # the vLLM engine has no batch size: dropped, said so
+    assert config.rollout.engine.kind == "vllm" and "rollout.batch_size" in caplog.text
+
+
+def test_old_server_url_without_vllm_is_one_line():
+    with pytest.raises(ConfigError, match=r"vllm_server_url needs rollout\.engine=vllm") as info:
+        load_config(None, ["rollout.vllm_server_url=http://127.0.0.1:8000"])
+    assert "\n" not in str(info.value)
+
+
+def test_data_strict_is_accepted_and_dropped(caplog):
+    config = load_config(None, ["data.strict=true"])
+    assert "strict" not in config.data.model_dump()
+    assert "data.strict is deprecated and has no effect" in caplog.text
+
+
+def test_a_backend_name_and_its_settings_combine_in_any_order():
+    for overrides in (
+        ["rollout.engine=vllm-server", "rollout.engine.url=http://h:1"],
+        ["rollout.engine.url=http://h:1", "rollout.engine=vllm-server"],
+    ):
+        assert load_config(None, overrides).rollout.engine == VLLMServerEngineConfig(url="http://h:1")
+    assert load_config(None, ["rollout.engine.batch_size=4"]).rollout.engine.batch_size == 4  # the default kind
+
+
+def test_another_kind_replaces_the_earlier_backend(tmp_path):
+    path = tmp_path / "server.yaml"
+    path.write_text("rollout:\n  engine: {kind: vllm-server, url: http://h:1}\n")
+    assert load_config(path, ["rollout.engine=vllm"]).rollout.engine.kind == "vllm"
+    assert load_config(path, ["rollout.engine.kind=transformers"]).rollout.engine.batch_size == 64
+    assert load_config(path, ["rollout.engine.weights_dir=/w"]).rollout.engine.url == "http://h:1"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("rollout.engine.gpu_memory_utilization=0.3", "unknown config key 'rollout.engine.gpu_memory_utilization'"),
+        ("tools.search.backend=remote", "missing config key 'tools.search.backend.url'"),
+        ("tools.search.backend=elastic", "bad config value tools.search.backend='elastic'"),
+    ],
+)
+def test_backend_errors_name_the_key(override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load_without_deprecated_keys(path, caplog):
+    load_config(path)
+    assert "deprecated" not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["default", "long"])
+def test_pipeline_profiles_load_without_deprecated_keys(name, caplog):
+    profile = load_profile(name)
+    load_config(None, [*profile.common, *profile.sft, *profile.rl])
+    assert "deprecated" not in caplog.text
+    assert profile.data.model_dump() == MINI_SIZES == asdict(MiniSizes())
+
+
+def test_dumped_config_loads_back_unchanged():
+    config = load_config(None, ["rollout.engine=vllm-server", "rollout.engine.url=http://h:1", "eval.openai.api=chat"])
+    assert build_config(yaml.safe_load(dump_config(config))) == config
+
+
+def test_sections_built_in_code_take_the_old_keys_too(caplog):
+    assert RolloutConfig(engine="hf", batch_size=3).engine == TransformersEngineConfig(batch_size=3)
+    assert SearchConfig(index_dir="/x").backend == BM25SearchConfig(index_dir="/x")
+    assert EvalConfig(openai_api="chat").openai.api == "chat"
+    assert caplog.text.count("is deprecated") == 4

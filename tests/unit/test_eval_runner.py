@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tapo.config import TapoConfig
+from tapo.config.schema import BM25SearchConfig, TransformersEngineConfig
 from tapo.data.io import save_examples
 from tapo.data.schema import Example
 from tapo.engines.scripted import ScriptedEngine
@@ -31,7 +32,7 @@ EXAMPLES = [
 def config(**rollout) -> TapoConfig:
     cfg = TapoConfig()
     cfg.rollout = cfg.rollout.model_copy(
-        update={"max_turns": 1, "max_response_tokens": 256, "max_new_tokens_per_turn": 64, "batch_size": 4, **rollout}
+        update={"max_turns": 1, "max_response_tokens": 256, "max_new_tokens_per_turn": 64, **rollout}
     )
     cfg.reward.overlong.enabled = False
     return cfg
@@ -62,7 +63,7 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
     out = tmp_path / "out"
     seen: list[tuple[int, int]] = []
     result = evaluate(
-        config(batch_size=4),
+        config(engine=TransformersEngineConfig(batch_size=4)),
         "scripted",
         str(data_file),
         "none",
@@ -74,7 +75,7 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
         progress=lambda done, total: seen.append((done, total)),
     )
     m = result.metrics
-    assert seen == [(4, 6), (6, 6)]  # chunks of rollout.batch_size trajectories
+    assert seen == [(4, 6), (6, 6)]  # chunks of rollout.engine.batch_size trajectories
     assert (m[OVERALL].questions, m[OVERALL].samples, m[OVERALL].k) == (3, 6, 2)
     assert m["calculator"].acc == 0.5 and m["calculator"].pass_at_k == 1.0
     assert m["nq"].acc == 0.5 and m["nq"].pass_at_k == 0.5  # city right twice, broken never
@@ -165,7 +166,7 @@ def test_ablation_with_real_tools(tokenizer, tmp_path: Path):
     corpus.append({"id": "2", "title": "Germany", "text": "Berlin is the capital of Germany."})
     BM25Index.build(corpus, tmp_path / "index")
     cfg = config(max_turns=2)
-    cfg.tools.search.index_dir = str(tmp_path / "index")
+    cfg.tools.search.backend = BM25SearchConfig(index_dir=str(tmp_path / "index"))
     cfg.tools.search.topk = 1
     cfg.tools.search.cache.enabled = False
     script = ["<search> capital of France </search>", "<code>print(6 * 7)</code>", "<answer> Paris </answer>"]
@@ -227,7 +228,7 @@ def test_smollm2_ablation_with_real_tools(tmp_path: Path, data_file: Path):
     BM25Index.build([{"id": "1", "title": "France", "text": "Paris is the capital of France."}], tmp_path / "index")
     out = tmp_path / "abl"
     overrides = [
-        f"tools.search.index_dir={tmp_path / 'index'}",
+        f"tools.search.backend.index_dir={tmp_path / 'index'}",
         "tools.search.cache.enabled=false",
         "rollout.max_new_tokens_per_turn=16",
         "rollout.max_response_tokens=160",

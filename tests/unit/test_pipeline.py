@@ -48,7 +48,8 @@ def test_plan_needing_a_missing_tool_is_skipped(mini):
 
 def test_demonstrations_replay_plans_through_real_tools(mini, tokenizer):
     config = load_config(
-        None, [f"tools.search.index_dir={mini / 'index'}", "tools.search.topk=1", "tools.search.cache.enabled=false"]
+        None,
+        [f"tools.search.backend.index_dir={mini / 'index'}", "tools.search.topk=1", "tools.search.cache.enabled=false"],
     )
     examples = load_examples(mini / "train.jsonl")[:24]
     stats: dict[str, int] = {}

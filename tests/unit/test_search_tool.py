@@ -8,7 +8,7 @@ import socket
 import pytest
 from test_search_service import ROWS  # the same three passages the server tests use
 
-from tapo.config.schema import SearchCacheConfig, SearchConfig
+from tapo.config.schema import BM25SearchConfig, DenseSearchConfig, SearchCacheConfig, SearchConfig, SerperSearchConfig
 from tapo.tools.base import Tool
 from tapo.tools.search.backend import LocalBackend
 from tapo.tools.search.bm25 import BM25Index
@@ -109,19 +109,25 @@ def test_a_broken_cache_degrades_to_the_backend(index_dir: str, tmp_path) -> Non
 
 
 def test_factory_builds_a_cached_local_tool(index_dir: str, tmp_path) -> None:
-    config = SearchConfig(index_dir=index_dir, topk=1, cache=SearchCacheConfig(path=str(tmp_path / "c.sqlite")))
+    config = SearchConfig(
+        backend=BM25SearchConfig(index_dir=index_dir), topk=1, cache=SearchCacheConfig(path=str(tmp_path / "c.sqlite"))
+    )
     tool = build_search_tool(config)
     assert tool.name == "search"
     assert asyncio.run(tool.call("eiffel tower")).text.startswith("Doc 1: (Title: Eiffel Tower)")
     assert asyncio.run(tool.call("eiffel tower")).metadata["source"] == "cache_exact"
     asyncio.run(tool.aclose())
-    no_cache = build_search_tool(SearchConfig(index_dir=index_dir, cache=SearchCacheConfig(enabled=False)))
+    no_cache = build_search_tool(
+        SearchConfig(backend=BM25SearchConfig(index_dir=index_dir), cache=SearchCacheConfig(enabled=False))
+    )
     assert no_cache.cache is None  # type: ignore[attr-defined]
 
 
 def test_rebuilt_index_does_not_reuse_old_cache_entries(tmp_path) -> None:
     out = tmp_path / "index"
-    config = SearchConfig(index_dir=str(out), cache=SearchCacheConfig(path=str(tmp_path / "c.sqlite")))
+    config = SearchConfig(
+        backend=BM25SearchConfig(index_dir=str(out)), cache=SearchCacheConfig(path=str(tmp_path / "c.sqlite"))
+    )
     BM25Index.build(ROWS, out)
     assert "Eiffel" in asyncio.run(build_search_tool(config).call("eiffel tower")).text
     BM25Index.build([{"id": "z", "title": "Zebra", "text": "Zebras live in Africa."}], out)
@@ -131,9 +137,8 @@ def test_rebuilt_index_does_not_reuse_old_cache_entries(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (SearchConfig(backend="bm25"), "index_dir"),
-        (SearchConfig(backend="remote"), "tools.search.url"),
-        (SearchConfig(backend="serper", api_key_env="TAPO_TEST_NO_SUCH_KEY"), "TAPO_TEST_NO_SUCH_KEY"),
+        (SearchConfig(backend="bm25"), "tools.search.backend.index_dir"),
+        (SearchConfig(backend={"kind": "serper", "api_key_env": "TAPO_TEST_NO_SUCH_KEY"}), "TAPO_TEST_NO_SUCH_KEY"),
     ],
 )
 def test_factory_names_the_missing_setting(config: SearchConfig, message: str) -> None:
@@ -143,10 +148,14 @@ def test_factory_names_the_missing_setting(config: SearchConfig, message: str) -
 
 def test_factory_rejects_a_kind_mismatch_and_builds_remote_and_serper(index_dir: str, monkeypatch) -> None:
     with pytest.raises(ValueError, match="holds a bm25 index"):
-        build_search_tool(SearchConfig(backend="dense", index_dir=index_dir))
-    remote = build_search_tool(SearchConfig(backend="remote", url="http://127.0.0.1:9", cache={"enabled": False}))
+        build_search_tool(SearchConfig(backend=DenseSearchConfig(index_dir=index_dir)))
+    remote = build_search_tool(
+        SearchConfig(backend={"kind": "remote", "url": "http://127.0.0.1:9"}, cache={"enabled": False})
+    )
     assert isinstance(remote.backend, RetrievalClient)  # type: ignore[attr-defined]
     assert (remote.backend.max_batch, remote.backend.batch_window_s) == (32, 0.005)  # type: ignore[attr-defined]
     monkeypatch.setenv("TAPO_TEST_KEY", "k")
-    serper = build_search_tool(SearchConfig(backend="serper", api_key_env="TAPO_TEST_KEY", cache={"enabled": False}))
+    serper = build_search_tool(
+        SearchConfig(backend=SerperSearchConfig(api_key_env="TAPO_TEST_KEY"), cache={"enabled": False})
+    )
     assert serper.name == "search"

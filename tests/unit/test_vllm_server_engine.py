@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from safetensors.torch import load_file
 
 from tapo.config.loader import ConfigError, load_config
+from tapo.config.schema import VLLMServerEngineConfig
 from tapo.engines.base import SamplingParams
 from tapo.engines.openai_compat import OpenAIEngineError
 from tapo.engines.vllm_server import VLLMServerEngine
@@ -126,7 +127,7 @@ def test_weights_are_written_atomically_and_reloaded_in_place(tokenizer, tmp_pat
 
 def test_weight_push_needs_a_directory_and_dev_mode(tokenizer, tmp_path):
     with serve(vllm_like_app(STOPPED, dev_mode=False)) as url:
-        with pytest.raises(ValueError, match="vllm_server_weights_dir"):
+        with pytest.raises(ValueError, match=r"rollout\.engine\.weights_dir"):
             VLLMServerEngine(url, tokenizer).update_weights({"w": torch.ones(1)})
         with pytest.raises(OpenAIEngineError, match="VLLM_SERVER_DEV_MODE=1"):
             VLLMServerEngine(url, tokenizer, weights_dir=tmp_path).update_weights({"w": torch.ones(1)})
@@ -134,8 +135,8 @@ def test_weight_push_needs_a_directory_and_dev_mode(tokenizer, tmp_path):
         VLLMServerEngine(url, tokenizer).reload(tmp_path / "missing")
 
 
-def test_server_url_needs_the_vllm_engine():
-    with pytest.raises(ConfigError, match=r"vllm_server_url needs rollout\.engine=vllm"):
-        load_config(None, ["rollout.vllm_server_url=http://127.0.0.1:8000"])
-    config = load_config(None, ["rollout.engine=vllm", "rollout.vllm_server_url=http://127.0.0.1:8000"])
-    assert config.rollout.vllm_server_url == "http://127.0.0.1:8000"
+def test_the_server_engine_needs_a_url():
+    with pytest.raises(ConfigError, match=r"missing config key 'rollout\.engine\.url'"):
+        load_config(None, ["rollout.engine=vllm-server"])
+    config = load_config(None, ["rollout.engine=vllm-server", "rollout.engine.url=http://127.0.0.1:8000"])
+    assert config.rollout.engine == VLLMServerEngineConfig(url="http://127.0.0.1:8000")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from tapo.cli.common import config_or_exit, console, fail
+from tapo.config.schema import MINI_SIZES
 
 app = typer.Typer(help="Build, list and check datasets.", no_args_is_help=True)
 
@@ -83,7 +84,7 @@ def list_cmd() -> None:
     from tapo.data.builders import RECIPES
 
     built = Table("name", "rows", "sources", title="built by `tapo data build`")
-    built.add_row(MINI, "2000/200/300", "generated offline (fictional world + BM25 index)")
+    built.add_row(MINI, "/".join(map(str, MINI_SIZES.values())), "generated offline (fictional world + BM25 index)")
     for recipe in RECIPES.values():
         parts = [f"{source.hub_id} ({count})" for source, count in recipe.sources]
         parts += [f"{kind} ({count})" for kind, count in recipe.generated]

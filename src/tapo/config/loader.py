@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 
-from tapo.config.schema import TapoConfig
+from tapo.config.schema import Section, TapoConfig, kind_shorthand, section_model, variants
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -34,7 +35,11 @@ def _parse_scalar(raw: str) -> Any:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ``["trainer.lr=5e-6", ...]`` into a nested dict."""
+    """Turn ``["trainer.lr=5e-6", ...]`` into a nested dict.
+
+    A backend's name and its settings combine in either order: ``rollout.engine=vllm`` with
+    ``rollout.engine.gpu_memory_utilization=0.4`` gives ``{kind: vllm, gpu_memory_utilization: 0.4}``.
+    """
     tree: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -42,25 +47,68 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, for example trainer.lr=5e-6")
         value = _parse_scalar(raw)
-        node = tree
-        parts = key.split(".")
-        for part in parts[:-1]:
+        node: dict[str, Any] = tree
+        model: type[Section] | None = TapoConfig
+        *parents, last = key.split(".")
+        for part in parents:
+            field = _field(model, part)
             child = node.setdefault(part, {})
+            if variants(field):
+                child = node[part] = kind_shorthand(child)
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part!r} was already set to a value")
-            node = child
-        node[parts[-1]] = value
+            node, model = child, section_model(field)
+        if isinstance(value, str) and isinstance(node.get(last), dict) and variants(_field(model, last)):
+            node[last]["kind"] = value
+        else:
+            node[last] = value
     return tree
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _field(model: type[Section] | None, key: str) -> FieldInfo | None:
+    return model.model_fields.get(key) if model else None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any], model: type[Section] | None = TapoConfig) -> dict[str, Any]:
+    """``extra`` over ``base``, section by section (an absent one counts as empty, so nested defaults apply).
+
+    In a tagged field a name counts as ``{kind: name}``, an absent backend as the default one, and another kind
+    replaces the old backend's settings instead of mixing them (``rollout.engine=vllm`` over a ``vllm-server``).
+    """
     merged = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        old = merged.get(key)
+        field = _field(model, key)
+        if isinstance(value, dict) and variants(field):
+            old = kind_shorthand(old if old is not None else field.get_default(call_default_factory=True).kind)
+            if isinstance(old, dict) and value.get("kind", old.get("kind")) != old.get("kind"):
+                old = {}
+        elif isinstance(value, dict) and old is None:
+            old = {}
+        if isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = _merge(old, value, section_model(field))
         else:
             merged[key] = value
     return merged
+
+
+def _upgrade(layer: dict[str, Any], base: dict[str, Any], model: type[Section] = TapoConfig) -> dict[str, Any]:
+    """Rewrite the deprecated keys of one layer (a file, the overrides), reading the backend from earlier layers."""
+    layer = model.upgrade_legacy(layer, base)
+    upgraded = dict(layer)
+    for key, value in layer.items():
+        section = section_model(_field(model, key))
+        if section and isinstance(value, dict):
+            below = base.get(key)
+            upgraded[key] = _upgrade(value, below if isinstance(below, dict) else {}, section)
+    return upgraded
+
+
+def _add_layer(data: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _merge(data, _upgrade(layer, data))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
@@ -74,23 +122,32 @@ def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
     return data
 
 
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = TapoConfig
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return sorted(model.model_fields)
+def _resolve(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], type[Section] | None]:
+    """The error location without pydantic's tag steps (``rollout.engine.vllm.x`` is ``rollout.engine.x``), and the
+    section its last key belongs to (None when it is not in a section)."""
+    model: type[Section] | None = TapoConfig
+    path: list[Any] = []
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        path.append(part)
+        if not parts:
+            break
+        field = _field(model, str(part))
+        choices = variants(field)
+        model = choices.get(parts.pop(0)) if choices else section_model(field)
+    return tuple(path), model
 
 
 def _describe(error: ValidationError, data: dict[str, Any]) -> str:
     first = error.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    raw_loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc, model = _resolve(raw_loc)
     key = ".".join(str(p) for p in loc) or "<root>"
+    if first["type"] == "missing":
+        return f"missing config key {key!r}: set it, for example {key}=..."
     if first["type"] == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(loc))
+        allowed = ", ".join(sorted(model.model_fields)) if model else ""
         return f"unknown config key {key!r}; allowed keys here: {allowed}"
     value = _lookup(data, loc)
     shown = f"{value!r}" if value is not None or loc else "(section)"
@@ -121,8 +178,8 @@ def load_config(paths: list[str | Path] | str | Path | None = None, overrides: l
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}".replace("\n", " ")) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-        data = _merge(data, loaded)
-    data = _merge(data, parse_overrides(overrides or []))
+        data = _add_layer(data, loaded)
+    data = _add_layer(data, parse_overrides(overrides or []))
     return build_config(data)
 
 

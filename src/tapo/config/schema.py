@@ -1,14 +1,29 @@
 """The configuration tree. Every section forbids unknown keys so typos fail before any work starts.
 
 Defaults follow the TAPO paper's setup (spec §4) where the paper fixes a value; CPU-friendly
-sizes (prompts per step, lengths) are set in ``configs/*.yaml``.
+sizes (prompts per step, lengths) are set in ``configs/*.yaml``. Each field's description is the
+reference documentation: ``tapo config docs`` renders it into ``docs/configs.md``.
+
+A choice of backend (rollout engine, search backend) is a tagged section: ``{kind: NAME, ...}`` with
+only that backend's settings, or just ``NAME`` for its defaults. Keys that moved keep working for one
+release: each section's ``upgrade_legacy`` rewrites them and logs one warning line per key.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+import typing
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
+
+log = logging.getLogger(__name__)
+
+Raw = dict[str, Any]
+
+MINI_SIZES: dict[str, int] = {"train": 2000, "validation": 200, "test": 300}
+"""TAPO-mini questions per split: the one definition behind ``data.mini_*``, ``MiniSizes`` and pipeline profiles."""
 
 
 class Section(BaseModel):
@@ -16,158 +31,499 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @staticmethod
+    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
+        """Rewrite deprecated keys of ``raw`` into their new place; ``base`` is this section in earlier config layers.
+
+        The loader calls it once per layer (a YAML file, the overrides), so an old key applies to the backend
+        configured so far and a later layer still wins; validation calls it again for sections built in code.
+        """
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade_legacy(cls, data: Any) -> Any:
+        return cls.upgrade_legacy(data, {}) if isinstance(data, dict) else data
+
+
+def kind_shorthand(value: Any) -> Any:
+    """``engine: vllm`` stands for ``engine: {kind: vllm}``, that backend with its defaults."""
+    return {"kind": value} if isinstance(value, str) else value
+
+
+def section_model(field: FieldInfo | None) -> type[Section] | None:
+    """The section class a field holds, or None for a plain value or a tagged choice."""
+    annotation = field.annotation if field else None
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
+
+
+def variants(field: FieldInfo | None) -> dict[str, type[Section]]:
+    """``kind`` -> section class of a tagged field (empty for any other field)."""
+    if field is None or field.discriminator is None:
+        return {}
+    return {member.model_fields["kind"].default: member for member in typing.get_args(field.annotation)}
+
+
+def _as_dict(value: Any) -> Raw:
+    value = kind_shorthand(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _deprecated(old: str, new: str) -> None:
+    log.warning("config key %s is deprecated (accepted until the next release): use %s", old, new)
+
+
+def _move_keys(raw: Raw, base: Raw, owner: type[Section], section: str, field: str, moves: dict[str, str]) -> Raw:
+    """Move the flat keys ``moves`` (old name -> name inside ``field``) of ``section`` into the ``field`` sub-section.
+
+    A tagged field gets them in the backend this layer or an earlier one configures. A key that backend does not
+    have, or one set to null, did nothing before: it is dropped, with a warning.
+    """
+    present = [key for key in moves if key in raw]
+    if not present:
+        return raw
+    raw = dict(raw)
+    info = owner.model_fields[field]
+    target = _as_dict(raw.get(field, base.get(field, info.get_default(call_default_factory=True))))
+    model = variants(info).get(target.get("kind")) or section_model(info)
+    known = model.model_fields if model else {}
+    dropped = []
+    for old in present:
+        value, new = raw.pop(old), moves[old]
+        if value is None or new not in known:
+            dropped.append(f"{section}.{old}")
+            continue
+        target[new] = value
+        _deprecated(f"{section}.{old}", f"{section}.{field}.{new}")
+    if dropped:
+        where = f" with {section}.{field}.kind={target.get('kind')}" if "kind" in target else ""
+        log.warning("dropped deprecated config keys that have no effect%s: %s", where, ", ".join(dropped))
+    raw[field] = target
+    return raw
+
+
+# --- run, model, data ---------------------------------------------------------------------------------------------
+
 
 class RunConfig(Section):
-    name: str = Field("tapo-run", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    output_dir: str = "runs"
-    seed: int = Field(0, ge=0)
-    torch_threads: int = Field(0, ge=0, description="0 = use all cores this process may run on")
+    """Where a run writes its outputs and how it is seeded."""
+
+    name: str = Field(
+        "tapo-run",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Run name: the directory `output_dir/name` holding config, checkpoints, metrics and trajectories.",
+    )
+    output_dir: str = Field("runs", description="Parent directory of the run directories.")
+    seed: int = Field(
+        0,
+        ge=0,
+        description="Seed of the run: data order and the per-step sampling seeds derive from it.",
+    )
+    torch_threads: int = Field(
+        0, ge=0, description="CPU threads torch uses; 0 = every core this process may run on (its affinity mask)."
+    )
 
 
 class LoraConfig(Section):
-    enabled: bool = False
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """LoRA adapters (PEFT) instead of full fine-tuning; off by default, as TAPO trains all weights."""
+
+    enabled: bool = Field(False, description="Train LoRA adapters instead of the model's weights.")
+    r: int = Field(16, ge=1, description="Adapter rank; 16 is the usual PEFT/TRL choice for models of a few billion.")
+    alpha: int = Field(32, ge=1, description="LoRA scale numerator (scale = alpha / r); 2 x r is the usual choice.")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Dropout on the adapters' input; 0 like the policy's own dropout (spec §4)."
+    )
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Modules that get adapters: the attention projections of Llama/Qwen-style models.",
+    )
 
 
 class ModelConfig(Section):
-    name: str = Field("smollm2-135m-instruct", min_length=1, description="store name, checkpoint dir or hub id")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    gradient_checkpointing: bool = False
-    trainable_layers: int | None = Field(
-        None, ge=1, description="train only the top N decoder layers and the final norm (CPU budgets); None = all"
+    """The policy: which checkpoint, in which precision, and which part of it trains."""
+
+    name: str = Field(
+        "smollm2-135m-instruct",
+        min_length=1,
+        description="Model store name, `tiny-random`, a checkpoint or run directory, or a Hugging Face hub id.",
     )
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="Weight dtype at load; on GPUs keep float32 master weights and compute in bf16 (`trainer.bf16`).",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass to save memory; on for the 3B/7B configs."
+    )
+    trainable_layers: int | None = Field(
+        None,
+        ge=1,
+        description="Train only the top N decoder layers and the final norm (backward stops there: about half a CPU "
+        "step); None = all layers.",
+    )
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters; off by default.")
 
 
 class DataConfig(Section):
-    train: str | None = None
-    validation: str | None = None
-    test: str | None = None
-    template: str = Field("base", min_length=1)
-    max_prompt_tokens: int = Field(2048, ge=16)
-    shuffle: bool = True
-    strict: bool = Field(False, description="raise on the first bad or repaired row instead of dropping/fixing it")
-    source_dir: str | None = Field(None, description="local copies of the hub datasets: <dir>/<key>/<split>.jsonl")
-    mini_seed: int = Field(0, ge=0)
-    mini_train: int = Field(2000, ge=0, le=1_000_000)
-    mini_validation: int = Field(200, ge=0, le=100_000)
-    mini_test: int = Field(300, ge=0, le=100_000)
+    """Dataset files, the prompt template, and the defaults of `tapo data build`."""
+
+    train: str | None = Field(
+        None, description="Training set (.jsonl, .json or .parquet of tapo rows); `tapo train` needs it."
+    )
+    validation: str | None = Field(
+        None, description="Validation split of the same data; recorded with the run, not read by `tapo train`."
+    )
+    test: str | None = Field(
+        None,
+        description="Test split of the same data; recorded with the run, not read by `tapo train` (`tapo eval -d`).",
+    )
+    template: str = Field(
+        "base",
+        min_length=1,
+        description="Prompt template: `base` is TAPO's four-rule prompt with a worked example (spec §5); `compact` "
+        "and `minimal` are shorter for small models; `*_search_only`/`*_code_only`/`*_no_tools` are the ablations.",
+    )
+    max_prompt_tokens: int = Field(
+        2048,
+        ge=16,
+        description="Longer prompts keep their last this-many tokens; 2048 as TAPO's single node (8192 on two nodes).",
+    )
+    shuffle: bool = Field(True, description="Reshuffle the training prompts each epoch (from `run.seed`).")
+    source_dir: str | None = Field(
+        None,
+        description="Local copies of the hub datasets for TAPO-easy/hard (`<dir>/<key>/<split>.jsonl`); None = hub.",
+    )
+    mini_seed: int = Field(0, ge=0, description="`tapo data build mini`: seed of the generated world and questions.")
+    mini_train: int = Field(
+        MINI_SIZES["train"], ge=0, le=1_000_000, description="`tapo data build mini`: training questions."
+    )
+    mini_validation: int = Field(
+        MINI_SIZES["validation"], ge=0, le=100_000, description="`tapo data build mini`: validation questions."
+    )
+    mini_test: int = Field(MINI_SIZES["test"], ge=0, le=100_000, description="`tapo data build mini`: test questions.")
+
+    @staticmethod
+    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
+        if "strict" not in raw:
+            return raw
+        log.warning(
+            "config key data.strict is deprecated and has no effect (nothing ever read it): dropped; "
+            "`tapo data check --strict FILE` checks a file"
+        )
+        return {key: value for key, value in raw.items() if key != "strict"}
+
+
+# --- tools ---------------------------------------------------------------------------------------------------------
+
+
+class IndexSearchConfig(Section):
+    """A local index built by `tapo index build`, searched in process."""
+
+    index_dir: str | None = Field(
+        None,
+        description="Directory of the index (`tapo index build`, or `index/` of TAPO-mini); the search tool cannot "
+        "start without it.",
+    )
+
+
+class BM25SearchConfig(IndexSearchConfig):
+    """Local BM25 (bm25s) over a passage corpus: Search-R1's sparse retriever, no GPU or network needed."""
+
+    kind: Literal["bm25"] = Field("bm25", description="Local BM25 index.")
+
+
+class DenseSearchConfig(IndexSearchConfig):
+    """Local dense retrieval: faiss inner product over normalised sentence-transformers embeddings (Search-R1: E5)."""
+
+    kind: Literal["dense"] = Field("dense", description="Local dense-embedding index.")
+
+
+class RemoteSearchConfig(Section):
+    """A Search-R1 retrieval server (`POST /retrieve`), e.g. `tapo serve search`, shared by every process and node."""
+
+    kind: Literal["remote"] = Field("remote", description="Search-R1 `/retrieve` server.")
+    url: str = Field(description="Base URL of the server, e.g. http://127.0.0.1:8001.")
+    max_batch: int = Field(
+        32, ge=1, le=512, description="Concurrent queries sent together in one `/retrieve` request (5x QPS at 32)."
+    )
+    batch_window_ms: float = Field(
+        5.0, ge=0.0, le=1000.0, description="How long the first query of a batch waits for others to join it."
+    )
+
+
+class SerperSearchConfig(Section):
+    """Google results through the Serper API, as the original TAPO searched; needs an API key and network."""
+
+    kind: Literal["serper"] = Field("serper", description="Serper web search (TAPO's original backend).")
+    url: str | None = Field(None, description="Serper-compatible endpoint; None = https://google.serper.dev/search.")
+    api_key_env: str = Field("SERPER_API_KEY", min_length=1, description="Environment variable holding the API key.")
+
+
+SearchBackendConfig = Annotated[
+    BM25SearchConfig | DenseSearchConfig | RemoteSearchConfig | SerperSearchConfig,
+    Field(discriminator="kind"),
+    BeforeValidator(kind_shorthand),
+]
 
 
 class SearchCacheConfig(Section):
-    enabled: bool = True
-    path: str | None = Field(None, description="sqlite file; None = $TAPO_HOME/cache/search.sqlite")
-    ttl_s: float = Field(7 * 24 * 3600, gt=0)
-    fuzzy_threshold: float = Field(0.9, ge=0.0, le=1.0)
-    trigram_prefilter: float = Field(0.3, ge=0.0, le=1.0)
+    """The search cache: exact plus fuzzy query matches in sqlite, as TAPO's Redis cache (spec §2)."""
+
+    enabled: bool = Field(True, description="Cache search results; a hit costs no backend call.")
+    path: str | None = Field(
+        None, description="sqlite file, shared by processes; None = $TAPO_HOME/cache/search.sqlite."
+    )
+    ttl_s: float = Field(7 * 24 * 3600, gt=0, description="Seconds an entry stays valid; one week.")
+    fuzzy_threshold: float = Field(
+        0.9, ge=0.0, le=1.0, description="Normalised query similarity that counts as the same query (TAPO: 0.9)."
+    )
+    trigram_prefilter: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Trigram Jaccard a candidate needs before the similarity test (TAPO: 0.3).",
+    )
 
 
 class SearchConfig(Section):
-    backend: Literal["bm25", "dense", "remote", "serper"] = "bm25"
-    index_dir: str | None = None
-    url: str | None = Field(None, description="Search-R1 /retrieve server or Serper-style endpoint")
-    api_key_env: str = "SERPER_API_KEY"
-    topk: int = Field(3, ge=1, le=50)
-    timeout_s: float = Field(10.0, gt=0)
-    remote_max_batch: int = Field(32, ge=1, le=512, description="remote: queries sent together in one /retrieve")
-    remote_batch_window_ms: float = Field(5.0, ge=0.0, le=1000.0, description="remote: wait this long to fill a batch")
-    cache: SearchCacheConfig = Field(default_factory=SearchCacheConfig)
+    """The search tool: which backend answers `<search>` and how results come back (spec §2)."""
+
+    backend: SearchBackendConfig = Field(
+        default_factory=BM25SearchConfig,
+        description="Where queries go: `bm25` or `dense` (a local index), `remote` (a Search-R1 server), `serper`.",
+    )
+    topk: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="Passages per query; 3 as Search-R1 and TAPO's default (its scripts use 1).",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, description="Time-out of one backend request; on expiry the model reads 'search unavailable'."
+    )
+    cache: SearchCacheConfig = Field(default_factory=SearchCacheConfig, description="Result cache.")
+
+    @staticmethod
+    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
+        return _move_keys(raw, base, SearchConfig, "tools.search", "backend", _SEARCH_MOVES)
 
 
 class CodeConfig(Section):
-    backend: Literal["sandbox", "remote"] = "sandbox"
-    url: str | None = None
-    timeout_s: float = Field(2.0, gt=0)
-    require_isolation: bool = False
-    memory_mb: int = Field(1024, ge=64)
-    cpu_seconds: int = Field(5, ge=1)
-    max_processes: int = Field(64, ge=1)
-    max_file_mb: int = Field(16, ge=1)
-    max_open_files: int = Field(64, ge=8)
-    tmpfs_mb: int = Field(64, ge=1, le=65536, description="size cap of the sandbox's private /tmp working dir")
-    max_parallel: int = Field(8, ge=1, le=1024, description="sandboxes running at once in one process")
+    """The Python tool: where `<code>` runs and the limits of one run (TAPO: 2 s, output cut at 2000 characters)."""
+
+    backend: Literal["sandbox", "remote"] = Field(
+        "sandbox", description="`sandbox`: a bubblewrap-isolated process per call; `remote`: a code server at `url`."
+    )
+    url: str | None = Field(
+        None, description="`remote` only: the code server (`POST /run`), e.g. http://127.0.0.1:8000."
+    )
+    timeout_s: float = Field(2.0, gt=0, description="Wall-clock limit of one program, then it is killed; TAPO's 2 s.")
+    require_isolation: bool = Field(
+        False,
+        description="Refuse code when OS isolation is unavailable, instead of one warning and rlimits only.",
+    )
+    memory_mb: int = Field(1024, ge=64, description="Address-space limit of one program.")
+    cpu_seconds: int = Field(5, ge=1, description="CPU-time limit of one program (RLIMIT_CPU).")
+    max_processes: int = Field(64, ge=1, description="Processes/threads one program may create (RLIMIT_NPROC).")
+    max_file_mb: int = Field(16, ge=1, description="Largest file one program may write (RLIMIT_FSIZE).")
+    max_open_files: int = Field(64, ge=8, description="Open file descriptors per program (RLIMIT_NOFILE).")
+    tmpfs_mb: int = Field(64, ge=1, le=65536, description="Size cap of the sandbox's private /tmp working directory.")
+    max_parallel: int = Field(8, ge=1, le=1024, description="Sandboxes running at once in one process.")
 
 
 class ToolsConfig(Section):
-    enabled: list[Literal["search", "code"]] = Field(default_factory=lambda: ["search", "code"])
-    max_concurrency: int = Field(32, ge=1)
-    call_timeout_s: float = Field(30.0, gt=0, description="outer time-out for any one tool call")
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    code: CodeConfig = Field(default_factory=CodeConfig)
+    """Which tools the policy may call and how tool calls are scheduled."""
+
+    enabled: list[Literal["search", "code"]] = Field(
+        default_factory=lambda: ["search", "code"],
+        description="Tools available to the policy; TAPO uses both, `[]` is the no-tool (DAPO) ablation.",
+    )
+    max_concurrency: int = Field(
+        32, ge=1, description="Tool calls in flight at once across the batch; raise it on big machines (256 on 8 GPUs)."
+    )
+    call_timeout_s: float = Field(30.0, gt=0, description="Outer time-out of any one tool call, whatever the tool.")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="The search tool.")
+    code: CodeConfig = Field(default_factory=CodeConfig, description="The Python tool.")
+
+
+# --- rollout -------------------------------------------------------------------------------------------------------
+
+
+class TransformersEngineConfig(Section):
+    """Generation with the trainer's own transformers model: no second copy, right for CPUs and small models."""
+
+    kind: Literal["transformers"] = Field("transformers", description="In-process transformers `generate`.")
+    batch_size: int = Field(64, ge=1, description="Sequences generated together; also the `tapo eval` progress chunk.")
+
+
+class VLLMEngineConfig(Section):
+    """vLLM inside each training process, on the same GPU (verl's colocated mode); needs the `vllm` extra."""
+
+    kind: Literal["vllm"] = Field("vllm", description="In-process vLLM.")
+    gpu_memory_utilization: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="GPU memory share vLLM takes; 0.5 for 3B, 0.4 for 7B leaves room for FSDP/ZeRO-3 training.",
+    )
+
+
+class VLLMServerEngineConfig(Section):
+    """A separate `vllm serve` (other GPUs or nodes) that reloads the trainer's weights after each update."""
+
+    kind: Literal["vllm-server"] = Field("vllm-server", description="A `vllm serve` server over HTTP.")
+    url: str = Field(description="The server, http://host:port.")
+    weights_dir: str | None = Field(
+        None,
+        description="Where the trainer writes the policy for the server to reload (both see it); training needs it.",
+    )
+
+
+EngineConfig = Annotated[
+    TransformersEngineConfig | VLLMEngineConfig | VLLMServerEngineConfig,
+    Field(discriminator="kind"),
+    BeforeValidator(kind_shorthand),
+]
 
 
 class RolloutConfig(Section):
-    engine: Literal["hf", "vllm"] = "hf"
-    max_turns: int = Field(4, ge=0)
-    max_obs_tokens: int = Field(2048, ge=1)
-    max_response_tokens: int = Field(2048, ge=8)
-    max_new_tokens_per_turn: int = Field(2048, ge=1)
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    batch_size: int = Field(64, ge=1, description="sequences generated together by the hf engine")
-    vllm_gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
-    vllm_server_url: str | None = Field(
-        None,
-        description="engine=vllm only: generate on this `vllm serve` server (http://host:port) instead of in-process",
-    )
-    vllm_server_weights_dir: str | None = Field(
-        None, description="where the trainer writes the policy for the vLLM server to reload (both must see it)"
-    )
+    """Multi-turn generation with tools: the engine, the turn and token budgets, and sampling (spec §1, §4)."""
 
-    @model_validator(mode="after")
-    def _server_needs_vllm(self) -> RolloutConfig:
-        if self.vllm_server_url and self.engine != "vllm":
-            raise ValueError("rollout.vllm_server_url needs rollout.engine=vllm")
-        return self
+    engine: EngineConfig = Field(
+        default_factory=TransformersEngineConfig,
+        description="`transformers` (CPU, small models), `vllm` (GPUs), or `vllm-server` (separate GPUs).",
+    )
+    max_turns: int = Field(
+        4, ge=0, description="Tool calls per trajectory, then one last answer-only turn; TAPO uses 4."
+    )
+    max_obs_tokens: int = Field(2048, ge=1, description="Each tool output is cut to this many tokens; TAPO uses 2048.")
+    max_response_tokens: int = Field(
+        2048,
+        ge=8,
+        description="Cap on the whole response, model and tool tokens (TAPO's max_response_length); 8192 on 2 nodes.",
+    )
+    max_new_tokens_per_turn: int = Field(
+        2048,
+        ge=1,
+        description="Tokens one generation call may add; the room left under max_response_tokens caps it too.",
+    )
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 1.0 as DAPO/TAPO (on-policy samples).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling; 1.0 (off) as DAPO/TAPO.")
+
+    @staticmethod
+    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
+        engine = raw.get("engine")
+        if _as_dict(engine).get("kind") == "hf":
+            _deprecated("rollout.engine=hf", "rollout.engine=transformers")
+            raw = {**raw, "engine": {**_as_dict(engine), "kind": "transformers"}}
+        if raw.get("vllm_server_url") is not None:
+            kind = _as_dict(raw.get("engine", base.get("engine", "transformers"))).get("kind")
+            if kind == "vllm":
+                _deprecated("rollout.engine=vllm with rollout.vllm_server_url", "rollout.engine.kind=vllm-server")
+                raw = {**raw, "engine": {"kind": "vllm-server"}}
+            elif kind != "vllm-server":
+                raise ValueError(
+                    "rollout.vllm_server_url needs rollout.engine=vllm (now: rollout.engine.kind=vllm-server "
+                    "rollout.engine.url=...)"
+                )
+        return _move_keys(raw, base, RolloutConfig, "rollout", "engine", _ROLLOUT_MOVES)
+
+
+# --- reward, trainer, sft, eval ------------------------------------------------------------------------------------
 
 
 class OverlongConfig(Section):
-    enabled: bool = True
-    buffer: int = Field(1024, ge=1, le=1_000_000, description="tokens before max_response_tokens where it starts")
-    factor: float = Field(1.0, ge=0.0, le=100.0)
+    """DAPO's overlong shaping: a linear penalty over the last `buffer` tokens before the length cap (spec §3)."""
+
+    enabled: bool = Field(True, description="Add the overlong penalty to the reward; on in DAPO and TAPO.")
+    buffer: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="Tokens before `rollout.max_response_tokens` where the penalty starts; DAPO/TAPO use 1024.",
+    )
+    factor: float = Field(1.0, ge=0.0, le=100.0, description="Penalty at the cap (it grows linearly to it); 1.0.")
 
 
 class RewardConfig(Section):
+    """Scoring: format check, correctness by data source, accuracy threshold and length shaping (spec §3)."""
+
     default_scorer: Literal["exact", "nq", "calculator", "complex", "em", "f1", "math", "auto"] = Field(
-        "exact", description="scorer for rows with an empty data_source (an unknown source is an error)"
+        "exact",
+        description="Scorer of rows with an empty data_source (an unknown source is an error); TAPO's default: exact.",
     )
-    acc_threshold: float = Field(0.9, ge=0.0, le=1.0)
-    format_penalty: float = Field(-1.0, ge=-10.0, le=0.0, description="score of a response with a broken format")
-    math_timeout_s: float = Field(5.0, gt=0, le=300, description="hard limit per math-verify comparison")
-    math_memory_mb: int = Field(2048, ge=256, le=1_048_576, description="address-space cap of the math-verify worker")
+    acc_threshold: float = Field(
+        0.9, ge=0.0, le=1.0, description="acc = score > this; drives dynamic sampling and accuracy metrics (TAPO: 0.9)."
+    )
+    format_penalty: float = Field(
+        -1.0, ge=-10.0, le=0.0, description="Score of a response with a broken tag format; TAPO uses -1.0."
+    )
+    math_timeout_s: float = Field(5.0, gt=0, le=300, description="Hard limit per math-verify comparison.")
+    math_memory_mb: int = Field(
+        2048, ge=256, le=1_048_576, description="Address-space cap of the math-verify worker process."
+    )
     custom_scorers: dict[str, str] = Field(
-        default_factory=dict, description="data_source -> built-in scorer name or 'module:function'"
+        default_factory=dict,
+        description="data_source -> a built-in scorer name or 'module:function', for sources TAPO does not know.",
     )
-    overlong: OverlongConfig = Field(default_factory=OverlongConfig)
+    overlong: OverlongConfig = Field(default_factory=OverlongConfig, description="Overlong length shaping.")
 
 
 class TrainerConfig(Section):
-    lr: float = Field(1e-6, gt=0)
-    warmup_steps: int = Field(10, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    prompts_per_step: int = Field(64, ge=1)
-    group_size: int = Field(4, ge=2, description="trajectories per prompt (n)")
-    mini_batch_size: int = Field(16, ge=1, description="trajectories per optimizer step")
-    micro_batch_size: int = Field(4, ge=1, description="trajectories per forward/backward")
-    epochs: int = Field(2, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    clip_low: float = Field(0.2, ge=0)
-    clip_high: float = Field(0.28, ge=0)
-    dual_clip: float = Field(10.0, gt=1.0)
-    kl_coef: float = Field(0.0, ge=0)
-    max_num_gen_batches: int = Field(10, ge=1)
-    filter_groups: bool = True
-    constant_group_tol: float = Field(1e-6, ge=0)
-    mask_tool_tokens: bool = True
-    save_every: int = Field(10, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    log_trajectories: int = Field(8, ge=0, description="trajectories sampled per step into trajectories.jsonl")
-    bf16: bool = False
-    tracker: Literal["none", "tensorboard", "wandb"] = "none"
+    """DAPO as TAPO uses it (spec §4): groups, clip-higher, token-mean loss, dynamic sampling, AdamW."""
+
+    lr: float = Field(1e-6, gt=0, description="AdamW learning rate; TAPO/DAPO use 1e-6 (small models take more).")
+    warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps, then constant; TAPO uses 10.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay; 0.1 as TAPO/DAPO.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clip; 1.0 as TAPO/DAPO.")
+    prompts_per_step: int = Field(
+        64, ge=1, description="Prompts (groups) in one training batch; 64 on one node, 128 on two (TAPO)."
+    )
+    group_size: int = Field(
+        4, ge=2, description="Trajectories per prompt (GRPO/DAPO's n); 4 on one node, 8 on two (TAPO)."
+    )
+    mini_batch_size: int = Field(
+        16, ge=1, description="Trajectories per optimizer step; 16 on one node, 32 on two (TAPO)."
+    )
+    micro_batch_size: int = Field(
+        4, ge=1, description="Trajectories per forward/backward (gradient accumulation); a memory knob only."
+    )
+    epochs: int = Field(2, ge=1, description="Passes over the training prompts; TAPO uses 2.")
+    max_steps: int | None = Field(None, ge=1, description="Hard cap on training steps; None = run the epochs out.")
+    clip_low: float = Field(0.2, ge=0, description="Lower clip of the ratio, 1 - clip_low (DAPO's clip-higher: 0.2).")
+    clip_high: float = Field(0.28, ge=0, description="Upper clip of the ratio, 1 + clip_high (DAPO clip-higher: 0.28).")
+    dual_clip: float = Field(
+        10.0,
+        gt=1.0,
+        description="Dual-clip bound c on the ratio for negative advantages (verl's clip_ratio_c); TAPO uses 10.",
+    )
+    kl_coef: float = Field(
+        0.0, ge=0, description="k3 KL to a frozen copy of the starting policy; 0 = off and no reference model, as TAPO."
+    )
+    max_num_gen_batches: int = Field(
+        10,
+        ge=1,
+        description="Dynamic sampling: generation rounds to fill a batch with informative groups, then fill "
+        "unfiltered (TAPO: 10).",
+    )
+    filter_groups: bool = Field(
+        True, description="Dynamic sampling: drop groups whose acc values are all equal (DAPO); false = keep all."
+    )
+    constant_group_tol: float = Field(1e-6, ge=0, description="Spread of acc below which a group counts as constant.")
+    mask_tool_tokens: bool = Field(
+        True,
+        description="Leave tool tokens out of the loss and its denominator; false = the original TAPO's defect, "
+        "as an ablation.",
+    )
+    save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
+    log_trajectories: int = Field(8, ge=0, description="Trajectories sampled per step into trajectories.jsonl.")
+    bf16: bool = Field(False, description="bf16 autocast (accelerate mixed precision); on for the GPU configs.")
+    tracker: Literal["none", "tensorboard", "wandb"] = Field(
+        "none", description="Metrics logger besides metrics.jsonl."
+    )
 
     @model_validator(mode="after")
     def _batch_sizes_fit(self) -> TrainerConfig:
@@ -180,37 +536,94 @@ class TrainerConfig(Section):
 
 
 class SftConfig(Section):
-    lr: float = Field(5e-5, gt=0)
-    epochs: int = Field(2, ge=1)
-    batch_size: int = Field(8, ge=1)
-    max_examples: int | None = Field(None, ge=1)
-    warmup_steps: int = Field(10, ge=0)
+    """`tapo sft`: the supervised warm start on demonstrations, for models that do not follow the tags zero-shot."""
+
+    lr: float = Field(5e-5, gt=0, description="AdamW learning rate of the warm start.")
+    epochs: int = Field(2, ge=1, description="Passes over the demonstrations.")
+    batch_size: int = Field(8, ge=1, description="Demonstrations per optimizer step.")
+    max_examples: int | None = Field(None, ge=1, description="Use at most this many demonstrations; None = all.")
+    warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps, then constant.")
+
+
+class OpenAIEndpointConfig(Section):
+    """How `tapo eval` talks to an OpenAI-compatible server (`--model openai:URL#MODEL`)."""
+
+    api: Literal["completions", "chat"] = Field(
+        "completions",
+        description="`completions` sends the locally templated prompt (faithful); `chat` lets the server template.",
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description="Environment variable holding the API key.")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="Time-out of one request.")
+    max_retries: int = Field(
+        3, ge=0, le=20, description="Retries with backoff on 408/409/429/5xx and connection errors."
+    )
+    max_concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once.")
 
 
 class EvalConfig(Section):
-    samples: int = Field(1, ge=1)
-    greedy: bool = True
-    limit: int | None = Field(None, ge=1)
-    tools: Literal["all", "search", "code", "none"] = "all"
-    seed: int = Field(0, ge=0, description="sampling seed when samples are drawn at temperature > 0")
-    openai_api: Literal["completions", "chat"] = Field("completions", description="endpoint used for openai:URL#M")
-    openai_api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description="env var holding the API key")
-    openai_timeout_s: float = Field(120.0, gt=0, le=3600)
-    openai_max_retries: int = Field(3, ge=0, le=20)
-    openai_max_concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
-    report_trajectories: int = Field(12, ge=0, le=1000, description="sampled trajectories shown in the report")
-    benchmark_dir: str | None = Field(
-        None, description="local benchmark copies (<dir>/<set>/<split>.jsonl); None = hub"
+    """`tapo eval` and `tapo report`: sampling, tool mode and the benchmark sources."""
+
+    samples: int = Field(1, ge=1, description="Trajectories per question (k of pass@k / mean@k).")
+    greedy: bool = Field(
+        True, description="Greedy decoding when samples = 1; sampled at `rollout.temperature` otherwise."
     )
+    limit: int | None = Field(None, ge=1, description="Evaluate only the first N questions; None = all.")
+    tools: Literal["all", "search", "code", "none"] = Field(
+        "all", description="Tools available during evaluation, as TAPO's ablations."
+    )
+    seed: int = Field(0, ge=0, description="Sampling seed when samples are drawn at temperature > 0.")
+    openai: OpenAIEndpointConfig = Field(
+        default_factory=OpenAIEndpointConfig, description="OpenAI-compatible endpoint settings."
+    )
+    report_trajectories: int = Field(12, ge=0, le=1000, description="Sampled trajectories shown in `tapo report`.")
+    benchmark_dir: str | None = Field(
+        None, description="Local benchmark copies (`<dir>/<set>/<split>.jsonl`); None = the hub."
+    )
+
+    @staticmethod
+    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
+        return _move_keys(raw, base, EvalConfig, "eval", "openai", _EVAL_MOVES)
 
 
 class TapoConfig(Section):
-    run: RunConfig = Field(default_factory=RunConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    tools: ToolsConfig = Field(default_factory=ToolsConfig)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    sft: SftConfig = Field(default_factory=SftConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    """The whole configuration: one section per part of the system."""
+
+    run: RunConfig = Field(default_factory=RunConfig, description="Run name, outputs, seed.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The policy model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Data files and prompt template.")
+    tools: ToolsConfig = Field(default_factory=ToolsConfig, description="Search and Python tools.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="Generation with tools.")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="Reward.")
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="RL training (DAPO).")
+    sft: SftConfig = Field(default_factory=SftConfig, description="Supervised warm start.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+
+
+_ROLLOUT_MOVES = {
+    "batch_size": "batch_size",
+    "vllm_gpu_memory_utilization": "gpu_memory_utilization",
+    "vllm_server_url": "url",
+    "vllm_server_weights_dir": "weights_dir",
+}
+_SEARCH_MOVES = {
+    "index_dir": "index_dir",
+    "url": "url",
+    "api_key_env": "api_key_env",
+    "remote_max_batch": "max_batch",
+    "remote_batch_window_ms": "batch_window_ms",
+}
+_EVAL_MOVES = {f"openai_{key}": key for key in OpenAIEndpointConfig.model_fields}
+DEPRECATED_KEYS: dict[str, str] = {
+    f"{section}.{old}": f"{section}.{field}.{new}"
+    for section, field, moves in (
+        ("rollout", "engine", _ROLLOUT_MOVES),
+        ("tools.search", "backend", _SEARCH_MOVES),
+        ("eval", "openai", _EVAL_MOVES),
+    )
+    for old, new in moves.items()
+} | {
+    "rollout.engine=hf": "rollout.engine=transformers",
+    "rollout.engine=vllm with rollout.vllm_server_url": "rollout.engine.kind=vllm-server",
+    "data.strict": "",
+}
+"""Old key -> its new place ("" = removed), as the docs list them."""

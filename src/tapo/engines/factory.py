@@ -5,26 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tapo.config.schema import RolloutConfig
+from tapo.config.schema import RolloutConfig, TransformersEngineConfig, VLLMServerEngineConfig
 from tapo.engines.base import GenerationEngine
 
 
 def build_engine(config: RolloutConfig, model: Any, tokenizer: Any) -> GenerationEngine:
-    """``hf`` wraps the given model object (shared with the trainer); ``vllm`` loads ``model``'s checkpoint path.
+    """``transformers`` wraps the given model object (shared with the trainer); ``vllm`` loads ``model``'s checkpoint.
 
-    For vLLM, ``model`` is a checkpoint directory or a loaded model whose ``name_or_path`` is one. With
-    ``vllm_server_url`` the server is told to reload that directory, so it serves exactly these weights (the
-    directory must be readable by the server); a hub name is taken to be what the server was started with.
+    For vLLM, ``model`` is a checkpoint directory or a loaded model whose ``name_or_path`` is one. A
+    ``vllm-server`` is told to reload that directory, so it serves exactly these weights (the directory must be
+    readable by the server); a hub name is taken to be what the server was started with.
     """
-    if config.engine == "hf":
+    engine = config.engine
+    if isinstance(engine, TransformersEngineConfig):
         from tapo.engines.hf import HFEngine
 
-        return HFEngine(model, tokenizer, batch_size=config.batch_size)
+        return HFEngine(model, tokenizer, batch_size=engine.batch_size)
     path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
-    if config.vllm_server_url:
+    if isinstance(engine, VLLMServerEngineConfig):
         from tapo.engines.vllm_server import VLLMServerEngine
 
-        server = VLLMServerEngine(config.vllm_server_url, tokenizer, config.vllm_server_weights_dir)
+        server = VLLMServerEngine(engine.url, tokenizer, engine.weights_dir)
         if path and Path(path).is_dir():
             server.reload(path)
         return server
@@ -34,4 +35,4 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any) -> Generatio
         raise RuntimeError("rollout.engine=vllm needs the vllm extra: pip install 'tapo[vllm]'") from error
     if not path:
         raise ValueError("rollout.engine=vllm needs a checkpoint path (or a model loaded from one)")
-    return VLLMEngine(path, tokenizer, gpu_memory_utilization=config.vllm_gpu_memory_utilization)
+    return VLLMEngine(path, tokenizer, gpu_memory_utilization=engine.gpu_memory_utilization)

@@ -108,7 +108,7 @@ class VLLMServerEngine(OpenAICompatEngine):
 
         if self.weights_dir is None:
             raise ValueError(
-                "training against a vLLM server needs rollout.vllm_server_weights_dir: a directory the trainer "
+                "training against a vLLM server needs rollout.engine.weights_dir: a directory the trainer "
                 "writes the policy to and the server reads it from"
             )
         self.weights_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tapo.config.schema import TapoConfig
+from tapo.config.schema import TapoConfig, TransformersEngineConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
@@ -26,6 +26,9 @@ from tapo.rollout.loop import RolloutRunner
 
 # progress(done, total) after each chunk of trajectories
 Progress = Callable[[int, int], None]
+
+VLLM_PROGRESS_CHUNK = 64
+"""Trajectories per rollout call on vLLM, which batches on its own (the transformers engine's default batch)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def load_engine(config: TapoConfig, model_name: str) -> GenerationEngine:
     """A generation engine for a local model (the configured backend) or an OpenAI-compatible endpoint.
 
     For ``openai:URL#MODEL`` prompts are rendered and text is tokenized with the tokenizer of
-    ``config.model.name``; with ``eval.openai_api=chat`` the server applies its own chat template.
+    ``config.model.name``; with ``eval.openai.api=chat`` the server applies its own chat template.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -76,21 +79,21 @@ def load_engine(config: TapoConfig, model_name: str) -> GenerationEngine:
         from tapo.engines.openai_compat import OpenAICompatEngine
 
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(config.model.name))
-        ev = config.eval
+        endpoint = config.eval.openai
         return OpenAICompatEngine.from_spec(
             model_name,
             tokenizer,
-            api_key_env=ev.openai_api_key_env,
-            api=ev.openai_api,
-            timeout_s=ev.openai_timeout_s,
-            max_retries=ev.openai_max_retries,
-            max_concurrency=ev.openai_max_concurrency,
+            api_key_env=endpoint.api_key_env,
+            api=endpoint.api,
+            timeout_s=endpoint.timeout_s,
+            max_retries=endpoint.max_retries,
+            max_concurrency=endpoint.max_concurrency,
         )
     from tapo.engines.factory import build_engine
 
     path = resolve_model(model_name)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if config.rollout.engine == "vllm":  # vLLM loads the checkpoint itself: no second copy in host memory
+    if config.rollout.engine.kind != "transformers":  # vLLM loads the checkpoint itself: no second copy in memory
         return build_engine(config.rollout, path, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=config.model.dtype).eval()
     return build_engine(config.rollout, model, tokenizer)
@@ -141,7 +144,9 @@ def evaluate_examples(
     runner = RolloutRunner(engine, tools if allowed else None, config.rollout)
     with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
         reward.check_sources({ex.data_source for ex in examples})
-        chunk = max(1, config.rollout.batch_size)
+        engine_config = config.rollout.engine
+        # one generation batch of the transformers engine per call, so progress moves batch by batch
+        chunk = engine_config.batch_size if isinstance(engine_config, TransformersEngineConfig) else VLLM_PROGRESS_CHUNK
         trajectories = run_rollouts(runner, examples, template, setup, allowed, chunk, progress)
         reward.score_trajectories(trajectories)
     records = to_records(trajectories)

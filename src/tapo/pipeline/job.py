@@ -43,7 +43,7 @@ class MainJob:
             f"data.train={self.data_dir / 'train.jsonl'}",
             f"data.validation={self.data_dir / 'validation.jsonl'}",
             f"data.test={self.data_dir / 'test.jsonl'}",
-            f"tools.search.index_dir={self.data_dir / 'index'}",
+            f"tools.search.backend.index_dir={self.data_dir / 'index'}",
             f"tools.search.cache.path={self.root / 'search-cache.sqlite'}",
             *self.profile.common,
         ]

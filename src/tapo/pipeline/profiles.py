@@ -13,16 +13,18 @@ import yaml
 from pydantic import Field, ValidationError
 
 from tapo.config.loader import ConfigError
-from tapo.config.schema import Section
+from tapo.config.schema import MINI_SIZES, Section
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 Baseline = Literal["no_tools", "no_mask"]
 
 
 class MiniSize(Section):
-    train: int = Field(2000, ge=10)
-    validation: int = Field(200, ge=10)
-    test: int = Field(300, ge=10)
+    """TAPO-mini questions per split; the defaults are `tapo data build mini`'s."""
+
+    train: int = Field(MINI_SIZES["train"], ge=10)
+    validation: int = Field(MINI_SIZES["validation"], ge=10)
+    test: int = Field(MINI_SIZES["test"], ge=10)
 
 
 class Profile(Section):

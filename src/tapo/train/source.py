@@ -103,7 +103,7 @@ class ToolRolloutSource:
 
         A vLLM server is one engine for all processes: only the main process pushes to it.
         """
-        if state_dict and (self.config.rollout.vllm_server_url is None or self.process_index == 0):
+        if state_dict and (self.config.rollout.engine.kind != "vllm-server" or self.process_index == 0):
             self.engine.update_weights(state_dict)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tapo.config.schema import MINI_SIZES
 from tapo.data.io import save_examples
 from tapo.data.mini.questions import ABILITY, COMMON_KNOWLEDGE, Draft, QuestionMaker, kind_counts
 from tapo.data.mini.world import Entity, WorldBuilder, WorldSizes
@@ -30,9 +31,9 @@ MAX_ATTEMPTS = 200
 class MiniSizes:
     """Questions per split."""
 
-    train: int = 2000
-    validation: int = 200
-    test: int = 300
+    train: int = MINI_SIZES["train"]
+    validation: int = MINI_SIZES["validation"]
+    test: int = MINI_SIZES["test"]
 
     def __post_init__(self) -> None:
         for split, count in asdict(self).items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tapo.config.schema import SearchConfig
+from tapo.config.schema import IndexSearchConfig, RemoteSearchConfig, SearchConfig
 from tapo.paths import cache_dir
 from tapo.tools.base import Tool
 from tapo.tools.search.backend import LocalBackend, SearchBackend, SearchIndex
@@ -32,35 +32,35 @@ def load_index(index_dir: str | os.PathLike[str], mmap: bool | None = None) -> S
 
 def _backend(config: SearchConfig) -> tuple[SearchBackend, str]:
     """The backend and the cache namespace naming it (a rebuilt index gets a new build id, so a fresh namespace)."""
-    if config.backend in INDEX_KINDS:
-        if not config.index_dir:
-            raise ValueError(f"tools.search.backend={config.backend} needs tools.search.index_dir")
-        meta = read_meta(Path(config.index_dir))
-        if meta.get("kind") != config.backend:
+    backend = config.backend
+    if isinstance(backend, IndexSearchConfig):
+        if not backend.index_dir:
+            raise ValueError(f"tools.search.backend={backend.kind} needs tools.search.backend.index_dir")
+        meta = read_meta(Path(backend.index_dir))
+        if meta.get("kind") != backend.kind:
             raise ValueError(
-                f"tools.search.index_dir holds a {meta.get('kind')} index but tools.search.backend={config.backend}"
+                f"tools.search.backend.index_dir holds a {meta.get('kind')} index but "
+                f"tools.search.backend={backend.kind}"
             )
-        return LocalBackend(load_index(config.index_dir)), f"{config.backend}:{meta.get('build_id')}"
-    if config.backend == "remote":
-        if not config.url:
-            raise ValueError("tools.search.backend=remote needs tools.search.url (a Search-R1 /retrieve server)")
+        return LocalBackend(load_index(backend.index_dir)), f"{backend.kind}:{meta.get('build_id')}"
+    if isinstance(backend, RemoteSearchConfig):
         from tapo.tools.search.client import RetrievalClient
 
         client = RetrievalClient(
-            config.url,
+            backend.url,
             timeout_s=config.timeout_s,
-            max_batch=config.remote_max_batch,
-            batch_window_s=config.remote_batch_window_ms / 1000,
+            max_batch=backend.max_batch,
+            batch_window_s=backend.batch_window_ms / 1000,
         )
-        return client, f"remote:{config.url}"
+        return client, f"remote:{backend.url}"
     from tapo.tools.search.serper import DEFAULT_URL, SerperClient
 
-    api_key = os.environ.get(config.api_key_env, "")
+    api_key = os.environ.get(backend.api_key_env, "")
     if not api_key:
         raise ValueError(
-            f"tools.search.backend=serper needs an API key in the environment variable {config.api_key_env}"
+            f"tools.search.backend=serper needs an API key in the environment variable {backend.api_key_env}"
         )
-    url = config.url or DEFAULT_URL
+    url = backend.url or DEFAULT_URL
     return SerperClient(api_key, url=url, timeout_s=config.timeout_s), f"serper:{url}"
 
 
