@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 
+from tapo.protocol import TOOL_NAMES
+
 log = logging.getLogger(__name__)
 
 Raw = dict[str, Any]
@@ -333,11 +335,16 @@ class CodeConfig(Section):
     max_parallel: int = Field(8, ge=1, le=1024, description="Sandboxes running at once in one process.")
 
 
+# The protocol's tool names (tapo.protocol.TOOLS), and the tool modes of an evaluation: all, one tool, none.
+ToolName = Literal[TOOL_NAMES]  # type: ignore[valid-type]
+ToolMode = Literal[("all", *TOOL_NAMES, "none")]  # type: ignore[valid-type]
+
+
 class ToolsConfig(Section):
     """Which tools the policy may call and how tool calls are scheduled."""
 
-    enabled: list[Literal["search", "code"]] = Field(
-        default_factory=lambda: ["search", "code"],
+    enabled: list[ToolName] = Field(
+        default_factory=lambda: list(TOOL_NAMES),
         description="Tools available to the policy; TAPO uses both, `[]` is the no-tool (DAPO) ablation.",
     )
     max_concurrency: int = Field(
@@ -568,7 +575,7 @@ class EvalConfig(Section):
         True, description="Greedy decoding when samples = 1; sampled at `rollout.temperature` otherwise."
     )
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N questions; None = all.")
-    tools: Literal["all", "search", "code", "none"] = Field(
+    tools: ToolMode = Field(
         "all", description="Tools available during evaluation, as TAPO's ablations."
     )
     seed: int = Field(0, ge=0, description="Sampling seed when samples are drawn at temperature > 0.")
