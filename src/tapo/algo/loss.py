@@ -51,13 +51,15 @@ def dapo_loss(
     clip: ClipConfig | None = None,
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    token_weights: torch.Tensor | None = None,
 ) -> LossOutput:
     """DAPO's clipped surrogate, all tensors ``[B, T]`` (``mask`` 1 where a token counts).
 
     Per token, with ratio ``r = exp(logp - old)`` and advantage ``A``:
     ``l = max(-A r, -A clip(r, 1-low, 1+high))``, and for ``A < 0`` additionally ``l = min(l, -A dual)``
     (the dual clip keeps a huge ratio on a bad token from dominating). The loss is
-    ``sum(l * mask) / global_tokens`` plus ``kl_coef`` times the token-mean k3 KL to a reference.
+    ``sum(w * l * mask) / global_tokens`` plus ``kl_coef`` times the token-mean k3 KL to a reference, where
+    ``token_weights`` ``w`` (constants, default 1) is the rollout correction (:mod:`tapo.algo.correction`).
     """
     clip = clip or ClipConfig()
     if global_tokens <= 0:
@@ -78,6 +80,10 @@ def dapo_loss(
     negative = advantages < 0
     dual_cap = -advantages * clip.dual
     per_token = torch.where(negative, torch.minimum(per_token, dual_cap), per_token)
+    if token_weights is not None:
+        if token_weights.shape != mask.shape:
+            raise ValueError(f"token_weights {tuple(token_weights.shape)} must match the mask {tuple(mask.shape)}")
+        per_token = per_token * token_weights.detach().to(per_token.dtype)
     loss = (per_token * mask).sum() / global_tokens
 
     with torch.no_grad():

@@ -40,6 +40,8 @@ def train(
         raise fail(f"{run_root} already has checkpoints: pass --resume {run_root} or choose another run.name")
     set_threads(config.run.torch_threads)
 
+    from accelerate.utils import DistributedType
+
     from tapo.data.io import load_examples
     from tapo.io.runs import RunDir
     from tapo.train.progress import step_progress
@@ -59,7 +61,10 @@ def train(
         RunDir.create(config)
     accelerator.wait_for_everyone()
     model, tokenizer = load_policy(config.model)
-    source = ToolRolloutSource(config, model, tokenizer, process_index=accelerator.process_index)
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    source = ToolRolloutSource(
+        config, model, tokenizer, process_index=accelerator.process_index, own_engine_copy=sharded
+    )
     try:
         try:
             source.check_sources(examples)

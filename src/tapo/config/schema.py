@@ -418,6 +418,13 @@ class RolloutConfig(Section):
     )
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 1.0 as DAPO/TAPO (on-policy samples).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling; 1.0 (off) as DAPO/TAPO.")
+    mismatch_warn: float = Field(
+        0.01,
+        gt=0.0,
+        description="Warn when a step's `rollout/mismatch_kl` (KL of the sampler to the trainer, per model token) "
+        "exceeds this: stale engine weights, another dtype or other kernels. Healthy: ~1e-6 for the transformers "
+        "engine in the trainer's dtype, ~1e-3 for vLLM in bf16.",
+    )
 
     @staticmethod
     def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
@@ -523,6 +530,20 @@ class TrainerConfig(Section):
         True,
         description="Leave tool tokens out of the loss and its denominator; false = the original TAPO's defect, "
         "as an ablation.",
+    )
+    rollout_correction: Literal["auto", "none", "token_tis", "seq_mis"] = Field(
+        "auto",
+        description="Correct the loss for sampler/learner mismatch: `token_tis` weights each token by min(ratio, "
+        "rollout_is_cap) (TRL's token_truncate, verl's token-level rollout IS); `seq_mis` drops a trajectory whose "
+        "geometric-mean ratio leaves [1/cap, cap] (verl's geometric rejection sampling); `auto` = token_tis when the "
+        "sampler is not the trainer's own model (vLLM engines), none otherwise.",
+    )
+    rollout_is_cap: float = Field(
+        2.0,
+        gt=1.0,
+        le=100.0,
+        description="The cap C of the importance ratio p_train / p_sample: token_tis truncates at C, seq_mis keeps "
+        "[1/C, C].",
     )
     save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate import Accelerator, FullyShardedDataParallelPlugin
+from accelerate.utils import DistributedType, ProjectConfiguration, parse_flag_from_env, set_seed
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_constant_schedule_with_warmup
 
 from tapo.config.schema import ModelConfig, TapoConfig
@@ -27,17 +27,34 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 def make_accelerator(config: TapoConfig, run_root: Path) -> Accelerator:
     """One accelerator per run; bf16 autocast only when asked (it pays on GPUs, rarely on CPUs)."""
     tracker = None if config.trainer.tracker == "none" else config.trainer.tracker
+    on_cpu = not (torch.cuda.is_available() or torch.xpu.is_available())
     accelerator = Accelerator(
         # Without an accelerator, processes started by torchrun (``accelerate launch --multi_gpu``) form a gloo
         # group on the CPU; accelerate only does that when told the run is on the CPU.
-        cpu=not (torch.cuda.is_available() or torch.xpu.is_available()),
+        cpu=on_cpu,
         mixed_precision="bf16" if config.trainer.bf16 else "no",
         log_with=tracker,
         project_config=ProjectConfiguration(project_dir=str(run_root), logging_dir=str(run_root / "tracker")),
     )
+    if on_cpu and accelerator.num_processes > 1 and parse_flag_from_env("ACCELERATE_USE_FSDP"):
+        shard_on_cpu(accelerator)
     # Same seed everywhere: every process draws the same prompts; sampling differs by rank via the engine seed.
     set_seed(config.run.seed)
     return accelerator
+
+
+def shard_on_cpu(accelerator: Accelerator) -> None:
+    """Turn a CPU run launched with an FSDP config into a real FSDP 2 run over gloo.
+
+    accelerate builds FSDP for GPUs only: on CPU it silently trains with DDP, so a sharded run could never be
+    tested without a GPU. FSDP 2 (``fully_shard``) runs on CPU, so the plugin accelerate would have built from the
+    launcher's ``FSDP_*`` variables is installed here. FSDP 1 cannot run on CPU (it needs a device id).
+    """
+    plugin = FullyShardedDataParallelPlugin(sync_module_states=False, cpu_ram_efficient_loading=False)
+    if plugin.fsdp_version != 2:
+        raise ValueError(f"FSDP on CPU needs fsdp_version: 2 in the accelerate config, got {plugin.fsdp_version}")
+    accelerator.state.distributed_type = DistributedType.FSDP
+    accelerator.state.fsdp_plugin = plugin
 
 
 def load_policy(model_cfg: ModelConfig, device: torch.device | None = None) -> tuple[Any, Any]:

@@ -10,6 +10,7 @@ what the killed run would have drawn.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -29,7 +30,7 @@ class RolloutSource(Protocol):
         ...
 
     def sync(self, state_dict: dict[str, Any]) -> None:
-        """Push the updated policy weights (a full state dict, gathered from shards) to the generation engine."""
+        """Load the new policy weights (the full state dict, on every process) into the generation engine."""
         ...
 
 
@@ -40,7 +41,12 @@ def sampling_seed(run_seed: int, step: int, process_index: int, round: int) -> i
 
 class ToolRolloutSource:
     """Groups of ``trainer.group_size`` trajectories per example, scored by ``score`` (default: the config's
-    :class:`~tapo.rewards.compute.RewardFunction`). ``engine`` overrides the one ``config.rollout`` names."""
+    :class:`~tapo.rewards.compute.RewardFunction`). ``engine`` overrides the one ``config.rollout`` names.
+
+    ``own_engine_copy``: the transformers engine generates with its own copy of ``model`` instead of the
+    trainer's object. Needed when the trainer shards its model (FSDP, ZeRO-3): a sharded module holds one shard
+    per process and runs collectives in ``forward``. The copy costs one full model per process; it is updated
+    after every step from the full state dict."""
 
     def __init__(
         self,
@@ -50,6 +56,7 @@ class ToolRolloutSource:
         score: ScoreFn | None = None,
         process_index: int = 0,
         engine: Any | None = None,
+        own_engine_copy: bool = False,
     ) -> None:
         from tapo.prompts.templates import allowed_tools
         from tapo.rollout.loop import RolloutRunner
@@ -60,7 +67,7 @@ class ToolRolloutSource:
         if engine is None:
             from tapo.engines.factory import build_engine
 
-            engine = build_engine(config.rollout, model, tokenizer)
+            engine = build_engine(config.rollout, copy.deepcopy(model) if own_engine_copy else model, tokenizer)
         self.engine = engine
         self.allowed = allowed_tools(config.data.template) & frozenset(config.tools.enabled)
         # no sandbox or index is started for a tool-less run (the no-tools baseline, benchmarks)
@@ -99,11 +106,12 @@ class ToolRolloutSource:
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
 
     def sync(self, state_dict: dict[str, Any]) -> None:
-        """The full weights, on the processes that have them (FSDP gathers them on the main process only).
+        """Load the full new weights (every process has them: :mod:`tapo.train.weights`) into the engine; an empty
+        or partial state dict is the engine's error, never a skip.
 
         A vLLM server is one engine for all processes: only the main process pushes to it.
         """
-        if state_dict and (self.config.rollout.engine.kind != "vllm-server" or self.process_index == 0):
+        if self.config.rollout.engine.kind != "vllm-server" or self.process_index == 0:
             self.engine.update_weights(state_dict)
 
     def close(self) -> None:

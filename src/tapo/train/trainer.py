@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 
 from tapo.algo.advantages import broadcast_to_tokens, group_advantages
+from tapo.algo.correction import NO_MISMATCH, MismatchSums, correction_weights, mismatch_metrics, mismatch_sums
 from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
 from tapo.algo.loss import ClipConfig, dapo_loss
 from tapo.config.schema import TapoConfig
@@ -35,8 +36,10 @@ from tapo.train.checkpoint import list_checkpoints, load_checkpoint, save_checkp
 from tapo.train.cursor import PromptCursor
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.metrics import rollout_metrics
+from tapo.train.mismatch import reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
 from tapo.train.setup import optimizer_step, prepare_for_training
 from tapo.train.source import Group, RolloutSource
+from tapo.train.weights import full_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,7 @@ class DapoTrainer:
         self.cursor = PromptCursor(len(self.examples), seed=config.run.seed, shuffle=config.data.shuffle)
         self.step = 0
         self.clip = ClipConfig(tcfg.clip_low, tcfg.clip_high, tcfg.dual_clip)
+        self.correction = resolve_correction(config)
 
     # ---- schedule -------------------------------------------------------------------------------------------
     @property
@@ -132,8 +136,9 @@ class DapoTrainer:
         return True
 
     def _sync_engine(self) -> None:
-        """Push the weights, and let no process sample again before the push is done (a shared server)."""
-        self.source.sync(self.accelerator.get_state_dict(self.model))
+        """Push the full weights to every process's engine, and let no process sample again before every push is
+        done (a shared server)."""
+        self.source.sync(full_state_dict(self.accelerator, self.model))
         self.accelerator.wait_for_everyone()
 
     # ---- sampling -------------------------------------------------------------------------------------------
@@ -216,6 +221,7 @@ class DapoTrainer:
             self._score_old([item for share in local for item in share])
         # else: one mini-batch is exactly on-policy, old log-probs are the current ones (one forward saved)
         sums: dict[str, float] = {}
+        mismatch = NO_MISMATCH
         grad_norms = []
         for mini, share in zip(minis, local, strict=True):
             global_tokens = max(1, sum(item.tokens for item in mini))
@@ -223,8 +229,10 @@ class DapoTrainer:
             for index, micro in enumerate(micros):
                 sync = accelerator.no_sync(self.model) if index < len(micros) - 1 else contextlib.nullcontext()
                 with sync:
-                    for key, value in self._micro_step(micro, global_tokens).items():
-                        sums[key] = sums.get(key, 0.0) + value
+                    micro_stats, micro_mismatch = self._micro_step(micro, global_tokens)
+                for key, value in micro_stats.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                mismatch = mismatch + micro_mismatch
             grad_norms.append(optimizer_step(accelerator, self.model, self.optimizer, self.tcfg.max_grad_norm))
         self.scheduler.step()
         totals = accelerator.reduce(
@@ -234,9 +242,16 @@ class DapoTrainer:
         stats["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         stats["actor/lr"] = self.scheduler.get_last_lr()[0]
         stats["actor/loss_tokens"] = float(sum(item.tokens for item in items))
+        stats.update(mismatch_metrics(reduce_sums(accelerator, mismatch)))
+        warn_if_mismatched(self.step + 1, stats, self.config.rollout.mismatch_warn, self.correction)
         return stats
 
-    def _micro_step(self, micro: Sequence[Prepared], global_tokens: int) -> dict[str, float]:
+    def _micro_step(self, micro: Sequence[Prepared], global_tokens: int) -> tuple[dict[str, float], MismatchSums]:
+        """Forward, loss and backward of one micro-batch; the loss stats and the sampler/learner mismatch sums.
+
+        The mismatch compares the engine's log-probs with the trainer's at the start of the step (``old``),
+        the policy the update starts from: what the sampler should have been.
+        """
         batch, logp, entropy = self._forward(micro, with_entropy=True)  # logp, entropy: [B, T]
         width = batch.response_len  # T: the longest response of this micro-batch
         device = logp.device
@@ -254,13 +269,15 @@ class DapoTrainer:
             if self.reference is not None
             else None
         )
-        out = dapo_loss(logp.float(), old, adv, mask, global_tokens, self.clip, ref, self.tcfg.kl_coef)
+        sampler, sampled = (t.to(device) for t in sampler_tensors([item.traj for item in micro], width))  # [B, T]
+        applied = correction_weights(old, sampler, sampled, self.correction, self.tcfg.rollout_is_cap)
+        out = dapo_loss(logp.float(), old, adv, mask, global_tokens, self.clip, ref, self.tcfg.kl_coef, applied.weights)
         # Gradients are averaged over processes by DDP; the token-mean is already global, so undo the average.
         self.accelerator.backward(out.loss * self.accelerator.num_processes)
         stats = dict(out.stats)
         stats["loss"] = float(out.loss.detach())
         stats["entropy"] = float((entropy * mask).sum() / global_tokens) if entropy is not None else 0.0
-        return stats
+        return stats, mismatch_sums(old, sampler, sampled, applied)
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:

@@ -1,0 +1,139 @@
+"""Sampler/learner mismatch: measure it on every model token, and correct the loss for it.
+
+The engine that sampled a trajectory (vLLM kernels, a bf16 copy, weights one sync behind) is never exactly
+the policy the trainer differentiates. With ``log p_train`` the trainer's log-prob of a sampled token under
+the weights it had when the step began and ``log p_sample`` the engine's, the importance ratio is
+``r = exp(log p_train - log p_sample)``. Two corrections are offered:
+
+- ``token_tis`` (truncated importance sampling): every token's loss is weighted by ``min(r, cap)``, a
+  constant (no gradient). This is TRL's ``vllm_importance_sampling_correction`` in its ``token_truncate``
+  mode and verl's token-level rollout IS (``rollout_is: token``) with threshold ``cap``.
+- ``seq_mis`` (sequence-level masked importance sampling): a trajectory whose geometric-mean ratio
+  ``exp(mean_t log r_t)`` leaves ``[1/cap, cap]`` is dropped from the loss (weight 0, its tokens still count
+  in the token-mean denominator); the others keep weight 1. This is verl's geometric rejection sampling
+  (``rollout_rs: geometric``) with bounds ``[1/cap, cap]`` and no IS weight.
+
+All tensors are ``[B, T]``; ``mask`` is 1 on the tokens the engine sampled and reported a log-prob for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Correction = Literal["none", "token_tis", "seq_mis"]
+CORRECTIONS: tuple[Correction, ...] = ("none", "token_tis", "seq_mis")
+
+
+@dataclass(frozen=True)
+class CorrectionWeights:
+    """What a correction does to one micro-batch: per-token loss weights and what it cut."""
+
+    weights: torch.Tensor  # [B, T] multiplies each token's loss (1 where nothing is corrected)
+    truncated: torch.Tensor  # [B, T] 1 where token TIS capped the ratio
+    masked: torch.Tensor  # [B] 1 for a trajectory sequence MIS dropped
+
+
+def log_ratio(train_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``log p_train - log p_sample`` on mask-1 tokens, 0 elsewhere (clamped so ``exp`` stays finite)."""
+    return ((train_logprobs.detach().float() - sampler_logprobs.float()) * mask).clamp(-20.0, 20.0)
+
+
+def correction_weights(
+    train_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, mask: torch.Tensor, mode: Correction, cap: float
+) -> CorrectionWeights:
+    """The loss weights of ``mode`` (see the module docstring) for one micro-batch."""
+    if mode not in CORRECTIONS:
+        raise ValueError(f"unknown rollout correction {mode!r}; choose one of {', '.join(CORRECTIONS)}")
+    if cap <= 1.0:
+        raise ValueError(f"the importance-ratio cap must be > 1, got {cap}")
+    mask = mask.float()
+    log_r = log_ratio(train_logprobs, sampler_logprobs, mask)  # [B, T]
+    ones = torch.ones_like(log_r)  # [B, T]
+    no_rows = torch.zeros(log_r.shape[0], device=log_r.device)  # [B]
+    if mode == "token_tis":
+        ratio = torch.exp(log_r)  # [B, T]
+        truncated = (ratio > cap).float() * mask
+        return CorrectionWeights(torch.where(mask > 0, ratio.clamp(max=cap), ones), truncated, no_rows)
+    if mode == "seq_mis":
+        tokens = mask.sum(dim=1)  # [B]
+        geometric = torch.exp(log_r.sum(dim=1) / tokens.clamp(min=1.0))  # [B]
+        masked = ((geometric > cap) | (geometric < 1.0 / cap)).float() * (tokens > 0).float()  # [B]
+        return CorrectionWeights(ones * (1.0 - masked).unsqueeze(1), torch.zeros_like(log_r), masked)
+    return CorrectionWeights(ones, torch.zeros_like(log_r), no_rows)
+
+
+@dataclass(frozen=True)
+class MismatchSums:
+    """Sums over the tokens (and sequences) of one micro-batch; add them up, then :func:`mismatch_metrics`."""
+
+    tokens: float  # model tokens with a sampler log-prob
+    sequences: float  # trajectories with at least one such token
+    abs_diff: float  # sum |log p_sample - log p_train|
+    k3: float  # sum of the k3 estimator of KL(sampler || learner)
+    ratio: float  # sum of r
+    ratio_max: float
+    ratio_min: float
+    truncated: float  # tokens whose ratio token TIS capped
+    masked: float  # trajectories sequence MIS dropped
+
+    def __add__(self, other: MismatchSums) -> MismatchSums:
+        return MismatchSums(
+            self.tokens + other.tokens,
+            self.sequences + other.sequences,
+            self.abs_diff + other.abs_diff,
+            self.k3 + other.k3,
+            self.ratio + other.ratio,
+            max(self.ratio_max, other.ratio_max),
+            min(self.ratio_min, other.ratio_min),
+            self.truncated + other.truncated,
+            self.masked + other.masked,
+        )
+
+
+NO_MISMATCH = MismatchSums(0.0, 0.0, 0.0, 0.0, 0.0, float("-inf"), float("inf"), 0.0, 0.0)
+
+
+def mismatch_sums(
+    train_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, mask: torch.Tensor, applied: CorrectionWeights
+) -> MismatchSums:
+    """The sums behind the ``rollout/*`` metrics for one micro-batch.
+
+    k3 = ``r - log r - 1`` with ``r = p_train / p_sample`` on tokens drawn from the sampler: an unbiased,
+    non-negative estimate of KL(sampler || learner) (Schulman's k3), as verl and TRL log it.
+    """
+    mask = mask.float()
+    if not mask.any():
+        return NO_MISMATCH
+    log_r = log_ratio(train_logprobs, sampler_logprobs, mask)  # [B, T]
+    ratio = torch.exp(log_r)  # [B, T]
+    on = mask > 0
+    return MismatchSums(
+        tokens=float(mask.sum()),
+        sequences=float((mask.sum(dim=1) > 0).sum()),
+        abs_diff=float((log_r.abs() * mask).sum()),
+        k3=float(((ratio - log_r - 1.0) * mask).sum()),
+        ratio=float((ratio * mask).sum()),
+        ratio_max=float(ratio[on].max()),
+        ratio_min=float(ratio[on].min()),
+        truncated=float(applied.truncated.sum()),
+        masked=float(applied.masked.sum()),
+    )
+
+
+def mismatch_metrics(sums: MismatchSums) -> dict[str, float]:
+    """Means over model tokens (and fractions of tokens and sequences) from the summed micro-batches."""
+    tokens, sequences = max(sums.tokens, 1.0), max(sums.sequences, 1.0)
+    seen = sums.tokens > 0
+    return {
+        "rollout/logprob_diff_mean": sums.abs_diff / tokens,
+        "rollout/mismatch_kl": sums.k3 / tokens,
+        "rollout/is_ratio_mean": sums.ratio / tokens if seen else 1.0,
+        "rollout/is_ratio_max": sums.ratio_max if seen else 1.0,
+        "rollout/is_ratio_min": sums.ratio_min if seen else 1.0,
+        "rollout/truncated_token_frac": sums.truncated / tokens,
+        "rollout/masked_seq_frac": sums.masked / sequences,
+        "rollout/sampler_tokens": sums.tokens,
+    }

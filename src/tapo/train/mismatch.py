@@ -1,0 +1,71 @@
+"""The trainer's side of sampler/learner mismatch: which correction runs, the sampler's log-probs as tensors,
+the metrics summed over micro-batches and processes, and the warning when they say something is wrong.
+
+The trainer never assumes that the engine sampled from the policy it differentiates: every step it compares
+the log-probs the engine reported (``Trajectory.logprobs``) with its own (:mod:`tapo.algo.correction`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from accelerate import Accelerator
+
+from tapo.algo.correction import Correction, MismatchSums
+from tapo.config.schema import TapoConfig, TransformersEngineConfig
+from tapo.records import Trajectory
+from tapo.train.logprobs import pad_rows
+
+log = logging.getLogger(__name__)
+
+
+def resolve_correction(config: TapoConfig) -> Correction:
+    """``auto``: token TIS when another model object samples (a vLLM engine or server), none when the trainer's
+    own transformers model does (the gap is then rounding noise; a stale copy still shows in the metrics)."""
+    mode = config.trainer.rollout_correction
+    if mode != "auto":
+        return mode
+    return "none" if isinstance(config.rollout.engine, TransformersEngineConfig) else "token_tis"
+
+
+def sampler_tensors(trajectories: Sequence[Trajectory], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The engine's log-probs ``[B, width]`` and the mask ``[B, width]`` of model tokens that have one (an engine
+    may report none, and environment tokens never have one)."""
+    logprobs = pad_rows([t.logprobs for t in trajectories], width)
+    has_logprob = [
+        [float(m == 1 and lp is not None) for m, lp in zip(t.loss_mask, t.logprobs, strict=False)] for t in trajectories
+    ]
+    mask = pad_rows(has_logprob, width)
+    return logprobs, mask
+
+
+def reduce_sums(accelerator: Accelerator, sums: MismatchSums) -> MismatchSums:
+    """The sums of every process (counts and totals added, extremes combined)."""
+    if accelerator.num_processes == 1:
+        return sums
+    device = accelerator.device
+    additive = torch.tensor(
+        [sums.tokens, sums.sequences, sums.abs_diff, sums.k3, sums.ratio, sums.truncated, sums.masked], device=device
+    )  # [7]
+    tokens, sequences, abs_diff, k3, ratio, truncated, masked = accelerator.reduce(additive, "sum").tolist()
+    extremes = accelerator.gather(torch.tensor([[sums.ratio_max, -sums.ratio_min]], device=device))  # [P, 2]
+    ratio_max, neg_min = extremes.max(dim=0).values.tolist()
+    return MismatchSums(tokens, sequences, abs_diff, k3, ratio, ratio_max, -neg_min, truncated, masked)
+
+
+def warn_if_mismatched(step: int, metrics: dict[str, float], threshold: float, correction: Correction) -> None:
+    """One line when the sampler and the learner disagree more than ``rollout.mismatch_warn``."""
+    kl = metrics.get("rollout/mismatch_kl", 0.0)
+    if kl > threshold:
+        log.warning(
+            "step %d: sampler/learner mismatch KL %.3g > rollout.mismatch_warn=%g (mean |log-prob diff| %.3g): the "
+            "engine may hold stale weights, sample in another dtype (bf16 vs fp32) or with other kernels (vLLM); "
+            "rollout correction: %s",
+            step,
+            kl,
+            threshold,
+            metrics.get("rollout/logprob_diff_mean", 0.0),
+            correction,
+        )
