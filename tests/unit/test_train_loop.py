@@ -7,6 +7,9 @@ half of the vocabulary, so a working policy-gradient loop must raise it within a
 
 from __future__ import annotations
 
+import copy
+import logging
+
 import pytest
 import torch
 
@@ -38,7 +41,7 @@ def _examples(n: int = 16) -> list[Example]:
     return [Example(id=f"q{i}", question=f"say something {i}", data_source="test", golds=["x"]) for i in range(n)]
 
 
-def _trainer(tmp_path, tiny_checkpoint, *overrides: str) -> DapoTrainer:
+def _trainer(tmp_path, tiny_checkpoint, *overrides: str, stale: bool = False) -> DapoTrainer:
     config = load_config(
         None,
         [
@@ -64,7 +67,10 @@ def _trainer(tmp_path, tiny_checkpoint, *overrides: str) -> DapoTrainer:
     run = RunDir.create(config)
     accelerator = make_accelerator(config, run.root)
     model, tokenizer = load_policy(config.model)
-    source = ToolRolloutSource(config, model, tokenizer, score=lower_half, engine=HFEngine(model, tokenizer))
+    engine = HFEngine(copy.deepcopy(model) if stale else model, tokenizer)
+    source = ToolRolloutSource(config, model, tokenizer, score=lower_half, engine=engine)
+    if stale:  # a deliberate fault: the engine's copy never receives the new weights
+        source.sync = lambda state_dict: None  # type: ignore[method-assign]
     return DapoTrainer(config, run, accelerator, model, tokenizer, source, _examples())
 
 
@@ -131,3 +137,34 @@ def test_single_mini_batch_is_exactly_on_policy(tmp_path, tiny_checkpoint) -> No
     assert row["actor/ratio_mean"] == pytest.approx(1.0, abs=1e-6)
     assert row["actor/clip_frac_low"] == row["actor/clip_frac_high"] == row["actor/clip_frac_dual"] == 0.0
     assert row["actor/grad_norm"] > 0
+
+
+MISMATCH = ("logprob_diff_mean", "mismatch_kl", "is_ratio_mean", "is_ratio_max", "is_ratio_min")
+
+
+def test_the_sampler_is_measured_against_the_learner_every_step(tmp_path, tiny_checkpoint, caplog) -> None:
+    """In sync (the engine samples with the trainer's own fp32 model) the gap is rounding noise; an engine left
+    with the starting weights shows a large KL at the next step, and the warning names it."""
+    overrides = ("trainer.lr=3e-2", "trainer.max_steps=2", "trainer.save_every=100")
+    synced = _trainer(tmp_path / "synced", tiny_checkpoint, *overrides)
+    rows = [synced.train_step() for _ in range(2)]
+    for row in rows:
+        assert all(f"rollout/{key}" in row for key in MISMATCH)
+        assert row["rollout/logprob_diff_mean"] < 1e-3 and row["rollout/mismatch_kl"] < 1e-5
+        assert row["rollout/sampler_tokens"] > 0
+    assert synced.correction == "none"  # auto: the trainer's own model samples
+    correction = ("trainer.rollout_correction=seq_mis", "trainer.rollout_is_cap=1.05")
+    stale = _trainer(tmp_path / "stale", tiny_checkpoint, *overrides, *correction, stale=True)
+    with caplog.at_level(logging.WARNING, logger="tapo.train.mismatch"):
+        first, second = stale.train_step(), stale.train_step()
+    assert first["rollout/logprob_diff_mean"] < 1e-3  # nothing has been updated yet
+    assert second["rollout/mismatch_kl"] > 100 * max(rows[1]["rollout/mismatch_kl"], 1e-6)
+    assert second["rollout/mismatch_kl"] > 0.01 and second["rollout/logprob_diff_mean"] > 0.05
+    assert second["rollout/is_ratio_min"] < 1 / 1.05 and second["rollout/masked_seq_frac"] > 0  # MIS dropped some
+    assert any("step 2: sampler/learner mismatch KL" in r.getMessage() for r in caplog.records)
+
+
+def test_an_empty_state_dict_is_an_error_not_a_skip(tmp_path, tiny_checkpoint) -> None:
+    trainer = _trainer(tmp_path, tiny_checkpoint)
+    with pytest.raises(ValueError, match="empty state dict"):
+        trainer.source.sync({})
