@@ -56,6 +56,10 @@ def test_train_runs_with_tools_and_writes_metrics(tmp_path, mini, tiny_checkpoin
     rows = read_jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["sampling/gen_rounds"] >= 1 for r in rows)
+    # the sampler (the transformers engine, in the trainer's fp32) measured against the learner at every step
+    mismatch = ("logprob_diff_mean", "mismatch_kl", "is_ratio_mean", "is_ratio_max", "is_ratio_min")
+    assert all(f"rollout/{key}" in r for r in rows for key in mismatch)
+    assert all(r["rollout/logprob_diff_mean"] < 1e-3 and r["rollout/sampler_tokens"] > 0 for r in rows)
     assert (run / "checkpoints" / "step-2" / "model" / "config.json").is_file()
     # a second start over the same run is refused (exit 2, one line) instead of overwriting it
     again = subprocess.run(
