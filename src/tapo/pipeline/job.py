@@ -68,6 +68,7 @@ class MainJob:
         from transformers import AutoTokenizer
 
         from tapo.data.io import load_examples
+        from tapo.io.loop import EventLoopThread
         from tapo.models.resolve import resolve_model
         from tapo.pipeline.demos import DemoBuilder
         from tapo.rewards.compute import RewardFunction
@@ -77,10 +78,14 @@ class MainJob:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.profile.model))
         examples = load_examples(self.data_dir / "train.jsonl")[: self.profile.demos]
         stats: dict[str, int] = {}
-        with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
-            builder = DemoBuilder(tokenizer, build_tools(config.tools), config.rollout, reward, config.data.template)
-            with self.console.status(f"replaying {len(examples)} oracle plans through the real tools"):
-                demos = builder.build(examples, stats)
+        tools = build_tools(config.tools)
+        with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward, EventLoopThread() as loop:
+            builder = DemoBuilder(tokenizer, tools, config.rollout, reward, config.data.template, loop=loop)
+            try:
+                with self.console.status(f"replaying {len(examples)} oracle plans through the real tools"):
+                    demos = builder.build(examples, stats)
+            finally:
+                loop.run(tools.aclose())
         self.console.print(f"demonstrations: {stats}")
         if not demos:
             raise StageFailed(
