@@ -4,11 +4,11 @@ The same rollout as training and evaluation runs each question, with the configu
 tools, so what is shown is exactly what the policy does under the protocol. Each question is a fresh
 conversation (the protocol is one question per trajectory). ``--save`` appends each trajectory to a
 ``trajectories.jsonl`` in the row schema the trainer and the evaluator write (no example: chat has no golds).
+Every question runs on the session's one event loop, the one the tools' clients live on.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
 from tapo.config import TapoConfig
 from tapo.io.atomic import append_jsonl
+from tapo.io.loop import EventLoopThread
 from tapo.records import Trajectory
 from tapo.rollout.trace import TraceRenderer
 
@@ -41,7 +42,14 @@ def _tools(cfg: TapoConfig, allowed: frozenset[str]) -> Any:
 
 
 def _ask(
-    cfg: TapoConfig, engine: Any, tools: Any, question: str, template: str, greedy: bool, force: list[str]
+    cfg: TapoConfig,
+    engine: Any,
+    tools: Any,
+    loop: EventLoopThread,
+    question: str,
+    template: str,
+    greedy: bool,
+    force: list[str],
 ) -> Trajectory:
     from tapo.engines.forced import ForcedPrefixEngine
     from tapo.prompts.templates import allowed_tools, render_prompt
@@ -52,7 +60,7 @@ def _ask(
         engine.on_tokens = renderer.stream
     if force:
         engine = ForcedPrefixEngine(engine, force)
-    runner = RolloutRunner(engine, tools, cfg.rollout, on_step=renderer)
+    runner = RolloutRunner(engine, tools, cfg.rollout, on_step=renderer, loop=loop)
     prompt = render_prompt(engine.tokenizer, question, template)
     params = runner.sampling_params(seed=None if greedy else cfg.run.seed, greedy=greedy)
     allowed = allowed_tools(template) & frozenset(tools.names)  # the corrective message names only these
@@ -101,12 +109,14 @@ def chat(
         raise fail(f"--template {name!r}: {error}") from None
     engine = engine_or_exit(cfg, model)
     tools = _tools(cfg, allowed)
+    loop = EventLoopThread("tapo-chat")
     try:
         for text in _questions(question):
-            trajectory = _ask(cfg, engine, tools, text, name, greedy=not sample, force=force or [])
+            trajectory = _ask(cfg, engine, tools, loop, text, name, greedy=not sample, force=force or [])
             if save is not None:
                 append_jsonl(save, [trajectory.to_row()])
     finally:
-        asyncio.run(tools.aclose())
+        loop.run(tools.aclose())
+        loop.close()
         if hasattr(engine, "close"):
             engine.close()

@@ -18,26 +18,28 @@ Two APIs:
 OpenAI servers drop the stop string from the returned text and most do not say which one matched; the
 rollout contract wants it in the ids. vLLM reports it as ``stop_reason``; otherwise the stop whose opening
 tag (``</search>`` → ``<search>``) was written last is taken, which is what the TAPO tags imply.
+
+The engine keeps one pooled httpx client and one concurrency limit on an event loop of its own (as the vLLM
+engine does): the rollout awaits it from the run's loop, plain ``generate`` calls it from sync code, and the
+connections live as long as the engine, whichever loop asks. ``close()`` releases them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import httpx
 
 from tapo.engines.base import FinishReason, Generation, SamplingParams
+from tapo.io.loop import EventLoopThread
 
 OpenAIApi = Literal["completions", "chat"]
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _SENTINEL_SYSTEM = "\x00TAPO-SYSTEM\x00"
 _SENTINEL_USER = "\x00TAPO-USER\x00"
-T = TypeVar("T")
 
 
 class OpenAIEngineError(RuntimeError):
@@ -137,7 +139,9 @@ class OpenAICompatEngine:
         self.max_concurrency = max_concurrency
         self.retry_backoff_s = retry_backoff_s
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._io = EventLoopThread("tapo-openai-engine")
+        self._client = httpx.AsyncClient(timeout=timeout_s)  # both used on self._io only
+        self._slots = asyncio.Semaphore(max_concurrency)
 
     @classmethod
     def from_spec(cls, spec: str, tokenizer: Any, api_key_env: str = "OPENAI_API_KEY", **kwargs: Any):
@@ -194,19 +198,13 @@ class OpenAICompatEngine:
 
     # -- transport ----------------------------------------------------------------------------------
 
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._semaphores:
-            self._semaphores = {loop_id: asyncio.Semaphore(self.max_concurrency)}
-        return self._semaphores[loop_id]
-
-    async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         error: str = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
                 await asyncio.sleep(min(self.retry_backoff_s * 2 ** (attempt - 1), 8.0))
             try:
-                response = await client.post(self.base_url + path, json=body, headers=self._headers)
+                response = await self._client.post(self.base_url + path, json=body, headers=self._headers)
             except httpx.TransportError as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 continue
@@ -220,44 +218,27 @@ class OpenAICompatEngine:
             return response.json()
         raise OpenAIEngineError(f"{self.base_url}{path} failed after {self.max_retries + 1} attempts: {error}")
 
-    async def _agenerate(self, client: httpx.AsyncClient, prompt: list[int], params: SamplingParams) -> Generation:
+    async def _agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
+        """One request, on the engine's own loop."""
         path, body = self._payload(prompt, params)
-        async with self._semaphore():
-            data = await self._post(client, path, body)
+        async with self._slots:
+            data = await self._post(path, body)
         return self._to_generation(data, params)
 
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            return await self._agenerate(client, prompt, params)
+        return await self._io.arun(self._agenerate(prompt, params))
 
     async def _agenerate_many(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            return list(await asyncio.gather(*(self._agenerate(client, p, params) for p in prompts)))
+        return list(await asyncio.gather(*(self._agenerate(p, params) for p in prompts)))
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        return _run_sync(self._agenerate_many(prompts, params))
+        return self._io.run(self._agenerate_many(prompts, params))
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         raise NotImplementedError("a remote OpenAI-compatible server cannot take weight updates; use it to evaluate")
 
-
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from sync code, also when the caller is already inside an event loop (in a thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    def close(self) -> None:
+        """Close the connections and stop the engine's loop; closing twice is a no-op."""
+        if not self._io.closed:
+            self._io.run(self._client.aclose())
+            self._io.close()

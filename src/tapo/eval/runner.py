@@ -20,6 +20,7 @@ from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
 from tapo.eval.records import to_records
 from tapo.eval.results import EvalResult, save_ablation
+from tapo.io.loop import EventLoopThread
 from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rollout.loop import RolloutRunner
@@ -135,13 +136,15 @@ def evaluate_examples(
     data_label: str,
     tools: Any | None = None,
     progress: Progress | None = None,
+    loop: EventLoopThread | None = None,
 ) -> EvalResult:
-    """The core of an evaluation, given an engine and (for modes with tools) a tool registry."""
+    """The core of an evaluation, given an engine and (for modes with tools) a tool registry and the event loop
+    its clients live on (every chunk runs there)."""
     template = template_for_mode(config.data.template, tools_mode)
     allowed = MODE_TOOLS[tools_mode]
     if allowed and tools is None:
         raise ValueError(f"tools mode {tools_mode!r} needs a tool registry")
-    runner = RolloutRunner(engine, tools if allowed else None, config.rollout)
+    runner = RolloutRunner(engine, tools if allowed else None, config.rollout, loop=loop)
     with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
         reward.check_sources({ex.data_source for ex in examples})
         engine_config = config.rollout.engine
@@ -163,20 +166,22 @@ def evaluate_examples(
     )
 
 
-def _with_tools(config: TapoConfig, tools_mode: str, run: Callable[[Any | None], EvalResult]) -> EvalResult:
-    """Build the registry for the mode's tools, run, and close the tools whatever happens."""
-    import asyncio
+def _with_tools(
+    config: TapoConfig, tools_mode: str, run: Callable[[Any | None, EventLoopThread], EvalResult]
+) -> EvalResult:
+    """Build the registry for the mode's tools on one event loop for every chunk, run, and close both whatever
+    happens (the tools on the loop their clients live on)."""
+    with EventLoopThread("tapo-eval") as loop:
+        enabled = set(MODE_TOOLS[tools_mode])
+        if not enabled:
+            return run(None, loop)
+        from tapo.tools.registry import build_tools
 
-    enabled = set(MODE_TOOLS[tools_mode])
-    if not enabled:
-        return run(None)
-    from tapo.tools.registry import build_tools
-
-    registry = build_tools(config.tools, enabled)
-    try:
-        return run(registry)
-    finally:
-        asyncio.run(registry.aclose())
+        registry = build_tools(config.tools, enabled)
+        try:
+            return run(registry, loop)
+        finally:
+            loop.run(registry.aclose())
 
 
 def evaluate(
@@ -198,8 +203,8 @@ def evaluate(
     result = _with_tools(
         config,
         tools_mode,
-        lambda tools: evaluate_examples(
-            config, engine, examples, tools_mode, setup, model_name, data_path, tools, progress
+        lambda tools, loop: evaluate_examples(
+            config, engine, examples, tools_mode, setup, model_name, data_path, tools, progress, loop
         ),
     )
     result.save(Path(out_dir))

@@ -1,1 +1,1 @@
-"""Filesystem helpers: atomic writes and run directories."""
+"""Foundation helpers: atomic writes, run directories, loopback servers, and the run's one event loop."""

@@ -11,12 +11,13 @@ start never teaches the model to ignore what its tools said.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tapo.config.schema import RolloutConfig
 from tapo.data.schema import Example
 from tapo.engines.scripted import Script, ScriptedEngine
+from tapo.io.loop import EventLoopThread
 from tapo.prompts.templates import allowed_tools, render_prompt
 from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
@@ -75,7 +76,8 @@ def _script_by_prompt(prompts: list[list[int]], turn_lists: list[list[str]]) -> 
 
 @dataclass
 class DemoBuilder:
-    """Replays oracle plans in batches through the real tools, with a scripted engine per batch."""
+    """Replays oracle plans in batches through the real tools, with a scripted engine per batch; every batch runs
+    on ``loop``, the event loop the tools' clients live on (close the tools there)."""
 
     tokenizer: Any
     tools: ToolRegistry
@@ -83,6 +85,7 @@ class DemoBuilder:
     reward: RewardFunction
     template: str
     batch_size: int = 64
+    loop: EventLoopThread = field(default_factory=EventLoopThread)
 
     def _batches(self, examples: list[Example]) -> Iterator[list[Example]]:
         for start in range(0, len(examples), self.batch_size):
@@ -99,7 +102,7 @@ class DemoBuilder:
                 continue
             prompts = [render_prompt(self.tokenizer, ex.question, self.template) for ex, _ in ready]
             script = _script_by_prompt(prompts, [turns for _, turns in ready])
-            runner = RolloutRunner(ScriptedEngine(self.tokenizer, script), self.tools, self.rollout)
+            runner = RolloutRunner(ScriptedEngine(self.tokenizer, script), self.tools, self.rollout, loop=self.loop)
             trajectories = runner.run(prompts, [ex for ex, _ in ready], runner.sampling_params(greedy=True), allowed)
             self.reward.score_trajectories(trajectories)
             for trajectory, (example, _) in zip(trajectories, ready, strict=True):

@@ -1,12 +1,20 @@
 """The main job, stage by stage: every stage is a ``tapo`` command run in its own process, so each one is also
 something a user can run (and debug) alone, a crash in one stage cannot corrupt another's memory, and the
 pipeline itself stays a thin, resumable list of commands.
+
+The pipeline supervises its stages: a stage's process dies with the pipeline's (Linux parent-death signal), so
+killing ``tapo pipeline run`` in any way, ``kill -9`` included, never leaves a stage running on in the background
+(a second copy of a training run writing the same directory); the rerun resumes that stage.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -21,6 +29,33 @@ from tapo.pipeline.stages import Stage, StageRunner
 
 class StageFailed(RuntimeError):
     """A stage's command exited non-zero; rerunning the job resumes at that stage."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """What a stage's child runs between fork and exec so the kernel sends it SIGTERM when the pipeline dies.
+
+    libc is looked up here, in the parent, so the child only makes the one system call (nothing that could wait
+    on a lock another thread of the parent held at the fork). None off Linux, where stages are not supervised.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the pipeline died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return hook
+
+
+def run_stage_command(command: list[str]) -> int:
+    """Run one stage's command to its end and return its exit status; the command dies with this process."""
+    return subprocess.run(command, check=False, preexec_fn=_die_with_parent_hook()).returncode
 
 
 class MainJob:
@@ -53,7 +88,7 @@ class MainJob:
     def _tapo(self, *args: str) -> None:
         command = [sys.executable, "-m", "tapo", *args]
         self.console.print(f"[dim]$ tapo {' '.join(args)}[/]", highlight=False, soft_wrap=True)
-        if subprocess.run(command, check=False).returncode != 0:
+        if run_stage_command(command) != 0:
             raise StageFailed(f"`tapo {' '.join(args)}` failed; fix the cause and rerun to resume from this stage")
 
     # --- stages ----------------------------------------------------------------------------------------------
@@ -68,6 +103,7 @@ class MainJob:
         from transformers import AutoTokenizer
 
         from tapo.data.io import load_examples
+        from tapo.io.loop import EventLoopThread
         from tapo.models.resolve import resolve_model
         from tapo.pipeline.demos import DemoBuilder
         from tapo.rewards.compute import RewardFunction
@@ -77,10 +113,14 @@ class MainJob:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.profile.model))
         examples = load_examples(self.data_dir / "train.jsonl")[: self.profile.demos]
         stats: dict[str, int] = {}
-        with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
-            builder = DemoBuilder(tokenizer, build_tools(config.tools), config.rollout, reward, config.data.template)
-            with self.console.status(f"replaying {len(examples)} oracle plans through the real tools"):
-                demos = builder.build(examples, stats)
+        tools = build_tools(config.tools)
+        with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward, EventLoopThread() as loop:
+            builder = DemoBuilder(tokenizer, tools, config.rollout, reward, config.data.template, loop=loop)
+            try:
+                with self.console.status(f"replaying {len(examples)} oracle plans through the real tools"):
+                    demos = builder.build(examples, stats)
+            finally:
+                loop.run(tools.aclose())
         self.console.print(f"demonstrations: {stats}")
         if not demos:
             raise StageFailed(

@@ -5,6 +5,10 @@ environment insertions (tool outputs in ``<response>`` blocks or the corrective 
 their own, mask 0). Trajectories never wait for each other: a slow tool call holds back only its own
 trajectory, while the others keep generating (continuous batching with vLLM; with transformers, the
 engine batches whichever requests are waiting at that moment).
+
+Every batch of a runner runs on one long-lived event loop (:class:`tapo.io.loop.EventLoopThread`), the one its
+tools' async clients live on: the owner of a run passes its loop in and closes the tools on it; a runner given
+none keeps a private loop for its life.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from tapo.config.schema import RolloutConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine, SamplingParams
+from tapo.io.loop import EventLoopThread
 from tapo.protocol import ANSWER, INVALID, STOP_STRINGS, corrective_message, format_observation, parse_action
 from tapo.records import Trajectory, Turn
 
@@ -39,16 +44,23 @@ class RolloutRunner:
     never raises) or None for tool-less rollouts, in which case every tool tag gets the corrective message.
     ``on_step(trajectory_index, source, text)`` sees each piece as it joins a response (``source`` is
     ``"model"`` for a sampled turn, ``"environment"`` for an insertion), so ``tapo chat`` can show a trace live.
+    ``loop`` is the run's event loop, the one the tools' clients belong to (None: a private one for this runner).
     """
 
     def __init__(
-        self, engine: GenerationEngine, tools: Any | None, config: RolloutConfig, on_step: StepCallback | None = None
+        self,
+        engine: GenerationEngine,
+        tools: Any | None,
+        config: RolloutConfig,
+        on_step: StepCallback | None = None,
+        loop: EventLoopThread | None = None,
     ) -> None:
         self.engine = engine
         self.tools = tools
         self.config = config
         self.tokenizer = engine.tokenizer
         self.on_step = on_step
+        self.loop = loop if loop is not None else EventLoopThread("tapo-rollout")
 
     def sampling_params(self, seed: int | None = None, greedy: bool = False) -> SamplingParams:
         """Per-turn sampling parameters from the config (greedy for evaluation when asked)."""
@@ -67,7 +79,8 @@ class RolloutRunner:
         params: SamplingParams,
         allowed_tools: frozenset[str],
     ) -> list[Trajectory]:
-        return asyncio.run(self.arun(prompts, examples, params, allowed_tools))
+        """One batch on the run's loop: every batch shares it, so the tools' clients stay usable across batches."""
+        return self.loop.run(self.arun(prompts, examples, params, allowed_tools))
 
     async def arun(
         self,

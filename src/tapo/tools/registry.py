@@ -28,18 +28,12 @@ class ToolRegistry:
         self.tools = dict(tools)
         self.max_concurrency = max_concurrency
         self.call_timeout_s = call_timeout_s
-        self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        # Bound to the run's one event loop on first contention (tapo.io.loop): use a registry on that loop only.
+        self._limit = asyncio.Semaphore(max_concurrency)
 
     @property
     def names(self) -> list[str]:
         return sorted(self.tools)
-
-    def _limit(self) -> asyncio.Semaphore:
-        """The semaphore of the running loop (one must not be shared across event loops)."""
-        loop = asyncio.get_running_loop()
-        if loop not in self._limits:
-            self._limits = {loop: asyncio.Semaphore(self.max_concurrency)}
-        return self._limits[loop]
 
     async def call(self, name: str, tool_input: str) -> ToolResult:
         """Run one tool call; never raises (except cancellation of the caller)."""
@@ -48,7 +42,7 @@ class ToolRegistry:
             available = ", ".join(self.names) or "none"
             text = f"[Unknown tool '{name}'. Available tools: {available}.]"
             return ToolResult(text, ok=False, error=f"unknown tool {name!r}")
-        async with self._limit():
+        async with self._limit:
             start = time.perf_counter()
             try:
                 result = await asyncio.wait_for(tool.call(tool_input), timeout=self.call_timeout_s)

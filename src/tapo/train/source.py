@@ -5,17 +5,20 @@ Prompts are rendered once per example and cached (the chat template is not free 
 samples with a seed derived from the run seed, the step, the process and the generation round the trainer
 counts, so the n samples of a prompt differ, processes never repeat each other, and a resumed run draws
 what the killed run would have drawn.
+
+Every round of a run samples on one long-lived event loop, the one the tools' async clients (connection pools,
+semaphores) belong to; :meth:`ToolRolloutSource.close` closes the tools on it, then stops it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
+from tapo.io.loop import EventLoopThread
 from tapo.records import Trajectory
 
 ScoreFn = Callable[[list[Trajectory]], None]
@@ -72,7 +75,8 @@ class ToolRolloutSource:
         self.allowed = allowed_tools(config.data.template) & frozenset(config.tools.enabled)
         # no sandbox or index is started for a tool-less run (the no-tools baseline, benchmarks)
         self.tools = build_tools(config.tools, set(self.allowed)) if self.allowed else None
-        self.runner = RolloutRunner(self.engine, self.tools, config.rollout)
+        self.loop = EventLoopThread("tapo-rollout")
+        self.runner = RolloutRunner(self.engine, self.tools, config.rollout, loop=self.loop)
         self._reward = None
         if score is None:
             from tapo.rewards.compute import RewardFunction
@@ -115,7 +119,9 @@ class ToolRolloutSource:
             self.engine.update_weights(state_dict)
 
     def close(self) -> None:
-        if self.tools is not None:
-            asyncio.run(self.tools.aclose())
+        """Close the tools on the loop their clients live on, then the loop and the reward."""
+        if self.tools is not None and not self.loop.closed:
+            self.loop.run(self.tools.aclose())
+        self.loop.close()
         if self._reward is not None:
             self._reward.close()

@@ -145,18 +145,11 @@ class PythonSandbox:
                 raise SandboxUnavailableError(f"tools.code.require_isolation is set but {reason}")
             _warn_unisolated(reason)
         self._bwrap = binary
-        self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._slots = asyncio.Semaphore(self.config.max_parallel)  # used on the run's one event loop only
         # One uid per concurrent sandbox, from a random high range so that other processes on this host
         # (another trainer, a test run) almost surely use different ones: RLIMIT_NPROC counts per uid.
         base = random.randrange(_UID_BASE, _UID_BASE + 2**29)
         self._free_uids = [base + i for i in range(self.config.max_parallel)]
-
-    def _slot(self) -> asyncio.Semaphore:
-        """The concurrency limit of the running loop (a semaphore must not cross event loops)."""
-        loop = asyncio.get_running_loop()
-        if loop not in self._slots:
-            self._slots = {loop: asyncio.Semaphore(self.config.max_parallel)}
-        return self._slots[loop]
 
     def _python_args(self, uid: int | None) -> list[str]:
         c = self.config
@@ -213,7 +206,7 @@ class PythonSandbox:
 
     async def run(self, code: str) -> SandboxRun:
         """Run ``code`` to completion or until the wall-clock time-out; never leaves a process behind."""
-        async with self._slot():
+        async with self._slots:
             if not self.isolated:
                 with tempfile.TemporaryDirectory(prefix="tapo-code-") as workdir:
                     env = {**_ENV, "HOME": workdir, "TMPDIR": workdir}

@@ -52,7 +52,6 @@ class RetrievalClient:
         self._pending: dict[int, list[tuple[str, asyncio.Future[SearchHits]]]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._sending: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def asearch_many(self, queries: Sequence[str], k: int) -> list[SearchHits]:
         """One request for all ``queries``; results come back in the same order."""
@@ -65,9 +64,7 @@ class RetrievalClient:
     async def asearch(self, query: str, k: int) -> SearchHits:
         if self.max_batch == 1:
             return (await self.asearch_many([query], k))[0]
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # batches left by a loop that ended can never be sent: start afresh
-            self._pending, self._timers, self._loop = {}, {}, loop
+        loop = asyncio.get_running_loop()  # the run's one loop: its futures and timers live as long as the client
         future: asyncio.Future[SearchHits] = loop.create_future()
         batch = self._pending.setdefault(k, [])
         batch.append((query, future))
