@@ -422,8 +422,8 @@ class RolloutConfig(Section):
         0.01,
         gt=0.0,
         description="Warn when a step's `rollout/mismatch_kl` (KL of the sampler to the trainer, per model token) "
-        "exceeds this: stale engine weights, another dtype or other kernels. Healthy: ~1e-6 for the transformers "
-        "engine in the trainer's dtype, ~1e-3 for vLLM in bf16.",
+        "exceeds this: outdated engine weights, another dtype or other kernels. Healthy: ~0 for the transformers "
+        "engine in the trainer's dtype.",
     )
 
     @staticmethod
