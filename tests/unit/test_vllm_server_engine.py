@@ -135,6 +135,13 @@ def test_weight_push_needs_a_directory_and_dev_mode(tokenizer, tmp_path):
         VLLMServerEngine(url, tokenizer).reload(tmp_path / "missing")
 
 
+def test_an_empty_state_dict_is_refused_before_anything_is_written(tokenizer, tmp_path):
+    app = vllm_like_app(STOPPED)
+    with serve(app) as url, pytest.raises(ValueError, match="empty state dict"):
+        VLLMServerEngine(url + "/v1", tokenizer, weights_dir=tmp_path / "policy").update_weights({})
+    assert app.state.requests == [] and not (tmp_path / "policy").exists()
+
+
 def test_the_server_engine_needs_a_url():
     with pytest.raises(ConfigError, match=r"missing config key 'rollout\.engine\.url'"):
         load_config(None, ["rollout.engine=vllm-server"])

@@ -111,9 +111,10 @@ class VLLMServerEngine(OpenAICompatEngine):
                 "training against a vLLM server needs rollout.engine.weights_dir: a directory the trainer "
                 "writes the policy to and the server reads it from"
             )
+        tensors = unique_cpu_tensors(state_dict)  # first: an empty state dict writes nothing
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         partial = self.weights_dir / f".{WEIGHTS_FILE}.partial"
-        save_file(unique_cpu_tensors(state_dict), str(partial))
+        save_file(tensors, str(partial))
         os.replace(partial, self.weights_dir / WEIGHTS_FILE)
         self.reload(self.weights_dir)
 

@@ -7,7 +7,10 @@ from typing import Any
 
 def unique_cpu_tensors(state_dict: dict[str, Any]) -> dict[str, Any]:
     """Contiguous CPU tensors with tied weights (embeddings = LM head) kept once: vLLM's loader ties them again,
-    and safetensors refuses two names for one storage."""
+    and safetensors refuses two names for one storage. An empty state dict is an error: the engine would go on
+    sampling from its old weights."""
+    if not state_dict:
+        raise ValueError("empty state dict: the engine would keep sampling from its old weights")
     seen: set[int] = set()
     unique = {}
     for name, tensor in state_dict.items():
