@@ -575,9 +575,7 @@ class EvalConfig(Section):
         True, description="Greedy decoding when samples = 1; sampled at `rollout.temperature` otherwise."
     )
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N questions; None = all.")
-    tools: ToolMode = Field(
-        "all", description="Tools available during evaluation, as TAPO's ablations."
-    )
+    tools: ToolMode = Field("all", description="Tools available during evaluation, as TAPO's ablations.")
     seed: int = Field(0, ge=0, description="Sampling seed when samples are drawn at temperature > 0.")
     openai: OpenAIEndpointConfig = Field(
         default_factory=OpenAIEndpointConfig, description="OpenAI-compatible endpoint settings."
