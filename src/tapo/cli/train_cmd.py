@@ -31,8 +31,10 @@ def train(
     config = _resume_config(resume, config_files, overrides) if resume else config_or_exit(config_files, overrides)
     if config.data.train is None:
         raise fail("data.train is not set: give a training JSONL (e.g. from `tapo data build mini --out DIR`)")
-    if not Path(config.data.train).is_file():
-        raise fail(f"data.train={config.data.train!r} does not exist")
+    from tapo.data.io import dataset_file_problem
+
+    if problem := dataset_file_problem(Path(config.data.train)):
+        raise fail(f"data.train={config.data.train!r}: {problem}")
     run_root = Path(config.run.output_dir) / config.run.name
     if resume is not None and resume.resolve() != run_root.resolve():
         raise fail(f"--resume {resume} does not match run.output_dir/run.name = {run_root}")
