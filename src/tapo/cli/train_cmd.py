@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tapo.cli.common import config_or_exit, console, fail, set_threads
+from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, set_threads
 from tapo.config import TapoConfig
 
 SHOWN = ("reward/mean", "reward/acc", "tools/calls_per_traj", "actor/loss", "actor/entropy", "time/step_s")
@@ -73,7 +73,8 @@ def train(
         if accelerator.is_main_process and config.trainer.tracker != "none":
             accelerator.init_trackers(config.run.name, config=_flat(config))
         shown = progress and accelerator.is_main_process
-        with step_progress(trainer.total_steps, trainer.step, f"train {config.run.name}", SHOWN, shown) as update:
+        title = f"train {config.run.name}"
+        with disk_full_exits(), step_progress(trainer.total_steps, trainer.step, title, SHOWN, shown) as update:
             rows = trainer.fit(on_step=update)
         accelerator.end_training()
     finally:
