@@ -41,6 +41,19 @@ def test_group_advantages_have_zero_mean_per_group(rows: list[list[float]]) -> N
     assert adv.mean(dim=1).abs().max().item() < 1e-4
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(-10, 10, allow_nan=False, width=32),
+    st.integers(2, 16),
+    st.lists(st.floats(-1, 1, allow_nan=False), min_size=2, max_size=2),
+)
+def test_a_constant_group_gets_exactly_zero_advantage(value: float, size: int, other: list[float]) -> None:
+    """Issue 16 item 10: float32 rounding of the mean gave equal rewards a non-zero advantage."""
+    rows = torch.tensor([[value] * size, (other * size)[:size]], dtype=torch.float32)
+    assert group_advantages(rows)[0].tolist() == [0.0] * size
+    assert group_advantages(torch.full((1, 3), 0.0015)).tolist() == [[0.0, 0.0, 0.0]]
+
+
 def test_broadcast_puts_advantage_on_mask_one_tokens_only() -> None:
     mask = torch.tensor([[1, 1, 0, 1], [0, 1, 1, 0]])
     out = broadcast_to_tokens(torch.tensor([2.0, -1.0]), mask)

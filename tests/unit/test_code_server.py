@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from tapo.config.schema import CodeConfig
 from tapo.io.loopback import serve_in_thread
@@ -82,3 +85,42 @@ def test_remote_tool_with_no_server_returns_text():
 def test_remote_backend_needs_a_url():
     with pytest.raises(ValueError, match=r"tools\.code\.url"):
         build_code_tool(CodeConfig(backend="remote"))
+
+
+def replying_app() -> FastAPI:
+    """A code server that answers each request with the JSON it is told to (the code is the reply)."""
+    app = FastAPI()
+
+    @app.post("/run")
+    async def run(request: Request) -> JSONResponse:
+        return JSONResponse(json.loads((await request.json())["code"]))
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ({"stdout": ["x"]}, "'stdout' is [\"x\"], expected str"),
+        ({"stdout": "x", "finished": "yes"}, "'finished' is \"yes\", expected bool"),
+        ({"stdout": "x", "exit_code": "0"}, "'exit_code' is \"0\", expected int or null"),
+        ({"stdout": "x", "exit_code": True}, "'exit_code' is true, expected int or null"),
+        ({"stdout": "x", "time": "fast"}, "'time' is \"fast\", expected int or float or null"),
+        ({"output": "x"}, "the reply has no 'stdout'"),
+        (["x"], "the reply is a JSON list"),
+    ],
+)
+def test_a_reply_of_the_wrong_shape_is_a_failed_call(reply, reason):
+    """Issue 16 item 7: ``{"stdout": ["x"]}`` counted as a successful call printing ``['x']``."""
+
+    async def go(url: str):
+        tool = RemoteCodeTool(url, timeout_s=5)
+        try:
+            return await tool.call(json.dumps(reply)), await tool.call(json.dumps({"stdout": "fine", "time": 1}))
+        finally:
+            await tool.aclose()
+
+    with serve_in_thread(replying_app()) as url:
+        bad, good = asyncio.run(go(url))
+    assert not bad.ok and reason in bad.error and reason in bad.text and "reply is malformed" in bad.text
+    assert good.ok and good.text == "fine"

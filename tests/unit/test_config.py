@@ -17,8 +17,10 @@ from tapo.config.schema import (
     EvalConfig,
     RolloutConfig,
     SearchConfig,
+    Section,
     TransformersEngineConfig,
     VLLMServerEngineConfig,
+    section_model,
 )
 from tapo.data.mini import MiniSizes
 from tapo.pipeline.profiles import load_profile
@@ -57,6 +59,39 @@ def test_bad_config_is_one_line(override, expected):
     message = str(info.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_batch_size_mismatch_names_the_keys_not_the_whole_section(tmp_path):
+    """Issue 16 item 7: the error printed the whole trainer section (every key of the YAML file) on one line."""
+    path = tmp_path / "c.yaml"
+    path.write_text("trainer:\n  lr: 1.0e-5\n  group_size: 8\n  mini_batch_size: 6\n  micro_batch_size: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        "bad config trainer: trainer.mini_batch_size=6 must be a multiple of trainer.micro_batch_size=4"
+    )
+
+
+def _number_keys(section: type[Section], prefix: str) -> list[str]:
+    """Every int or float key of the config tree (default backends), dotted."""
+    keys = []
+    for name, field in section.model_fields.items():
+        if sub := section_model(field):
+            keys += _number_keys(sub, f"{prefix}{name}.")
+        elif field.annotation in (int, float, int | None, float | None):
+            keys.append(prefix + name)
+    return keys
+
+
+def test_a_boolean_is_not_a_number_anywhere():
+    """Issue 16 item 7: ``trainer.save_every=true`` was accepted as 1."""
+    keys = _number_keys(TapoConfig, "")
+    assert "trainer.save_every" in keys and len(keys) > 40
+    for key in keys:
+        with pytest.raises(ConfigError) as info:
+            load_config(None, [f"{key}=true"])
+        assert str(info.value) == f"bad config value {key}=True: expected a number, got the boolean true"
+    assert load_config(None, ["trainer.bf16=true", "trainer.save_every=3"]).trainer.save_every == 3
 
 
 @pytest.mark.parametrize("override", ["trainer.lrr=1", "trainer.lr=abc", "trainer.clip_low=-1"])

@@ -115,9 +115,28 @@ def test_split_keeps_matching_rows_and_fills_a_missing_split(tmp_path):
     assert [row.id for row in load_examples(path)] == ["a", "t", "n"]
 
 
+def test_a_non_utf8_byte_drops_its_line_and_names_it(tmp_path):
+    """Issue 16 item 7: one non-UTF-8 byte failed the whole file with a bare UnicodeDecodeError."""
+    path = tmp_path / "latin1.jsonl"
+    good = [json.dumps({**GOOD, "id": i}).encode() + b"\n" for i in "abc"]
+    latin1 = '{"id": "x", "question": "caf\u00e9?"}\n'.encode("latin-1")
+    path.write_bytes(good[0] + latin1 + good[1] + b"\xff\n" + good[2])
+    rows, report = read_examples(path)
+    assert [row.id for row in rows] == ["a", "b", "c"]
+    assert report.problems == [
+        f"{path}, line 2: not UTF-8 (byte 0xe9 at offset 28)",
+        f"{path}, line 4: not UTF-8 (byte 0xff at offset 0)",
+    ]
+    with pytest.raises(DataError, match=r"latin1\.jsonl, line 2: not UTF-8 \(byte 0xe9"):
+        load_examples(path, strict=True)
+
+
 def test_file_errors_are_clear(tmp_path):
     with pytest.raises(DataError, match="no such dataset file"):
         load_examples(tmp_path / "missing.jsonl")
+    (tmp_path / "split.jsonl").mkdir()
+    with pytest.raises(DataError, match=r"split\.jsonl: a directory, not a dataset file \(expected \.jsonl"):
+        load_examples(tmp_path / "split.jsonl")
     (tmp_path / "rows.csv").write_text("id,question\n")
     with pytest.raises(DataError, match=r"unknown dataset format '\.csv'"):
         load_examples(tmp_path / "rows.csv")

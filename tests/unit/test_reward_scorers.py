@@ -55,6 +55,30 @@ def test_scorer_rules(name, prediction, gold, score):
     assert SCORERS[name](prediction, gold) == pytest.approx(score)
 
 
+@pytest.mark.parametrize("name", ["calculator", "complex"])
+@pytest.mark.parametrize(
+    ("prediction", "gold"),
+    [
+        ("5²", "5"),
+        ("2^10", "2"),
+        ("10^3", "10"),
+        ("5!", "5"),
+        ("\\sqrt{2}", "2"),
+        ("0x10", "0"),
+        ("1.2.3", "1.2"),
+        ("1_000", "1"),
+    ],
+)
+def test_misread_numbers_score_nothing(name, prediction, gold):
+    """Issue 16 item 9: each of these scored 1 against the number it is not."""
+    assert SCORERS[name](prediction, gold) == 0.0
+
+
+@pytest.mark.parametrize("name", ["calculator", "complex"])
+def test_space_grouped_thousands_score(name):
+    assert SCORERS[name]("99 753", "99753") == 1.0
+
+
 def test_very_long_prediction_is_scored_quickly():
     long = "a" * 200_000
     assert scorers.nq(long, "Paris") == 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import httpx
 import pytest
@@ -16,9 +16,10 @@ from tapo.io.loop import EventLoopThread
 from tapo.io.loopback import serve_in_thread
 from tapo.tools.search.bm25 import BM25Index
 from tapo.tools.search.client import RetrievalClient, parse_document, retrieve_url
+from tapo.tools.search.corpus import Passage
 from tapo.tools.search.http import SearchServiceError
 from tapo.tools.search.serper import SerperClient, parse_serper
-from tapo.tools.search.server import MAX_QUERY_BYTES, create_app
+from tapo.tools.search.server import MAX_BODY_BYTES, MAX_QUERY_BYTES, SEARCH_BATCH, create_app
 
 ROWS = [
     {"id": "p1", "title": "Eiffel Tower", "text": "The Eiffel Tower in Paris was completed in 1889."},
@@ -64,10 +65,9 @@ def test_retrieve_has_search_r1_shape(server: str) -> None:
         (b"\xff\xfe", 400, "invalid JSON"),
         (json.dumps({"topk": 3}).encode(), 422, "queries"),
         (json.dumps({"queries": "one string"}).encode(), 422, "queries"),
-        (json.dumps({"queries": ["x"], "topk": 0}).encode(), 422, "topk"),
-        (json.dumps({"queries": ["x" * (MAX_QUERY_BYTES + 1)]}).encode(), 413, "queries[0]"),
-        (json.dumps({"queries": ["é" * 600]}).encode(), 413, "queries[0]"),  # 1200 bytes in 600 characters
-        (b"[" + b'"x",' * 400_000 + b'"x"]', 413, "request body"),
+        (json.dumps({"queries": ["x"], "topk": -1}).encode(), 422, "topk"),
+        (json.dumps({"queries": ["x"], "topk": 101}).encode(), 422, "topk"),
+        (b'{"queries": [' + b'"x",' * (MAX_BODY_BYTES // 4) + b'"x"]}', 413, "request body"),
     ],
 )
 def test_bad_requests_get_4xx_with_a_message_and_server_survives(server: str, content, status, message) -> None:
@@ -75,6 +75,62 @@ def test_bad_requests_get_4xx_with_a_message_and_server_survives(server: str, co
     assert reply.status_code == status
     assert message in reply.json()["error"]
     assert httpx.get(f"{server}/health").status_code == 200
+
+
+class RecordingIndex:
+    """A real index that records how many queries each ``search_many`` call got: the server's internal batches."""
+
+    def __init__(self, index: BM25Index) -> None:
+        self.index, self.batches = index, []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def search(self, query: str, k: int) -> list[Passage]:
+        return self.index.search(query, k)
+
+    def search_many(self, queries: Sequence[str], k: int) -> list[list[Passage]]:
+        self.batches.append(len(queries))
+        return self.index.search_many(queries, k)
+
+
+def test_a_search_r1_training_step_is_answered_in_one_request(index: BM25Index) -> None:
+    """Issue 16 item 8: Search-R1's trainer posts 512 prompts x 5 samples in one request; that got 422."""
+    topics = ("highest mountain", "eiffel", "amazon")
+    queries = [f"{topics[i % 3]} number {i}" for i in range(512 * 5)]
+    recording = RecordingIndex(index)
+    with serve_in_thread(create_app(recording, default_topk=2)) as url:
+        # what Search-R1's client does: requests.post(url, json=payload).json()["result"]
+        reply = httpx.post(f"{url}/retrieve", json={"queries": queries, "topk": 3, "return_scores": True}, timeout=60)
+    result = reply.json()["result"]
+    assert len(result) == 2560
+    assert [hits[0]["document"]["id"] for hits in result[:3]] == ["p2", "p1", "p3"]
+    assert [[d["document"]["id"] for d in hits] for hits in result] == [
+        [p.id for p in passages] for passages in index.search_many(queries, 3)
+    ]
+    assert sum(recording.batches) == 2560 and max(recording.batches) <= SEARCH_BATCH
+
+
+def test_an_overlong_query_is_cut_not_refused(server: str) -> None:
+    """Issue 16 item 8: a 1,500-byte query got 413; it is searched as its first MAX_QUERY_BYTES bytes."""
+    head = "highest mountain "
+    overlong = head + "é" * ((1500 - len(head)) // 2)  # the cut falls inside a two-byte character
+    assert len(overlong.encode()) > MAX_QUERY_BYTES and (MAX_QUERY_BYTES - len(head)) % 2 == 1
+    reply = httpx.post(f"{server}/retrieve", json={"queries": [overlong, "amazon"], "topk": 1})
+    assert reply.status_code == 200
+    assert [hits[0]["id"] for hits in reply.json()["result"]] == ["p2", "p3"]
+
+
+def test_topk_zero_or_absent_is_the_default(server: str) -> None:
+    """Issue 16 item 8: like Search-R1's server (``if not request.topk``), 0 means the default (2 here)."""
+    query = ["river mountain tower"]  # matches all three passages
+    for body in ({"queries": query, "topk": 0}, {"queries": query, "topk": None}, {"queries": query}):
+        reply = httpx.post(f"{server}/retrieve", json=body)
+        assert reply.status_code == 200 and len(reply.json()["result"][0]) == 2
+
+
+def test_an_empty_request_gets_an_empty_result(server: str) -> None:
+    assert httpx.post(f"{server}/retrieve", json={"queries": []}).json() == {"result": []}
 
 
 def test_concurrent_requests_are_all_answered(server: str) -> None:

@@ -16,7 +16,9 @@ def test_train_needs_training_data(tmp_path) -> None:
     result = _invoke("train", f"run.output_dir={tmp_path}")
     assert result.exit_code == 2 and "data.train is not set" in result.output
     result = _invoke("train", f"data.train={tmp_path / 'nope.jsonl'}")
-    assert result.exit_code == 2 and "does not exist" in result.output
+    assert result.exit_code == 2 and "no such dataset file" in result.output
+    result = _invoke("train", f"data.train={tmp_path}")  # issue 16 item 7: said "does not exist"
+    assert result.exit_code == 2 and "a directory, not a dataset file" in result.output
 
 
 def test_train_rejects_bad_keys_and_values() -> None:

@@ -16,14 +16,18 @@ def group_advantages(rewards: torch.Tensor, eps: float = ADVANTAGE_EPS) -> torch
     """``(r - group mean) / (group std + eps)`` for rewards shaped ``[groups, group_size]``.
 
     The std is the unbiased one (Bessel's correction), as in verl, which TAPO's code is a fork of; a
-    constant group therefore gets advantage 0 for every member rather than a division by zero.
+    constant group therefore gets advantage exactly 0 for every member rather than a division by zero.
+    Exactly, not nearly: a float32 mean of equal values can miss them by one rounding step, and that
+    step divided by ``std + eps`` (with std 0) became an advantage of up to ~0.06. So the statistics are
+    taken in float64 on rewards shifted by each group's first member; the shift makes every member of a
+    constant group exactly 0 before any sum, so its mean, std and advantages are exactly 0 too.
     """
     if rewards.dim() != 2 or rewards.shape[1] < 2:
         raise ValueError(f"rewards must be shaped [groups, group_size>=2], got {tuple(rewards.shape)}")
-    rewards = rewards.to(torch.float32)
-    mean = rewards.mean(dim=1, keepdim=True)
-    std = rewards.std(dim=1, keepdim=True, unbiased=True)
-    return (rewards - mean) / (std + eps)
+    shifted = rewards.to(torch.float64) - rewards[:, :1].to(torch.float64)
+    mean = shifted.mean(dim=1, keepdim=True)
+    std = shifted.std(dim=1, keepdim=True, unbiased=True)
+    return ((shifted - mean) / (std + eps)).to(torch.float32)
 
 
 def broadcast_to_tokens(advantages: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -25,6 +27,17 @@ def config_or_exit(config_files: list[str] | None, overrides: list[str] | None) 
         return load_config(config_files or [], overrides or [])
     except ConfigError as error:
         raise fail(str(error)) from None
+
+
+@contextmanager
+def disk_full_exits() -> Iterator[None]:
+    """A full disk ends the command with its one line (``No space left on device: PATH``), exit code 1."""
+    from tapo.io.space import DiskFullError
+
+    try:
+        yield
+    except DiskFullError as error:
+        raise fail(str(error), code=1) from None
 
 
 def set_threads(requested: int = 0) -> None:

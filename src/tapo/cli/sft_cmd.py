@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tapo.cli.common import config_or_exit, console, fail, set_threads
+from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, set_threads
 
 
 def sft(
@@ -38,7 +38,7 @@ def sft(
     trainer = SftTrainer(config, run, accelerator, model, tokenizer, rows)
     shown = progress and accelerator.is_main_process
     keys = ("sft/loss", "sft/grad_norm", "time/step_s")
-    with step_progress(trainer.total_steps, 0, f"sft {config.run.name}", keys, shown) as update:
+    with disk_full_exits(), step_progress(trainer.total_steps, 0, f"sft {config.run.name}", keys, shown) as update:
         metrics = trainer.fit(on_step=update)
     if accelerator.is_main_process:
         first, last = metrics[0]["sft/loss"], metrics[-1]["sft/loss"]

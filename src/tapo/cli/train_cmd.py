@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tapo.cli.common import config_or_exit, console, fail, set_threads
+from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, set_threads
 from tapo.config import TapoConfig
 
 SHOWN = ("reward/mean", "reward/acc", "tools/calls_per_traj", "actor/loss", "actor/entropy", "time/step_s")
@@ -31,8 +31,10 @@ def train(
     config = _resume_config(resume, config_files, overrides) if resume else config_or_exit(config_files, overrides)
     if config.data.train is None:
         raise fail("data.train is not set: give a training JSONL (e.g. from `tapo data build mini --out DIR`)")
-    if not Path(config.data.train).is_file():
-        raise fail(f"data.train={config.data.train!r} does not exist")
+    from tapo.data.io import dataset_file_problem
+
+    if problem := dataset_file_problem(Path(config.data.train)):
+        raise fail(f"data.train={config.data.train!r}: {problem}")
     run_root = Path(config.run.output_dir) / config.run.name
     if resume is not None and resume.resolve() != run_root.resolve():
         raise fail(f"--resume {resume} does not match run.output_dir/run.name = {run_root}")
@@ -76,7 +78,8 @@ def train(
         if accelerator.is_main_process and config.trainer.tracker != "none":
             accelerator.init_trackers(config.run.name, config=_flat(config))
         shown = progress and accelerator.is_main_process
-        with step_progress(trainer.total_steps, trainer.step, f"train {config.run.name}", SHOWN, shown) as update:
+        title = f"train {config.run.name}"
+        with disk_full_exits(), step_progress(trainer.total_steps, trainer.step, title, SHOWN, shown) as update:
             rows = trainer.fit(on_step=update)
         accelerator.end_training()
     finally:

@@ -150,6 +150,10 @@ def _describe(error: ValidationError, data: dict[str, Any]) -> str:
         allowed = ", ".join(sorted(model.model_fields)) if model else ""
         return f"unknown config key {key!r}; allowed keys here: {allowed}"
     value = _lookup(data, loc)
+    if first["type"] == "value_error" and (isinstance(value, dict) or not loc):
+        # a section's own check (trainer batch sizes): its message names the keys; the section's values would
+        # print a whole config section on one line
+        return f"bad config {key}: {first['ctx']['error']}"
     shown = f"{value!r}" if value is not None or loc else "(section)"
     return f"bad config value {key}={shown}: {first['msg']}"
 

@@ -12,11 +12,13 @@ release: each section's ``upgrade_legacy`` rewrites them and logs one warning li
 from __future__ import annotations
 
 import logging
+import types
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tapo.protocol import TOOL_NAMES
 
@@ -45,7 +47,37 @@ class Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _upgrade_legacy(cls, data: Any) -> Any:
-        return cls.upgrade_legacy(data, {}) if isinstance(data, dict) else data
+        if not isinstance(data, dict):
+            return data
+        data = cls.upgrade_legacy(data, {})
+        _refuse_booleans_for_numbers(cls, data)
+        return data
+
+
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The plain types a field annotation is made of: ``Annotated[int | None, ...]`` -> {int, NoneType}."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _leaf_types(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_leaf_types(arg) for arg in args))
+    return {annotation}
+
+
+def _refuse_booleans_for_numbers(section: type[Section], data: Raw) -> None:
+    """``save_every: true`` is a slip, not 1: pydantic's lax mode reads a boolean as 0 or 1 (bool is an int in
+    Python), so a number field takes a boolean only when booleans are among its types. The errors carry the
+    fields' locations, so the loader names the key as for any other bad value."""
+    errors: list[InitErrorDetails] = []
+    for name, value in data.items():
+        field = section.model_fields.get(name)
+        kinds = _leaf_types(field.annotation) if field and isinstance(value, bool) else set()
+        if kinds & {int, float} and bool not in kinds:
+            shown = {"value": str(value).lower()}
+            message = PydanticCustomError("bool_for_number", "expected a number, got the boolean {value}", shown)
+            errors.append({"type": message, "loc": (name,), "input": value})
+    if errors:
+        raise ValidationError.from_exception_data(section.__name__, errors)
 
 
 def kind_shorthand(value: Any) -> Any:

@@ -73,18 +73,32 @@ def _format(path: Path) -> str:
     raise DataError(f"{path}: unknown dataset format {suffix!r} (expected .jsonl, .json or .parquet)")
 
 
+def dataset_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a dataset file, or None when it is a file (its content is checked later)."""
+    if path.is_dir():
+        return "a directory, not a dataset file (expected .jsonl, .json or .parquet)"
+    return None if path.is_file() else "no such dataset file"
+
+
 def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(row number, parsed row) pairs; numbers are 1-based lines for JSONL and 1-based rows for parquet.
 
-    A JSONL line that is not JSON comes back as a ``DataError`` value, so the caller decides to drop or raise.
+    A JSONL line that is not UTF-8 or not JSON comes back as a ``DataError`` value, so the caller decides to drop
+    or raise. Lines are decoded one by one: decoding the file as a whole would let one stray byte fail every row,
+    with no line number.
     """
     if _format(path) == "parquet":
         import pyarrow.parquet as pq
 
         yield from enumerate(pq.read_table(path).to_pylist(), start=1)
         return
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                yield number, DataError(f"not UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start})")
+                continue
             if not line.strip():
                 continue
             try:
@@ -146,8 +160,8 @@ def read_examples(
     first repair or bad row instead of fixing or dropping it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such dataset file")
+    if problem := dataset_file_problem(path):
+        raise DataError(f"{path}: {problem}")
     unit = "row" if _format(path) == "parquet" else "line"
     report = LoadReport(str(path))
     examples: list[Example] = []

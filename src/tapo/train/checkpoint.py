@@ -4,7 +4,8 @@
 sharded correctly under FSDP / ZeRO-3); ``model/`` is a plain HF checkpoint for evaluation and
 ``resolve_model``; ``trainer_state.json`` holds the step and the data cursor. Everything is written into
 a hidden sibling directory and renamed into place at the end, so a crash mid-save leaves either the old
-set of checkpoints or the new one, never a half-written ``step-N`` that resume would pick up.
+set of checkpoints or the new one, never a half-written ``step-N`` that resume would pick up. A save that fails
+(rather than dies) removes its hidden directory, and on a full disk says so: ``No space left on device: PATH``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from accelerate import Accelerator
 
 from tapo.io.atomic import write_json
+from tapo.io.space import naming_disk_full
 from tapo.train.setup import save_policy
 
 STATE_FILE = "trainer_state.json"
@@ -45,15 +47,22 @@ def save_checkpoint(
     """Write ``step-N`` atomically on every process, then keep only the newest ``keep`` checkpoints."""
     final = checkpoints / f"step-{step}"
     tmp = checkpoints / f".step-{step}.tmp"
+    try:
+        with naming_disk_full(final, opaque=(Exception,)):
+            if accelerator.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(tmp / "state"))
+            save_policy(accelerator, model, tokenizer, tmp / "model")
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                write_json(tmp / STATE_FILE, {"step": step, **trainer_state})
+    except BaseException:
+        if accelerator.is_main_process:  # a failed save leaves nothing behind, not a half-written .step-N.tmp
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "state"))
-    save_policy(accelerator, model, tokenizer, tmp / "model")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_json(tmp / STATE_FILE, {"step": step, **trainer_state})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in list_checkpoints(checkpoints)[:-keep]:

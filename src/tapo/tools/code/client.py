@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import httpx
 
@@ -10,6 +12,38 @@ from tapo.tools.base import ToolResult
 from tapo.tools.code.output import EMPTY_OUTPUT, timeout_message, truncate
 
 _NETWORK_SLACK_S = 10.0
+
+
+_REPLY_TYPES: dict[str, tuple[type, ...]] = {
+    "stdout": (str,),
+    "finished": (bool,),
+    "exit_code": (int, type(None)),
+    "time": (int, float, type(None)),
+}
+
+
+def _checked_reply(payload: Any) -> dict[str, Any]:
+    """The server's reply if it has the shape ``{"stdout": str, "finished"?: bool, "exit_code"?: int|null,
+    "time"?: number|null}``; a ValueError naming the first wrong key otherwise.
+
+    Why check: reading any reply leniently (``str(["x"])``, ``bool("no")``) turned a broken or foreign server
+    into successful calls with made-up output, which the reward then trusted.
+    """
+    if not isinstance(payload, dict):
+        raise ValueError(f"the reply is a JSON {type(payload).__name__}, expected an object with 'stdout'")
+    if "stdout" not in payload:
+        raise ValueError("the reply has no 'stdout'")
+    for key, types in _REPLY_TYPES.items():
+        value = payload.get(key)
+        if key in payload and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"the reply's {key!r} is {json.dumps(value)[:80]}, expected {expected}")
+    return payload
+
+
+def _failed(start: float, error: Exception, template: str) -> ToolResult:
+    reason = f"{type(error).__name__}: {error}"
+    return ToolResult(f"[{template.format(reason)}]", ok=False, latency_s=time.perf_counter() - start, error=reason)
 
 
 class RemoteCodeTool:
@@ -28,11 +62,13 @@ class RemoteCodeTool:
             response = await self._client.post(self.url, json={"code": tool_input})
             response.raise_for_status()
             payload = response.json()
-            stdout, finished = str(payload.get("stdout", "")), bool(payload.get("finished", True))
-        except (httpx.HTTPError, ValueError, AttributeError) as error:
-            reason = f"{type(error).__name__}: {error}"
-            text = f"[The code server is unavailable ({reason}). The code was not run.]"
-            return ToolResult(text, ok=False, latency_s=time.perf_counter() - start, error=reason)
+        except (httpx.HTTPError, ValueError) as error:
+            return _failed(start, error, "The code server is unavailable ({}). The code was not run.")
+        try:
+            payload = _checked_reply(payload)
+        except ValueError as error:
+            return _failed(start, error, "The code server's reply is malformed ({}). The code's result is unknown.")
+        stdout, finished = payload["stdout"], payload.get("finished", True)
         text = truncate(stdout.strip())
         if not finished and "timed out" not in text:
             text = truncate(f"{text}\n{timeout_message(self.timeout_s)}".strip())

@@ -3,18 +3,24 @@
 Request ``{"queries": [...], "topk": k, "return_scores": bool}``; reply ``{"result": [[doc, ...], ...]}`` where a doc
 is ``{"id", "contents"}`` (contents = quoted title, newline, text, as in Search-R1's wiki-18 corpus), wrapped as
 ``{"document": doc, "score": s}`` when scores are asked for. So Search-R1's servers and this one are
-interchangeable. Bad input (invalid JSON, wrong shape, a query over 1 KB, too big a batch) gets a 4xx with a
-message; the endpoint is synchronous, so FastAPI runs requests concurrently in its thread pool.
+interchangeable, and so is what they accept: Search-R1's trainer sends every query of a rollout step in one
+request (512 prompts x 5 samples = 2,560), so the number of queries is not limited; memory is. The body is
+capped in bytes, queries are searched (and, for a dense index, embedded) ``SEARCH_BATCH`` at a time in the
+thread pool, and the reply is streamed batch by batch, so neither the search nor the reply holds a whole large
+request at once. A query over ``MAX_QUERY_BYTES`` is cut there (Search-R1's encoder truncates to 256 tokens
+too), and ``topk`` 0 or absent is the server's default, as in theirs. Invalid JSON, a wrong shape or a body
+over the cap gets a 4xx with a message.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -22,18 +28,18 @@ from tapo.tools.search.backend import SearchIndex
 from tapo.tools.search.corpus import Passage
 
 MAX_QUERY_BYTES = 1024
-MAX_QUERIES = 512
 MAX_TOPK = 100
-MAX_BODY_BYTES = MAX_QUERIES * (MAX_QUERY_BYTES + 16) + 1024
+MAX_BODY_BYTES = 32 * 1024 * 1024
+SEARCH_BATCH = 64
 
 
 class RetrieveRequest(BaseModel):
-    """Search-R1's request; ``topk`` falls back to the server's default like theirs."""
+    """Search-R1's request; ``topk`` 0 or None falls back to the server's default like theirs."""
 
     model_config = ConfigDict(extra="ignore")
 
-    queries: list[str] = Field(max_length=MAX_QUERIES)
-    topk: int | None = Field(None, ge=1, le=MAX_TOPK)
+    queries: list[str]
+    topk: int | None = Field(None, ge=0, le=MAX_TOPK)
     return_scores: bool = False
 
 
@@ -44,6 +50,23 @@ def _error(status: int, message: str) -> JSONResponse:
 def _document(passage: Passage, with_score: bool) -> dict[str, Any]:
     document = {"id": passage.id, "contents": passage.contents}
     return {"document": document, "score": passage.score} if with_score else document
+
+
+def _truncate(query: str) -> str:
+    """``query`` cut to ``MAX_QUERY_BYTES`` of UTF-8, never inside a character."""
+    encoded = query.encode()
+    return query if len(encoded) <= MAX_QUERY_BYTES else encoded[:MAX_QUERY_BYTES].decode(errors="ignore")
+
+
+async def _results(index: SearchIndex, queries: Sequence[str], k: int, with_scores: bool) -> AsyncIterator[bytes]:
+    """``{"result": [...]}`` as JSON, searched and sent ``SEARCH_BATCH`` queries at a time."""
+    yield b'{"result":['
+    for start in range(0, len(queries), SEARCH_BATCH):
+        found = await run_in_threadpool(index.search_many, queries[start : start + SEARCH_BATCH], k)
+        lists = ([_document(p, with_scores) for p in passages] for passages in found)
+        chunk = ",".join(json.dumps(one, ensure_ascii=False, separators=(",", ":")) for one in lists)
+        yield (("," if start else "") + chunk).encode()
+    yield b"]}"
 
 
 def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index") -> FastAPI:
@@ -68,12 +91,9 @@ def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index") -
         except ValidationError as error:
             details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
             return _error(422, f"bad request: {details}")
-        for position, query in enumerate(parsed.queries):
-            if len(query.encode()) > MAX_QUERY_BYTES:
-                return _error(413, f"queries[{position}] is over {MAX_QUERY_BYTES} bytes")
-        results = await run_in_threadpool(index.search_many, parsed.queries, parsed.topk or default_topk)
-        payload = [[_document(p, parsed.return_scores) for p in passages] for passages in results]
-        return JSONResponse({"result": payload})
+        queries = [_truncate(query) for query in parsed.queries]
+        results = _results(index, queries, parsed.topk or default_topk, parsed.return_scores)
+        return StreamingResponse(results, media_type="application/json")
 
     return app
 
