@@ -407,6 +407,11 @@ class VLLMEngineConfig(Section):
         le=1.0,
         description="GPU memory share vLLM takes; 0.5 for 3B, 0.4 for 7B leaves room for FSDP/ZeRO-3 training.",
     )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="vLLM's weight dtype; auto = the checkpoint's. A dtype other than model.dtype makes the sampler "
+        "differ from the learner: watch rollout/mismatch_kl, and keep trainer.rollout_correction on.",
+    )
 
 
 class VLLMServerEngineConfig(Section):

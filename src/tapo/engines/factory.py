@@ -35,4 +35,4 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any) -> Generatio
         raise RuntimeError("rollout.engine=vllm needs the vllm extra: pip install 'tapo[vllm]'") from error
     if not path:
         raise ValueError("rollout.engine=vllm needs a checkpoint path (or a model loaded from one)")
-    return VLLMEngine(path, tokenizer, gpu_memory_utilization=engine.gpu_memory_utilization)
+    return VLLMEngine(path, tokenizer, gpu_memory_utilization=engine.gpu_memory_utilization, dtype=engine.dtype)
