@@ -58,11 +58,14 @@ SCORER_WITH_A_BUG = "def score(prediction, gold):\n    return 1.0\nundefined_nam
         ),
         (["rollout.engine.kind=vllm-server", "rollout.engine.url=http://127.0.0.1:99999"], "rollout.engine.url"),
         (["model.name=/nonexistent/model"], "no such directory"),
+        (["model.name=models/no-such-model"], "no such directory"),
     ],
 )
 def test_train_checks_everything_before_any_work(tmp_path, train_file, monkeypatch, overrides, expected) -> None:
     write_text(tmp_path / "scorers" / "buggy_scorer.py", SCORER_WITH_A_BUG)
     monkeypatch.syspath_prepend(str(tmp_path / "scorers"))
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)  # where `models/` exists, so `models/NAME` is a path, not a hub id
     tools = ["data.template=base", "tools.enabled=[search]"] if any(o.startswith("tools.") for o in overrides) else []
     result = _train(tmp_path, train_file, *tools, *overrides)
     _one_line_exit_2(result, expected)

@@ -114,10 +114,11 @@ def check_engine(config: TapoConfig) -> None:
 
 
 def _looks_like_path(name: str) -> bool:
-    """A name no hub id can be: absolute, relative to ``.``/``~``, or more than ``org/name``."""
+    """A name meant as a local path: absolute, relative to ``.``/``~``, more than ``org/name``, or ``dir/name``
+    where ``dir`` exists here (``runs/my-sft`` is a missing run, not a hub id)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    if name.startswith(("/", ".", "~")):
+    if name.startswith(("/", ".", "~")) or ("/" in name and Path(name).parent.is_dir()):
         return True
     try:
         validate_repo_id(name)
