@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from tapo.cli.main import app
 from tapo.config import load_config
-from tapo.io.atomic import read_jsonl, write_jsonl
+from tapo.io.atomic import read_jsonl, write_jsonl, write_text
 from tapo.io.runs import RunDir
 from tapo.models.resolve import resolve_model
 from tapo.records import Trajectory
@@ -105,3 +107,39 @@ def test_trainable_layers_freezes_everything_below_the_top_layers(tmp_path, toke
     assert changed and changed <= trainable
     with pytest.raises(ValueError, match="has 2 layers"):
         load_policy(load_config(None, [f"model.name={tiny_checkpoint}", "model.trainable_layers=3"]).model)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"prompt_ids": [1, 2], "response_ids": [3', "not valid JSON"),
+        ('{"prompt_ids": [1, "2"], "response_ids": [3], "loss_mask": [1]}', "prompt_ids[1] is '2', not an integer"),
+        ('{"prompt_ids": [1, 2], "response_ids": [3.0], "loss_mask": [1]}', "response_ids[0] is 3.0, not an integer"),
+        ('{"prompt_ids": [1, 2], "response_ids": [49152], "loss_mask": [1]}', "outside the tokenizer's vocabulary"),
+        ('{"prompt_ids": [-1], "response_ids": [3], "loss_mask": [1]}', "prompt_ids[0]=-1 is outside"),
+        ('{"prompt_ids": [1], "response_ids": [3], "loss_mask": [2]}', "loss_mask entries must be 0 or 1"),
+        ('{"prompt_ids": [1], "response_ids": "3", "loss_mask": [1]}', "response_ids must be a list"),
+        ("[1, 2, 3]", "expected a JSON object"),
+    ],
+)
+def test_each_demonstration_line_is_validated_and_named(tmp_path, tiny_checkpoint, line, expected) -> None:
+    demos = tmp_path / "demos.jsonl"
+    write_text(demos, '{"prompt_ids": [1, 2], "response_ids": [3], "loss_mask": [1]}\n\n' + line + "\n")
+    with pytest.raises(DemoError, match=rf"demos.jsonl:3: .*{re.escape(expected)}"):
+        load_demos(demos, vocab_size=49152)
+    result = CliRunner().invoke(app, ["sft", "--demos", str(demos), *_overrides(tmp_path, tiny_checkpoint)])
+    assert result.exit_code == 2 and "demos.jsonl:3:" in result.output and expected in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "sft").exists()
+
+
+def test_sft_after_a_restart_logs_each_step_once(tmp_path, tokenizer, tiny_checkpoint) -> None:
+    demos_file = tmp_path / "demos.jsonl"
+    _demos(tokenizer, demos_file, count=4)
+    write_jsonl(tmp_path / "sft" / "metrics.jsonl", [{"step": 1.0}, {"step": 2.0}])  # an interrupted attempt
+    args = ["sft", "--demos", str(demos_file), "--no-progress", *_overrides(tmp_path, tiny_checkpoint), "sft.epochs=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_jsonl(tmp_path / "sft" / "metrics.jsonl")] == [1]
+    again = CliRunner().invoke(app, args)  # a finished warm start is not overwritten
+    assert again.exit_code == 2 and "already has a finished warm start" in again.output

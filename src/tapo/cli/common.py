@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -58,3 +59,23 @@ def engine_or_exit(config: TapoConfig, model: str) -> Any:
             return load_engine(config, model)
     except (OSError, ValueError, ImportError, RuntimeError) as error:
         raise fail(f"cannot load model {model!r}: {error}") from None
+
+
+@contextmanager
+def run_lock(root: Path, held: bool = True) -> Iterator[None]:
+    """Hold ``root``'s lock for the block (``held``: on the main process only; the others write nothing there);
+    when another live process holds it, exit with code 2 and one line naming its pid."""
+    from tapo.io.runs import RunLock, RunLocked
+
+    if not held:
+        yield
+        return
+    lock = RunLock(root)
+    try:
+        lock.acquire()
+    except RunLocked as error:
+        raise fail(str(error)) from None
+    try:
+        yield
+    finally:
+        lock.release()

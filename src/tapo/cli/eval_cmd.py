@@ -12,7 +12,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
-from tapo.eval.modes import TOOL_MODES
+from tapo.cli.preflight import (
+    check_engine,
+    check_eval_model,
+    check_eval_templates,
+    check_output_dir,
+    check_reward,
+    check_tools,
+    preflight,
+)
+from tapo.eval.modes import MODE_TOOLS, TOOL_MODES
 from tapo.eval.results import EvalResult, ablation_table
 from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_rich
 
@@ -65,12 +74,21 @@ def eval_command(
     if mode not in TOOL_MODES:
         raise fail(f"--tools {mode!r}: choose one of {', '.join(TOOL_MODES)}")
     k = samples or cfg.eval.samples
+    out_dir = out or default_out_dir(cfg, model, data, "ablation" if ablate else mode)
+    with preflight():  # where the results go, first: a whole evaluation must not be lost to it at the end
+        check_output_dir(out_dir, "--out")
     try:
         setup = EvalSetup(k, greedy if greedy is not None else (cfg.eval.greedy and k == 1), cfg.eval.seed)
-        load_eval_data(data, limit or cfg.eval.limit, cfg.eval.benchmark_dir)  # fail on bad data before loading a model
+        examples = load_eval_data(data, limit or cfg.eval.limit, cfg.eval.benchmark_dir)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
-    out_dir = out or default_out_dir(cfg, model, data, "ablation" if ablate else mode)
+    modes = TOOL_MODES if ablate else (mode,)
+    with preflight():  # everything else the evaluation acts on, before the model loads
+        check_eval_templates(cfg.data.template, modes)
+        check_tools(cfg, set().union(*(MODE_TOOLS[m] for m in modes)))
+        check_engine(cfg)
+        check_eval_model(cfg, model)
+        check_reward(cfg, {ex.data_source for ex in examples})
     engine = engine_or_exit(cfg, model)
     args = (setup.samples, setup.greedy, limit or cfg.eval.limit)
     try:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, set_threads
+from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, run_lock, set_threads
+from tapo.cli.preflight import check_model, check_output_dir, preflight
 
 
 def sft(
@@ -17,10 +18,20 @@ def sft(
 ) -> None:
     """Fine-tune the policy on the model tokens of demonstration trajectories; writes runs/NAME/checkpoints."""
     config = config_or_exit(config_files, overrides)
+    run_root = Path(config.run.output_dir) / config.run.name
+    with preflight():
+        check_output_dir(config.run.output_dir, "run.output_dir")
+        check_model(config.model.name)
+    if any(run_root.glob("checkpoints/step-*")):  # SFT saves only at its end: this warm start is finished
+        raise fail(f"{run_root} already has a finished warm start (checkpoints/step-*): choose another run.name")
+    from transformers import AutoTokenizer
+
+    from tapo.models.resolve import resolve_model
     from tapo.train.sft import DemoError, SftTrainer, load_demos
 
+    vocab_size = len(AutoTokenizer.from_pretrained(resolve_model(config.model.name)))
     try:
-        rows = load_demos(demos, config.sft.max_examples)
+        rows = load_demos(demos, config.sft.max_examples, vocab_size)
     except DemoError as error:
         raise fail(str(error)) from None
     set_threads(config.run.torch_threads)
@@ -29,17 +40,18 @@ def sft(
     from tapo.train.progress import step_progress
     from tapo.train.setup import load_policy, make_accelerator
 
-    run = RunDir(Path(config.run.output_dir) / config.run.name)
+    run = RunDir(run_root)
     accelerator = make_accelerator(config, run.root)
-    if accelerator.is_main_process:
-        RunDir.create(config)
-    accelerator.wait_for_everyone()
-    model, tokenizer = load_policy(config.model)
-    trainer = SftTrainer(config, run, accelerator, model, tokenizer, rows)
-    shown = progress and accelerator.is_main_process
-    keys = ("sft/loss", "sft/grad_norm", "time/step_s")
-    with disk_full_exits(), step_progress(trainer.total_steps, 0, f"sft {config.run.name}", keys, shown) as update:
-        metrics = trainer.fit(on_step=update)
+    with run_lock(run.root, accelerator.is_main_process):
+        if accelerator.is_main_process:
+            RunDir.create(config)
+        accelerator.wait_for_everyone()
+        model, tokenizer = load_policy(config.model)
+        trainer = SftTrainer(config, run, accelerator, model, tokenizer, rows)
+        shown = progress and accelerator.is_main_process
+        keys = ("sft/loss", "sft/grad_norm", "time/step_s")
+        with disk_full_exits(), step_progress(trainer.total_steps, 0, f"sft {config.run.name}", keys, shown) as update:
+            metrics = trainer.fit(on_step=update)
     if accelerator.is_main_process:
         first, last = metrics[0]["sft/loss"], metrics[-1]["sft/loss"]
         console.print(

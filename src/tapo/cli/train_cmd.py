@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, set_threads
+from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, run_lock, set_threads
+from tapo.cli.preflight import (
+    check_engine,
+    check_model,
+    check_output_dir,
+    check_reward,
+    check_template,
+    check_tools,
+    preflight,
+)
 from tapo.config import TapoConfig
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from tapo.data.schema import Example
+    from tapo.io.runs import RunDir
 
 SHOWN = ("reward/mean", "reward/acc", "tools/calls_per_traj", "actor/loss", "actor/entropy", "time/step_s")
 
@@ -21,35 +37,33 @@ def _resume_config(resume: Path, config_files: list[str] | None, overrides: list
     return config_or_exit([str(saved), *(config_files or [])], overrides)
 
 
-def train(
-    overrides: list[str] = typer.Argument(None, help="KEY=VALUE config overrides, e.g. trainer.max_steps=20"),
-    config_files: list[str] = typer.Option(None, "--config", "-c", help="YAML config (repeatable, merged in order)"),
-    resume: Path | None = typer.Option(None, "--resume", help="continue the run in this directory (runs/NAME)"),
-    progress: bool = typer.Option(True, help="show the live progress display"),
-) -> None:
-    """Train a policy with DAPO and tools on `data.train`, checkpointing into runs/NAME."""
-    config = _resume_config(resume, config_files, overrides) if resume else config_or_exit(config_files, overrides)
+def _resume_point(run_root: Path, resume_from: str) -> Path:
+    """``--resume-from step-N`` (or ``N``): that checkpoint of the run, which must exist."""
+    name = resume_from if resume_from.startswith("step-") else f"step-{resume_from}"
+    checkpoint = run_root / "checkpoints" / name
+    if not checkpoint.is_dir():
+        kept = sorted(p.name for p in (run_root / "checkpoints").glob("step-*")) or ["none"]
+        raise fail(f"--resume-from {resume_from}: no {checkpoint}; kept checkpoints: {', '.join(kept)}")
+    return checkpoint
+
+
+def _check(config: TapoConfig) -> list[Example]:
+    """Everything the run will act on, before any work and before runs/NAME is created (exit 2, one line)."""
+    from tapo.prompts.templates import allowed_tools
+
     if config.data.train is None:
         raise fail("data.train is not set: give a training JSONL (e.g. from `tapo data build mini --out DIR`)")
     from tapo.data.io import dataset_file_problem
 
     if problem := dataset_file_problem(Path(config.data.train)):
         raise fail(f"data.train={config.data.train!r}: {problem}")
-    run_root = Path(config.run.output_dir) / config.run.name
-    if resume is not None and resume.resolve() != run_root.resolve():
-        raise fail(f"--resume {resume} does not match run.output_dir/run.name = {run_root}")
-    if resume is None and any(run_root.glob("checkpoints/step-*")):
-        raise fail(f"{run_root} already has checkpoints: pass --resume {run_root} or choose another run.name")
-    set_threads(config.run.torch_threads)
-
-    from accelerate.utils import DistributedType
-
+    with preflight():
+        check_output_dir(config.run.output_dir, "run.output_dir")
+        check_template(config.data.template)
+        check_engine(config)
+        check_tools(config, allowed_tools(config.data.template) & set(config.tools.enabled))
+        check_model(config.model.name)
     from tapo.data.io import load_examples
-    from tapo.io.runs import RunDir
-    from tapo.train.progress import step_progress
-    from tapo.train.setup import load_policy, make_accelerator
-    from tapo.train.source import ToolRolloutSource
-    from tapo.train.trainer import DapoTrainer
 
     try:
         examples = load_examples(config.data.train)
@@ -57,24 +71,85 @@ def train(
         raise fail(str(error)) from None
     if not examples:
         raise fail(f"data.train={config.data.train!r} holds no usable example")
+    with preflight():
+        check_reward(config, {ex.data_source for ex in examples})
+    return examples
+
+
+def train(
+    overrides: list[str] = typer.Argument(None, help="KEY=VALUE config overrides, e.g. trainer.max_steps=20"),
+    config_files: list[str] = typer.Option(None, "--config", "-c", help="YAML config (repeatable, merged in order)"),
+    resume: Path | None = typer.Option(None, "--resume", help="continue the run in this directory (runs/NAME)"),
+    resume_from: str | None = typer.Option(
+        None, "--resume-from", help="with --resume: continue from this kept checkpoint (step-N) instead of the newest"
+    ),
+    progress: bool = typer.Option(True, help="show the live progress display"),
+) -> None:
+    """Train a policy with DAPO and tools on `data.train`, checkpointing into runs/NAME."""
+    config = _resume_config(resume, config_files, overrides) if resume else config_or_exit(config_files, overrides)
+    run_root = Path(config.run.output_dir) / config.run.name
+    if resume_from is not None and resume is None:
+        raise fail("--resume-from needs --resume RUN_DIR")
+    if resume is not None and resume.resolve() != run_root.resolve():
+        raise fail(f"--resume {resume} does not match run.output_dir/run.name = {run_root}")
+    if resume is None and any(run_root.glob("checkpoints/step-*")):
+        raise fail(f"{run_root} already has checkpoints: pass --resume {run_root} or choose another run.name")
+    examples = _check(config)
+    from tapo.train.checkpoint import CheckpointError, choose_checkpoint
+
+    try:  # a corrupt newest checkpoint: a warning and the previous one, still before the model loads
+        explicit = _resume_point(run_root, resume_from) if resume_from else None
+        checkpoint = choose_checkpoint(run_root / "checkpoints", explicit) if resume else None
+    except CheckpointError as error:
+        raise fail(str(error)) from None
+    set_threads(config.run.torch_threads)
+
+    from tapo.io.runs import RunDir
+    from tapo.train.setup import make_accelerator
+
     run = RunDir(run_root)
     accelerator = make_accelerator(config, run.root)
+    with run_lock(run.root, accelerator.is_main_process):  # one writer per run directory, for the whole run
+        if accelerator.is_main_process:
+            if resume is None:  # a fresh run over an earlier attempt that never checkpointed starts clean
+                run.trim(0)
+            RunDir.create(config)
+        accelerator.wait_for_everyone()
+        rows = _fit(config, run, accelerator, examples, resume is not None, checkpoint, progress)
     if accelerator.is_main_process:
-        RunDir.create(config)
-    accelerator.wait_for_everyone()
+        _summary(rows, run.root)
+
+
+def _fit(
+    config: TapoConfig,
+    run: RunDir,
+    accelerator: Accelerator,
+    examples: list[Example],
+    resume: bool,
+    checkpoint: Path | None,
+    progress: bool,
+) -> list[dict[str, float]]:
+    """Load the policy and the environment, resume if asked, and train to the end."""
+    from accelerate.utils import DistributedType
+
+    from tapo.train.checkpoint import CheckpointError
+    from tapo.train.progress import step_progress
+    from tapo.train.setup import load_policy
+    from tapo.train.source import ToolRolloutSource
+    from tapo.train.trainer import DapoTrainer
+
     model, tokenizer = load_policy(config.model)
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
     source = ToolRolloutSource(
         config, model, tokenizer, process_index=accelerator.process_index, own_engine_copy=sharded
     )
     try:
-        try:
-            source.check_sources(examples)
-        except ValueError as error:  # RewardError: a data source without a scorer
-            raise fail(str(error)) from None
         trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
-        if resume is not None and not trainer.resume():
-            console.print(f"{run_root}: no checkpoint yet, starting from step 0")
+        try:
+            if resume and not trainer.resume(checkpoint):
+                console.print(f"{run.root}: no checkpoint yet, starting from step 0")
+        except CheckpointError as error:  # a state that passed the header checks and still does not load
+            raise fail(str(error)) from None
         if accelerator.is_main_process and config.trainer.tracker != "none":
             accelerator.init_trackers(config.run.name, config=_flat(config))
         shown = progress and accelerator.is_main_process
@@ -84,8 +159,7 @@ def train(
         accelerator.end_training()
     finally:
         source.close()
-    if accelerator.is_main_process:
-        _summary(rows, run.root)
+    return rows
 
 
 def _flat(config: TapoConfig) -> dict[str, object]:

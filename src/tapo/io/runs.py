@@ -1,14 +1,70 @@
-"""Run directories: ``runs/<name>/`` with the resolved config, metrics, checkpoints, trajectories, report."""
+"""Run directories: ``runs/<name>/`` with the resolved config, metrics, checkpoints, trajectories, report.
+
+One process writes a run at a time: :class:`RunLock` holds an ``flock`` on ``runs/<name>/.lock`` for the life of
+the run, so a second ``tapo train``/``tapo sft`` on the same directory stops with one line naming the holder's
+pid instead of interleaving rows with it. The kernel drops the lock when the holder dies, even by ``kill -9``.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from tapo.config.loader import dump_config
 from tapo.config.schema import TapoConfig
-from tapo.io.atomic import append_jsonl, write_text
+from tapo.io.atomic import append_jsonl, read_jsonl, write_jsonl, write_text
+
+LOCK_FILE = ".lock"
+
+
+class RunLocked(RuntimeError):
+    """Another live process writes this run directory."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<root>/.lock`` that holds the owner's pid; ``with RunLock(root):``.
+
+    The file stays after release (removing it would let two processes lock two different files); its pid is
+    only read while someone holds the lock, so a stale pid from a finished run is never reported.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(root) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLocked(
+                f"{self.path.parent} is in use by another tapo process (pid {holder}, lock {self.path}); "
+                "wait for it to finish or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -44,6 +100,14 @@ class RunDir:
         run.checkpoints.mkdir(exist_ok=True)
         write_text(run.config_file, dump_config(config))
         return run
+
+    def trim(self, step: int) -> None:
+        """Keep only the metric and trajectory rows of steps up to ``step``: a run that restarts from the
+        checkpoint of ``step`` (0: from scratch) is about to log the later steps again, so the rows an earlier
+        attempt wrote after that point would otherwise come out twice."""
+        for path in (self.metrics_file, self.trajectories_file):
+            if path.exists():
+                write_jsonl(path, [row for row in read_jsonl(path) if row.get("step", 0) <= step])
 
     def log_metrics(self, row: dict[str, Any]) -> None:
         append_jsonl(self.metrics_file, [row])

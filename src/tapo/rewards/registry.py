@@ -57,8 +57,8 @@ def load_scorer(spec: str) -> Scorer:
         raise RewardError(f"custom scorer {spec!r} must be a built-in name or 'module:function'")
     try:
         function = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise RewardError(f"cannot load custom scorer {spec!r}: {error}") from None
+    except Exception as error:  # importing user code can raise anything (SyntaxError, NameError, ...)
+        raise RewardError(f"cannot load custom scorer {spec!r}: {type(error).__name__}: {error}") from None
     if not callable(function):
         raise RewardError(f"custom scorer {spec!r} is not callable")
     return _checked(spec, function)

@@ -6,23 +6,43 @@ sharded correctly under FSDP / ZeRO-3); ``model/`` is a plain HF checkpoint for 
 a hidden sibling directory and renamed into place at the end, so a crash mid-save leaves either the old
 set of checkpoints or the new one, never a half-written ``step-N`` that resume would pick up. A save that fails
 (rather than dies) removes its hidden directory, and on a full disk says so: ``No space left on device: PATH``.
+
+A checkpoint can still be damaged afterwards (a disk fault, a copy cut short). Resuming checks every file's
+header first (:func:`verify_checkpoint`, milliseconds), names the checkpoint and the file at fault, and falls
+back to the previous kept checkpoint with a warning (:func:`choose_checkpoint`). The checkpoints newer than the
+one resumed from are then renamed ``set-aside-step-N`` (:func:`set_aside_after`): kept for inspection, but out of
+the ``step-N`` set, so neither a later resume, ``keep_checkpoints`` pruning nor ``resolve_model`` picks them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
+from safetensors import SafetensorError
 
 from tapo.io.atomic import write_json
 from tapo.io.space import naming_disk_full
+from tapo.models.integrity import CorruptFileError, check_files
 from tapo.train.setup import save_policy
 
+log = logging.getLogger(__name__)
+
 STATE_FILE = "trainer_state.json"
+SET_ASIDE_PREFIX = "set-aside-"
+# What reading a damaged state raises (torch reports a bad archive as RuntimeError); anything else is a bug.
+LOAD_ERRORS = (OSError, RuntimeError, ValueError, EOFError, SafetensorError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from; the message names it and, when known, the file at fault."""
 
 
 def _step_of(path: Path) -> int:
@@ -71,9 +91,73 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and RNG states in place; return the trainer state (step, cursor)."""
+def verify_checkpoint(checkpoint: Path) -> None:
+    """Raise :class:`CheckpointError` naming ``checkpoint`` and the file when any file's header cannot be read."""
     if not (checkpoint / STATE_FILE).is_file():
-        raise FileNotFoundError(f"{checkpoint} is not a complete checkpoint (no {STATE_FILE})")
-    accelerator.load_state(str(checkpoint / "state"))
+        raise CheckpointError(f"checkpoint {checkpoint} is not complete (no {STATE_FILE})")
+    try:
+        check_files(checkpoint)
+    except CorruptFileError as error:
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: {error.path.relative_to(checkpoint)} is corrupt or truncated ({error.reason})"
+        ) from None
+
+
+def choose_checkpoint(checkpoints: Path, explicit: Path | None = None) -> Path | None:
+    """The checkpoint to resume from: ``explicit`` when given (it must verify), else the newest that verifies.
+
+    A corrupt newest checkpoint is skipped with a warning naming it and its file, and the previous kept one is
+    used; :class:`CheckpointError` when every kept checkpoint is corrupt, None when there is none at all.
+    """
+    if explicit is not None:
+        verify_checkpoint(explicit)
+        return explicit
+    found = list_checkpoints(checkpoints)
+    errors = []
+    for checkpoint in reversed(found):
+        try:
+            verify_checkpoint(checkpoint)
+        except CheckpointError as error:
+            errors.append(str(error))
+            log.warning("%s; falling back to the previous checkpoint", error)
+            continue
+        return checkpoint
+    if errors:
+        raise CheckpointError(f"no usable checkpoint in {checkpoints}: {'; '.join(errors)}")
+    return None
+
+
+def set_aside_after(checkpoints: Path, step: int) -> list[Path]:
+    """Rename each ``step-K`` with K > ``step`` to ``set-aside-step-K`` (a free variant of it); return the new paths.
+
+    A run resumed from ``step`` redoes the later steps; their old checkpoints (corrupt, or from the abandoned
+    continuation) must not count as newer than what the resumed run saves, nor be pruned in its place.
+    """
+    moved = []
+    for checkpoint in list_checkpoints(checkpoints):
+        if _step_of(checkpoint) > step:
+            target = checkpoints / f"{SET_ASIDE_PREFIX}{checkpoint.name}"
+            suffix = 1
+            while target.exists():
+                suffix += 1
+                target = checkpoints / f"{SET_ASIDE_PREFIX}{checkpoint.name}.{suffix}"
+            os.replace(checkpoint, target)
+            log.warning("set %s aside as %s: the run continues from step %d", checkpoint, target.name, step)
+            moved.append(target)
+    return moved
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and RNG states in place; return the trainer state (step, cursor).
+
+    The files are verified first; a state that still fails to load is a :class:`CheckpointError` naming it.
+    """
+    verify_checkpoint(checkpoint)
+    try:
+        accelerator.load_state(str(checkpoint / "state"))
+    except LOAD_ERRORS as error:
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: cannot load state/ ({type(error).__name__}: {error}); "
+            "resume from an older one with --resume-from step-N"
+        ) from None
     return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ schedule, checkpoints and metrics are the RL trainer's.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,6 @@ import torch
 from accelerate import Accelerator
 
 from tapo.config.schema import TapoConfig
-from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
 from tapo.train.checkpoint import save_checkpoint
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
@@ -37,21 +37,60 @@ class Demo:
     loss_mask: list[int]
 
 
-def load_demos(path: str | Path, limit: int | None = None) -> list[Demo]:
-    """Read ``Trajectory.to_row()`` rows; a row with missing or inconsistent ids fails with its line number."""
+def _ids(row: dict[str, Any], key: str, limit: int | None) -> list[int]:
+    """``row[key]`` as a list of ints in ``[0, limit)``: a float or string id is a broken file, not a token to round."""
+    value = row.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"{key} must be a list of integers, got {type(value).__name__}")
+    for index, item in enumerate(value):
+        if not isinstance(item, int) or isinstance(item, bool):
+            raise ValueError(f"{key}[{index}] is {item!r}, not an integer")
+        if item < 0 or (limit is not None and item >= limit):
+            bound = f"[0, {limit})" if limit is not None else "non-negative"
+            raise ValueError(f"{key}[{index}]={item} is outside the tokenizer's vocabulary {bound}")
+    return value
+
+
+def parse_demo(row: Any, vocab_size: int | None = None) -> Demo:
+    """One ``Trajectory.to_row()`` row as a :class:`Demo`; ``ValueError`` saying what is wrong with it."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    demo = Demo(
+        _ids(row, "prompt_ids", vocab_size), _ids(row, "response_ids", vocab_size), _ids(row, "loss_mask", None)
+    )
+    if not demo.prompt_ids:
+        raise ValueError("prompt_ids is empty")
+    if len(demo.response_ids) != len(demo.loss_mask):
+        raise ValueError(
+            f"response_ids has {len(demo.response_ids)} ids but loss_mask has {len(demo.loss_mask)} entries"
+        )
+    if any(m not in (0, 1) for m in demo.loss_mask):
+        raise ValueError("loss_mask entries must be 0 or 1")
+    return demo
+
+
+def load_demos(path: str | Path, limit: int | None = None, vocab_size: int | None = None) -> list[Demo]:
+    """Read ``Trajectory.to_row()`` rows, validating every line (JSON, integer ids below ``vocab_size``,
+    consistent lengths) before any training: a bad line fails as ``DemoError`` naming the file and line."""
     path = Path(path)
     if not path.is_file():
         raise DemoError(f"demonstration file {str(path)!r} does not exist")
     demos = []
-    for line, row in enumerate(read_jsonl(path), start=1):
-        try:
-            demo = Demo(list(row["prompt_ids"]), list(row["response_ids"]), list(row["loss_mask"]))
-        except (KeyError, TypeError) as error:
-            raise DemoError(f"{path}:{line}: needs prompt_ids, response_ids and loss_mask lists ({error})") from None
-        if not demo.prompt_ids or len(demo.response_ids) != len(demo.loss_mask):
-            raise DemoError(f"{path}:{line}: empty prompt or response_ids/loss_mask of different lengths")
-        if sum(demo.loss_mask):
-            demos.append(demo)
+    with path.open("rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+                if not text.strip():
+                    continue
+                demo = parse_demo(json.loads(text), vocab_size)
+            except UnicodeDecodeError as error:
+                raise DemoError(f"{path}:{line}: not UTF-8 ({error.reason} at byte {error.start})") from None
+            except json.JSONDecodeError as error:
+                raise DemoError(f"{path}:{line}: not valid JSON ({error.msg} at column {error.colno})") from None
+            except ValueError as error:
+                raise DemoError(f"{path}:{line}: {error}") from None
+            if sum(demo.loss_mask):
+                demos.append(demo)
     if not demos:
         raise DemoError(f"{path}: no demonstration with a mask-1 token")
     return demos[:limit] if limit else demos
@@ -109,8 +148,13 @@ class SftTrainer:
         return {"sft/loss": summed, "sft/grad_norm": grad_norm, "sft/tokens": float(global_tokens)}
 
     def fit(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
-        """``sft.epochs`` passes in a seeded order, then one checkpoint at ``checkpoints/step-N``."""
+        """``sft.epochs`` passes in a seeded order, then one checkpoint at ``checkpoints/step-N``.
+
+        There is no mid-way checkpoint to resume, so a rerun after an interruption starts over and first drops
+        the metric rows the interrupted attempt logged."""
         rows = []
+        if self.accelerator.is_main_process:
+            self.run.trim(self.step)  # SFT always starts at step 0: rows of an interrupted attempt would repeat
         self.model.train()
         for epoch in range(self.scfg.epochs):
             order = list(range(len(self.demos)))

@@ -29,10 +29,9 @@ from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_g
 from tapo.algo.loss import ClipConfig, dapo_loss
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
-from tapo.io.atomic import read_jsonl, write_jsonl
 from tapo.io.runs import RunDir
 from tapo.records import Trajectory
-from tapo.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
 from tapo.train.cursor import PromptCursor
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.metrics import rollout_metrics
@@ -117,19 +116,18 @@ class DapoTrainer:
         return {"cursor": self.cursor.state_dict(), "config_name": self.config.run.name}
 
     def resume(self, checkpoint: Path | None = None) -> bool:
-        """Continue from ``checkpoint`` (default: the newest in the run); False when there is none."""
-        if checkpoint is None:
-            found = list_checkpoints(self.run.checkpoints)
-            if not found:
-                return False
-            checkpoint = found[-1]
-        state = load_checkpoint(self.accelerator, checkpoint)
+        """Continue from ``checkpoint`` (default: the newest intact one of the run, see ``choose_checkpoint``);
+        False when there is none. Either way the rows logged after the step resumed from (0: none) are dropped,
+        as those steps are about to be redone, and newer checkpoints are set aside."""
+        checkpoint = choose_checkpoint(self.run.checkpoints, checkpoint)
+        state = load_checkpoint(self.accelerator, checkpoint) if checkpoint is not None else {"step": 0}
         self.step = int(state["step"])
+        self.accelerator.wait_for_everyone()  # every process has read the checkpoint before any is renamed
         if self.accelerator.is_main_process:
-            # steps logged after this checkpoint by the killed run are about to be redone
-            for path in (self.run.metrics_file, self.run.trajectories_file):
-                if path.exists():
-                    write_jsonl(path, [r for r in read_jsonl(path) if r.get("step", 0) <= self.step])
+            self.run.trim(self.step)
+            set_aside_after(self.run.checkpoints, self.step)
+        if checkpoint is None:
+            return False
         self.cursor.load_state_dict(state["cursor"])
         self._sync_engine()
         log.info("resumed %s at step %d (epoch %d, position %d)", checkpoint, self.step, *state["cursor"].values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from tapo.config.schema import IndexSearchConfig, RemoteSearchConfig, SearchConfig
 from tapo.paths import cache_dir
@@ -30,18 +31,24 @@ def load_index(index_dir: str | os.PathLike[str], mmap: bool | None = None) -> S
     raise ValueError(f"{index_dir}: unknown index kind {kind!r} (expected one of {', '.join(INDEX_KINDS)})")
 
 
+def index_meta(backend: IndexSearchConfig) -> dict[str, Any]:
+    """The ``meta.json`` of the configured index, read without loading the index (commands check it before any
+    work); ``ValueError``/``FileNotFoundError`` naming the key when it is unset, missing or of another kind."""
+    if not backend.index_dir:
+        raise ValueError(f"tools.search.backend={backend.kind} needs tools.search.backend.index_dir")
+    meta = read_meta(Path(backend.index_dir))
+    if meta.get("kind") != backend.kind:
+        raise ValueError(
+            f"tools.search.backend.index_dir holds a {meta.get('kind')} index but tools.search.backend={backend.kind}"
+        )
+    return meta
+
+
 def _backend(config: SearchConfig) -> tuple[SearchBackend, str]:
     """The backend and the cache namespace naming it (a rebuilt index gets a new build id, so a fresh namespace)."""
     backend = config.backend
     if isinstance(backend, IndexSearchConfig):
-        if not backend.index_dir:
-            raise ValueError(f"tools.search.backend={backend.kind} needs tools.search.backend.index_dir")
-        meta = read_meta(Path(backend.index_dir))
-        if meta.get("kind") != backend.kind:
-            raise ValueError(
-                f"tools.search.backend.index_dir holds a {meta.get('kind')} index but "
-                f"tools.search.backend={backend.kind}"
-            )
+        meta = index_meta(backend)
         return LocalBackend(load_index(backend.index_dir)), f"{backend.kind}:{meta.get('build_id')}"
     if isinstance(backend, RemoteSearchConfig):
         from tapo.tools.search.client import RetrievalClient

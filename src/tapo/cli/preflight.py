@@ -1,0 +1,182 @@
+"""Checks a command runs before any work: every setting it will act on, in milliseconds, with no file written.
+
+Without them a bad template name, a missing index or an unwritable output directory surfaced minutes later, after
+the model loaded, as a traceback with exit code 1 and an empty ``runs/NAME/`` left behind. Each check here raises
+:class:`PreflightError` with one line naming the key, the value and what is wrong; :func:`preflight` turns the
+first one into the CLI's exit code 2. Nothing is loaded beyond headers, ``meta.json`` files and scorer modules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tapo.cli.common import fail
+from tapo.config import TapoConfig
+from tapo.config.schema import IndexSearchConfig, RemoteSearchConfig, SerperSearchConfig, VLLMServerEngineConfig
+
+
+class PreflightError(ValueError):
+    """A setting that would fail the command later; the message is the one line the user reads."""
+
+
+@contextmanager
+def preflight() -> Iterator[None]:
+    """Run checks inside; the first :class:`PreflightError` exits with code 2 and its one line."""
+    try:
+        yield
+    except PreflightError as error:
+        raise fail(str(error)) from None
+
+
+def check_template(name: str, key: str = "data.template") -> None:
+    from tapo.prompts.templates import get_template
+
+    try:
+        get_template(name)
+    except KeyError as error:
+        raise PreflightError(f"{key}={name!r}: {error.args[0]}") from None
+    except (ValueError, OSError) as error:  # a template file that cannot be read or lacks a placeholder
+        raise PreflightError(f"{key}={name!r}: {error}") from None
+
+
+def check_eval_templates(configured: str, modes: Iterable[str]) -> None:
+    """The template each evaluated tool mode renders with (``tapo.eval.modes.template_for_mode``) exists."""
+    from tapo.eval.modes import template_for_mode
+
+    for mode in modes:
+        try:
+            template_for_mode(configured, mode)
+        except KeyError as error:
+            raise PreflightError(f"data.template={configured!r}: {error.args[0]}") from None
+        except (ValueError, OSError) as error:
+            raise PreflightError(f"data.template={configured!r}: {error}") from None
+
+
+def check_reward(config: TapoConfig, data_sources: Iterable[str] = ()) -> None:
+    """The overlong buffer against the response cap, the custom scorers (imported) and a scorer for each source."""
+    from tapo.rewards.compute import RewardFunction
+
+    try:
+        with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
+            reward.check_sources(data_sources)
+    except ValueError as error:  # RewardError
+        raise PreflightError(str(error)) from None
+
+
+def check_url(key: str, url: str | None) -> None:
+    """An ``http(s)://host[:port]`` URL; whether a server answers there is the run's business, not a check's."""
+    example = "e.g. http://127.0.0.1:8000"
+    if not url:
+        raise PreflightError(f"{key} is not set ({example})")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port raises on a non-number or one out of range
+    except ValueError as error:
+        raise PreflightError(f"{key}={url!r} is not a valid URL ({error}; {example})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise PreflightError(f"{key}={url!r} is not an http:// or https:// URL with a host ({example})")
+
+
+def check_tools(config: TapoConfig, enabled: Iterable[str]) -> None:
+    """What the enabled tools need at start-up: the search index or server URL, the code server URL."""
+    from tapo.tools.search.factory import index_meta
+
+    tools = config.tools
+    if "search" in enabled:
+        backend = tools.search.backend
+        if isinstance(backend, IndexSearchConfig):
+            try:
+                index_meta(backend)
+            except FileNotFoundError as error:
+                raise PreflightError(f"tools.search.backend.index_dir={backend.index_dir!r}: {error}") from None
+            except ValueError as error:  # unset, or an index of another kind: the message names the keys
+                raise PreflightError(str(error)) from None
+        elif isinstance(backend, RemoteSearchConfig):
+            check_url("tools.search.backend.url", backend.url)
+        elif isinstance(backend, SerperSearchConfig):
+            if backend.url is not None:
+                check_url("tools.search.backend.url", backend.url)
+            if not os.environ.get(backend.api_key_env):
+                raise PreflightError(
+                    f"tools.search.backend=serper needs an API key in the environment variable {backend.api_key_env}"
+                )
+    if "code" in enabled and tools.code.backend == "remote":
+        check_url("tools.code.url", tools.code.url)
+
+
+def check_engine(config: TapoConfig) -> None:
+    if isinstance(config.rollout.engine, VLLMServerEngineConfig):
+        check_url("rollout.engine.url", config.rollout.engine.url)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name meant as a local path: absolute, relative to ``.``/``~``, more than ``org/name``, or ``dir/name``
+    where ``dir`` exists here (``runs/my-sft`` is a missing run, not a hub id)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name.startswith(("/", ".", "~")) or ("/" in name and Path(name).parent.is_dir()):
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
+
+
+def check_eval_model(config: TapoConfig, model: str) -> None:
+    """``--model``: a local or hub model, or ``openai:URL#MODEL`` (then ``model.name`` gives the tokenizer)."""
+    if not model.startswith("openai:"):
+        check_model(model, "--model")
+        return
+    from tapo.engines.openai_compat import parse_openai_model
+
+    try:
+        url, _ = parse_openai_model(model)
+    except ValueError as error:
+        raise PreflightError(f"--model: {error}") from None
+    check_url("--model", url)
+    check_model(config.model.name)
+
+
+def check_model(name: str, key: str = "model.name") -> None:
+    """A local model must exist and its files must be readable (headers only); a hub id must be reachable."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    from tapo.models.integrity import CorruptFileError, check_files
+    from tapo.models.resolve import TINY_RANDOM, resolve_model
+    from tapo.models.store import EMBEDDED_MODELS
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        try:
+            check_files(Path(resolve_model(name, auto_pull=False)))
+        except FileNotFoundError as error:  # a directory that is neither a checkpoint nor a run with one
+            raise PreflightError(f"{key}={name!r}: {error}") from None
+        except CorruptFileError as error:
+            raise PreflightError(f"{key}={name!r}: {error}") from None
+        return
+    if name == TINY_RANDOM or name in EMBEDDED_MODELS:
+        return
+    known = f"a checkpoint or run directory, {TINY_RANDOM}, a store name ({', '.join(EMBEDDED_MODELS)}) or a hub id"
+    if path.exists():
+        raise PreflightError(f"{key}={name!r} is a file; a model is {known}")
+    if _looks_like_path(name):
+        raise PreflightError(f"{key}={name!r}: no such directory; a model is {known}")
+    if constants.HF_HUB_OFFLINE and try_to_load_from_cache(name, "config.json") is None:
+        raise PreflightError(f"{key}={name!r}: not a local directory, and the hub id is not cached (offline)")
+
+
+def check_output_dir(path: str | os.PathLike[str], key: str) -> None:
+    """``path`` is a directory this process can create files in, or can be created (nothing is created here)."""
+    target = Path(path).expanduser().absolute()
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise PreflightError(f"{key}={str(path)!r}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PreflightError(f"{key}={str(path)!r}: {existing} is not writable by this user")
