@@ -47,7 +47,7 @@ def test_every_engine_gets_the_full_weights_after_every_step(tmp_path, tiny_chec
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    reports = [json.loads(path.read_text()) for path in sorted((tmp_path / "fsdp").glob("sync-report-*.json"))]
     assert sorted(r["process"] for r in reports) == [0, 1]
     assert all(r["sharded"] for r in reports), "the run did not shard: accelerate fell back to DDP"
     for step in range(2):
@@ -55,5 +55,5 @@ def test_every_engine_gets_the_full_weights_after_every_step(tmp_path, tiny_chec
         assert rows[0]["trainer"] == rows[1]["trainer"] and all(row["moved"] for row in rows)
         for row in rows:
             assert row["engine"] == row["trainer"], f"step {step + 1}: an engine does not hold the new weights"
-            assert row["rollout/logprob_diff_mean"] < 1e-3 and row["rollout/mismatch_kl"] < 1e-5
+            assert row["rollout/logprob_diff_mean"] < 1e-3 and 0 <= row["rollout/mismatch_kl"] < 1e-5
             assert row["rollout/sampler_tokens"] > 0

@@ -55,7 +55,8 @@ def main(steps: int, *overrides: str) -> None:
                 **{k: v for k, v in row.items() if k.startswith("rollout/")},
             }
         )
-    print(json.dumps(report), flush=True)
+    # one file per process: two processes printing at once can interleave their lines
+    (run.root / f"sync-report-{accelerator.process_index}.json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def test_the_sampler_is_measured_against_the_learner_every_step(tmp_path, tiny_c
     rows = [synced.train_step() for _ in range(2)]
     for row in rows:
         assert all(f"rollout/{key}" in row for key in MISMATCH)
-        assert row["rollout/logprob_diff_mean"] < 1e-3 and row["rollout/mismatch_kl"] < 1e-5
+        assert row["rollout/logprob_diff_mean"] < 1e-3 and 0 <= row["rollout/mismatch_kl"] < 1e-5
         assert row["rollout/sampler_tokens"] > 0
     assert synced.correction == "none"  # auto: the trainer's own model samples
     correction = ("trainer.rollout_correction=seq_mis", "trainer.rollout_is_cap=1.05")

@@ -37,8 +37,10 @@ class CorrectionWeights:
 
 
 def log_ratio(train_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``log p_train - log p_sample`` on mask-1 tokens, 0 elsewhere (clamped so ``exp`` stays finite)."""
-    return ((train_logprobs.detach().float() - sampler_logprobs.float()) * mask).clamp(-20.0, 20.0)
+    """``log p_train - log p_sample`` on mask-1 tokens, 0 elsewhere (clamped so ``exp`` stays finite), in float32
+    or wider when the inputs are wider."""
+    dtype = torch.promote_types(train_logprobs.dtype, torch.float32)
+    return ((train_logprobs.detach().to(dtype) - sampler_logprobs.to(dtype)) * mask).clamp(-20.0, 20.0)
 
 
 def correction_weights(
@@ -102,19 +104,20 @@ def mismatch_sums(
     """The sums behind the ``rollout/*`` metrics for one micro-batch.
 
     k3 = ``r - log r - 1`` with ``r = p_train / p_sample`` on tokens drawn from the sampler: an unbiased,
-    non-negative estimate of KL(sampler || learner) (Schulman's k3), as verl and TRL log it.
+    non-negative estimate of KL(sampler || learner) (Schulman's k3), as verl and TRL log it. Taken in float64 as
+    ``expm1(log r) - log r``: in sync the per-token values are ~1e-11, which float32 rounds to noise of either sign.
     """
-    mask = mask.float()
+    mask = mask.double()
     if not mask.any():
         return NO_MISMATCH
-    log_r = log_ratio(train_logprobs, sampler_logprobs, mask)  # [B, T]
+    log_r = log_ratio(train_logprobs.double(), sampler_logprobs.double(), mask).double()  # [B, T]
     ratio = torch.exp(log_r)  # [B, T]
     on = mask > 0
     return MismatchSums(
         tokens=float(mask.sum()),
         sequences=float((mask.sum(dim=1) > 0).sum()),
         abs_diff=float((log_r.abs() * mask).sum()),
-        k3=float(((ratio - log_r - 1.0) * mask).sum()),
+        k3=float(((torch.expm1(log_r) - log_r) * mask).sum()),
         ratio=float((ratio * mask).sum()),
         ratio_max=float(ratio[on].max()),
         ratio_min=float(ratio[on].min()),
