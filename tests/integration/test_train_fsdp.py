@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tiny_task import SETTINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("train_sync_worker.py")
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -26,25 +28,15 @@ def test_every_engine_gets_the_full_weights_after_every_step(tmp_path, tiny_chec
         f"model.name={tiny_checkpoint}",
         f"run.output_dir={tmp_path}",
         "run.name=fsdp",
-        "trainer.lr=3e-3",
-        "trainer.warmup_steps=0",
-        "trainer.prompts_per_step=4",
-        "trainer.group_size=4",
-        "trainer.mini_batch_size=8",
-        "trainer.micro_batch_size=4",
+        *SETTINGS,
         "trainer.max_num_gen_batches=1",
         "trainer.log_trajectories=0",
-        "data.template=compact_no_tools",
-        "rollout.max_turns=0",
-        "rollout.max_new_tokens_per_turn=6",
-        "rollout.max_response_tokens=8",
-        "reward.overlong.enabled=false",
     ]
     config = ROOT / "configs" / "accelerate" / "fsdp-cpu-2proc.yaml"
     port = str(29600 + os.getpid() % 1000)
     command = [str(ACCELERATE), "launch", "--config_file", str(config), "--main_process_port", port]
     command += [str(WORKER), "2", *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "tests")}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     reports = [json.loads(path.read_text()) for path in sorted((tmp_path / "fsdp").glob("sync-report-*.json"))]

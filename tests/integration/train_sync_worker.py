@@ -1,7 +1,8 @@
 """One process of a sharded (FSDP 2 on CPU) training run: a few real DAPO steps with the transformers engine,
 reporting after each step whether this process's engine holds exactly the trainer's full weights.
 
-Run by ``accelerate launch --config_file configs/accelerate/fsdp-cpu-2proc.yaml`` from test_train_fsdp.py.
+Run by ``accelerate launch --config_file configs/accelerate/fsdp-cpu-2proc.yaml`` from test_train_fsdp.py, with
+``tests/`` on PYTHONPATH for the shared tiny task.
 """
 
 from __future__ import annotations
@@ -13,21 +14,12 @@ import torch
 from accelerate.utils import DistributedType
 
 from tapo.config import load_config
-from tapo.data.schema import Example
 from tapo.io.runs import RunDir
-from tapo.records import RewardBreakdown, Trajectory
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.source import ToolRolloutSource
 from tapo.train.trainer import DapoTrainer
 from tapo.train.weights import fingerprint, full_state_dict
-
-
-def lower_half(trajs: list[Trajectory]) -> None:
-    """Reward = share of sampled ids in the lower half of the vocabulary: learnable, so the weights move."""
-    for traj in trajs:
-        ids = [t for t, m in zip(traj.response_ids, traj.loss_mask, strict=True) if m] or [49152]
-        share = sum(t < 49152 // 2 for t in ids) / len(ids)
-        traj.reward = RewardBreakdown(True, share, 0.0, share, share > 0.5)
+from tiny_task import examples, lower_half
 
 
 def main(steps: int, *overrides: str) -> None:
@@ -40,8 +32,7 @@ def main(steps: int, *overrides: str) -> None:
     source = ToolRolloutSource(
         config, model, tokenizer, score=lower_half, process_index=accelerator.process_index, own_engine_copy=sharded
     )
-    examples = [Example(id=f"q{i}", question=f"say something {i}", data_source="test", golds=["x"]) for i in range(16)]
-    trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
+    trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples())
     start = fingerprint(source.engine.model.state_dict())
     report = {"process": accelerator.process_index, "sharded": sharded, "steps": []}
     for _ in range(steps):

@@ -14,31 +14,16 @@ import pytest
 import torch
 
 from tapo.config import load_config
-from tapo.data.schema import Example
 from tapo.engines.hf import HFEngine
 from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
-from tapo.records import RewardBreakdown, Trajectory
+from tapo.records import Trajectory
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.source import ToolRolloutSource
 from tapo.train.trainer import DapoTrainer, loss_mask_for
-
-VOCAB = 49152  # the SmolLM2 tokenizer's size, shared by the tiny model
-
-
-def lower_half(trajs: list[Trajectory]) -> None:
-    """Reward = share of the model's sampled ids below vocab/2; acc = that share above one half."""
-    for traj in trajs:
-        ids = [t for t, m in zip(traj.response_ids, traj.loss_mask, strict=True) if m] or [VOCAB]
-        share = sum(t < VOCAB // 2 for t in ids) / len(ids)
-        traj.reward = RewardBreakdown(True, share, 0.0, share, share > 0.5)
-
+from tiny_task import SETTINGS, examples, lower_half
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _examples(n: int = 16) -> list[Example]:
-    return [Example(id=f"q{i}", question=f"say something {i}", data_source="test", golds=["x"]) for i in range(n)]
 
 
 def _trainer(tmp_path, tiny_checkpoint, *overrides: str, stale: bool = False) -> DapoTrainer:
@@ -48,19 +33,9 @@ def _trainer(tmp_path, tiny_checkpoint, *overrides: str, stale: bool = False) ->
             f"model.name={tiny_checkpoint}",
             f"run.output_dir={tmp_path}",
             "run.name=loop",
-            "trainer.lr=3e-3",
-            "trainer.warmup_steps=0",
-            "trainer.prompts_per_step=4",
-            "trainer.group_size=4",
-            "trainer.mini_batch_size=8",
-            "trainer.micro_batch_size=4",
+            *SETTINGS,
             "trainer.log_trajectories=2",
             "trainer.max_num_gen_batches=2",
-            "data.template=compact_no_tools",
-            "rollout.max_turns=0",
-            "rollout.max_new_tokens_per_turn=6",
-            "rollout.max_response_tokens=8",
-            "reward.overlong.enabled=false",
             *overrides,
         ],
     )
@@ -71,7 +46,7 @@ def _trainer(tmp_path, tiny_checkpoint, *overrides: str, stale: bool = False) ->
     source = ToolRolloutSource(config, model, tokenizer, score=lower_half, engine=engine)
     if stale:  # a deliberate fault: the engine's copy never receives the new weights
         source.sync = lambda state_dict: None  # type: ignore[method-assign]
-    return DapoTrainer(config, run, accelerator, model, tokenizer, source, _examples())
+    return DapoTrainer(config, run, accelerator, model, tokenizer, source, examples())
 
 
 @pytest.mark.slow
