@@ -96,7 +96,7 @@ def test_server_engine_is_token_exact_and_takes_weight_pushes(vllm_server, smoll
     assert engine.generate([ids], greedy)[0].token_ids == first.token_ids
 
     runner = RolloutRunner(engine, ToolRegistry({}), config)
-    trajs = runner.run([ids] * 4, [{}] * 4, runner.sampling_params(seed=0), frozenset())
+    trajs = runner.run([ids] * 4, [None] * 4, runner.sampling_params(seed=0), frozenset())
     for traj in trajs:
         assert len(traj.response_ids) == len(traj.loss_mask) <= 64
         assert len(traj.logprobs) == len(traj.response_ids)

