@@ -104,7 +104,7 @@ def worker(backend: str, batches: list[int], tokens: int) -> dict[str, Any]:
         runner = RolloutRunner(engine, ToolRegistry({}), config)
 
         def measure(chosen: list[list[int]], seed: int) -> int:
-            trajectories = runner.run(chosen, [{}] * len(chosen), runner.sampling_params(seed=seed), frozenset())
+            trajectories = runner.run(chosen, [None] * len(chosen), runner.sampling_params(seed=seed), frozenset())
             return sum(t.n_model_tokens for t in trajectories)
 
     measure(prompts[:1], 1)  # warm-up (kernels, caches)
@@ -227,7 +227,7 @@ def simulate(tokenizer: Any, batches: list[int], low: float, high: float, seed: 
             else:
                 runner = RolloutRunner(engine, tools, config)
                 trajectories = runner.run(
-                    chosen, [{}] * batch, runner.sampling_params(greedy=True), frozenset({"search"})
+                    chosen, [None] * batch, runner.sampling_params(greedy=True), frozenset({"search"})
                 )
                 calls = sum(t.tool_calls.get("search", 0) for t in trajectories)
             walls[mode] = (time.perf_counter() - begin, calls)

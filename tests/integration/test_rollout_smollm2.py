@@ -33,7 +33,7 @@ def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer
     config = RolloutConfig(max_turns=2, max_response_tokens=160, max_new_tokens_per_turn=40)
     runner = RolloutRunner(ForcedPrefixEngine(HFEngine(model, tokenizer), FORCED), tools, config)
     prompt = render_prompt(tokenizer, "How many years before 2000 was the Eiffel Tower completed?", "compact")
-    traj = runner.run([prompt], [{}], runner.sampling_params(greedy=True), frozenset({"search", "code"}))[0]
+    traj = runner.run([prompt], [None], runner.sampling_params(greedy=True), frozenset({"search", "code"}))[0]
     assert traj.tool_calls == {"search": 1, "code": 1}
     assert "1889" in traj.turns[0].output and traj.turns[1].output == "111" and traj.turns[1].ok
     assert len(traj.response_ids) == len(traj.loss_mask) == len(traj.logprobs) <= 160
