@@ -147,3 +147,16 @@ def test_the_server_engine_needs_a_url():
         load_config(None, ["rollout.engine=vllm-server"])
     config = load_config(None, ["rollout.engine=vllm-server", "rollout.engine.url=http://127.0.0.1:8000"])
     assert config.rollout.engine == VLLMServerEngineConfig(url="http://127.0.0.1:8000")
+
+
+def test_the_rollout_source_closes_its_engine(tokenizer, tiny_checkpoint):
+    """A run's end closes the engine it generated with (a vLLM engine's processes would outlive the run)."""
+    from tapo.config import load_config
+    from tapo.train.source import ToolRolloutSource
+
+    config = load_config(None, ["tools.enabled=[]", "rollout.engine=vllm-server", "rollout.engine.url=http://x"])
+    with serve(vllm_like_app(STOPPED)) as url:
+        engine = VLLMServerEngine(url + "/v1", tokenizer)
+        source = ToolRolloutSource(config, tiny_checkpoint, tokenizer, score=lambda trajectories: None, engine=engine)
+        source.close()
+    assert engine._io.closed

@@ -119,9 +119,13 @@ class ToolRolloutSource:
             self.engine.update_weights(state_dict)
 
     def close(self) -> None:
-        """Close the tools on the loop their clients live on, then the loop and the reward."""
+        """Close the tools on the loop their clients live on, then the loop, the reward and the engine (a vLLM
+        engine's processes would otherwise outlive the run and keep the process from exiting)."""
         if self.tools is not None and not self.loop.closed:
             self.loop.run(self.tools.aclose())
         self.loop.close()
         if self._reward is not None:
             self._reward.close()
+        close_engine = getattr(self.engine, "close", None)
+        if close_engine is not None:
+            close_engine()
