@@ -112,7 +112,7 @@ def test_trainable_layers_freezes_everything_below_the_top_layers(tmp_path, toke
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ('{"prompt_ids": [1, 2], "response_ids": [3', "not valid JSON"),
+        ('{"prompt_ids": [1, 2], "response_ids": [3', "invalid JSON"),
         ('{"prompt_ids": [1, "2"], "response_ids": [3], "loss_mask": [1]}', "prompt_ids[1] is '2', not an integer"),
         ('{"prompt_ids": [1, 2], "response_ids": [3.0], "loss_mask": [1]}', "response_ids[0] is 3.0, not an integer"),
         ('{"prompt_ids": [1, 2], "response_ids": [49152], "loss_mask": [1]}', "outside the tokenizer's vocabulary"),

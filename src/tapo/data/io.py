@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from tapo.data.schema import Example
 from tapo.io.atomic import atomic_open, write_jsonl
+from tapo.io.lines import JsonLineError, jsonl_lines
 
 logger = logging.getLogger(__name__)
 
@@ -83,28 +84,15 @@ def dataset_file_problem(path: Path) -> str | None:
 def _raw_rows(path: Path) -> Iterator[tuple[int, Any]]:
     """(row number, parsed row) pairs; numbers are 1-based lines for JSONL and 1-based rows for parquet.
 
-    A JSONL line that is not UTF-8 or not JSON comes back as a ``DataError`` value, so the caller decides to drop
-    or raise. Lines are decoded one by one: decoding the file as a whole would let one stray byte fail every row,
-    with no line number.
+    A JSONL line that is not UTF-8 or not JSON comes back as a ``JsonLineError`` value, so the caller decides to
+    drop or raise (:func:`tapo.io.lines.jsonl_lines`).
     """
     if _format(path) == "parquet":
         import pyarrow.parquet as pq
 
         yield from enumerate(pq.read_table(path).to_pylist(), start=1)
         return
-    with open(path, "rb") as handle:
-        for number, data in enumerate(handle, start=1):
-            try:
-                line = data.decode("utf-8")
-            except UnicodeDecodeError as error:
-                yield number, DataError(f"not UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start})")
-                continue
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as error:
-                yield number, DataError(f"invalid JSON ({error.msg} at column {error.colno})")
+    yield from jsonl_lines(path)
 
 
 def _gold_text(value: Any) -> str | None:
@@ -179,8 +167,8 @@ def read_examples(
 
     for number, raw in _raw_rows(path):
         report.read += 1
-        if isinstance(raw, DataError) or not isinstance(raw, dict):
-            message = str(raw) if isinstance(raw, DataError) else f"expected an object, got {type(raw).__name__}"
+        if isinstance(raw, JsonLineError) or not isinstance(raw, dict):
+            message = str(raw) if isinstance(raw, JsonLineError) else f"expected an object, got {type(raw).__name__}"
             problem(number, message, "not an object", dropped=True)
             continue
         row = dict(raw)

@@ -8,7 +8,6 @@ schedule, checkpoints and metrics are the RL trainer's.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ import torch
 from accelerate import Accelerator
 
 from tapo.config.schema import TapoConfig
+from tapo.io.lines import JsonLineError, jsonl_lines
 from tapo.io.runs import RunDir
 from tapo.train.checkpoint import save_checkpoint
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
@@ -76,21 +76,15 @@ def load_demos(path: str | Path, limit: int | None = None, vocab_size: int | Non
     if not path.is_file():
         raise DemoError(f"demonstration file {str(path)!r} does not exist")
     demos = []
-    with path.open("rb") as handle:
-        for line, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-                if not text.strip():
-                    continue
-                demo = parse_demo(json.loads(text), vocab_size)
-            except UnicodeDecodeError as error:
-                raise DemoError(f"{path}:{line}: not UTF-8 ({error.reason} at byte {error.start})") from None
-            except json.JSONDecodeError as error:
-                raise DemoError(f"{path}:{line}: not valid JSON ({error.msg} at column {error.colno})") from None
-            except ValueError as error:
-                raise DemoError(f"{path}:{line}: {error}") from None
-            if sum(demo.loss_mask):
-                demos.append(demo)
+    for line, raw in jsonl_lines(path):
+        try:
+            if isinstance(raw, JsonLineError):
+                raise raw
+            demo = parse_demo(raw, vocab_size)
+        except ValueError as error:
+            raise DemoError(f"{path}:{line}: {error}") from None
+        if sum(demo.loss_mask):
+            demos.append(demo)
     if not demos:
         raise DemoError(f"{path}: no demonstration with a mask-1 token")
     return demos[:limit] if limit else demos
