@@ -154,9 +154,8 @@ def check_model(name: str, key: str = "model.name") -> None:
     if path.is_dir():
         try:
             check_files(Path(resolve_model(name, auto_pull=False)))
-        except FileNotFoundError as error:  # a directory that is neither a checkpoint nor a run with one
-            raise PreflightError(f"{key}={name!r}: {error}") from None
-        except CorruptFileError as error:
+        # a directory that is neither a checkpoint nor a run with one, or a file whose header does not read
+        except (FileNotFoundError, CorruptFileError) as error:
             raise PreflightError(f"{key}={name!r}: {error}") from None
         return
     if name == TINY_RANDOM or name in EMBEDDED_MODELS:

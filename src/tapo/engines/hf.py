@@ -26,6 +26,7 @@ from transformers.generation.streamers import BaseStreamer
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.batching import AsyncBatcher
 from tapo.engines.stops import eos_token_ids, find_cut
+from tapo.engines.weights import require_weights
 
 
 class _SampledLogprobs(LogitsProcessor):
@@ -166,8 +167,7 @@ class HFEngine:
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         """Copy ``state_dict`` in (or check that it is already the engine's own storage); an empty or partial
         state dict is an error, never a skip: the engine would go on sampling from old weights."""
-        if not state_dict:
-            raise ValueError("empty state dict: the engine would keep sampling from its old weights")
+        require_weights(state_dict)
         own = self.model.state_dict()
         if all(k in own and own[k].data_ptr() == v.data_ptr() for k, v in state_dict.items()):
             return  # the engine shares the trainer's model: nothing to copy

@@ -19,7 +19,7 @@ from accelerate.utils import DistributedType
 
 
 class WeightSyncError(RuntimeError):
-    """Weights that cannot be what the engine must sample from: empty, partial, or of another model."""
+    """A gather that produced no weights: the engines would go on sampling from the old ones."""
 
 
 def _zero3(accelerator: Accelerator) -> bool:
