@@ -128,11 +128,50 @@ def test_corrective_messages_do_not_break_the_format(reward):
         ("tapo_mini", "auto"),
         ("tapo_mini/multi_hop", "auto"),
         ("", "exact"),
+        ("default", "exact"),
+        ("aime_2025", "math"),
     ],
 )
 def test_registry_by_source(source, scorer):
     registry = ScorerRegistry(RewardConfig())
     assert registry.resolve(source)[0] == scorer
+
+
+@pytest.mark.parametrize(
+    ("source", "scorer"),
+    [
+        ("default", "exact"),
+        ("gsm8k", "exact"),
+        ("dapo_math", "exact"),
+        ("deep_math", "exact"),
+        ("aime2024", "exact"),
+        ("aime_2025", "exact"),
+        ("AIME-25", "exact"),
+        ("nq", "nq"),
+        ("calculator", "calculator"),
+        ("complex", "complex"),
+        ("hotpotqa", "em"),  # unknown to TAPO's scorer: the reporting scorer stays
+        ("math500", "math"),
+        ("tapo_mini", "auto"),
+    ],
+)
+def test_tapo_preset_is_the_original_scorer_per_source(source, scorer):
+    registry = ScorerRegistry(RewardConfig(preset="tapo"))
+    assert registry.resolve(source)[0] == scorer
+
+
+def test_presets_score_the_same_answer_differently():
+    """The point of the switch: TAPO pays a substring hit on nq and misses '$18' on gsm8k; reporting does not."""
+    answer = "<answer>Paris, France</answer>"
+    with RewardFunction(RewardConfig(preset="tapo"), M) as tapo, RewardFunction(RewardConfig(), M) as report:
+        assert (tapo(answer, ["Paris"], "nq", 1).acc, report(answer, ["Paris"], "nq", 1).acc) == (True, False)
+        dollars = "<answer>$18</answer>"
+        assert (tapo(dollars, ["18"], "gsm8k", 1).acc, report(dollars, ["18"], "gsm8k", 1).acc) == (False, True)
+
+
+def test_a_number_suffix_falls_back_only_to_a_known_family():
+    with pytest.raises(RewardError, match="squad2"):
+        ScorerRegistry(RewardConfig()).resolve("squad2")
 
 
 def test_unknown_source_fails_fast_listing_known_ones(reward):

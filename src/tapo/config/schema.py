@@ -501,6 +501,12 @@ class OverlongConfig(Section):
 class RewardConfig(Section):
     """Scoring: format check, correctness by data source, accuracy threshold and length shaping (spec §3)."""
 
+    preset: Literal["tapo-eval", "tapo"] = Field(
+        "tapo-eval",
+        description="Scorer per data source: `tapo-eval` for reporting (Search-R1 EM for QA, math-verify for math); "
+        "`tapo` = TAPO's original rule per source (exact for math sets, its lenient `nq`), to train a reproduction. "
+        "Sources TAPO did not know keep the reporting scorer; `custom_scorers` override both (docs/rewards.md).",
+    )
     default_scorer: Literal["exact", "nq", "calculator", "complex", "em", "f1", "math", "auto"] = Field(
         "exact",
         description="Scorer of rows with an empty data_source (an unknown source is an error); TAPO's default: exact.",

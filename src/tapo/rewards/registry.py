@@ -2,8 +2,14 @@
 
 Source names are matched after canonicalization (lower-case, ``-``, ``_``, spaces and dots removed), so
 ``MATH-500``, ``math_500`` and ``math500`` are one source; ``family/subset`` falls back to ``family``
-(``tapo_mini/multi_hop`` → ``tapo_mini``). An empty source uses ``reward.default_scorer``; an unknown one is an
-error that lists the known sources: a typo must not silently change the reward.
+(``tapo_mini/multi_hop`` → ``tapo_mini``) and a name followed by a number falls back to the name (``aime_2025`` →
+``aime``, as TAPO's scorer matches every ``aime*``). An empty source, or ``default`` (TAPO's name for it), uses
+``reward.default_scorer``; an unknown one is an error that lists the known sources: a typo must not silently change
+the reward.
+
+Two tables, chosen by ``reward.preset``: ``tapo-eval`` (the default) scores for reporting (Search-R1's EM for QA,
+symbolic equivalence for math); ``tapo`` gives every source TAPO's original code knows the rule that code gave it
+(spec §3), to train a faithful reproduction, and keeps the reporting scorer for the sources it did not know.
 """
 
 from __future__ import annotations
@@ -28,6 +34,24 @@ SOURCE_SCORERS: dict[str, str] = {
     "complex": "complex",
     "tapomini": "auto",
 }
+
+# TAPO's ``_check_score``: exact match for default/gsm8k/dapo_math/deep_math/aime*, its lenient ``nq`` rule, and the
+# two numeric rules; canonical names, so ``deep_math``, ``DAPO-Math-17k`` and ``aime_2024`` are covered too.
+TAPO_SCORERS: dict[str, str] = {
+    **dict.fromkeys(("gsm8k", "dapomath", "dapomath17k", "deepmath", "deepmath103k"), "exact"),
+    **dict.fromkeys(("aime", "aime24", "aime2024"), "exact"),
+    "nq": "nq",
+    "calculator": "calculator",
+    "complex": "complex",
+}
+
+PRESETS: dict[str, dict[str, str]] = {"tapo-eval": SOURCE_SCORERS, "tapo": SOURCE_SCORERS | TAPO_SCORERS}
+"""``reward.preset`` -> canonical source -> scorer name."""
+
+DEFAULT_SOURCE = "default"
+"""TAPO's data_source for rows without a dataset of their own: scored like an empty source."""
+
+_NUMBERED = re.compile(r"^(?P<family>[a-z]+)\d+$")
 
 
 class RewardError(ValueError):
@@ -71,7 +95,7 @@ class ScorerRegistry:
         self._math = MathScorer(config.math_timeout_s, config.math_memory_mb)
         self.scorers: dict[str, Scorer] = {**scorers.PURE_SCORERS, "math": self._math}
         self.default = config.default_scorer
-        self.sources: dict[str, str] = dict(SOURCE_SCORERS)
+        self.sources: dict[str, str] = dict(PRESETS[config.preset])
         for source, spec in config.custom_scorers.items():
             if spec not in self.scorers:
                 self.scorers[spec] = load_scorer(spec)
@@ -90,12 +114,15 @@ class ScorerRegistry:
 
     def resolve(self, data_source: str) -> tuple[str, Scorer]:
         """The scorer name and function for ``data_source``; RewardError listing known sources if none."""
-        if not data_source.strip():
+        if not data_source.strip() or canonical_source(data_source) == DEFAULT_SOURCE:
             return self.default, self.scorers[self.default]
         for candidate in (data_source, data_source.split("/", 1)[0]):
-            name = self.sources.get(canonical_source(candidate))
-            if name is not None:
-                return name, self.scorers[name]
+            canonical = canonical_source(candidate)
+            numbered = _NUMBERED.match(canonical)
+            for key in (canonical, numbered["family"] if numbered else None):
+                name = self.sources.get(key) if key else None
+                if name is not None:
+                    return name, self.scorers[name]
         raise RewardError(
             f"no scorer for data_source {data_source!r}; known sources: {', '.join(sorted(self.sources))} "
             f"(add one with reward.custom_scorers={{{data_source}: em}} or a 'module:function')"
