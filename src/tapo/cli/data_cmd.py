@@ -1,4 +1,5 @@
-"""``tapo data``: build TAPO-mini and TAPO-easy/hard, list the known sets, check a dataset file."""
+"""``tapo data``: build TAPO-mini, TAPO's published data and the TAPO-easy/hard reconstruction, list the known sets,
+check a dataset file."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import typer
 from rich.table import Table
 
 from tapo.cli.common import config_or_exit, console, fail
+from tapo.config import TapoConfig
 from tapo.config.schema import MINI_SIZES
+from tapo.data.published import HUB_ID
 
 app = typer.Typer(help="Build, list and check datasets.", no_args_is_help=True)
 
 MINI = "mini"
+PUBLISHED = "tapo"
 
 
 def _counts_table(title: str, counts: dict[str, dict[str, int]]) -> Table:
@@ -27,7 +31,7 @@ def _counts_table(title: str, counts: dict[str, dict[str, int]]) -> Table:
 
 @app.command("build")
 def build_cmd(
-    name: str = typer.Argument(..., help="mini, tapo-easy or tapo-hard"),
+    name: str = typer.Argument(..., help="mini, tapo (TAPO's published data), tapo-easy or tapo-hard"),
     out: Path = typer.Option(..., "--out", help="output directory"),
     seed: int | None = typer.Option(None, min=0, help="random seed (default: data.mini_seed, or 0)"),
     train: int | None = typer.Option(None, min=0, help="mini: train questions (default: data.mini_train)"),
@@ -35,16 +39,26 @@ def build_cmd(
     test: int | None = typer.Option(None, min=0, help="mini: test questions"),
     no_index: bool = typer.Option(False, "--no-index", help="mini: do not build the BM25 search index"),
     size: int | None = typer.Option(None, min=1, help="tapo-easy/hard: total rows (default: 60000 / 18000)"),
-    source_dir: Path | None = typer.Option(None, help="tapo-easy/hard: local copies <dir>/<key>/<split>.jsonl"),
+    source_dir: Path | None = typer.Option(
+        None, help="tapo: a copy of the published DIR/{train,test}.parquet; tapo-easy/hard: <dir>/<key>/<split>.jsonl"
+    ),
+    data: str | None = typer.Option(None, help="tapo: hf:OWNER/NAME or a directory (default: hf:Goer17/TAPO)"),
     config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s) whose data section gives defaults"),
 ) -> None:
     """Build a dataset into OUT and print its counts by split."""
     from tapo.data.builders import RECIPES
 
-    if name != MINI and name not in RECIPES:
-        raise fail(f"unknown dataset {name!r}; choose one of: {', '.join([MINI, *RECIPES])}")
-    data = config_or_exit(config, None).data
+    if name not in (MINI, PUBLISHED) and name not in RECIPES:
+        raise fail(f"unknown dataset {name!r}; choose one of: {', '.join([MINI, PUBLISHED, *RECIPES])}")
+    if data is not None and source_dir is not None:
+        raise fail("--data and --source-dir both name the published data: give one")
+    loaded = config_or_exit(config, None)
     start = time.perf_counter()
+    if name == PUBLISHED:
+        _build_published(loaded, source_dir or data or f"hf:{HUB_ID}", out)
+        console.print(f"wrote {out} in {time.perf_counter() - start:.1f} s (manifest.json has the counts and hashes)")
+        return
+    data = loaded.data
     if name == MINI:
         from tapo.data.mini import MiniSizes, build_mini
 
@@ -77,6 +91,38 @@ def build_cmd(
     console.print(f"wrote {out} in {time.perf_counter() - start:.1f} s (manifest.json has the counts and hashes)")
 
 
+def _build_published(config: TapoConfig, location: str | Path, out: Path) -> None:
+    """TAPO's published splits into OUT, each source checked against the scorer ``reward.preset=tapo`` gives it."""
+    from tapo.data.io import DataError
+    from tapo.data.published import build_published
+    from tapo.rewards.registry import RewardError, ScorerRegistry
+
+    registry = ScorerRegistry(config.reward.model_copy(update={"preset": "tapo"}))
+
+    def scorer_for(source: str) -> str | None:
+        try:
+            return registry.resolve(source)[0]
+        except RewardError:
+            return None
+
+    try:
+        with console.status(f"reading {location}"):
+            manifest = build_published(location, out, scorer_for)
+    except (DataError, ValueError, OSError) as error:  # datasets raises FileNotFoundError/ValueError on bad files
+        raise fail(str(error), code=1) from None
+    finally:
+        registry.close()
+    counts = manifest["counts"]
+    table = Table("data_source", "scorer (reward.preset=tapo)", *counts, title="TAPO's published data")
+    for source, scorer in manifest["scorers"].items():
+        table.add_row(source, scorer, *(str(row.get(source, 0)) for row in counts.values()))
+    console.print(table)
+    read, kept = sum(manifest["read"].values()), sum(manifest["kept"].values())
+    console.print(f"{kept} of {read} rows kept", highlight=False)
+    for line in manifest["report"]:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 @app.command("list")
 def list_cmd() -> None:
     """Show the datasets this project builds and the benchmarks it loads."""
@@ -85,6 +131,7 @@ def list_cmd() -> None:
 
     built = Table("name", "rows", "sources", title="built by `tapo data build`")
     built.add_row(MINI, "/".join(map(str, MINI_SIZES.values())), "generated offline (fictional world + BM25 index)")
+    built.add_row(PUBLISHED, "as published", f"hf:{HUB_ID} (TAPO's own train/test; --source-dir for a local copy)")
     for recipe in RECIPES.values():
         parts = [f"{source.hub_id} ({count})" for source, count in recipe.sources]
         parts += [f"{kind} ({count})" for kind, count in recipe.generated]

@@ -10,7 +10,6 @@ filled by the generated kinds and recorded in the manifest, so the total size ho
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections import Counter
@@ -21,7 +20,7 @@ from typing import Any
 
 from tapo.data.arith import REFERENCE_YEAR, apportion, evaluate
 from tapo.data.benchmarks import BENCHMARKS
-from tapo.data.io import save_examples
+from tapo.data.io import save_examples, sha256_files
 from tapo.data.schema import Example
 from tapo.data.sources import Source, convert, dapo_math, deepmath, gsm8k, hotpotqa, load_raw, nq_open, question_key
 from tapo.io.atomic import write_json
@@ -243,7 +242,7 @@ def build_dataset(
             "train": dict(sorted(Counter(row.data_source for row in train).items())),
             "validation": dict(sorted(Counter(row.data_source for row in validation).items())),
         },
-        "sha256": {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files},
+        "sha256": sha256_files(files),
     }
     write_json(out / "manifest.json", manifest)
     return manifest

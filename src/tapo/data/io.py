@@ -12,6 +12,7 @@ would give every row every key (as nulls), so a round trip would not return what
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -225,3 +226,8 @@ def save_examples(rows: Iterable[Example | Mapping[str, Any]], path: str | os.Pa
     with atomic_open(path, "wb") as handle:
         pq.write_table(pa.Table.from_pylist(records, schema=schema), handle)
     return path
+
+
+def sha256_files(paths: Iterable[Path]) -> dict[str, str]:
+    """File name -> sha256 of its bytes: what a dataset manifest records of the files it wrote."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
