@@ -84,9 +84,22 @@ def train(
         None, "--resume-from", help="with --resume: continue from this kept checkpoint (step-N) instead of the newest"
     ),
     progress: bool = typer.Option(True, help="show the live progress display"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="check the run at its scale and run one step of a tiny stand-in model, then stop"
+    ),
+    gpu_memory_gib: float = typer.Option(80.0, min=1.0, help="--dry-run: memory of one GPU, for the estimate"),
+    dry_run_tokens: int = typer.Option(
+        64, min=8, help="--dry-run: token cap of the stand-in step only (the checks use the config's budgets)"
+    ),
 ) -> None:
     """Train a policy with DAPO and tools on `data.train`, checkpointing into runs/NAME."""
     config = _resume_config(resume, config_files, overrides) if resume else config_or_exit(config_files, overrides)
+    if dry_run:
+        from tapo.cli.dry_run import dry_run as check_and_step
+
+        set_threads(config.run.torch_threads)
+        check_and_step(config, gpu_memory_gib, dry_run_tokens)
+        return
     run_root = Path(config.run.output_dir) / config.run.name
     if resume_from is not None and resume is None:
         raise fail("--resume-from needs --resume RUN_DIR")

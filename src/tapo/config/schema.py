@@ -159,6 +159,12 @@ class RunConfig(Section):
     torch_threads: int = Field(
         0, ge=0, description="CPU threads torch uses; 0 = every core this process may run on (its affinity mask)."
     )
+    accelerate_config: str | None = Field(
+        None,
+        description="The accelerate config file the run is launched with (`accelerate launch --config_file`); "
+        "`tapo train --dry-run` checks the batch sizes and the memory per GPU against its processes and sharding. "
+        "None = one process.",
+    )
 
 
 class LoraConfig(Section):

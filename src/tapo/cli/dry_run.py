@@ -1,0 +1,216 @@
+"""``tapo train --dry-run``: check a run at the scale its config names before it spends GPU hours.
+
+Everything a run needs is built and checked, and every failure is reported at once (exit 1): the data file and its
+sources' scorers, the template, the tools (the search index, the code sandbox), the engine's URL, the output
+directory, the batch arithmetic over the processes of ``run.accelerate_config``, the token budgets against the
+model's context, and the memory per GPU of the real model. Then, in place of the real weights, a tiny random model of
+the same architecture family (Qwen2 for the Qwen configs) runs one rollout batch (one prompt group) with the real
+tools and one optimizer step, on the CPU or the GPU at hand. Only that step is shrunk (``--dry-run-tokens`` caps
+its token budgets, one group of prompts); every check above uses the config's own numbers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tapo.cli.common import console, fail
+from tapo.cli.preflight import (
+    PreflightError,
+    check_engine,
+    check_output_dir,
+    check_reward,
+    check_template,
+    check_tools,
+)
+from tapo.config import TapoConfig
+
+SHOWN = ("reward/mean", "tools/calls_per_traj", "actor/loss", "actor/grad_norm", "time/step_s")
+
+
+class Report:
+    """Sections of lines to print and the failures found, each one line."""
+
+    def __init__(self) -> None:
+        self.sections: dict[str, list[str]] = {}
+        self.failures: list[str] = []
+
+    def add(self, section: str, lines: list[str], failures: Sequence[str] = ()) -> None:
+        self.sections.setdefault(section, []).extend(lines)
+        self.failures.extend(failures)
+
+    def attempt(self, check: Callable[..., Any], *args: Any) -> Any:
+        """Run one preflight check; its failure is recorded, not raised, so the next check still runs."""
+        try:
+            return check(*args)
+        except PreflightError as error:
+            self.failures.append(str(error))
+            return None
+
+    def print(self) -> None:
+        for section, lines in self.sections.items():
+            console.print(f"[bold]{section}[/]")
+            for line in lines:
+                console.print(f"  {line}", highlight=False, soft_wrap=True)
+
+
+def _examples(config: TapoConfig, report: Report) -> list[Any]:
+    from tapo.data.io import dataset_file_problem, read_examples
+
+    if config.data.train is None:
+        report.failures.append("data.train is not set: give a training file")
+        return []
+    if problem := dataset_file_problem(Path(config.data.train)):
+        report.failures.append(f"data.train={config.data.train!r}: {problem}")
+        return []
+    try:
+        examples, loaded = read_examples(config.data.train)
+    except ValueError as error:  # DataError: a file that cannot be read, named with its line
+        report.failures.append(str(error))
+        return []
+    report.add("data", [loaded.summary()], [] if examples else [f"data.train={config.data.train!r}: no usable row"])
+    return examples
+
+
+def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], Any]:
+    """Every check of the dry run at the config's own scale; the report, the examples and the architecture."""
+    import yaml
+
+    from tapo.models.architecture import read_architecture
+    from tapo.prompts.templates import allowed_tools
+    from tapo.train import plan
+
+    report = Report()
+    examples = _examples(config, report)
+    report.attempt(check_output_dir, config.run.output_dir, "run.output_dir")
+    report.attempt(check_template, config.data.template)
+    report.attempt(check_engine, config)
+    report.attempt(check_tools, config, allowed_tools(config.data.template) & set(config.tools.enabled))
+    report.attempt(check_reward, config, {example.data_source for example in examples})
+    try:
+        launch = plan.read_launch(config.run.accelerate_config)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        report.failures.append(str(error))
+        launch = plan.Launch()
+    report.add("launch", [f"{launch.processes} process(es), {launch.kind} ({launch.source})"])
+    report.add("batch", *plan.batch_arithmetic(config, launch.processes))
+    architecture = None
+    try:
+        architecture, origin = read_architecture(config.model.name)
+    except (OSError, ValueError, KeyError) as error:
+        report.failures.append(f"model.name={config.model.name!r}: {error}")
+    if architecture is not None:
+        params = architecture.parameters / 1e9
+        report.add("model", [f"{config.model.name}: {architecture.model_type}, {params:.2f} B parameters ({origin})"])
+        report.add("tokens", *plan.token_budgets(config, architecture.max_position_embeddings))
+        on_gpu = config.rollout.engine.kind != "transformers"
+        estimate = plan.memory_estimate(config, architecture, launch, gpu_gib)
+        report.add("memory (estimate, real model)", *plan.memory_lines(estimate, gpu_gib, on_gpu))
+    if config.rollout.engine.kind == "vllm" and importlib.util.find_spec("vllm") is None:
+        report.add("engine", ["vllm is not installed here: the dry-run step generates with transformers instead"])
+    return report, examples, architecture
+
+
+def _stand_in_tokenizer(name: str) -> tuple[Any, str]:
+    """The real tokenizer when it is on this machine, else the SmolLM2 one the project ships."""
+    from transformers import AutoTokenizer
+
+    from tapo.models.tiny import load_store_tokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True), f"{name}'s own"
+    except (OSError, ValueError):
+        return load_store_tokenizer(), "SmolLM2's (the real one is not on this machine)"
+
+
+def _shrunk(config: TapoConfig, model_dir: Path, out_dir: Path, tokens: int, on_gpu: bool) -> TapoConfig:
+    """The config of the one dry-run step: the stand-in model, one prompt group, at most ``tokens`` per budget."""
+    raw = config.model_dump(mode="json")
+    group = config.trainer.group_size
+    response = min(config.rollout.max_response_tokens, tokens)
+    raw["model"]["name"] = str(model_dir)
+    raw["run"].update(output_dir=str(out_dir), name="dry-run")
+    raw["rollout"].update(
+        engine={"kind": "transformers", "batch_size": group},
+        max_response_tokens=response,
+        max_new_tokens_per_turn=min(config.rollout.max_new_tokens_per_turn, response),
+        max_obs_tokens=min(config.rollout.max_obs_tokens, response),
+    )
+    raw["reward"]["overlong"]["buffer"] = min(config.reward.overlong.buffer, max(1, response // 2))
+    raw["trainer"].update(
+        prompts_per_step=1,
+        mini_batch_size=group,
+        micro_batch_size=group,
+        max_steps=1,
+        max_num_gen_batches=1,
+        save_every=1,
+        tracker="none",
+        bf16=config.trainer.bf16 and on_gpu,
+    )
+    return TapoConfig.model_validate(raw)
+
+
+def one_step(config: TapoConfig, architecture: Any, examples: list[Any], tokens: int) -> dict[str, float]:
+    """One rollout batch with the real tools and one optimizer step of a tiny stand-in; returns the step's row."""
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    from tapo.io.runs import RunDir
+    from tapo.models.tiny import build_stand_in
+    from tapo.train.setup import load_policy, make_accelerator
+    from tapo.train.source import ToolRolloutSource
+    from tapo.train.trainer import DapoTrainer
+
+    transformers_logging.disable_progress_bar()  # a tiny model's "writing shards" bars say nothing
+    tokenizer, where = _stand_in_tokenizer(config.model.name)
+    stand_in = build_stand_in(architecture, tokenizer)
+    console.print(
+        f"[bold]dry-run step[/]\n  stand-in: {type(stand_in).__name__}, "
+        f"{sum(p.numel() for p in stand_in.parameters()) / 1e6:.1f} M parameters, tokenizer: {where}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="tapo-dry-run-") as tmp:
+        model_dir = Path(tmp) / "stand-in"
+        stand_in.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        small = _shrunk(config, model_dir, Path(tmp) / "runs", tokens, torch.cuda.is_available())
+        accelerator = make_accelerator(small, Path(tmp) / "runs" / "dry-run")
+        run = RunDir.create(small)
+        model, tokenizer = load_policy(small.model)
+        source = ToolRolloutSource(small, model, tokenizer, process_index=accelerator.process_index)
+        try:
+            trainer = DapoTrainer(small, run, accelerator, model, tokenizer, source, examples)
+            row = trainer.train_step()
+            trainer.save()
+        finally:
+            source.close()
+    device = f"{accelerator.device}" + (" bf16" if small.trainer.bf16 else " float32")
+    console.print(
+        f"  device: {device}; {small.trainer.group_size} trajectories of at most {small.rollout.max_response_tokens} "
+        "tokens; " + ", ".join(f"{key} {row.get(key, float('nan')):.3g}" for key in SHOWN),
+        highlight=False,
+        soft_wrap=True,
+    )
+    return row
+
+
+def dry_run(config: TapoConfig, gpu_gib: float, tokens: int) -> None:
+    """Check everything, print the report, exit 1 listing every failure; else run the one step."""
+    report, examples, architecture = check_run(config, gpu_gib)
+    report.print()
+    if report.failures:
+        console.print(f"[bold red]{len(report.failures)} problem(s) would stop this run:[/]")
+        for failure in report.failures:
+            console.print(f"  [red]x[/] {failure}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    try:
+        one_step(config, architecture, examples, tokens)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise fail(f"the dry-run step failed: {type(error).__name__}: {error}", code=1) from None
+    console.print("[bold green]dry run passed[/]: nothing above would stop this run")

@@ -1,0 +1,104 @@
+"""A model's architecture without its weights: what a dry run needs to size a real run and build a stand-in.
+
+Read from the model's ``config.json`` where one is at hand (a local directory, the hub cache), else from a table
+of the models the shipped configs name, so a laptop without the 3B/7B checkpoints can still check their configs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of a decoder-only transformer (the fields of a Llama/Qwen2 ``config.json``)."""
+
+    model_type: str
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    vocab_size: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    attention_bias: bool = False
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Architecture:
+        heads = int(config["num_attention_heads"])
+        return cls(
+            model_type=str(config["model_type"]),
+            hidden_size=int(config["hidden_size"]),
+            intermediate_size=int(config["intermediate_size"]),
+            num_hidden_layers=int(config["num_hidden_layers"]),
+            num_attention_heads=heads,
+            num_key_value_heads=int(config.get("num_key_value_heads") or heads),
+            vocab_size=int(config["vocab_size"]),
+            max_position_embeddings=int(config["max_position_embeddings"]),
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            # Qwen2 has q/k/v biases without saying so in its config; Llama says attention_bias
+            attention_bias=bool(config.get("attention_bias", config["model_type"] == "qwen2")),
+        )
+
+    @property
+    def parameters(self) -> int:
+        """Parameter count: embeddings, attention (grouped K/V), SwiGLU MLP, two norms per layer, final norm, head."""
+        h, kv = self.hidden_size, self.hidden_size * self.num_key_value_heads // self.num_attention_heads
+        attention = 2 * h * h + 2 * h * kv + ((h + 2 * kv) if self.attention_bias else 0)
+        layer = attention + 3 * h * self.intermediate_size + 2 * h
+        embeddings = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
+        return embeddings + self.num_hidden_layers * layer + h
+
+
+_QWEN25 = {"model_type": "qwen2", "attention_bias": True}
+KNOWN: dict[str, dict[str, Any]] = {
+    # the published config.json of each (huggingface.co/Qwen/<name>/blob/main/config.json)
+    "Qwen/Qwen2.5-3B": _QWEN25
+    | {
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "max_position_embeddings": 32768,
+        "tie_word_embeddings": True,
+    },
+    "Qwen/Qwen2.5-7B": _QWEN25
+    | {
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": False,
+    },
+}
+
+
+def read_architecture(name: str) -> tuple[Architecture, str]:
+    """The architecture of model ``name`` and where it was read; FileNotFoundError when nothing here knows it."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from tapo.models.resolve import resolve_model
+
+    path = Path(name).expanduser()
+    if path.is_dir() or "/" not in name:  # a checkpoint, a run, a store name or tiny-random
+        config = Path(resolve_model(name, auto_pull=False)) / "config.json"
+        return Architecture.from_config(json.loads(config.read_text(encoding="utf-8"))), str(config)
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        return Architecture.from_config(json.loads(Path(cached).read_text(encoding="utf-8"))), cached
+    for known, config in KNOWN.items():
+        if known.lower() == name.lower() or name.lower().startswith(f"{known.lower()}-"):  # -Instruct: same shape
+            return Architecture.from_config(config), "tapo's table of the shipped configs' models"
+    raise FileNotFoundError(
+        f"no config.json for {name!r} here (not a local directory, not in the hub cache, not in tapo's table); "
+        "download it (huggingface-cli download NAME config.json) to check a run of it"
+    )

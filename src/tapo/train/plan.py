@@ -1,0 +1,180 @@
+"""What a run will need, computed from its config before it starts: batch arithmetic, token budgets, memory.
+
+``tapo train --dry-run`` prints these for the scale the config names (the real model, the real batch sizes, the
+processes of its accelerate config), so a GPU config is checked on a laptop. Each function returns the lines to
+print and the failures, one line each, so every failure is reported at once.
+
+The memory estimate is an order of magnitude, not a measurement: weights, gradients and AdamW states follow from
+the parameter count, dtype and sharding; activations use the per-token, per-layer figure of Korthikanti et al.
+(2022) for bf16 with flash attention (34 bytes x hidden size, only each layer's input kept under gradient
+checkpointing); the log-prob head holds the micro-batch's response logits several times over (bf16 logits, their
+float32 copy, softmax for the entropy, the gradient), which at Qwen's 152K vocabulary is the largest term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tapo.config.schema import TapoConfig
+from tapo.models.architecture import Architecture
+
+GIB = 1024**3
+ACTIVATION_BYTES_PER_HIDDEN = 34
+"""bf16 activation bytes per token per layer, in units of the hidden size (Korthikanti et al., flash attention)."""
+LOGIT_BYTES = 14
+"""Bytes per (token, vocabulary entry) of the log-prob head: bf16 logits 2 + float32 copy 4 + softmax 4 + grad 4."""
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How the run is launched: processes (GPUs) in all, and what the distribution shards over them."""
+
+    processes: int = 1
+    kind: str = "one process"
+    shard_weights: bool = False
+    shard_grads: bool = False
+    shard_optimizer: bool = False
+    source: str = "no accelerate config (one process)"
+
+
+def read_launch(path: str | Path | None) -> Launch:
+    """The processes and sharding an accelerate config file describes (None: one process)."""
+    if path is None:
+        return Launch()
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"run.accelerate_config={str(path)!r}: no such file")
+    raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    processes = int(raw.get("num_processes", 1))
+    kind = str(raw.get("distributed_type", "NO"))
+    if kind == "FSDP":
+        version = (raw.get("fsdp_config") or {}).get("fsdp_version", 1)
+        return Launch(processes, f"FSDP {version} full shard", True, True, True, str(file))
+    if kind == "DEEPSPEED":
+        stage = int((raw.get("deepspeed_config") or {}).get("zero_stage", 0))
+        return Launch(processes, f"DeepSpeed ZeRO-{stage}", stage >= 3, stage >= 2, stage >= 1, str(file))
+    return Launch(processes, f"{kind} (replicated)", source=str(file))
+
+
+def batch_arithmetic(config: TapoConfig, processes: int) -> tuple[list[str], list[str]]:
+    """prompts x group = trajectories per step, split into mini-batches (optimizer steps) and over processes."""
+    t = config.trainer
+    trajectories = t.prompts_per_step * t.group_size
+    lines = [
+        f"{t.prompts_per_step} prompts x {t.group_size} = {trajectories} trajectories per step; "
+        f"{trajectories} / {t.mini_batch_size} = {trajectories / t.mini_batch_size:g} optimizer steps; "
+        f"{t.mini_batch_size} / {processes} processes = {t.mini_batch_size / processes:g} trajectories per process "
+        f"per mini-batch; rollout: "
+        f"{t.prompts_per_step / processes:g} prompts per process"
+    ]
+    failures = []
+    if trajectories % t.mini_batch_size:
+        failures.append(
+            f"trainer: {t.prompts_per_step} prompts x {t.group_size} = {trajectories} trajectories do not split into "
+            f"mini-batches of trainer.mini_batch_size={t.mini_batch_size} (the last would hold "
+            f"{trajectories % t.mini_batch_size}); make it divide {trajectories}"
+        )
+    if t.mini_batch_size % processes:
+        failures.append(
+            f"trainer.mini_batch_size={t.mini_batch_size} does not divide over {processes} processes; "
+            f"make it a multiple of {processes}"
+        )
+    elif t.micro_batch_size > t.mini_batch_size // processes:
+        lines.append(
+            f"note: trainer.micro_batch_size={t.micro_batch_size} is capped at the {t.mini_batch_size // processes} "
+            "trajectories each process holds per mini-batch"
+        )
+    if t.prompts_per_step < processes:
+        failures.append(
+            f"trainer.prompts_per_step={t.prompts_per_step} is below the {processes} processes: "
+            f"{processes - t.prompts_per_step} would sample nothing"
+        )
+    return lines, failures
+
+
+def micro_batch(config: TapoConfig, processes: int) -> int:
+    """Trajectories one process puts through one forward/backward: the micro-batch, capped by its mini-batch share."""
+    return max(1, min(config.trainer.micro_batch_size, config.trainer.mini_batch_size // processes))
+
+
+def token_budgets(config: TapoConfig, context: int) -> tuple[list[str], list[str]]:
+    """Prompt + response against the model's context, and each per-turn cap against the response cap."""
+    data, rollout = config.data, config.rollout
+    total = data.max_prompt_tokens + rollout.max_response_tokens
+    lines = [
+        f"prompt {data.max_prompt_tokens} + response {rollout.max_response_tokens} = {total} tokens of the model's "
+        f"{context}; per turn {rollout.max_new_tokens_per_turn}, per tool output {rollout.max_obs_tokens}, "
+        f"{rollout.max_turns} tool turns"
+    ]
+    failures = []
+    if total > context:
+        failures.append(
+            f"data.max_prompt_tokens + rollout.max_response_tokens = {total} exceeds the model's context of "
+            f"{context} tokens"
+        )
+    if rollout.max_new_tokens_per_turn > rollout.max_response_tokens:
+        lines.append(
+            f"note: rollout.max_new_tokens_per_turn={rollout.max_new_tokens_per_turn} is capped by "
+            f"rollout.max_response_tokens={rollout.max_response_tokens}"
+        )
+    return lines, failures
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes per GPU (process) of each part, and the peak: resident parts plus the larger transient."""
+
+    parts: dict[str, float]
+    peak: float
+
+
+def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Launch, gpu_gib: float) -> MemoryEstimate:
+    """Per-process memory of training the real model (see the module docstring for the rules)."""
+    n = architecture.parameters
+    trained = n if not config.model.lora.enabled else 0  # LoRA: the adapters' states are negligible at this scale
+    width = _DTYPE_BYTES[config.model.dtype]
+    world = launch.processes
+
+    def share(total: float, sharded: bool) -> float:
+        return total / world if sharded else total
+
+    t, h = config.trainer, architecture.hidden_size
+    micro = micro_batch(config, world)
+    tokens = micro * (config.data.max_prompt_tokens + config.rollout.max_response_tokens)
+    per_layer = ACTIVATION_BYTES_PER_HIDDEN * h * tokens * (1 if t.bf16 else 2)  # float32 doubles it
+    layers = architecture.num_hidden_layers
+    kept = layers * 2 * h * tokens + per_layer if config.model.gradient_checkpointing else layers * per_layer
+    logits = LOGIT_BYTES * micro * config.rollout.max_response_tokens * architecture.vocab_size
+    parts = {
+        "weights": share(n * width, launch.shard_weights),
+        "gradients": share(trained * width, launch.shard_grads),
+        "AdamW states (2 x float32)": share(trained * 8, launch.shard_optimizer),
+        "activations (one micro-batch)": kept,
+        "log-prob head (one micro-batch)": logits,
+        "weight sync (full gathered copy, transient)": n * width if launch.shard_weights else 0.0,
+    }
+    engine = config.rollout.engine
+    if engine.kind == "vllm":
+        parts["vLLM share (gpu_memory_utilization)"] = engine.gpu_memory_utilization * gpu_gib * GIB
+    elif engine.kind == "transformers" and launch.shard_weights:
+        parts["generation copy (transformers engine)"] = n * width
+    transient = max(kept + logits, parts["weight sync (full gathered copy, transient)"])
+    resident = sum(v for k, v in parts.items() if not k.startswith(("activations", "log-prob", "weight sync")))
+    return MemoryEstimate(parts, resident + transient)
+
+
+def memory_lines(estimate: MemoryEstimate, gpu_gib: float, on_gpu: bool) -> tuple[list[str], list[str]]:
+    lines = [f"{name}: {value / GIB:.1f} GiB" for name, value in estimate.parts.items()]
+    where = f"of {gpu_gib:g} GiB per GPU" if on_gpu else "per process (CPU memory)"
+    lines.append(f"peak (resident + the larger of activations and weight sync): {estimate.peak / GIB:.1f} GiB {where}")
+    failures = []
+    if on_gpu and estimate.peak > gpu_gib * GIB:
+        failures.append(
+            f"memory: about {estimate.peak / GIB:.0f} GiB per GPU at peak, over the {gpu_gib:g} GiB of one GPU; lower "
+            "trainer.micro_batch_size, rollout.engine.gpu_memory_utilization, or shard over more processes"
+        )
+    return lines, failures
