@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tapo.cli.main import app
 from tapo.config import load_config
-from tapo.models.architecture import read_architecture
+from tapo.models.resolve import read_architecture
 from tapo.train.plan import Launch, batch_arithmetic, memory_estimate, read_launch
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -81,7 +81,7 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
     """Every check of the dry run at the config's own scale; the report, the examples and the architecture."""
     import yaml
 
-    from tapo.models.architecture import read_architecture
+    from tapo.models.resolve import read_architecture
     from tapo.prompts.templates import allowed_tools
     from tapo.train import plan
 

@@ -1,14 +1,13 @@
 """A model's architecture without its weights: what a dry run needs to size a real run and build a stand-in.
 
-Read from the model's ``config.json`` where one is at hand (a local directory, the hub cache), else from a table
-of the models the shipped configs name, so a laptop without the 3B/7B checkpoints can still check their configs.
+``tapo.models.resolve.read_architecture`` reads it from the model's ``config.json`` where one is at hand (a local
+directory, the hub cache), else from :data:`KNOWN`, the models the shipped configs name, so a laptop without the
+3B/7B checkpoints can still check their configs.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -80,25 +79,3 @@ KNOWN: dict[str, dict[str, Any]] = {
         "tie_word_embeddings": False,
     },
 }
-
-
-def read_architecture(name: str) -> tuple[Architecture, str]:
-    """The architecture of model ``name`` and where it was read; FileNotFoundError when nothing here knows it."""
-    from huggingface_hub import try_to_load_from_cache
-
-    from tapo.models.resolve import resolve_model
-
-    path = Path(name).expanduser()
-    if path.is_dir() or "/" not in name:  # a checkpoint, a run, a store name or tiny-random
-        config = Path(resolve_model(name, auto_pull=False)) / "config.json"
-        return Architecture.from_config(json.loads(config.read_text(encoding="utf-8"))), str(config)
-    cached = try_to_load_from_cache(name, "config.json")
-    if isinstance(cached, str):
-        return Architecture.from_config(json.loads(Path(cached).read_text(encoding="utf-8"))), cached
-    for known, config in KNOWN.items():
-        if known.lower() == name.lower() or name.lower().startswith(f"{known.lower()}-"):  # -Instruct: same shape
-            return Architecture.from_config(config), "tapo's table of the shipped configs' models"
-    raise FileNotFoundError(
-        f"no config.json for {name!r} here (not a local directory, not in the hub cache, not in tapo's table); "
-        "download it (huggingface-cli download NAME config.json) to check a run of it"
-    )

@@ -7,11 +7,13 @@ first use), or a hub id (passed through for users with network access).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from tapo.models.architecture import KNOWN, Architecture
 from tapo.models.store import EMBEDDED_MODELS, ensure_stored
 from tapo.paths import models_dir
 
@@ -54,3 +56,23 @@ def resolve_model(name: str, auto_pull: bool = True) -> str:
     if name in EMBEDDED_MODELS:
         return str(ensure_stored(name, auto_pull))
     return name
+
+
+def read_architecture(name: str) -> tuple[Architecture, str]:
+    """The architecture of model ``name`` and where it was read; FileNotFoundError when nothing here knows it."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = Path(name).expanduser()
+    if path.is_dir() or "/" not in name:  # a checkpoint, a run, a store name or tiny-random
+        config = Path(resolve_model(name, auto_pull=False)) / "config.json"
+        return Architecture.from_config(json.loads(config.read_text(encoding="utf-8"))), str(config)
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        return Architecture.from_config(json.loads(Path(cached).read_text(encoding="utf-8"))), cached
+    for known, config in KNOWN.items():
+        if known.lower() == name.lower() or name.lower().startswith(f"{known.lower()}-"):  # -Instruct: same shape
+            return Architecture.from_config(config), "tapo's table of the shipped configs' models"
+    raise FileNotFoundError(
+        f"no config.json for {name!r} here (not a local directory, not in the hub cache, not in tapo's table); "
+        "download it (huggingface-cli download NAME config.json) to check a run of it"
+    )
