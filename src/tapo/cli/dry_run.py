@@ -120,11 +120,12 @@ def _stand_in_tokenizer(name: str) -> tuple[Any, str]:
     """The real tokenizer when it is on this machine, else the SmolLM2 one the project ships."""
     from transformers import AutoTokenizer
 
+    from tapo.models.resolve import resolve_model
     from tapo.models.tiny import load_store_tokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True), f"{name}'s own"
-    except (OSError, ValueError):
+    try:  # a local checkpoint, run or store name, else a hub id that may be in the hub cache
+        return AutoTokenizer.from_pretrained(resolve_model(name, auto_pull=False), local_files_only=True), "its own"
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: ModelStoreError, a store model not pulled
         return load_store_tokenizer(), "SmolLM2's (the real one is not on this machine)"
 
 

@@ -9,6 +9,9 @@ the parameter count, dtype and sharding; activations use the per-token, per-laye
 (2022) for bf16 with flash attention (34 bytes x hidden size, only each layer's input kept under gradient
 checkpointing); the log-prob head holds the micro-batch's response logits several times over (bf16 logits, their
 float32 copy, softmax for the entropy, the gradient), which at Qwen's 152K vocabulary is the largest term.
+After each step the weight sync gathers the full weights on every process (:mod:`tapo.train.weights`): one float32
+copy under FSDP, a bf16 copy and its clone under DeepSpeed ZeRO-3; the peak counts the larger of that and the
+activations, on top of what stays resident (shards, optimizer states, the vLLM share).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class Launch:
     shard_grads: bool = False
     shard_optimizer: bool = False
     source: str = "no accelerate config (one process)"
+    deepspeed: bool = False
 
 
 def read_launch(path: str | Path | None) -> Launch:
@@ -56,7 +60,7 @@ def read_launch(path: str | Path | None) -> Launch:
         return Launch(processes, f"FSDP {version} full shard", True, True, True, str(file))
     if kind == "DEEPSPEED":
         stage = int((raw.get("deepspeed_config") or {}).get("zero_stage", 0))
-        return Launch(processes, f"DeepSpeed ZeRO-{stage}", stage >= 3, stage >= 2, stage >= 1, str(file))
+        return Launch(processes, f"DeepSpeed ZeRO-{stage}", stage >= 3, stage >= 2, stage >= 1, str(file), True)
     return Launch(processes, f"{kind} (replicated)", source=str(file))
 
 
@@ -149,20 +153,31 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     layers = architecture.num_hidden_layers
     kept = layers * 2 * h * tokens + per_layer if config.model.gradient_checkpointing else layers * per_layer
     logits = LOGIT_BYTES * micro * config.rollout.max_response_tokens * architecture.vocab_size
-    parts = {
-        "weights": share(n * width, launch.shard_weights),
-        "gradients": share(trained * width, launch.shard_grads),
+    sync = "weight sync (gathered full weights, transient)"
+    if launch.deepspeed and t.bf16:
+        # DeepSpeed trains bf16 weights and keeps the float32 master copy with the optimizer states; the sync
+        # gathers the bf16 weights and clones them (tapo.train.weights): two full bf16 copies at once
+        weights = share(n * 2, launch.shard_weights) + share(trained * 4, launch.shard_optimizer)
+        parts = {"weights (bf16 + float32 master)": weights, "gradients": share(trained * 2, launch.shard_grads)}
+        gathered = 2 * n * 2
+    else:
+        parts = {
+            "weights": share(n * width, launch.shard_weights),
+            "gradients": share(trained * width, launch.shard_grads),
+        }
+        gathered = n * width  # FSDP: one all-gather of the float32 shards on every process
+    parts |= {
         "AdamW states (2 x float32)": share(trained * 8, launch.shard_optimizer),
         "activations (one micro-batch)": kept,
         "log-prob head (one micro-batch)": logits,
-        "weight sync (full gathered copy, transient)": n * width if launch.shard_weights else 0.0,
+        sync: gathered if launch.shard_weights else 0.0,
     }
     engine = config.rollout.engine
     if engine.kind == "vllm":
         parts["vLLM share (gpu_memory_utilization)"] = engine.gpu_memory_utilization * gpu_gib * GIB
     elif engine.kind == "transformers" and launch.shard_weights:
         parts["generation copy (transformers engine)"] = n * width
-    transient = max(kept + logits, parts["weight sync (full gathered copy, transient)"])
+    transient = max(kept + logits, parts[sync])
     resident = sum(v for k, v in parts.items() if not k.startswith(("activations", "log-prob", "weight sync")))
     return MemoryEstimate(parts, resident + transient)
 
