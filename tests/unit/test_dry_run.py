@@ -43,7 +43,7 @@ def test_every_shipped_config_passes_with_local_data(config, mini, tmp_path, mon
     result = _dry_run(
         config,
         f"data.train={mini / 'train.jsonl'}",
-        f"tools.search.index_dir={mini / 'index'}",
+        f"tools.search.backend.index_dir={mini / 'index'}",
         f"run.output_dir={tmp_path}",
     )
     assert result.exit_code == 0, result.output
@@ -58,7 +58,7 @@ def test_broken_batch_arithmetic_fails_with_one_line(mini, tmp_path):
     result = _dry_run(
         ROOT / "configs" / "tiny-cpu.yaml",
         f"data.train={mini / 'train.jsonl'}",
-        f"tools.search.index_dir={mini / 'index'}",
+        f"tools.search.backend.index_dir={mini / 'index'}",
         "trainer.mini_batch_size=12",
         "trainer.micro_batch_size=4",
     )
@@ -73,7 +73,7 @@ def test_every_failure_is_reported_together(tmp_path, monkeypatch):
     result = _dry_run(
         ROOT / "configs" / "qwen2.5-7b-2node.yaml",
         f"data.train={tmp_path / 'missing.parquet'}",
-        f"tools.search.index_dir={tmp_path / 'no-index'}",
+        f"tools.search.backend.index_dir={tmp_path / 'no-index'}",
         "trainer.micro_batch_size=2",
     )
     assert result.exit_code == 1

@@ -96,17 +96,19 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
         launch = plan.read_launch(config.run.accelerate_config)
     except (OSError, ValueError, yaml.YAMLError) as error:
         report.failures.append(str(error))
-        launch = plan.Launch()
+        launch = plan.Launch(source=f"run.accelerate_config={config.run.accelerate_config!r} unreadable: one process")
     report.add("launch", [f"{launch.processes} process(es), {launch.kind} ({launch.source})"])
     report.add("batch", *plan.batch_arithmetic(config, launch.processes))
+    if examples:
+        report.add("batch", [plan.schedule(config, len(examples))])
     architecture = None
     try:
         architecture, origin = read_architecture(config.model.name)
     except (OSError, ValueError, KeyError) as error:
         report.failures.append(f"model.name={config.model.name!r}: {error}")
     if architecture is not None:
-        params = architecture.parameters / 1e9
-        report.add("model", [f"{config.model.name}: {architecture.model_type}, {params:.2f} B parameters ({origin})"])
+        params = f"{architecture.parameters / 1e6:,.1f} M"
+        report.add("model", [f"{config.model.name}: {architecture.model_type}, {params} parameters ({origin})"])
         report.add("tokens", *plan.token_budgets(config, architecture.max_position_embeddings))
         on_gpu = config.rollout.engine.kind != "transformers"
         estimate = plan.memory_estimate(config, architecture, launch, gpu_gib)

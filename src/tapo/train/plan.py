@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from tapo.config.schema import TapoConfig
+from tapo.config.schema import TapoConfig, TrainerConfig
 from tapo.models.architecture import Architecture
 
 GIB = 1024**3
@@ -37,11 +37,11 @@ class Launch:
     """How the run is launched: processes (GPUs) in all, and what the distribution shards over them."""
 
     processes: int = 1
-    kind: str = "one process"
+    kind: str = "no sharding"
     shard_weights: bool = False
     shard_grads: bool = False
     shard_optimizer: bool = False
-    source: str = "no accelerate config (one process)"
+    source: str = "run.accelerate_config not set"
     deepspeed: bool = False
 
 
@@ -51,7 +51,7 @@ def read_launch(path: str | Path | None) -> Launch:
         return Launch()
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"run.accelerate_config={str(path)!r}: no such file")
+        raise FileNotFoundError(f"run.accelerate_config={str(path)!r}: no such file (from {Path.cwd()})")
     raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     processes = int(raw.get("num_processes", 1))
     kind = str(raw.get("distributed_type", "NO"))
@@ -98,6 +98,22 @@ def batch_arithmetic(config: TapoConfig, processes: int) -> tuple[list[str], lis
             f"{processes - t.prompts_per_step} would sample nothing"
         )
     return lines, failures
+
+
+def total_steps(trainer: TrainerConfig, prompts: int) -> int:
+    """Steps a run over ``prompts`` training prompts takes: whole batches per epoch (at least one), times the
+    epochs, capped by ``trainer.max_steps``."""
+    planned = max(1, prompts // trainer.prompts_per_step) * trainer.epochs
+    return min(planned, trainer.max_steps) if trainer.max_steps else planned
+
+
+def schedule(config: TapoConfig, prompts: int) -> str:
+    """The step count as a line: where it comes from and what it is."""
+    t = config.trainer
+    cap = f", at most trainer.max_steps={t.max_steps}" if t.max_steps else ""
+    return (
+        f"{prompts} prompts / {t.prompts_per_step} per step x {t.epochs} epochs{cap} = {total_steps(t, prompts)} steps"
+    )
 
 
 def micro_batch(config: TapoConfig, processes: int) -> int:

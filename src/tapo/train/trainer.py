@@ -36,6 +36,7 @@ from tapo.train.cursor import PromptCursor
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.metrics import rollout_metrics
 from tapo.train.mismatch import reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
+from tapo.train.plan import total_steps
 from tapo.train.setup import optimizer_step, prepare_for_training
 from tapo.train.source import Group, RolloutSource
 from tapo.train.weights import full_state_dict
@@ -108,9 +109,7 @@ class DapoTrainer:
     # ---- schedule -------------------------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
-        per_epoch = max(1, len(self.examples) // self.tcfg.prompts_per_step)
-        planned = per_epoch * self.tcfg.epochs
-        return min(planned, self.tcfg.max_steps) if self.tcfg.max_steps else planned
+        return total_steps(self.tcfg, len(self.examples))
 
     def trainer_state(self) -> dict[str, Any]:
         return {"cursor": self.cursor.state_dict(), "config_name": self.config.run.name}
