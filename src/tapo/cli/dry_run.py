@@ -113,6 +113,8 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
         on_gpu = config.rollout.engine.kind != "transformers"
         estimate = plan.memory_estimate(config, architecture, launch, gpu_gib)
         report.add("memory (estimate, real model)", *plan.memory_lines(estimate, gpu_gib, on_gpu))
+    if examples and not report.failures:
+        report.add("tokens", [_prompt_lengths(config, examples)])
     if config.rollout.engine.kind == "vllm" and importlib.util.find_spec("vllm") is None:
         report.add("engine", ["vllm is not installed here: the dry-run step generates with transformers instead"])
     return report, examples, architecture
@@ -126,9 +128,23 @@ def _stand_in_tokenizer(name: str) -> tuple[Any, str]:
     from tapo.models.tiny import load_store_tokenizer
 
     try:  # a local checkpoint, run or store name, else a hub id that may be in the hub cache
-        return AutoTokenizer.from_pretrained(resolve_model(name, auto_pull=False), local_files_only=True), "its own"
+        return AutoTokenizer.from_pretrained(resolve_model(name, auto_pull=False), local_files_only=True), "the model's own"
     except (OSError, ValueError, RuntimeError):  # RuntimeError: ModelStoreError, a store model not pulled
         return load_store_tokenizer(), "SmolLM2's (the real one is not on this machine)"
+
+
+def _prompt_lengths(config: TapoConfig, examples: list[Any], sample: int = 500) -> str:
+    """How long the rendered prompts are against ``data.max_prompt_tokens`` (longer ones keep their last tokens)."""
+    from tapo.prompts.templates import render_prompt
+
+    tokenizer, where = _stand_in_tokenizer(config.model.name)
+    lengths = [len(render_prompt(tokenizer, ex.question, config.data.template)) for ex in examples[:sample]]
+    over = sum(length > config.data.max_prompt_tokens for length in lengths)
+    return (
+        f"rendered prompts ({len(lengths)} of {len(examples)}, template {config.data.template}, tokenizer {where}): "
+        f"longest {max(lengths)} tokens; {over} over data.max_prompt_tokens={config.data.max_prompt_tokens} "
+        "would lose their first tokens"
+    )
 
 
 def _shrunk(config: TapoConfig, model_dir: Path, out_dir: Path, tokens: int, on_gpu: bool) -> TapoConfig:
