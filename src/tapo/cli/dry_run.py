@@ -23,6 +23,7 @@ from tapo.cli.common import console, fail
 from tapo.cli.preflight import (
     PreflightError,
     check_engine,
+    check_model,
     check_output_dir,
     check_reward,
     check_template,
@@ -92,6 +93,8 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
     report.attempt(check_engine, config)
     report.attempt(check_tools, config, allowed_tools(config.data.template) & set(config.tools.enabled))
     report.attempt(check_reward, config, {example.data_source for example in examples})
+    if Path(config.model.name).expanduser().exists():  # a local checkpoint: its files must read (headers only)
+        report.attempt(check_model, config.model.name)
     try:
         launch = plan.read_launch(config.run.accelerate_config)
     except (OSError, ValueError, yaml.YAMLError) as error:
@@ -128,7 +131,9 @@ def _stand_in_tokenizer(name: str) -> tuple[Any, str]:
     from tapo.models.tiny import load_store_tokenizer
 
     try:  # a local checkpoint, run or store name, else a hub id that may be in the hub cache
-        return AutoTokenizer.from_pretrained(resolve_model(name, auto_pull=False), local_files_only=True), "the model's own"
+        return AutoTokenizer.from_pretrained(
+            resolve_model(name, auto_pull=False), local_files_only=True
+        ), "the model's own"
     except (OSError, ValueError, RuntimeError):  # RuntimeError: ModelStoreError, a store model not pulled
         return load_store_tokenizer(), "SmolLM2's (the real one is not on this machine)"
 

@@ -63,6 +63,8 @@ def read_architecture(name: str) -> tuple[Architecture, str]:
     from huggingface_hub import try_to_load_from_cache
 
     path = Path(name).expanduser()
+    if name.startswith(("/", ".", "~")) and not path.is_dir():
+        raise FileNotFoundError("no such directory")
     if path.is_dir() or "/" not in name:  # a checkpoint, a run, a store name or tiny-random
         config = Path(resolve_model(name, auto_pull=False)) / "config.json"
         return Architecture.from_config(json.loads(config.read_text(encoding="utf-8"))), str(config)
