@@ -19,16 +19,8 @@ from typing import Any
 
 import typer
 
+from tapo.cli import preflight
 from tapo.cli.common import console, fail
-from tapo.cli.preflight import (
-    PreflightError,
-    check_engine,
-    check_model,
-    check_output_dir,
-    check_reward,
-    check_template,
-    check_tools,
-)
 from tapo.config import TapoConfig
 
 SHOWN = ("reward/mean", "tools/calls_per_traj", "actor/loss", "actor/grad_norm", "time/step_s")
@@ -49,7 +41,7 @@ class Report:
         """Run one preflight check; its failure is recorded, not raised, so the next check still runs."""
         try:
             return check(*args)
-        except PreflightError as error:
+        except preflight.PreflightError as error:
             self.failures.append(str(error))
             return None
 
@@ -88,13 +80,13 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
 
     report = Report()
     examples = _examples(config, report)
-    report.attempt(check_output_dir, config.run.output_dir, "run.output_dir")
-    report.attempt(check_template, config.data.template)
-    report.attempt(check_engine, config)
-    report.attempt(check_tools, config, allowed_tools(config.data.template) & set(config.tools.enabled))
-    report.attempt(check_reward, config, {example.data_source for example in examples})
+    report.attempt(preflight.check_output_dir, config.run.output_dir, "run.output_dir")
+    report.attempt(preflight.check_template, config.data.template)
+    report.attempt(preflight.check_engine, config)
+    report.attempt(preflight.check_tools, config, allowed_tools(config.data.template) & set(config.tools.enabled))
+    report.attempt(preflight.check_reward, config, {example.data_source for example in examples})
     if Path(config.model.name).expanduser().exists():  # a local checkpoint: its files must read (headers only)
-        report.attempt(check_model, config.model.name)
+        report.attempt(preflight.check_model, config.model.name)
     try:
         launch = plan.read_launch(config.run.accelerate_config)
     except (OSError, ValueError, yaml.YAMLError) as error:
