@@ -90,9 +90,9 @@ def _golds(reward_model: Any, repairs: list[str]) -> list[str]:
     return golds
 
 
-def convert_row(row: Mapping[str, Any]) -> tuple[Example | None, list[str], str | None]:
-    """One published row as an Example (id and split left to the caller), the repairs made, and why it was
-    dropped (None when kept)."""
+def convert_row(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, list[str], str | None]:
+    """One published row as the fields of an Example (id, split and meta are the caller's), the repairs made, and
+    why it was dropped (None when kept)."""
     repairs: list[str] = []
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
@@ -107,10 +107,8 @@ def convert_row(row: Mapping[str, Any]) -> tuple[Example | None, list[str], str 
     if not golds:
         return None, repairs, "no gold answer under reward_model.ground_truth"
     ability = row.get("ability") if isinstance(row.get("ability"), str) and row.get("ability") else "general"
-    example = Example(
-        id="-", question=question.strip(), data_source=source.strip(), ability=ability, golds=golds, meta={}
-    )
-    return example, repairs, None
+    fields = {"question": question.strip(), "data_source": source.strip(), "ability": ability, "golds": golds}
+    return fields, repairs, None
 
 
 def convert_split(
@@ -121,19 +119,19 @@ def convert_split(
     seen: set[str] = set()
     for number, row in enumerate(rows):
         tally.read[split] += 1
-        example, repairs, dropped = convert_row(row)
-        if example is not None and question_key(example.question) in seen:
-            example, dropped = None, "repeated question"
-        if example is not None and scorer_for(example.data_source) is None:
-            example, dropped = None, f"data_source {example.data_source!r} has no scorer"
-        if example is None:
+        fields, repairs, dropped = convert_row(row)
+        if fields is not None and question_key(fields["question"]) in seen:
+            fields, dropped = None, "repeated question"
+        if fields is not None and scorer_for(fields["data_source"]) is None:
+            fields, dropped = None, f"data_source {fields['data_source']!r} has no scorer"
+        if fields is None:
             tally.note(tally.dropped, dropped or "", split)
             continue
         for repair in dict.fromkeys(repairs):
             tally.note(tally.repaired, repair, split)
-        seen.add(question_key(example.question))
-        update = {"id": f"tapo-{split}-{number}", "split": SPLITS[split], "meta": {"source": origin, "row": number}}
-        examples.append(example.model_copy(update=update))
+        seen.add(question_key(fields["question"]))
+        meta = {"source": origin, "row": number}
+        examples.append(Example(id=f"tapo-{split}-{number}", split=SPLITS[split], meta=meta, **fields))
         tally.kept[split] += 1
     return examples
 
