@@ -131,11 +131,11 @@ def test_published_layout_loads_with_tapo_scorers(published, tmp_path):
     ],
 )
 def test_every_ground_truth_form_the_original_accepts(truth, golds, repairs):
-    example, made, dropped = convert_row(
+    fields, made, dropped = convert_row(
         {"question": "q?", "data_source": "nq", "reward_model": {"ground_truth": truth}}
     )
-    assert dropped is None and example is not None
-    assert (example.golds, made) == (golds, repairs)
+    assert dropped is None and fields is not None
+    assert (fields["golds"], made) == (golds, repairs)
 
 
 def test_missing_split_file_or_column_is_one_clear_error(published, tmp_path):
