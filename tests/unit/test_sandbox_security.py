@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tapo.config.schema import CodeConfig
+from tapo.tools.code.cgroup import find_hierarchy
 from tapo.tools.code.sandbox import PythonSandbox
 from tapo.tools.code.tool import CodeTool
 
@@ -33,20 +34,22 @@ def sandbox() -> PythonSandbox:
     return box
 
 
+MARKER = f"tapo-marker-{os.getpid()}"  # this run's own: other test runs on the machine start sandboxes too
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers():
-    """After each test: no child, grandchild or re-parented sandbox process of this test run remains."""
-    before = {p.pid for p in psutil.process_iter()}
+    """After each test: no child, grandchild or re-parented process of this test run's calls remains, and no call
+    cgroup of this process is left (a cgroup can only be removed once every process in it is gone)."""
     yield
     time.sleep(0.2)
     me = psutil.Process()
     survivors = [p for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    new = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["pid"] not in before and ("tapo-marker" in cmdline or "bwrap" in cmdline):
-            new.append(proc)
-    assert not survivors and not new, f"processes left behind: {survivors + new}"
+    marked = [p for p in psutil.process_iter(["cmdline"]) if MARKER in " ".join(p.info["cmdline"] or [])]
+    hierarchy = find_hierarchy()
+    parents = {hierarchy.memory_parent, hierarchy.pids_parent} if hierarchy else set()
+    cgroups = [path for parent in parents for path in parent.glob(f"tapo-code-{os.getpid()}-*")]
+    assert not survivors and not marked and not cgroups, f"left behind: {survivors + marked + cgroups}"
 
 
 def run(sandbox: PythonSandbox, code: str):
@@ -184,7 +187,7 @@ def test_background_child_does_not_outlive_the_call(sandbox):
         "if os.fork() == 0:\n"
         "    os.setsid()\n"
         "    if os.fork() == 0:\n"
-        "        os.execvp('sleep', ['sleep', '60', 'tapo-marker'])\n"
+        f"        os.execvp('sleep', ['sleep', '60', '{MARKER}'])\n"
         "    os._exit(0)\n"
         "print('parent done')\n"
     )
@@ -192,7 +195,7 @@ def test_background_child_does_not_outlive_the_call(sandbox):
     result = run(sandbox, code)
     assert result.exit_code == 0 and "parent done" in result.stdout
     assert time.perf_counter() - start < TIMEOUT_S  # returned without waiting for the daemon
-    # no_leftovers checks that the daemonized `sleep ... tapo-marker` is gone
+    # no_leftovers checks that the daemonized `sleep ... MARKER` is gone
 
 
 def test_no_capability_is_left_in_any_set(sandbox):
