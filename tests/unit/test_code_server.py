@@ -29,7 +29,7 @@ def server_url():
 
 def test_health_and_run_shape(server_url):
     health = httpx.get(f"{server_url}/health").json()
-    assert health["status"] == "ok" and health["timeout_s"] == 5
+    assert health["status"] == "ok" and health["timeout_s"] == 5 and health["layers"]["seccomp"] is True
     body = httpx.post(f"{server_url}/run", json={"code": "print(2 ** 10)"}, timeout=30).json()
     assert body["stdout"] == "1024" and body["finished"] is True and body["time"] > 0 and body["exit_code"] == 0
 

@@ -324,7 +324,7 @@ def bounded():
     box = PythonSandbox(CodeConfig(timeout_s=20, cpu_seconds=10, memory_mb=512, call_memory_mb=256))
     if not box.isolated:
         pytest.skip("bubblewrap cannot create namespaces on this machine")
-    if box._cgroups is None:
+    if not box.layers["cgroup"]:
         pytest.skip("no writable cgroup hierarchy with the memory and pids controllers here")
     return box
 

@@ -220,6 +220,11 @@ class PythonSandbox:
         base = random.randrange(_UID_BASE, _UID_BASE + 2**29)
         self._free_uids = [base + i for i in range(self.config.max_parallel)]
 
+    @property
+    def layers(self) -> dict[str, bool]:
+        """Which isolation layers this sandbox enforces: bwrap's namespaces, the seccomp filter, the call cgroup."""
+        return {"namespaces": self.isolated, "seccomp": self._seccomp is not None, "cgroup": self._cgroups is not None}
+
     def _python_args(self, uid: int | None) -> list[str]:
         c = self.config
         settings: dict[str, object] = {

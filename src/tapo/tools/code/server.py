@@ -46,7 +46,7 @@ def create_app(config: CodeConfig | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, object]:
-        return {"status": "ok", "isolated": sandbox.isolated, "timeout_s": config.timeout_s}
+        return {"status": "ok", "isolated": sandbox.isolated, "layers": sandbox.layers, "timeout_s": config.timeout_s}
 
     @app.post("/run")
     async def run(request: Request) -> JSONResponse:
