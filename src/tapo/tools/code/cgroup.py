@@ -35,7 +35,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-JOIN_FAILED = 125  # exit status of the join step when the call cannot enter its cgroup (nothing ran)
+JOIN_FAILED = 125  # exit status of the join step when the call cannot enter its cgroup (nothing ran) ...
+JOIN_MESSAGE = "tapo: the call cannot enter its cgroup"  # ... and what it writes to stderr
 _CONTROLLERS = ("memory", "pids")
 _REMOVE_TRIES = 40  # 1 ms doubling to 50 ms, ~1.7 s in all: processes of a call can take a moment to leave
 _calls = itertools.count()
@@ -109,9 +110,9 @@ class CallCgroup:
     def join_argv(self, argv: list[str]) -> list[str]:
         """``argv`` behind a tiny shell step that moves itself into the cgroup, then executes ``argv``: the
         process is inside before anything of the call runs, and all its children are born inside. A failed
-        join exits with :data:`JOIN_FAILED` without running anything."""
+        join writes :data:`JOIN_MESSAGE` and exits with :data:`JOIN_FAILED` without running anything."""
         join = 'echo $$ >"$1" && shift && ' * len(self.dirs)
-        script = f'{{ {join}:; }} 2>/dev/null || exit {JOIN_FAILED}; exec "$@"'
+        script = f'{{ {join}:; }} 2>/dev/null || {{ echo "{JOIN_MESSAGE}" >&2; exit {JOIN_FAILED}; }}; exec "$@"'
         return ["/bin/sh", "-c", script, "sh", *(str(d / "cgroup.procs") for d in self.dirs), *argv]
 
     def memory_exceeded(self) -> bool:
@@ -191,6 +192,8 @@ def find_hierarchy() -> Hierarchy | None:
         v2 = next((Path(p) for p, kind, _ in mounts if kind == "cgroup2"), None)
         found = _v2(v2, own[""]) if v2 is not None and "" in own else None
         found = found or _v1(mounts, own)
+        if found is not None:  # a trial call cgroup: a read-only or full hierarchy fails here, not in every call
+            found.create(64 * 2**20, 8).remove_now()
     except OSError as error:
         found, reason = None, f"{reason} ({error})"
     if found is None:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from tapo.config.schema import CodeConfig
 from tapo.tools.code.capture import BoundedCapture
-from tapo.tools.code.cgroup import JOIN_FAILED, CallCgroup, find_hierarchy
+from tapo.tools.code.cgroup import JOIN_FAILED, JOIN_MESSAGE, CallCgroup, find_hierarchy
 from tapo.tools.code.seccomp import filter_bpf
 
 log = logging.getLogger(__name__)
@@ -354,7 +354,7 @@ class PythonSandbox:
                 await asyncio.wait_for(readers, timeout=_REAP_GRACE_S)
             except TimeoutError:
                 readers.cancel()  # a setsid'ed child of the fallback still holds the pipe; stop reading it
-        if cgroup is not None and process.returncode == JOIN_FAILED:
+        if cgroup is not None and process.returncode == JOIN_FAILED and JOIN_MESSAGE in stderr.text():
             raise OSError(f"the call could not enter its cgroup {cgroup.dirs[0]}")
         duration = time.perf_counter() - start
         return SandboxRun(
