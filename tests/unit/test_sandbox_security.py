@@ -348,9 +348,9 @@ def test_forked_children_together_cannot_exceed_the_call_memory(bounded):
         "print('holding', len(alive))\n"
     )
     result = run(bounded, code)
-    assert result.stdout.startswith("holding"), result
-    holding = int(result.stdout.split()[-1])
-    assert holding * 100 < 256, result  # the kernel killed children until the rest fit in the call's bound
+    # v1: the kernel killed children until the rest fit in the call's bound; v2 (memory.oom.group): the whole call
+    holding = int(result.stdout.split()[-1]) if result.stdout.startswith("holding") else 0
+    assert holding * 100 < 256, result
     assert result.memory_exceeded and not result.ok  # the host is told the call was killed for memory
     text = CodeTool(bounded.config, sandbox=bounded)
     assert "memory limit of 256 MB" in asyncio.run(text.call("b'x' * (300 * 2**20)")).text

@@ -11,10 +11,12 @@ Both hierarchies are supported, found once per process from ``/proc/self/cgroup`
 - cgroup v2: the call's cgroup is a child of this process's cgroup, which must have the ``memory`` and ``pids``
   controllers (a delegated subtree). If they are not yet enabled for its children and this process's cgroup holds
   processes (v2 forbids both at once), this process first moves itself into a leaf child, as nsjail does.
-  Limits: ``memory.max``, ``memory.swap.max = 0``, ``pids.max``; an OOM kill shows in ``memory.events``.
+  Limits: ``memory.max``, ``memory.swap.max = 0``, ``pids.max``; ``memory.oom.group = 1``, so that going over
+  the bound kills the whole call; an OOM kill shows in ``memory.events``.
 - cgroup v1 (a hybrid layout: ``memory`` and ``pids`` hierarchies of their own): a child of this process's cgroup
   in each. Limits: ``memory.limit_in_bytes`` and, where swap accounting exists, ``memory.memsw.limit_in_bytes``
-  set to the same value (no swap), ``pids.max``; an OOM kill shows in ``memory.oom_control``.
+  set to the same value (no swap), ``pids.max``; the OOM killer kills the call's largest process (v1 has no
+  group kill; the result still says the call went over); an OOM kill shows in ``memory.oom_control``.
 
 The call's first process joins before it executes anything (:meth:`CallCgroup.join_argv`), so every process of
 the call is born inside. Elsewhere (no writable hierarchy with both controllers) :func:`find_hierarchy` returns
@@ -89,6 +91,8 @@ class Hierarchy:
                 _write(memory / "memory.max", str(memory_bytes))
                 if (memory / "memory.swap.max").exists():
                     _write(memory / "memory.swap.max", "0")
+                if (memory / "memory.oom.group").exists():  # an OOM kill takes the whole call, not one process
+                    _write(memory / "memory.oom.group", "1")
             else:
                 _write(memory / "memory.limit_in_bytes", str(memory_bytes))
                 if (memory / "memory.memsw.limit_in_bytes").exists():
