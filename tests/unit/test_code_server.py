@@ -29,7 +29,7 @@ def server_url():
 
 def test_health_and_run_shape(server_url):
     health = httpx.get(f"{server_url}/health").json()
-    assert health["status"] == "ok" and health["timeout_s"] == 5
+    assert health["status"] == "ok" and health["timeout_s"] == 5 and health["layers"]["seccomp"] is True
     body = httpx.post(f"{server_url}/run", json={"code": "print(2 ** 10)"}, timeout=30).json()
     assert body["stdout"] == "1024" and body["finished"] is True and body["time"] > 0 and body["exit_code"] == 0
 
@@ -43,7 +43,23 @@ def test_bad_requests_get_4xx_with_a_message(server_url):
     assert too_big.status_code == 413
     huge = httpx.post(f"{server_url}/run", content=b"x" * (10 * MAX_CODE_BYTES))
     assert huge.status_code == 413
+    bad_utf8 = httpx.post(f"{server_url}/run", content=b'{"code": "\xff"}')
+    assert bad_utf8.status_code == 400 and "JSON" in bad_utf8.json()["detail"]
     assert httpx.get(f"{server_url}/health").status_code == 200  # still serving
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),  # issue 20: RecursionError, HTTP 500
+        (b'{"code": "print(1)", "n": ' + b"9" * 5000 + b"}", "digits"),  # over Python's int digit limit
+    ],
+    ids=["deeply-nested", "huge-integer"],
+)
+def test_a_body_the_parser_cannot_take_is_400_with_one_line(server_url, body, reason):
+    response = httpx.post(f"{server_url}/run", content=body, headers={"content-type": "application/json"})
+    detail = response.json()["detail"]
+    assert response.status_code == 400 and reason in detail and "\n" not in detail, detail
 
 
 def test_remote_tool_runs_concurrently(server_url):

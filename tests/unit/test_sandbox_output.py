@@ -44,6 +44,8 @@ def test_format_output_cases():
     assert "ZeroDivisionError" in format_output("partial\n", "ZeroDivisionError: division by zero", 1)
     assert format_output("", "", 137).startswith("[The process was killed by SIGKILL")
     assert "timed out after 2 s" in format_output("", timed_out=True, timeout_s=2.0)
+    killed = format_output("partial", "", 137, memory_exceeded_mb=256)
+    assert killed.startswith("partial\n") and "memory limit of 256 MB" in killed
 
 
 def test_code_tool_round_trip_and_error_text():
@@ -64,8 +66,8 @@ def test_fallback_without_bwrap_warns_once_and_still_runs(caplog, tmp_path):
     broken.write_text("#!/bin/sh\nexit 1\n")
     broken.chmod(0o755)
     with caplog.at_level(logging.WARNING):
-        box = PythonSandbox(CodeConfig(timeout_s=10), bwrap=str(broken))
-        PythonSandbox(CodeConfig(timeout_s=10), bwrap=str(broken))
+        box = PythonSandbox(CodeConfig(timeout_s=10, require_isolation=False), bwrap=str(broken))
+        PythonSandbox(CodeConfig(timeout_s=10, require_isolation=False), bwrap=str(broken))
     assert not box.isolated
     assert sum("NOT ISOLATED" in r.getMessage() for r in caplog.records) == 1
     result = asyncio.run(box.run("import os; print(os.getcwd().startswith('/tmp') or os.getcwd())"))
@@ -76,5 +78,5 @@ def test_require_isolation_refuses_without_bwrap(tmp_path):
     broken = tmp_path / "bwrap"
     broken.write_text("#!/bin/sh\nexit 1\n")
     broken.chmod(0o755)
-    with pytest.raises(SandboxUnavailableError, match="require_isolation"):
-        PythonSandbox(CodeConfig(require_isolation=True), bwrap=str(broken))
+    with pytest.raises(SandboxUnavailableError, match=r"tools\.code\.require_isolation=false"):
+        PythonSandbox(CodeConfig(), bwrap=str(broken))  # on by default

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
+from tapo.cli.preflight import check_isolation, preflight
 from tapo.config import TapoConfig
 from tapo.io.atomic import append_jsonl
 from tapo.io.loop import EventLoopThread
@@ -107,6 +108,8 @@ def chat(
         allowed = allowed_tools(name)
     except (KeyError, ValueError, OSError) as error:
         raise fail(f"--template {name!r}: {error}") from None
+    with preflight():
+        check_isolation(cfg, allowed & set(cfg.tools.enabled))
     engine = engine_or_exit(cfg, model)
     tools = _tools(cfg, allowed)
     loop = EventLoopThread("tapo-chat")

@@ -10,6 +10,7 @@ from tapo.cli.common import console, fail
 from tapo.config import ConfigError
 from tapo.pipeline.job import MainJob, StageFailed
 from tapo.pipeline.profiles import load_profile
+from tapo.tools.code.sandbox import SandboxUnavailableError
 
 app = typer.Typer(help="The main job: train SmolLM2 with TAPO on TAPO-mini and show the gain.", no_args_is_help=True)
 
@@ -27,7 +28,7 @@ def run(
     root = out or Path("runs") / f"tapo-mini-{chosen.name}"
     try:
         MainJob(chosen, root, console).run()
-    except StageFailed as error:
+    except (StageFailed, SandboxUnavailableError) as error:
         raise fail(str(error), code=1) from None
     console.print(f"\n[bold green]done.[/] results: {root / 'summary.md'}   report: {root / 'report' / 'report.html'}")
     console.print((root / "summary.md").read_text(encoding="utf-8"), markup=False)

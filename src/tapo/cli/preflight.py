@@ -82,7 +82,8 @@ def check_url(key: str, url: str | None) -> None:
 
 
 def check_tools(config: TapoConfig, enabled: Iterable[str]) -> None:
-    """What the enabled tools need at start-up: the search index or server URL, the code server URL."""
+    """What the enabled tools need at start-up: the search index or server URL, the code server URL, a sandbox
+    that isolates (unless ``tools.code.require_isolation=false``)."""
     from tapo.tools.search.factory import index_meta
 
     tools = config.tools
@@ -106,6 +107,19 @@ def check_tools(config: TapoConfig, enabled: Iterable[str]) -> None:
                 )
     if "code" in enabled and tools.code.backend == "remote":
         check_url("tools.code.url", tools.code.url)
+    check_isolation(config, enabled)
+
+
+def check_isolation(config: TapoConfig, enabled: Iterable[str]) -> None:
+    """A local code tool can isolate model-written code here, unless ``tools.code.require_isolation=false``."""
+    code = config.tools.code
+    if "code" not in enabled or code.backend != "sandbox" or not code.require_isolation:
+        return
+    from tapo.tools.code.sandbox import SandboxUnavailableError, isolation_problem
+
+    problem = isolation_problem()
+    if problem is not None:
+        raise PreflightError(str(SandboxUnavailableError(problem)))
 
 
 def check_engine(config: TapoConfig) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tapo.cli.common import config_or_exit, fail
+from tapo.cli.preflight import check_isolation, preflight
 
 app = typer.Typer(help="Run tool servers (HTTP, loopback by default).", no_args_is_help=True)
 
@@ -17,14 +18,12 @@ def code(
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
 ) -> None:
     """Serve the Python sandbox: POST /run {"code"} → {"stdout", "finished", "time"}; GET /health."""
-    from tapo.tools.code.sandbox import SandboxUnavailableError
     from tapo.tools.code.server import serve
 
-    settings = config_or_exit(config, overrides).tools.code
-    try:
-        serve(settings, host=host, port=port)
-    except SandboxUnavailableError as error:
-        raise fail(str(error)) from None
+    cfg = config_or_exit(config, overrides)
+    with preflight():
+        check_isolation(cfg, ["code"])
+    serve(cfg.tools.code, host=host, port=port)
 
 
 @app.command("search")

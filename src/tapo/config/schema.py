@@ -361,12 +361,19 @@ class CodeConfig(Section):
     )
     timeout_s: float = Field(2.0, gt=0, description="Wall-clock limit of one program, then it is killed; TAPO's 2 s.")
     require_isolation: bool = Field(
-        False,
-        description="Refuse code when OS isolation is unavailable, instead of one warning and rlimits only.",
+        True,
+        description="Stop at start-up when bubblewrap cannot isolate code here; false runs code with limits only.",
     )
-    memory_mb: int = Field(1024, ge=64, description="Address-space limit of one program.")
+    memory_mb: int = Field(1024, ge=64, description="Address-space limit of each process of a program (RLIMIT_AS).")
+    call_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="Memory of one call: all its processes, memfds and /tmp files together, no swap (a cgroup).",
+    )
     cpu_seconds: int = Field(5, ge=1, description="CPU-time limit of one program (RLIMIT_CPU).")
-    max_processes: int = Field(64, ge=1, description="Processes/threads one program may create (RLIMIT_NPROC).")
+    max_processes: int = Field(
+        64, ge=1, description="Processes/threads one program may create (RLIMIT_NPROC and the call's cgroup)."
+    )
     max_file_mb: int = Field(16, ge=1, description="Largest file one program may write (RLIMIT_FSIZE).")
     max_open_files: int = Field(64, ge=8, description="Open file descriptors per program (RLIMIT_NOFILE).")
     tmpfs_mb: int = Field(64, ge=1, le=65536, description="Size cap of the sandbox's private /tmp working directory.")

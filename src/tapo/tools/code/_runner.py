@@ -7,14 +7,15 @@ them again; setting them in the parent through ``preexec_fn`` is not safe when t
 runner then drops to the unprivileged uid it is given: the kernel does not enforce RLIMIT_NPROC for root, and
 a uid of its own per concurrent sandbox gives each one its own process count. The first traceback frame
 (this runner) is dropped so the model sees only its own code in the error.
+
+The interpreter starts with ``-S`` (no ``site``): the runner puts the site-packages directories it is given
+(``path=``) on ``sys.path`` and installs ``exit``/``quit`` itself. Modules only some calls need (``ctypes`` as
+root, ``traceback`` on an error) are imported when needed: every import here is paid on every call.
 """
 
-import ctypes
-import errno
 import os
 import resource
 import sys
-import traceback
 
 _LIMITS = {
     "cpu": resource.RLIMIT_CPU,
@@ -32,6 +33,9 @@ _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 def _drop_capability_bounds() -> None:
     """Empty the bounding set (bwrap keeps it full when it runs as root): no capability can ever come back,
     even through a binary with file capabilities. Needs CAP_SETPCAP, which bwrap keeps for this."""
+    import ctypes
+    import errno
+
     libc = ctypes.CDLL(None, use_errno=True)
     cap = 0
     while libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:  # EINVAL past the kernel's last capability
@@ -42,6 +46,7 @@ def _drop_capability_bounds() -> None:
 
 def _clear_inheritable() -> None:
     """Zero the inheritable set too (the permitted and effective sets are already empty after setuid)."""
+    import ctypes
 
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -57,6 +62,7 @@ def _clear_inheritable() -> None:
 def _main() -> None:
     settings = dict(arg.split("=", 1) for arg in sys.argv[1:])
     uid = settings.pop("uid", None)
+    sys.path.extend(p for p in settings.pop("path").split(os.pathsep) if p)
     for key, value in settings.items():
         # One CPU second of grace above the soft limit: SIGXCPU (a clear message) comes before SIGKILL.
         hard = int(value) + 1 if key == "cpu" else int(value)
@@ -70,12 +76,17 @@ def _main() -> None:
     source = sys.stdin.read()
     sys.stdin.close()
     sys.argv = ["<code>"]
+    import site  # with -S its import runs nothing; setquit gives the code the usual exit() and quit()
+
+    site.setquit()
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
         exec(compile(source, "<code>", "exec"), namespace)
     except SystemExit:
         raise
     except BaseException as error:
+        import traceback
+
         traceback.print_exception(type(error), error, error.__traceback__.tb_next)
         sys.stderr.flush()
         sys.exit(1)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tapo.tools.base import ToolResult
-from tapo.tools.code.output import EMPTY_OUTPUT, timeout_message, truncate
+from tapo.tools.code.output import EMPTY_OUTPUT, failure, timeout_message, truncate
 
 _NETWORK_SLACK_S = 10.0
 
@@ -19,12 +19,13 @@ _REPLY_TYPES: dict[str, tuple[type, ...]] = {
     "finished": (bool,),
     "exit_code": (int, type(None)),
     "time": (int, float, type(None)),
+    "memory_exceeded": (bool,),
 }
 
 
 def _checked_reply(payload: Any) -> dict[str, Any]:
     """The server's reply if it has the shape ``{"stdout": str, "finished"?: bool, "exit_code"?: int|null,
-    "time"?: number|null}``; a ValueError naming the first wrong key otherwise.
+    "time"?: number|null, "memory_exceeded"?: bool}``; a ValueError naming the first wrong key otherwise.
 
     Why check: reading any reply leniently (``str(["x"])``, ``bool("no")``) turned a broken or foreign server
     into successful calls with made-up output, which the reward then trusted.
@@ -73,13 +74,19 @@ class RemoteCodeTool:
         if not finished and "timed out" not in text:
             text = truncate(f"{text}\n{timeout_message(self.timeout_s)}".strip())
         exit_code = payload.get("exit_code", 0 if finished else None)
-        ok = finished and exit_code in (0, None)
+        memory_exceeded = payload.get("memory_exceeded", False)
+        error = failure(exit_code, not finished, memory_exceeded)
         return ToolResult(
             text=text or EMPTY_OUTPUT,
-            ok=ok,
+            ok=error is None,
             latency_s=time.perf_counter() - start,
-            error=None if ok else ("timeout" if not finished else f"exit status {exit_code}"),
-            metadata={"server_time_s": payload.get("time"), "exit_code": exit_code, "finished": finished},
+            error=error,
+            metadata={
+                "server_time_s": payload.get("time"),
+                "exit_code": exit_code,
+                "finished": finished,
+                "memory_exceeded": memory_exceeded,
+            },
         )
 
     async def aclose(self) -> None:

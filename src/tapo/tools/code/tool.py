@@ -6,22 +6,27 @@ import time
 
 from tapo.config.schema import CodeConfig
 from tapo.tools.base import ToolResult
-from tapo.tools.code.output import format_output
+from tapo.tools.code.output import failure, format_output
 from tapo.tools.code.sandbox import PythonSandbox, SandboxRun
 
 
-def run_to_result(run: SandboxRun, timeout_s: float) -> ToolResult:
+def run_text(run: SandboxRun, config: CodeConfig) -> str:
+    """What the model reads of a sandbox run (the local tool's text and the code server's ``stdout``)."""
+    memory = config.call_memory_mb if run.memory_exceeded else None
+    return format_output(run.stdout, run.stderr_tail, run.exit_code, run.timed_out, config.timeout_s, memory)
+
+
+def run_to_result(run: SandboxRun, config: CodeConfig) -> ToolResult:
     """Turn a sandbox run into what the model reads; the program's own errors are results, not tool failures."""
-    text = format_output(run.stdout, run.stderr_tail, run.exit_code, run.timed_out, timeout_s)
-    error = "timeout" if run.timed_out else (None if run.exit_code == 0 else f"exit status {run.exit_code}")
     return ToolResult(
-        text=text,
+        text=run_text(run, config),
         ok=run.ok,
         latency_s=run.duration_s,
-        error=error,
+        error=failure(run.exit_code, run.timed_out, run.memory_exceeded),
         metadata={
             "exit_code": run.exit_code,
             "timed_out": run.timed_out,
+            "memory_exceeded": run.memory_exceeded,
             "isolated": run.isolated,
             "stdout_bytes": run.stdout_bytes,
         },
@@ -44,7 +49,7 @@ class CodeTool:
         except OSError as error:  # the sandbox could not even start (fd or process exhaustion on the host)
             message = f"[The Python sandbox could not start: {error}]"
             return ToolResult(message, ok=False, latency_s=time.perf_counter() - start, error=str(error))
-        return run_to_result(run, self.config.timeout_s)
+        return run_to_result(run, self.config)
 
     async def aclose(self) -> None:
         """Nothing to release: every call's process is gone when the call returns."""
