@@ -1,0 +1,115 @@
+"""95 % intervals for the numbers tapo reports, and the verdict of a goal checked against one.
+
+One rule everywhere, so a table, ``summary.md``, the report and a training curve mean the same thing:
+
+- a **share of questions** (per-question values all 0 or 1: greedy accuracy, "got a tool call"): the Wilson
+  score interval (``scipy.stats.binomtest(...).proportion_ci``). Unlike a bootstrap it does not collapse to a
+  point at 0 % or 100 % (0 of 40 right is 0.0 [0.0, 8.8], not 0.0 [0.0, 0.0]);
+- any other **mean over questions** (accuracy averaged over K samples, calls per question): a percentile
+  bootstrap over questions (``scipy.stats.bootstrap``), seeded, so the same data always gives the same interval;
+- a **paired difference** (model A − model B on the same questions): the percentile bootstrap of the mean of
+  the per-question differences, which keeps each question's pair together; a difference over the same questions
+  is much tighter than two separate intervals suggest.
+
+The unit is the question: samples of one question are averaged first (they are not independent draws).
+This module imports nothing from tapo: every stage (trainer, evaluation, pipeline) may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its 95 % interval over ``n`` questions and the method that gave it."""
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    method: str  # "wilson" | "bootstrap" | "paired bootstrap"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Interval:
+        return cls(**row)
+
+    def pct(self, digits: int = 1, signed: bool = False) -> str:
+        """``35.0 [22.1, 50.5]`` in percent (``+12.5 [-2.5, +27.5]`` with ``signed``)."""
+        sign = "+" if signed else ""
+        return f"{100 * self.estimate:{sign}.{digits}f} [{100 * self.low:{sign}.{digits}f}, {100 * self.high:{sign}.{digits}f}]"
+
+    def plain(self, digits: int = 2) -> str:
+        """``1.25 [0.90, 1.60]``: for means that are not shares (calls per question)."""
+        return f"{self.estimate:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+
+def _bootstrap(values: np.ndarray, method: str, seed: int) -> Interval:
+    mean = float(values.mean())
+    if len(values) < 2 or np.all(values == values[0]):
+        return Interval(mean, mean, mean, len(values), method)  # nothing to resample: every resample is the same
+    result = stats.bootstrap(
+        (values,), np.mean, n_resamples=RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
+        rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    ci = result.confidence_interval
+    return Interval(mean, float(ci.low), float(ci.high), len(values), method)
+
+
+def mean_interval(values: Sequence[float], seed: int = SEED) -> Interval:
+    """Mean of per-question values with its 95 % interval: Wilson for 0/1 values, bootstrap otherwise."""
+    array = np.asarray(values, dtype=np.float64)  # [questions]
+    if array.size == 0:
+        raise ValueError("an interval needs at least one question")
+    if np.all((array == 0) | (array == 1)):
+        hits = int(array.sum())
+        ci = stats.binomtest(hits, array.size).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+        return Interval(hits / array.size, float(ci.low), float(ci.high), int(array.size), "wilson")
+    return _bootstrap(array, "bootstrap", seed)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> Interval:
+    """Mean of ``a - b`` over the same questions (index-aligned) with its paired-bootstrap 95 % interval."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need the same questions: {len(a)} against {len(b)}")
+    if not a:
+        raise ValueError("a paired difference needs at least one question")
+    return _bootstrap(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), "paired bootstrap", seed)
+
+
+class Verdict(str, Enum):
+    """Where a goal stands once its interval is known; a point estimate alone never ticks a goal."""
+
+    MET = "met"
+    NOT_MET = "not met"
+    NOISE = "inside the noise"
+    UNMEASURED = "not measured"
+
+
+def verdict(interval: Interval | None, op: str, bound: float) -> Verdict:
+    """``op`` is ``>=``, ``>`` or ``<=``: met when the whole interval satisfies it, not met when none of it does."""
+    if interval is None:
+        return Verdict.UNMEASURED
+    low, high = interval.low, interval.high
+    if op == ">=":
+        met, missed = low >= bound, high < bound
+    elif op == ">":
+        met, missed = low > bound, high <= bound
+    elif op == "<=":
+        met, missed = high <= bound, low > bound
+    else:
+        raise ValueError(f"unknown comparison {op!r}: use >=, > or <=")
+    return Verdict.MET if met else Verdict.NOT_MET if missed else Verdict.NOISE
