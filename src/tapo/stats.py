@@ -6,7 +6,9 @@ One rule everywhere, so a table, ``summary.md``, the report and a training curve
   score interval (``scipy.stats.binomtest(...).proportion_ci``). Unlike a bootstrap it does not collapse to a
   point at 0 % or 100 % (0 of 40 right is 0.0 [0.0, 8.8], not 0.0 [0.0, 0.0]);
 - any other **mean over questions** (accuracy averaged over K samples, calls per question): a percentile
-  bootstrap over questions (``scipy.stats.bootstrap``), seeded, so the same data always gives the same interval;
+  bootstrap over questions (``scipy.stats.bootstrap``), seeded, so the same data always gives the same interval.
+  When every question gives the same value the bootstrap has nothing to resample and the interval is that value
+  (no call on any of 40 questions: 0.00 [0.00, 0.00]); that is what the data say, overconfident on few questions;
 - a **paired difference** (model A − model B on the same questions): the percentile bootstrap of the mean of
   the per-question differences, which keeps each question's pair together; a difference over the same questions
   is much tighter than two separate intervals suggest.
@@ -69,16 +71,26 @@ def _bootstrap(values: np.ndarray, method: str, seed: int) -> Interval:
     return Interval(mean, float(ci.low), float(ci.high), len(values), method)
 
 
-def mean_interval(values: Sequence[float], seed: int = SEED) -> Interval:
-    """Mean of per-question values with its 95 % interval: Wilson for 0/1 values, bootstrap otherwise."""
+def _values(values: Sequence[float]) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)  # [questions]
     if array.size == 0:
         raise ValueError("an interval needs at least one question")
-    if np.all((array == 0) | (array == 1)):
-        hits = int(array.sum())
-        ci = stats.binomtest(hits, array.size).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
-        return Interval(hits / array.size, float(ci.low), float(ci.high), int(array.size), "wilson")
-    return _bootstrap(array, "bootstrap", seed)
+    return array
+
+
+def mean_interval(values: Sequence[float], seed: int = SEED) -> Interval:
+    """Mean of per-question values (calls per question, ...) with its seeded bootstrap 95 % interval."""
+    return _bootstrap(_values(values), "bootstrap", seed)
+
+
+def share_interval(values: Sequence[float], seed: int = SEED) -> Interval:
+    """A share of questions (per-question values in [0, 1]): Wilson when every value is 0 or 1, else bootstrap."""
+    array = _values(values)
+    if not np.all((array == 0) | (array == 1)):
+        return _bootstrap(array, "bootstrap", seed)  # K > 1 samples per question: fractions
+    hits = int(array.sum())
+    ci = stats.binomtest(hits, array.size).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return Interval(hits / array.size, float(ci.low), float(ci.high), int(array.size), "wilson")
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = SEED) -> Interval:

@@ -3,7 +3,7 @@
 Averaging rule: every per-sample quantity is first averaged over a question's K samples, then over
 questions, so a question weighs the same whatever its number of samples (with equal K this is the plain
 mean over samples). Tool failure rate is pooled over calls instead: it describes the tools, not questions.
-Accuracy carries its 95 % interval over questions (:func:`tapo.stats.mean_interval`).
+Accuracy carries its 95 % interval over questions (:func:`tapo.stats.share_interval`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from tapo.eval.records import SampleRecord
 from tapo.protocol import TOOL_NAMES
-from tapo.stats import Interval, mean_interval
+from tapo.stats import Interval, share_interval
 
 OVERALL = "overall"
 
@@ -140,7 +140,7 @@ def source_metrics(source: str, records: Sequence[SampleRecord], tools: Sequence
         samples=len(records),
         k=k,
         acc=_question_mean(groups, lambda r: r.acc),
-        acc_interval=mean_interval(question_values(groups, lambda r: r.acc)),
+        acc_interval=share_interval(question_values(groups, lambda r: r.acc)),
         pass_at_k=fmean(pass_at_k(len(g), sum(r.acc for r in g), k) for g in groups),
         mean_score=_question_mean(groups, lambda r: r.score),
         mean_reward=_question_mean(groups, lambda r: r.total),

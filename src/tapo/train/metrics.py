@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from tapo.protocol import TOOL_NAMES
 from tapo.records import Trajectory
-from tapo.stats import Interval, mean_interval
+from tapo.stats import Interval, mean_interval, share_interval
 
 
 def rollout_metrics(trajs: Sequence[Trajectory]) -> dict[str, float]:
@@ -62,6 +62,6 @@ def sampled_metrics(groups: Sequence[Sequence[Trajectory]]) -> dict[str, float]:
     return {
         "sampled/prompts": float(len(groups)),
         "sampled/trajectories": float(sum(len(g) for g in groups)),
-        **_with_interval("sampled/acc", mean_interval(acc)),
+        **_with_interval("sampled/acc", share_interval(acc)),
         **_with_interval("sampled/calls_per_question", mean_interval(calls)),
     }
