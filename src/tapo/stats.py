@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -51,8 +51,8 @@ class Interval:
 
     def pct(self, digits: int = 1, signed: bool = False) -> str:
         """``35.0 [22.1, 50.5]`` in percent (``+12.5 [-2.5, +27.5]`` with ``signed``)."""
-        sign = "+" if signed else ""
-        return f"{100 * self.estimate:{sign}.{digits}f} [{100 * self.low:{sign}.{digits}f}, {100 * self.high:{sign}.{digits}f}]"
+        spec = f"{'+' if signed else ''}.{digits}f"
+        return f"{100 * self.estimate:{spec}} [{100 * self.low:{spec}}, {100 * self.high:{spec}}]"
 
     def plain(self, digits: int = 2) -> str:
         """``1.25 [0.90, 1.60]``: for means that are not shares (calls per question)."""
@@ -102,7 +102,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = SEED) 
     return _bootstrap(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), "paired bootstrap", seed)
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """Where a goal stands once its interval is known; a point estimate alone never ticks a goal."""
 
     MET = "met"

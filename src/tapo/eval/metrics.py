@@ -17,7 +17,7 @@ from typing import Any
 
 from tapo.eval.records import SampleRecord
 from tapo.protocol import TOOL_NAMES
-from tapo.stats import Interval, share_interval
+from tapo.stats import Interval, mean_interval, share_interval
 
 OVERALL = "overall"
 
@@ -175,6 +175,16 @@ def accuracy_by_searches(records: Iterable[SampleRecord]) -> dict[int, tuple[flo
     for record in records:
         buckets[record.tool_calls.get("search", 0)].append(record.acc)
     return {n: (fmean(accs), len(accs)) for n, accs in sorted(buckets.items())}
+
+
+def calls_by_kind(records: Sequence[SampleRecord]) -> dict[str, Interval]:
+    """Tool calls per question (K-averaged) by question kind (TAPO-mini ``meta.kind``), each with its 95 %
+    interval; empty when no question has a kind."""
+    groups: dict[str, list[list[SampleRecord]]] = defaultdict(list)
+    for group in _by_question(records):
+        if group[0].kind is not None:
+            groups[group[0].kind].append(group)
+    return {kind: mean_interval(question_values(gs, lambda r: r.n_calls)) for kind, gs in sorted(groups.items())}
 
 
 def metrics_from_dict(row: dict[str, Any]) -> SourceMetrics:

@@ -14,7 +14,6 @@ from rich.table import Table
 
 from tapo.eval.metrics import SourceMetrics
 
-
 ACC_NOTE = (
     "acc: mean accuracy over the questions with its 95 % interval (Wilson score interval for a share of "
     "questions, seeded bootstrap over questions when K > 1; docs/evaluation.md)"

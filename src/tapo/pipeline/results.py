@@ -142,7 +142,9 @@ def goals(models: dict[str, ModelResults]) -> list[Goal]:
     if tapo and sft:
         gain = compare(tapo, sft, lambda m: m.acc)
         checks.append(Goal("RL raises accuracy over the warm start", gain, ">", 0.0, _diff_shown(gain)))
-        checks.append(Goal("RL raises accuracy over the warm start by ≥ 10 points", gain, ">=", 0.10, _diff_shown(gain)))
+        checks.append(
+            Goal("RL raises accuracy over the warm start by ≥ 10 points", gain, ">=", 0.10, _diff_shown(gain))
+        )
     if tapo:
         needed, not_needed = tapo.call_rate(True), tapo.call_rate(False)
         checks.append(Goal("≥ 90 % of tool-needing questions get a call", needed, ">=", 0.9, _with_n(needed)))
@@ -173,10 +175,11 @@ def seed_spread(models: dict[str, ModelResults]) -> list[str]:
     for arm, runs in by_arm.items():
         if len(runs) > 1 and arm in models:
             accs = [fmean(m.acc.values()) for _, m in sorted(runs, key=lambda r: r[0])]
-            lines.append(
-                f"{models[arm].title}: {len(accs)} seeds, accuracy {', '.join(f'{100 * a:.1f}' for a in accs)} "
-                f"(mean {100 * fmean(accs):.1f}, sd {100 * pstdev(accs):.1f}, range {100 * (max(accs) - min(accs)):.1f} points)"
+            spread = (
+                f"mean {100 * fmean(accs):.1f}, sd {100 * pstdev(accs):.1f}, range {100 * (max(accs) - min(accs)):.1f}"
             )
+            each = ", ".join(f"{100 * a:.1f}" for a in accs)
+            lines.append(f"{models[arm].title}: {len(accs)} seeds, accuracy {each} ({spread} points)")
     return lines
 
 
@@ -191,15 +194,26 @@ def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
             "question against what the questions' oracle plans need."
         ),
         "headers": [
-            "model", "questions", "acc % [95 % CI]", "calls when needed %", "calls when not needed %",
-            "calls/question", "calls needed", "format errors %",
-        ],  # fmt: skip
+            "model",
+            "questions",
+            "acc % [95 % CI]",
+            "calls when needed %",
+            "calls when not needed %",
+            "calls/question",
+            "calls needed",
+            "format errors %",
+        ],
         "rows": [
             [
-                m.title, str(len(m.acc)), _pct(m.share(m.acc)), _pct(m.call_rate(True)), _pct(m.call_rate(False)),
+                m.title,
+                str(len(m.acc)),
+                _pct(m.share(m.acc)),
+                _pct(m.call_rate(True)),
+                _pct(m.call_rate(False)),
                 m.calls_per_question().plain(),
-                f"{fmean(m.calls_needed.values()):.2f}" if m.calls_needed else "-", f"{100 * m.format_error_rate:.1f}",
-            ]  # fmt: skip
+                f"{fmean(m.calls_needed.values()):.2f}" if m.calls_needed else "-",
+                f"{100 * m.format_error_rate:.1f}",
+            ]
             for m in models.values()
         ],
     }
@@ -213,7 +227,7 @@ def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
     }
     diffs = comparisons(models)
     paired = {
-        "caption": "Paired differences in accuracy (points) over the same questions, with paired-bootstrap 95 % intervals.",
+        "caption": "Paired differences in accuracy (points) over the same questions, paired-bootstrap 95 % intervals.",
         "headers": ["comparison", "questions", "difference [95 % CI]"],
         "rows": [[label, str(d.n) if d else "0", _pct(d, signed=True)] for label, d in diffs],
     }
@@ -257,10 +271,15 @@ def write_results(root: Path, arms: list[tuple[str, str, str, list[str]]]) -> st
         {
             "title": "Results",
             "tables": parts,
-            "notes": [g.line() for g in checks] + spread + [METHOD],
+            "notes": [*spread, METHOD],
             "labels": labels(arms),
             "goals": [
-                {"goal": g.text, "verdict": g.verdict.value, "interval": g.interval.to_dict() if g.interval else None}
+                {
+                    "goal": g.text,
+                    "verdict": g.verdict.value,
+                    "measured": g.shown,
+                    "interval": g.interval.to_dict() if g.interval else None,
+                }
                 for g in checks
             ],
             "comparisons": {label: d.to_dict() if d else None for label, d in comparisons(models)},
