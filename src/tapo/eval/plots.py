@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tapo.eval.metrics import OVERALL, SourceMetrics
 from tapo.io.atomic import write_bytes
@@ -168,9 +169,11 @@ def plot_rl_steps(runs: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) ->
                 all_banded = all_banded and banded
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        if ax.lines:
+            ax.legend(fontsize=7, loc="best")
     axes[0, 0].set_ylim(-0.02, 1.02)
     axes[-1, 0].set_xlabel("RL step")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("training prompts sampled at each step (band: 95 % interval over the step's prompts)", fontsize=9)
     return _save(fig, out), all_banded
 

@@ -413,14 +413,15 @@ def _trajectory_sources(root: Path, evals: Sequence[Path], names: _Names) -> lis
 
 
 def _trajectory_section(root: Path, evals: Sequence[Path], names: _Names, n: int, seed: int) -> _Section | None:
-    """``n`` trajectories shared over the sources (at least 2 each: one right, one wrong where possible)."""
+    """``n`` trajectories shared evenly over the sources (the first ones get the remainder)."""
     sources = _trajectory_sources(root, evals, names)
     if not sources or n == 0:
         return None
-    per_source = max(2, n // len(sources))
     parts, shown = [], 0
-    for source in sources:
-        picked = sample_rows(source.rows, per_source, seed)
+    for i, source in enumerate(sources):
+        picked = sample_rows(source.rows, n // len(sources) + (i < n % len(sources)), seed)
+        if not picked:
+            continue
         shown += len(picked)
         parts.append(
             f"<h3>{_esc(source.model)}: {_esc(source.stage)} ({len(picked)} of {len(source.rows)} trajectories)</h3>"
@@ -428,7 +429,7 @@ def _trajectory_section(root: Path, evals: Sequence[Path], names: _Names, n: int
         )
     total = sum(len(s.rows) for s in sources)
     intro = (
-        f'<p class="caption">{shown} of {total} trajectories, up to {per_source} per model and stage, half right and '
+        f'<p class="caption">{shown} of {total} trajectories, shared over the models and stages, half right and '
         "half wrong where possible. Model text is split into its tagged blocks; what the environment inserted (a "
         "tool's output, the corrective message after a turn without a valid action) is shown as such.</p>"
     )
