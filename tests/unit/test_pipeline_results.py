@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pipeline_run import ARMS, TITLES, build_pipeline_run
 
+from pipeline_run import ARMS, TITLES, build_pipeline_run
 from tapo.eval.results import load_trajectories
 from tapo.io.atomic import write_jsonl
 from tapo.pipeline.results import load_model, seed_spread, write_results

@@ -118,13 +118,16 @@ def plot_training_curves(rows: Sequence[Mapping[str, Any]], out: Path) -> Path |
     return _save(fig, out)
 
 
-def plot_tool_call_distribution(metrics: Mapping[str, SourceMetrics], out: Path) -> Path | None:
-    """Per tool, the share of trajectories making 0, 1, 2, ... calls, one bar group per data source.
-
-    With a single data source its ``overall`` slice is the same data, so only the source is drawn.
-    """
+def distinct_slices(metrics: Mapping[str, SourceMetrics]) -> dict[str, SourceMetrics]:
+    """The slices worth a bar each: with a single data source, ``overall`` is the same data and is left out."""
     if len(metrics) == 2 and OVERALL in metrics:
-        metrics = {name: m for name, m in metrics.items() if name != OVERALL}
+        return {name: m for name, m in metrics.items() if name != OVERALL}
+    return dict(metrics)
+
+
+def plot_tool_call_distribution(metrics: Mapping[str, SourceMetrics], out: Path) -> Path | None:
+    """Per tool, the share of trajectories making 0, 1, 2, ... calls, one bar group per data source."""
+    metrics = distinct_slices(metrics)
     if not metrics:
         return None
     tools = list(next(iter(metrics.values())).tool_calls_mean)
