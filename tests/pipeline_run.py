@@ -50,7 +50,7 @@ def tool_trajectory(example: Example, right: bool) -> Trajectory:
     answer = example.golds[0] if right else "wrong"
     text += f"<answer> {answer} </answer>"
     turns.append(Turn("answer", answer))
-    return _scored(example, text, turns, right, "answer")
+    return scored_trajectory(example, text, turns, right, "answer")
 
 
 def corrective_trajectory(example: Example) -> Trajectory:
@@ -58,10 +58,11 @@ def corrective_trajectory(example: Example) -> Trajectory:
     text = "I am not sure" + CORRECTIVE + "\n\n\n" + CORRECTIVE
     turns = [Turn(INVALID, "I am not sure", CORRECTIVE, ok=False, error="no valid action")]
     turns.append(Turn(INVALID, "\n\n\n", CORRECTIVE, ok=False, error="no valid action"))
-    return _scored(example, text, turns, False, "length")
+    return scored_trajectory(example, text, turns, False, "length")
 
 
-def _scored(example: Example, text: str, turns: list[Turn], right: bool, finish: str) -> Trajectory:
+def scored_trajectory(example: Example, text: str, turns: list[Turn], right: bool, finish: str) -> Trajectory:
+    """A scored trajectory of ``example`` whose response is ``text`` and whose typed turns are ``turns``."""
     score = 1.0 if right else 0.0
     return Trajectory(
         prompt_ids=[1],
@@ -77,6 +78,22 @@ def _scored(example: Example, text: str, turns: list[Turn], right: bool, finish:
     )
 
 
+def eval_result(
+    trajectories: list[Trajectory],
+    model: str = "tiny",
+    tools_mode: str = "all",
+    data: str = "set.jsonl",
+    template: str = "base",
+) -> EvalResult:
+    """What ``tapo eval`` saves for these trajectories (greedy, one sample per question)."""
+    records = to_records(trajectories)
+    return EvalResult(
+        model=model, data=data, tools_mode=tools_mode, template=template, samples=1, greedy=True,
+        metrics=compute_metrics(records), accuracy_by_searches=accuracy_by_searches(records),
+        trajectories=trajectories,
+    )  # fmt: skip
+
+
 def evaluation(name: str) -> list[Trajectory]:
     if name == "base":
         return [corrective_trajectory(question(i)) for i in range(QUESTIONS)]
@@ -86,19 +103,7 @@ def evaluation(name: str) -> list[Trajectory]:
 def build_pipeline_run(root: Path) -> Path:
     """Write the run under ``root`` (evaluations, a TAPO training run, summary.md/json); returns ``root``."""
     for name in RIGHT:
-        trajectories = evaluation(name)
-        records = to_records(trajectories)
-        EvalResult(
-            model=name,
-            data="data/test.jsonl",
-            tools_mode="all",
-            template="minimal",
-            samples=1,
-            greedy=True,
-            metrics=compute_metrics(records),
-            accuracy_by_searches=accuracy_by_searches(records),
-            trajectories=trajectories,
-        ).save(root / "eval" / name)
+        eval_result(evaluation(name), name, data="data/test.jsonl", template="minimal").save(root / "eval" / name)
     steps = [
         {"step": 1.0, "reward/acc": 0.5, "tools/calls_per_traj": 1.0, "batch/trajectories": 24.0}
         | {"sampled/acc": 0.25, "sampled/acc_ci_lo": 0.1, "sampled/acc_ci_hi": 0.45}

@@ -18,16 +18,24 @@ import httpx
 import pytest
 from PIL import Image
 
-from pipeline_run import CORRECTIVE, QUESTIONS, TITLES, build_pipeline_run, corrective_trajectory, question
+from pipeline_run import (
+    CORRECTIVE,
+    QUESTIONS,
+    TITLES,
+    build_pipeline_run,
+    corrective_trajectory,
+    eval_result,
+    question,
+    scored_trajectory,
+)
 from tapo.data.schema import Example
-from tapo.eval.metrics import OVERALL, accuracy_by_searches, compute_metrics
+from tapo.eval.metrics import OVERALL
 from tapo.eval.plots import curve_panels, distinct_slices
-from tapo.eval.records import to_records
 from tapo.eval.report import build_report, render_trajectory, sample_rows, split_response
-from tapo.eval.results import EvalResult, load_result, save_ablation
+from tapo.eval.results import load_result, save_ablation
 from tapo.io.atomic import write_jsonl
 from tapo.protocol import format_observation
-from tapo.records import RewardBreakdown, Trajectory, Turn
+from tapo.records import Trajectory, Turn
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 NO_CHROMIUM = (
@@ -45,33 +53,8 @@ def make_traj(i: int, acc: bool, searches: int, source: str = "nq") -> Trajector
     text = body + "<code>print(1 < 2)</code>\n\n<response>True</response>\n\n<answer> Paris </answer>"
     turns = [Turn("search", f"query {j}", output=NASTY) for j in range(searches)]
     turns += [Turn("code", "print(1 < 2)", output="True"), Turn("answer", "Paris")]
-    return Trajectory(
-        prompt_ids=[1],
-        response_ids=list(range(30)),
-        loss_mask=[1] * 20 + [0] * 10,
-        turns=turns,
-        response_text=text,
-        finish_reason="stop",
-        example=Example(id=f"q{i}", question=f"Q{i} {NASTY}", data_source=source, golds=["Paris"]),
-        reward=RewardBreakdown(
-            format_ok=True, score=float(acc), penalty=0.0, total=float(acc), acc=acc, answer="Paris"
-        ),
-    )
-
-
-def eval_result(mode: str, trajs: list[Trajectory]) -> EvalResult:
-    records = to_records(trajs)
-    return EvalResult(
-        model="tiny",
-        data="set.jsonl",
-        tools_mode=mode,
-        template="base",
-        samples=1,
-        greedy=True,
-        metrics=compute_metrics(records),
-        accuracy_by_searches=accuracy_by_searches(records),
-        trajectories=trajs,
-    )
+    example = Example(id=f"q{i}", question=f"Q{i} {NASTY}", data_source=source, golds=["Paris"])
+    return scored_trajectory(example, text, turns, acc, "answer")
 
 
 @pytest.fixture
@@ -89,7 +72,7 @@ def run_dir(tmp_path: Path) -> Path:
     write_jsonl(run / "trajectories.jsonl", [t.to_row(step=1 + i) for i, t in enumerate(trajs)])  # as the trainer
     results = []
     for mode in ("all", "none"):
-        result = eval_result(mode, trajs if mode == "all" else [make_traj(i, False, 0) for i in range(3)])
+        result = eval_result(trajs if mode == "all" else [make_traj(i, False, 0) for i in range(3)], tools_mode=mode)
         result.save(run / "eval" / "abl" / mode)
         results.append(result)
     save_ablation(results, run / "eval" / "abl")
@@ -98,9 +81,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_results_round_trip(run_dir: Path):
     loaded = load_result(run_dir / "eval" / "abl" / "all")
-    fresh = eval_result(
-        "all", [make_traj(i, acc=i % 2 == 0, searches=i % 3, source=("nq", "gsm8k")[i % 2]) for i in range(8)]
-    )
+    fresh = eval_result([make_traj(i, acc=i % 2 == 0, searches=i % 3, source=("nq", "gsm8k")[i % 2]) for i in range(8)])
     assert loaded.metrics == fresh.metrics and loaded.accuracy_by_searches == fresh.accuracy_by_searches
     assert "| overall |" in (run_dir / "eval" / "abl" / "all" / "results.md").read_text()
 
@@ -208,9 +189,9 @@ def test_tool_outputs_cut_insertions_and_model_written_responses():
 
 
 def test_one_data_source_is_not_drawn_twice():
-    metrics = eval_result("all", [make_traj(i, True, 1) for i in range(2)]).metrics
+    metrics = eval_result([make_traj(i, True, 1) for i in range(2)]).metrics
     assert list(distinct_slices(metrics)) == ["nq"]
-    two = eval_result("all", [make_traj(i, True, 1, source=("nq", "gsm8k")[i % 2]) for i in range(2)]).metrics
+    two = eval_result([make_traj(i, True, 1, source=("nq", "gsm8k")[i % 2]) for i in range(2)]).metrics
     assert list(distinct_slices(two)) == ["gsm8k", "nq", OVERALL]
 
 
