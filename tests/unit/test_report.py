@@ -31,7 +31,8 @@ from pipeline_run import (
 from tapo.data.schema import Example
 from tapo.eval.metrics import OVERALL
 from tapo.eval.plots import curve_panels, distinct_slices
-from tapo.eval.report import build_report, render_trajectory, sample_rows, split_response
+from tapo.eval.render import render_trajectory, split_response
+from tapo.eval.report import build_report, sample_rows
 from tapo.eval.results import load_result, save_ablation
 from tapo.io.atomic import write_jsonl
 from tapo.protocol import format_observation

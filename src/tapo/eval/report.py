@@ -17,10 +17,8 @@ HTML-escaped.
 from __future__ import annotations
 
 import base64
-import html
 import json
 import random
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from tapo.eval.plots import (
     plot_training_curves,
 )
 from tapo.eval.records import to_records
+from tapo.eval.render import esc, render_trajectory
 from tapo.eval.results import (
     ABLATION_FILE,
     RESULTS_FILE,
@@ -45,8 +44,7 @@ from tapo.eval.results import (
 )
 from tapo.eval.tables import ACC_NOTE, ADAPTIVE_HEADERS, adaptive_table, metric_table, to_html
 from tapo.io.atomic import read_jsonl, write_text
-from tapo.protocol import INVALID, RESPONSE, TOOL_NAMES, Segment, format_observation, label, segments
-from tapo.records import Trajectory, Turn
+from tapo.records import Trajectory
 from tapo.stats import Verdict
 
 # (training step or None, trajectory): what the sampled-trajectories section shows
@@ -109,108 +107,6 @@ class _Source:
     rows: list[Stepped]
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _block(kind: str, title: str, text: str) -> str:
-    return f'<div class="seg {kind}"><span class="label">{_esc(title)}</span>{_esc(text)}</div>'
-
-
-def render_segment(segment: Segment) -> str:
-    """One block the model wrote, labelled by what it is (untagged text is marked as such).
-
-    A ``<response>`` block in the model's own text is not a tool's output: it is labelled as written by the model.
-    """
-    if segment.tag is None:
-        return _block("text", "untagged text", segment.text)
-    title = "response written by the model (not a tool output)" if segment.tag == RESPONSE else label(segment.tag)
-    return _block(segment.tag, title, segment.text)
-
-
-def _inserted(turn: Turn) -> str:
-    """What the environment appended after ``turn``: a tool's output block or the corrective message ("" after the
-    answer, and after the last turn allowed)."""
-    if turn.action in TOOL_NAMES:
-        return format_observation(turn.output)
-    return turn.output if turn.action == INVALID else ""
-
-
-@dataclass(frozen=True)
-class Piece:
-    """A run of response text: written by the model (``turn`` None) or inserted by the environment after ``turn``."""
-
-    text: str
-    turn: Turn | None = None
-    cut: bool = False  # the insertion was cut short by the response cap
-
-
-def split_response(trajectory: Trajectory) -> list[Piece]:
-    """The response as the rollout built it: model text, then each turn's insertion, in order.
-
-    The insertions are known exactly from the typed turns (``format_observation`` of a tool's output, the
-    corrective message of an invalid turn), so the text is split at them rather than re-parsed for tags (the
-    corrective message quotes ``<search> and </search>`` as words). An insertion the response cap cut is matched
-    by its prefix at the end; text that cannot be matched is kept as the model's.
-    """
-    text, position, pieces = trajectory.response_text, 0, []
-    inserting = [turn for turn in trajectory.turns if _inserted(turn)]
-    for i, turn in enumerate(inserting):
-        inserted = _inserted(turn)
-        at = text.find(inserted, position)
-        cut = False
-        if at < 0 and i == len(inserting) - 1 and trajectory.finish_reason == "length":
-            tail = text[position:]
-            size = next((k for k in range(len(inserted) - 1, 0, -1) if tail.endswith(inserted[:k])), 0)
-            at, inserted, cut = (len(text) - size, inserted[:size], True) if size else (-1, inserted, False)
-        if at < 0:
-            break
-        pieces += [Piece(text[position:at]), Piece(inserted, turn, cut)]
-        position = at + len(inserted)
-    pieces.append(Piece(text[position:]))
-    return [piece for piece in pieces if piece.text or piece.turn is not None]
-
-
-def render_piece(piece: Piece) -> str:
-    """Model text as its tagged blocks; a tool's output or the corrective message as one environment block."""
-    turn = piece.turn
-    if turn is None and not piece.text.strip():
-        return _block("text", "model text: whitespace only", f"({len(piece.text)} whitespace characters)")
-    if turn is None:
-        return "".join(render_segment(s) for s in segments(piece.text, unclosed=False))
-    cut = " (cut at the response cap)" if piece.cut else ""
-    if turn.action == INVALID:
-        why = f": {turn.error}" if turn.error else ""
-        return _block("corrective", f"environment: corrective message{why}{cut}", piece.text.strip())
-    status = "" if turn.ok else f" (failed: {turn.error})" if turn.error else " (failed)"
-    output = segments(piece.text, (RESPONSE,))
-    body = output[0].text if output and output[0].tag == RESPONSE else piece.text.strip()
-    return _block(RESPONSE, f"{turn.action} output{status}{cut}", body)
-
-
-def render_trajectory(step: int | None, trajectory: Trajectory, model: str = "", stage: str = "") -> str:
-    """A scored trajectory: which model wrote it at which stage, question, golds, reward, then its blocks in order."""
-    example, reward = trajectory.example, trajectory.scored
-    turns = ", ".join(f"{a} x{n}" for a, n in Counter(t.action for t in trajectory.turns).items()) or "none"
-    info = [
-        f"source: {example.data_source if example else '?'}",
-        f"gold: {', '.join(example.golds) if example else '?'}",
-        f"predicted: {reward.answer}",
-        f"score: {reward.score}",
-        f"format ok: {reward.format_ok}",
-        f"finish: {trajectory.finish_reason or '?'}",
-        f"turns: {turns}",
-        f"model tokens: {trajectory.n_model_tokens}",
-    ]
-    who = " · ".join(x for x in (model, stage, f"step {step}" if step is not None else "") if x)
-    tag = f'<span class="who">{_esc(who)}</span> ' if who else ""
-    blocks = "".join(render_piece(piece) for piece in split_response(trajectory))
-    return (
-        f'<div class="traj {"ok" if reward.acc else "bad"}"><p>{tag}<b>Q:</b> '
-        f'{_esc(example.question if example else "")}</p><p class="meta">{_esc(" · ".join(info))}</p>{blocks}</div>'
-    )
-
-
 def sample_rows(rows: Sequence[Stepped], n: int, seed: int = 0) -> list[Stepped]:
     """Up to ``n`` trajectories, half right and half wrong where possible, so a report shows both kinds."""
     rng = random.Random(seed)
@@ -225,8 +121,8 @@ def _image(path: Path | None, out_dir: Path, alt: str, caption: str = "") -> str
     if path is None:
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    note = f'<p class="caption">{_esc(caption)}</p>' if caption else ""
-    return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}" title="{_esc(path.relative_to(out_dir))}">{note}'
+    note = f'<p class="caption">{esc(caption)}</p>' if caption else ""
+    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}" title="{esc(path.relative_to(out_dir))}">{note}'
 
 
 def _scored(rows: Sequence[Stepped]) -> list[Stepped]:
@@ -281,8 +177,8 @@ def _eval_section(result: EvalResult, names: _Names, out_dir: Path, index: int) 
         f"({'greedy' if result.greedy else 'sampled'}), {overall.samples} trajectories. {ACC_NOTE}."
     )
     parts = [
-        f'<p class="meta">model {_esc(result.model)} · data {_esc(result.data)} · tools {_esc(result.tools_mode)} '
-        f"(template {_esc(result.template)}) · K={result.samples} · {'greedy' if result.greedy else 'sampled'}</p>",
+        f'<p class="meta">model {esc(result.model)} · data {esc(result.data)} · tools {esc(result.tools_mode)} '
+        f"(template {esc(result.template)}) · K={result.samples} · {'greedy' if result.greedy else 'sampled'}</p>",
         to_html(headers, rows, caption),
     ]
     adaptive = adaptive_table(result.metrics)
@@ -307,11 +203,11 @@ def _summary_section(summary: dict[str, Any]) -> list[_Section]:
         return []
     tables = "".join(to_html(t["headers"], t["rows"], t.get("caption")) for t in summary.get("tables", []))
     goals = "".join(
-        f'<li><span class="verdict {VERDICT_CLASS.get(g["verdict"], "unmeasured")}">{_esc(g["verdict"])}</span>'
-        f"{_esc(g['goal'])}: {_esc(g['measured'])}</li>"
+        f'<li><span class="verdict {VERDICT_CLASS.get(g["verdict"], "unmeasured")}">{esc(g["verdict"])}</span>'
+        f"{esc(g['goal'])}: {esc(g['measured'])}</li>"
         for g in summary.get("goals", [])
     )
-    notes = "".join(f"<li>{_esc(note)}</li>" for note in summary.get("notes", []))
+    notes = "".join(f"<li>{esc(note)}</li>" for note in summary.get("notes", []))
     body = tables + (f"<h3>Goals</h3><ul>{goals}</ul>" if goals else "") + (f"<ul>{notes}</ul>" if notes else "")
     return [_Section(summary.get("title", "Summary"), body)]
 
@@ -424,7 +320,7 @@ def _trajectory_section(root: Path, evals: Sequence[Path], names: _Names, n: int
             continue
         shown += len(picked)
         parts.append(
-            f"<h3>{_esc(source.model)}: {_esc(source.stage)} ({len(picked)} of {len(source.rows)} trajectories)</h3>"
+            f"<h3>{esc(source.model)}: {esc(source.stage)} ({len(picked)} of {len(source.rows)} trajectories)</h3>"
             + "".join(render_trajectory(step, t, source.model, source.stage) for step, t in picked)
         )
     total = sum(len(s.rows) for s in sources)
@@ -465,11 +361,11 @@ def build_report(root: Path, out_dir: Path | None = None, n_trajectories: int = 
         raise FileNotFoundError(
             f"{root} has nothing to report: no metrics.jsonl, trajectories.jsonl or {RESULTS_FILE} (also under eval/*)"
         )
-    body = "".join(f"<h2>{_esc(s.title)}</h2>{s.body}" for s in sections)
+    body = "".join(f"<h2>{esc(s.title)}</h2>{s.body}" for s in sections)
     page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>TAPO report: {_esc(root.name)}</title>'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>TAPO report: {esc(root.name)}</title>'
         f'<link rel="icon" href="data:,"><style>{CSS}</style></head>'
-        f"<body><h1>TAPO report: {_esc(root.resolve().name)}</h1>{body}</body></html>\n"
+        f"<body><h1>TAPO report: {esc(root.resolve().name)}</h1>{body}</body></html>\n"
     )
     target = out_dir / REPORT_FILE
     write_text(target, page)
