@@ -11,7 +11,9 @@ One rule everywhere, so a table, ``summary.md``, the report and a training curve
   (no call on any of 40 questions: 0.00 [0.00, 0.00]); that is what the data say, overconfident on few questions;
 - a **paired difference** (model A − model B on the same questions): the percentile bootstrap of the mean of
   the per-question differences, which keeps each question's pair together; a difference over the same questions
-  is much tighter than two separate intervals suggest.
+  is much tighter than two separate intervals suggest. When every question moved the same way (typically: no
+  question changed) there is nothing to resample; for 0/1 values the interval is then the difference ± the Wilson
+  upper bound of 0 of n (no change on 4 questions is +0.0 [-49.0, +49.0], not a certain tie).
 
 The unit is the question: samples of one question are averaged first (they are not independent draws).
 This module imports nothing from tapo: every stage (trainer, evaluation, pipeline) may use it.
@@ -40,7 +42,7 @@ class Interval:
     low: float
     high: float
     n: int
-    method: str  # "wilson" | "bootstrap" | "paired bootstrap"
+    method: str  # "wilson" | "bootstrap" | "paired bootstrap" | "paired, Wilson bound"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +80,10 @@ def _values(values: Sequence[float]) -> np.ndarray:
     return array
 
 
+def _binary(array: np.ndarray) -> bool:
+    return bool(np.all((array == 0) | (array == 1)))
+
+
 def mean_interval(values: Sequence[float], seed: int = SEED) -> Interval:
     """Mean of per-question values (calls per question, ...) with its seeded bootstrap 95 % interval."""
     return _bootstrap(_values(values), "bootstrap", seed)
@@ -86,7 +92,7 @@ def mean_interval(values: Sequence[float], seed: int = SEED) -> Interval:
 def share_interval(values: Sequence[float], seed: int = SEED) -> Interval:
     """A share of questions (per-question values in [0, 1]): Wilson when every value is 0 or 1, else bootstrap."""
     array = _values(values)
-    if not np.all((array == 0) | (array == 1)):
+    if not _binary(array):
         return _bootstrap(array, "bootstrap", seed)  # K > 1 samples per question: fractions
     hits = int(array.sum())
     ci = stats.binomtest(hits, array.size).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
@@ -99,7 +105,14 @@ def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = SEED) 
         raise ValueError(f"paired values need the same questions: {len(a)} against {len(b)}")
     if not a:
         raise ValueError("a paired difference needs at least one question")
-    return _bootstrap(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64), "paired bootstrap", seed)
+    va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)  # [questions] each
+    diffs = va - vb
+    if np.all(diffs == diffs[0]) and _binary(va) and _binary(vb):
+        # Every question moved the same way (usually: none changed). A bootstrap would say [d, d]; the share of
+        # questions that could have moved otherwise is only bounded by the Wilson interval of 0 of n.
+        d, room = float(diffs[0]), share_interval(np.zeros(len(diffs))).high
+        return Interval(d, max(-1.0, d - room), min(1.0, d + room), len(diffs), "paired, Wilson bound")
+    return _bootstrap(diffs, "paired bootstrap", seed)
 
 
 class Verdict(StrEnum):

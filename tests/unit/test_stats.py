@@ -38,6 +38,11 @@ def test_paired_difference_keeps_questions_together():
     assert paired.low > 0  # the pairing sees that no question got worse ...
     unpaired_low = share_interval(a).low - share_interval(b).high
     assert unpaired_low < 0  # ... two separate intervals would overlap
+    tie = paired_difference([0.0] * 4, [0.0] * 4)  # no question changed: not a certain tie on 4 questions
+    assert (tie.estimate, tie.method) == (0.0, "paired, Wilson bound") and tie.low == -tie.high
+    assert tie.high == pytest.approx(share_interval([0] * 4).high) and verdict(tie, ">=", 0.0) is Verdict.NOISE
+    better = paired_difference([1.0] * 40, [0.0] * 40)
+    assert better.high == 1.0 and better.low == pytest.approx(1 - share_interval([0] * 40).high)
     with pytest.raises(ValueError, match="same questions"):
         paired_difference(a, b[:-1])
     with pytest.raises(ValueError, match="at least one"):

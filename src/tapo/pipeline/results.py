@@ -32,7 +32,8 @@ BASE, SFT, TAPO, NO_TOOLS, NO_MASK = "base", "sft", "tapo", "dapo-no-tools", "ta
 SEED_SUFFIX = re.compile(r"^(?P<arm>.+)-seed(?P<seed>\d+)$")  # extra seeds of an arm: ``tapo-seed1`` ...
 METHOD = (
     "95 % intervals: Wilson score interval for a share of questions, seeded percentile bootstrap over questions "
-    "for other means, paired bootstrap over the same questions for differences (tapo.stats; docs/evaluation.md). "
+    "for other means, paired bootstrap over the same questions for differences (± the Wilson bound of 0 of n when "
+    "no question changed; tapo.stats, docs/evaluation.md). "
     "A goal is met when its whole interval is on the right side of the bound, not met when it is wholly on the "
     "wrong side, and inside the noise otherwise."
 )
