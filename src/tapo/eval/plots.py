@@ -131,7 +131,7 @@ def plot_tool_call_distribution(metrics: Mapping[str, SourceMetrics], out: Path)
     if not metrics:
         return None
     tools = list(next(iter(metrics.values())).tool_calls_mean)
-    fig = Figure(figsize=(5 * len(tools), 3.8))
+    fig = Figure(figsize=(5 * len(tools), 3.8), layout="constrained")
     axes = fig.subplots(1, len(tools), squeeze=False)
     width = 0.8 / len(metrics)
     for ax, tool in zip(axes[0], tools, strict=True):
