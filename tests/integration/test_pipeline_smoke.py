@@ -30,12 +30,13 @@ def test_main_job_runs_every_stage_and_resumes(tmp_path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert set(json.loads((out / "pipeline-state.json").read_text())) == STAGES
     summary = json.loads((out / "summary.json").read_text())
-    assert [row[0] for row in summary["rows"]] == [
+    assert [row[0] for row in summary["tables"][0]["rows"]] == [
         "starting model", "warm start (SFT)", "TAPO (RL on the warm start)", "DAPO without tools",
         "TAPO, tool tokens left in the loss",
     ]  # fmt: skip
-    assert len(summary["notes"]) == 6
-    assert "Results" in (out / "report" / "report.html").read_text()
+    assert len(summary["goals"]) == 7 and all(g["verdict"] for g in summary["goals"])
+    page = (out / "report" / "report.html").read_text()
+    assert "Results" in page and "RL over steps" in page and "<h2>Evaluation: eval/" not in page
     demos = [json.loads(line) for line in (out / "demos.jsonl").read_text().splitlines()]
     assert demos and all(row["reward"]["acc"] for row in demos)
 

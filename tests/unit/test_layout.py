@@ -19,6 +19,7 @@ STAGES: dict[str, int] = {
     # foundation: nothing from the flow
     "tapo": 0,  # the package root: its version
     "tapo.protocol": 0,  # tags, stop strings, parsing: imports nothing from tapo
+    "tapo.stats": 0,  # 95 % intervals and goal verdicts: imports nothing from tapo
     "tapo.paths": 0,
     "tapo.config": 1,  # validates tool names against the protocol
     "tapo.io": 2,  # run directories hold the resolved config

@@ -1,5 +1,7 @@
-"""The HTML report: built from a training run dir and from an eval dir, valid PNGs, and a clean render in
-headless Chromium (no console or network errors, a screenshot that is not blank)."""
+"""The HTML report: built from a training run dir, an eval dir and a main-job run dir; valid PNGs; trajectories
+drawn from their typed turns (a corrective message is environment text, never a tool call); and a render of the
+main job's report in headless Chromium: no console or network errors, the counts, intervals, labels and
+corrective-message blocks in the rendered DOM, and the screenshot showing them where the DOM says they are."""
 
 from __future__ import annotations
 
@@ -16,16 +18,31 @@ import httpx
 import pytest
 from PIL import Image
 
+from pipeline_run import (
+    CORRECTIVE,
+    QUESTIONS,
+    TITLES,
+    build_pipeline_run,
+    corrective_trajectory,
+    eval_result,
+    question,
+    scored_trajectory,
+)
 from tapo.data.schema import Example
-from tapo.eval.metrics import accuracy_by_searches, compute_metrics
-from tapo.eval.plots import curve_panels
-from tapo.eval.records import to_records
+from tapo.eval.metrics import OVERALL
+from tapo.eval.plots import curve_panels, distinct_slices
+from tapo.eval.render import render_trajectory, split_response
 from tapo.eval.report import build_report, sample_rows
-from tapo.eval.results import EvalResult, load_result, save_ablation
+from tapo.eval.results import load_result, save_ablation
 from tapo.io.atomic import write_jsonl
-from tapo.records import RewardBreakdown, Trajectory, Turn
+from tapo.protocol import format_observation
+from tapo.records import Trajectory, Turn
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = (
+    "Chromium is not installed (no `chromium` or `chromium-browser` on PATH), so the rendered report cannot be "
+    "checked: `make browser` installs the Debian package (apt-get, needs root)"
+)
 NASTY = "<script>alert('x')</script> & <b>bold</b>"
 
 
@@ -37,33 +54,8 @@ def make_traj(i: int, acc: bool, searches: int, source: str = "nq") -> Trajector
     text = body + "<code>print(1 < 2)</code>\n\n<response>True</response>\n\n<answer> Paris </answer>"
     turns = [Turn("search", f"query {j}", output=NASTY) for j in range(searches)]
     turns += [Turn("code", "print(1 < 2)", output="True"), Turn("answer", "Paris")]
-    return Trajectory(
-        prompt_ids=[1],
-        response_ids=list(range(30)),
-        loss_mask=[1] * 20 + [0] * 10,
-        turns=turns,
-        response_text=text,
-        finish_reason="stop",
-        example=Example(id=f"q{i}", question=f"Q{i} {NASTY}", data_source=source, golds=["Paris"]),
-        reward=RewardBreakdown(
-            format_ok=True, score=float(acc), penalty=0.0, total=float(acc), acc=acc, answer="Paris"
-        ),
-    )
-
-
-def eval_result(mode: str, trajs: list[Trajectory]) -> EvalResult:
-    records = to_records(trajs)
-    return EvalResult(
-        model="tiny",
-        data="set.jsonl",
-        tools_mode=mode,
-        template="base",
-        samples=1,
-        greedy=True,
-        metrics=compute_metrics(records),
-        accuracy_by_searches=accuracy_by_searches(records),
-        trajectories=trajs,
-    )
+    example = Example(id=f"q{i}", question=f"Q{i} {NASTY}", data_source=source, golds=["Paris"])
+    return scored_trajectory(example, text, turns, acc, "answer")
 
 
 @pytest.fixture
@@ -81,7 +73,7 @@ def run_dir(tmp_path: Path) -> Path:
     write_jsonl(run / "trajectories.jsonl", [t.to_row(step=1 + i) for i, t in enumerate(trajs)])  # as the trainer
     results = []
     for mode in ("all", "none"):
-        result = eval_result(mode, trajs if mode == "all" else [make_traj(i, False, 0) for i in range(3)])
+        result = eval_result(trajs if mode == "all" else [make_traj(i, False, 0) for i in range(3)], tools_mode=mode)
         result.save(run / "eval" / "abl" / mode)
         results.append(result)
     save_ablation(results, run / "eval" / "abl")
@@ -90,9 +82,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_results_round_trip(run_dir: Path):
     loaded = load_result(run_dir / "eval" / "abl" / "all")
-    fresh = eval_result(
-        "all", [make_traj(i, acc=i % 2 == 0, searches=i % 3, source=("nq", "gsm8k")[i % 2]) for i in range(8)]
-    )
+    fresh = eval_result([make_traj(i, acc=i % 2 == 0, searches=i % 3, source=("nq", "gsm8k")[i % 2]) for i in range(8)])
     assert loaded.metrics == fresh.metrics and loaded.accuracy_by_searches == fresh.accuracy_by_searches
     assert "| overall |" in (run_dir / "eval" / "abl" / "all" / "results.md").read_text()
 
@@ -163,6 +153,58 @@ def test_sampling_shows_right_and_wrong_answers():
     rows = [(i, make_traj(i, acc=i < 2, searches=0)) for i in range(10)]
     picked = sample_rows(rows, 6)
     assert sum(t.scored.acc for _, t in picked) == 2 and len(picked) == 6
+
+
+def test_a_corrective_message_is_environment_text_not_a_tool_call():
+    trajectory = corrective_trajectory(question(0))
+    pieces = split_response(trajectory)
+    assert [(p.turn.action if p.turn else "model", p.text.strip()[:13]) for p in pieces] == [
+        ("model", "I am not sure"),
+        ("invalid", "My previous a"),
+        ("model", ""),
+        ("invalid", "My previous a"),
+    ]
+    page = render_trajectory(None, trajectory, "starting model", "evaluation")
+    assert page.count('class="seg corrective"') == 2 and "no valid action" in page
+    assert 'class="seg search"' not in page and 'class="seg code"' not in page and 'class="seg answer"' not in page
+    assert "whitespace only" in page and "starting model · evaluation" in page
+
+
+def test_tool_outputs_cut_insertions_and_model_written_responses():
+    observation = format_observation("Doc 1: Paris")
+    text = "<search> capital </search>" + observation + "<response> made up </response>" + CORRECTIVE[:25]
+    trajectory = corrective_trajectory(question(1))
+    trajectory.response_text, trajectory.finish_reason = text, "length"
+    trajectory.turns = [Turn("search", "capital", "Doc 1: Paris"), Turn("invalid", "x", CORRECTIVE, ok=False)]
+    pieces = split_response(trajectory)
+    assert [p.text for p in pieces] == [
+        "<search> capital </search>",
+        observation,
+        "<response> made up </response>",
+        CORRECTIVE[:25],
+    ]
+    assert pieces[-1].cut and not pieces[1].cut
+    page = render_trajectory(3, trajectory)
+    assert "search output</span>Doc 1: Paris" in page and "response written by the model" in page
+    assert "(cut at the response cap)" in page and "step 3" in page
+
+
+def test_one_data_source_is_not_drawn_twice():
+    metrics = eval_result([make_traj(i, True, 1) for i in range(2)]).metrics
+    assert list(distinct_slices(metrics)) == ["nq"]
+    two = eval_result([make_traj(i, True, 1, source=("nq", "gsm8k")[i % 2]) for i in range(2)]).metrics
+    assert list(distinct_slices(two)) == ["gsm8k", "nq", OVERALL]
+
+
+def test_main_job_report_names_models_and_stages(tmp_path: Path):
+    page = build_report(build_pipeline_run(tmp_path / "job"), n_trajectories=8).read_text()
+    assert "<h2>Evaluation: warm start (SFT) (eval/sft)</h2>" in page and "<h2>Evaluation: eval/" not in page
+    assert "<caption>Accuracy (%) on 40 questions" in page and "35.0 [22.1, 50.5]" in page
+    assert '<span class="verdict noise">inside the noise</span>' in page
+    assert "8 of 125 trajectories" in page and "RL over steps" in page and "Tool calls by question kind" in page
+    assert "the 5 trajectories the trainer logged of the 48 trained on" in page
+    for title in TITLES.values():
+        assert f'<span class="who">{title} · evaluation on test.jsonl, tools: all</span>' in page
 
 
 # -- headless Chromium over the DevTools protocol ---------------------------------------------------------
@@ -243,6 +285,13 @@ class Browser:
                 problems.append(f"log {p['entry']['level']}: {p['entry']['text']}")
         return problems
 
+    def evaluate(self, expression: str):
+        """The JSON value of ``expression`` in the page."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
     def screenshot(self) -> Image.Image:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         return Image.open(io.BytesIO(base64.b64decode(data)))
@@ -265,10 +314,10 @@ def threading_drain(stream) -> None:
     threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="needs the Debian `chromium` package (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path):
-    report = build_report(run_dir, n_trajectories=6)
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+def test_report_renders_in_headless_chromium(tmp_path: Path):
+    """The main job's report as a reader sees it: what the DOM holds and what the screenshot shows."""
+    report = build_report(build_pipeline_run(tmp_path / "job"), n_trajectories=12)
     broken = tmp_path / "broken.html"
     broken.write_text(
         '<!DOCTYPE html><html><body><img src="missing.png"><script>console.error("bad")</script></body></html>'
@@ -281,10 +330,60 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path):
             problems
         )
         assert browser.open(report.as_uri()) == []
-        shot = browser.screenshot().convert("RGB")
+        dom = browser.evaluate(DOM_FACTS)
+        first = browser.screenshot().convert("RGB")
+        browser.evaluate("document.querySelector('.seg.corrective').scrollIntoView(); 0")
+        box = browser.evaluate(BOX_OF_FIRST_CORRECTIVE)
+        corrective_shot = browser.screenshot().convert("RGB")
     finally:
         browser.close()
-    assert shot.size == (1200, 1400)
-    colours = shot.getcolors(maxcolors=1_000_000)
-    assert colours is not None and len(colours) > 50  # text, tables and plots, not a blank page
-    shot.save(tmp_path / "report.png")
+    text = dom["text"]
+    # counts and intervals: the results table and the goals
+    assert f"{QUESTIONS} questions of the TAPO-mini test split" in text
+    assert "35.0 [22.1, 50.5]" in text and "+12.5 [+5.0, +22.5]" in text
+    assert dom["results_rows"] == [[title, str(QUESTIONS)] for title in TITLES.values()]
+    assert dom["verdicts"]["RL raises accuracy over the warm start by ≥ 10 points"] == "inside the noise"
+    # sections and trajectories named as in the table, not by directory
+    assert "Evaluation: TAPO (RL on the warm start) (eval/tapo)" in dom["headings"]
+    assert not any(h.startswith("Evaluation: eval/") for h in dom["headings"])
+    assert set(dom["who"]) >= {f"{title} · evaluation on test.jsonl, tools: all" for title in TITLES.values()}
+    assert any(w.startswith("TAPO (RL on the warm start) · RL training · step") for w in dom["who"])
+    # no tool call made out of the corrective message's words; the message is shown as one environment block
+    assert dom["corrective"] and all(c.startswith("My previous action is invalid.") for c in dom["corrective"])
+    assert not [b for b in dom["calls"] if b.strip() in ("and", "")], dom["calls"]
+    assert "RL over steps: accuracy and tool calls per question" in dom["headings"]
+    assert "Tool calls by question kind" in dom["headings"]
+    # the screenshots: a page with text, tables and plots; the corrective block painted in its colour
+    colours = first.getcolors(maxcolors=1_000_000)
+    assert colours is not None and len(colours) > 50
+    x, y = int(box["x"] + box["width"] / 2), int(box["y"] + box["height"] - 4)
+    assert _near(corrective_shot.getpixel((x, y)), (255, 235, 233)), corrective_shot.getpixel((x, y))
+    first.save(tmp_path / "report.png")
+
+
+DOM_FACTS = """(() => {
+  const texts = sel => [...document.querySelectorAll(sel)].map(e => e.innerText.trim());
+  const table = document.querySelector('table');
+  const verdicts = {};
+  for (const li of document.querySelectorAll('li')) {
+    const badge = li.querySelector('.verdict');
+    if (badge) verdicts[li.innerText.slice(badge.innerText.length).trim().split(': ')[0]] = badge.innerText.trim();
+  }
+  return {
+    text: document.body.innerText,
+    headings: texts('h2'),
+    results_rows: [...table.querySelectorAll('tbody tr')].map(r => [...r.cells].slice(0, 2).map(c => c.innerText)),
+    verdicts: verdicts,
+    who: texts('.who'),
+    corrective: [...document.querySelectorAll('.seg.corrective')].map(e => e.lastChild.textContent.trim()),
+    calls: [...document.querySelectorAll('.seg.search, .seg.code')].map(e => e.lastChild.textContent),
+  };
+})()"""
+BOX_OF_FIRST_CORRECTIVE = """(() => {
+  const r = document.querySelector('.seg.corrective').getBoundingClientRect();
+  return {x: r.x, y: r.y, width: r.width, height: r.height};
+})()"""
+
+
+def _near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=False))

@@ -17,7 +17,8 @@ from tapo.config import load_config
 from tapo.engines.hf import HFEngine
 from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
-from tapo.records import Trajectory
+from tapo.records import RewardBreakdown, Trajectory, Turn
+from tapo.train.metrics import sampled_metrics
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.source import ToolRolloutSource
 from tapo.train.trainer import DapoTrainer, loss_mask_for
@@ -143,3 +144,28 @@ def test_an_empty_state_dict_is_an_error_not_a_skip(tmp_path, tiny_checkpoint) -
     trainer = _trainer(tmp_path, tiny_checkpoint)
     with pytest.raises(ValueError, match="empty state dict"):
         trainer.source.sync({})
+
+
+def test_a_step_logs_every_sampled_group_with_intervals_over_prompts(tmp_path, tiny_checkpoint) -> None:
+    """The over-RL-steps plot reads ``sampled/*``: all groups of all rounds, before the filter keeps mixed ones."""
+    trainer = _trainer(tmp_path, tiny_checkpoint, "trainer.max_steps=1", "trainer.save_every=100")
+    (row,) = trainer.fit()
+    rounds = row["sampling/gen_rounds"]
+    assert row["sampled/prompts"] == 4 * rounds and row["sampled/trajectories"] == 16 * rounds
+    assert row["batch/trajectories"] == 16
+    for key in ("sampled/acc", "sampled/calls_per_question"):
+        assert row[f"{key}_ci_lo"] <= row[key] <= row[f"{key}_ci_hi"]
+
+
+def test_sampled_metrics_average_a_prompts_answers_first() -> None:
+    def answer(acc: bool, calls: int) -> Trajectory:
+        traj = Trajectory([1], turns=[Turn("search", "q") for _ in range(calls)])
+        traj.reward = RewardBreakdown(format_ok=True, score=float(acc), penalty=0.0, total=float(acc), acc=acc)
+        return traj
+
+    groups = [[answer(True, 1), answer(True, 1), answer(False, 0), answer(False, 0)], [answer(False, 2)] * 4]
+    row = sampled_metrics(groups)
+    assert row["sampled/acc"] == 0.25 and row["sampled/calls_per_question"] == 1.25
+    assert (row["sampled/prompts"], row["sampled/trajectories"]) == (2, 8)
+    assert row["sampled/acc_ci_lo"] == 0.0 and row["sampled/acc_ci_hi"] == 0.5  # bootstrap over the 2 prompts
+    assert sampled_metrics([]) == {}

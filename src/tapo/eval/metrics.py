@@ -3,6 +3,7 @@
 Averaging rule: every per-sample quantity is first averaged over a question's K samples, then over
 questions, so a question weighs the same whatever its number of samples (with equal K this is the plain
 mean over samples). Tool failure rate is pooled over calls instead: it describes the tools, not questions.
+Accuracy carries its 95 % interval over questions (:func:`tapo.stats.share_interval`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from tapo.eval.records import SampleRecord
 from tapo.protocol import TOOL_NAMES
+from tapo.stats import Interval, mean_interval, share_interval
 
 OVERALL = "overall"
 
@@ -63,6 +65,7 @@ class SourceMetrics:
     model_tokens_mean: float
     response_tokens_mean: float
     adaptive: AdaptiveStats | None = None
+    acc_interval: Interval | None = None  # None only in results.json files written before intervals existed
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,8 +84,19 @@ def _by_question(records: Sequence[SampleRecord]) -> list[list[SampleRecord]]:
     return list(groups.values())
 
 
+def per_question(records: Sequence[SampleRecord], value) -> dict[tuple[str, str], float]:
+    """``value`` averaged over each question's samples, keyed by (data source, question id): what paired
+    comparisons of two models match on."""
+    return {(g[0].data_source, g[0].question_id): fmean(float(value(r)) for r in g) for g in _by_question(records)}
+
+
+def question_values(groups: Sequence[Sequence[SampleRecord]], value) -> list[float]:
+    """One number per question: ``value`` averaged over the question's samples."""
+    return [fmean(float(value(r)) for r in group) for group in groups]
+
+
 def _question_mean(groups: Sequence[Sequence[SampleRecord]], value) -> float:
-    return fmean(fmean(float(value(r)) for r in group) for group in groups)
+    return fmean(question_values(groups, value))
 
 
 def tool_names(records: Iterable[SampleRecord]) -> list[str]:
@@ -126,6 +140,7 @@ def source_metrics(source: str, records: Sequence[SampleRecord], tools: Sequence
         samples=len(records),
         k=k,
         acc=_question_mean(groups, lambda r: r.acc),
+        acc_interval=share_interval(question_values(groups, lambda r: r.acc)),
         pass_at_k=fmean(pass_at_k(len(g), sum(r.acc for r in g), k) for g in groups),
         mean_score=_question_mean(groups, lambda r: r.score),
         mean_reward=_question_mean(groups, lambda r: r.total),
@@ -162,10 +177,21 @@ def accuracy_by_searches(records: Iterable[SampleRecord]) -> dict[int, tuple[flo
     return {n: (fmean(accs), len(accs)) for n, accs in sorted(buckets.items())}
 
 
+def calls_by_kind(records: Sequence[SampleRecord]) -> dict[str, Interval]:
+    """Tool calls per question (K-averaged) by question kind (TAPO-mini ``meta.kind``), each with its 95 %
+    interval; empty when no question has a kind."""
+    groups: dict[str, list[list[SampleRecord]]] = defaultdict(list)
+    for group in _by_question(records):
+        if group[0].kind is not None:
+            groups[group[0].kind].append(group)
+    return {kind: mean_interval(question_values(gs, lambda r: r.n_calls)) for kind, gs in sorted(groups.items())}
+
+
 def metrics_from_dict(row: dict[str, Any]) -> SourceMetrics:
     """Inverse of ``SourceMetrics.to_dict`` (for reports built from saved ``results.json`` files)."""
     row = dict(row)
     row["adaptive"] = AdaptiveStats(**row["adaptive"]) if row.get("adaptive") else None
+    row["acc_interval"] = Interval.from_dict(row["acc_interval"]) if row.get("acc_interval") else None
     row["tool_calls_distribution"] = {
         tool: {int(n): int(c) for n, c in hist.items()} for tool, hist in row["tool_calls_distribution"].items()
     }

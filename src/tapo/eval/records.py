@@ -28,6 +28,7 @@ class SampleRecord:
     model_tokens: int = 0
     response_tokens: int = 0
     needs: tuple[str, ...] | None = None  # tools the question needs (TAPO-mini ``meta.needs``); None = unknown
+    kind: str | None = None  # the question's kind (TAPO-mini ``meta.kind``: single_hop, code, ...); None = unknown
 
     @property
     def n_calls(self) -> int:
@@ -60,6 +61,7 @@ def record_from_trajectory(traj: Trajectory) -> SampleRecord:
         model_tokens=traj.n_model_tokens,
         response_tokens=len(traj.response_ids),
         needs=_needs(traj.example.meta),
+        kind=str(traj.example.meta["kind"]) if "kind" in traj.example.meta else None,
     )
 
 

@@ -1,16 +1,22 @@
 """A self-contained HTML report for a training run directory or an evaluation output directory.
 
-It gathers what it finds: training curves (``metrics.jsonl``), evaluations (any ``results.json`` in the
-directory, its sub-directories, or ``eval/*`` and ``eval/*/*``), an ablation table (``ablation.json``), and
-sampled trajectories. PNGs are written next to the HTML (``report/*.png``) and also embedded as base64, so
-the HTML file alone is the whole report. No JavaScript: nothing to fail in the browser. Every string from
-a model, a dataset or a tool is HTML-escaped.
+It gathers what it finds: the main job's results (``summary.json``), training curves (``metrics.jsonl``) and
+accuracy and tool calls per question over RL steps, evaluations (any ``results.json`` in the directory, its
+sub-directories, or ``eval/*`` and ``eval/*/*``), tool calls by question kind, an ablation table
+(``ablation.json``), and sampled trajectories. Directories are named as the results table names them (the
+``labels`` of ``summary.json``: "TAPO (RL on the warm start)", not ``eval/tapo``), and every sampled trajectory
+says which model wrote it at which stage. A trajectory is drawn from its typed turns: what the model wrote, then
+what the environment inserted (a tool's output, or the corrective message after a turn with no valid action),
+so environment text is never mistaken for a tool call.
+
+PNGs are written next to the HTML (``report/*.png``) and also embedded as base64, so the HTML file alone is the
+whole report. No JavaScript: nothing to fail in the browser. Every string from a model, a dataset or a tool is
+HTML-escaped.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import random
 from collections.abc import Sequence
@@ -18,9 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tapo.eval.metrics import accuracy_by_searches
-from tapo.eval.plots import plot_accuracy_by_searches, plot_tool_call_distribution, plot_training_curves
+from tapo.eval.metrics import accuracy_by_searches, calls_by_kind
+from tapo.eval.plots import (
+    plot_accuracy_by_searches,
+    plot_calls_by_kind,
+    plot_rl_steps,
+    plot_tool_call_distribution,
+    plot_training_curves,
+)
 from tapo.eval.records import to_records
+from tapo.eval.render import esc, render_trajectory
 from tapo.eval.results import (
     ABLATION_FILE,
     RESULTS_FILE,
@@ -29,15 +42,17 @@ from tapo.eval.results import (
     load_result,
     load_stepped_trajectories,
 )
-from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_html
+from tapo.eval.tables import ACC_NOTE, ADAPTIVE_HEADERS, adaptive_table, metric_table, to_html
 from tapo.io.atomic import read_jsonl, write_text
-from tapo.protocol import Segment, label, segments
 from tapo.records import Trajectory
+from tapo.stats import Verdict
 
 # (training step or None, trajectory): what the sampled-trajectories section shows
 Stepped = tuple[int | None, Trajectory]
 
 REPORT_FILE = "report.html"
+# ``summary.json`` goal verdicts (tapo.stats.Verdict values) -> CSS class of their badge
+VERDICT_CLASS = {v.value: v.name.lower().replace("_", "-") for v in Verdict}
 SUMMARY_FILE = "summary.json"
 
 CSS = """
@@ -47,6 +62,7 @@ h1 { border-bottom: 3px solid #4c72b0; padding-bottom: .3rem; }
 h2 { margin-top: 2.2rem; border-bottom: 1px solid #d0d7de; }
 table { border-collapse: collapse; margin: .8rem 0; font-size: .85rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .55rem; text-align: right; }
+td { white-space: nowrap; } td:first-child { white-space: normal; }
 th { background: #f0f3f6; } td:first-child, th:first-child { text-align: left; font-weight: 600; }
 img { max-width: 100%; border: 1px solid #d0d7de; margin: .5rem 0; }
 .meta { color: #57606a; font-size: .9rem; }
@@ -63,6 +79,16 @@ img { max-width: 100%; border: 1px solid #d0d7de; margin: .5rem 0; }
 .response { background: #f3f0ff; border-left: 3px solid #8250df; } .response .label { color: #8250df; }
 .answer { background: #dafbe1; font-weight: 700; } .answer .label { color: #1a7f37; }
 .text { background: #fff; border: 1px dashed #d0d7de; } .text .label { color: #57606a; }
+.corrective { background: #ffebe9; border-left: 3px solid #cf222e; font-style: italic; }
+.corrective .label { color: #cf222e; font-style: normal; }
+.who { display: inline-block; background: #4c72b0; color: #fff; border-radius: 4px; padding: 0 .4rem;
+       font-size: .8rem; }
+caption { caption-side: top; text-align: left; color: #57606a; font-size: .85rem; padding: .3rem 0; }
+.caption { color: #57606a; font-size: .85rem; }
+.verdict { display: inline-block; min-width: 7.5rem; border-radius: 4px; padding: 0 .4rem; margin-right: .4rem;
+           font-size: .8rem; font-weight: 700; text-align: center; color: #fff; }
+.verdict.met { background: #1a7f37; } .verdict.not-met { background: #cf222e; }
+.verdict.noise { background: #9a6700; } .verdict.unmeasured { background: #6e7781; }
 """
 
 
@@ -72,36 +98,13 @@ class _Section:
     body: str
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+@dataclass(frozen=True)
+class _Source:
+    """Where sampled trajectories come from: which model, at which stage, and the rows themselves."""
 
-
-def render_segment(segment: Segment) -> str:
-    """One block of a response, labelled by what it is (untagged text is marked as such)."""
-    kind = segment.tag or "text"
-    title = label(segment.tag) if segment.tag else "untagged text"
-    return f'<div class="seg {kind}"><span class="label">{_esc(title)}</span>{_esc(segment.text)}</div>'
-
-
-def render_trajectory(step: int | None, trajectory: Trajectory) -> str:
-    """A scored trajectory: question, golds, reward and how it ended, then its blocks in order."""
-    example, reward = trajectory.example, trajectory.scored
-    info = [
-        f"source: {example.data_source if example else '?'}",
-        f"gold: {', '.join(example.golds) if example else '?'}",
-        f"predicted: {reward.answer}",
-        f"score: {reward.score}",
-        f"format ok: {reward.format_ok}",
-        f"finish: {trajectory.finish_reason or '?'}",
-        f"model tokens: {trajectory.n_model_tokens}",
-    ]
-    if step is not None:
-        info.insert(0, f"step: {step}")
-    blocks = "".join(render_segment(s) for s in segments(trajectory.response_text, unclosed=False))
-    return (
-        f'<div class="traj {"ok" if reward.acc else "bad"}"><p><b>Q:</b> {_esc(example.question if example else "")}'
-        f'</p><p class="meta">{_esc(" · ".join(info))}</p>{blocks}</div>'
-    )
+    model: str
+    stage: str
+    rows: list[Stepped]
 
 
 def sample_rows(rows: Sequence[Stepped], n: int, seed: int = 0) -> list[Stepped]:
@@ -114,11 +117,12 @@ def sample_rows(rows: Sequence[Stepped], n: int, seed: int = 0) -> list[Stepped]
     return chosen
 
 
-def _image(path: Path | None, out_dir: Path, alt: str) -> str:
+def _image(path: Path | None, out_dir: Path, alt: str, caption: str = "") -> str:
     if path is None:
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}" title="{_esc(path.relative_to(out_dir))}">'
+    note = f'<p class="caption">{esc(caption)}</p>' if caption else ""
+    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}" title="{esc(path.relative_to(out_dir))}">{note}'
 
 
 def _scored(rows: Sequence[Stepped]) -> list[Stepped]:
@@ -137,14 +141,45 @@ def find_ablations(root: Path) -> list[Path]:
     return sorted({p.parent for pattern in patterns for p in root.glob(pattern)})
 
 
-def _eval_section(result: EvalResult, root: Path, out_dir: Path, index: int) -> _Section:
+def _summary(root: Path) -> dict[str, Any]:
+    path = root / SUMMARY_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _relative(path: Path, root: Path) -> str:
+    return "." if path == root else path.relative_to(root).as_posix()
+
+
+class _Names:
+    """The name of each directory of the run: the results table's (``summary.json`` labels), else its path."""
+
+    def __init__(self, root: Path, labels: dict[str, str]) -> None:
+        self.root, self.labels = root, labels
+
+    def __call__(self, path: Path, fallback: str = "") -> str:
+        relative = _relative(path, self.root)
+        return self.labels.get(relative) or fallback or relative
+
+    def titled(self, path: Path) -> str:
+        """``TAPO (RL on the warm start) (eval/tapo)``: the name and, when it differs, where it lives."""
+        relative = _relative(path, self.root)
+        name = self(path)
+        return name if name == relative else f"{name} ({relative})"
+
+
+def _eval_section(result: EvalResult, names: _Names, out_dir: Path, index: int) -> _Section:
     assert result.out_dir is not None
     slug = f"eval{index}"
     headers, rows = metric_table(result.metrics)
+    overall = result.overall
+    caption = (
+        f"{overall.questions} questions of {result.data}, K={result.samples} "
+        f"({'greedy' if result.greedy else 'sampled'}), {overall.samples} trajectories. {ACC_NOTE}."
+    )
     parts = [
-        f'<p class="meta">model {_esc(result.model)} · data {_esc(result.data)} · tools {_esc(result.tools_mode)} '
-        f"(template {_esc(result.template)}) · K={result.samples} · {'greedy' if result.greedy else 'sampled'}</p>",
-        to_html(headers, rows),
+        f'<p class="meta">model {esc(result.model)} · data {esc(result.data)} · tools {esc(result.tools_mode)} '
+        f"(template {esc(result.template)}) · K={result.samples} · {'greedy' if result.greedy else 'sampled'}</p>",
+        to_html(headers, rows, caption),
     ]
     adaptive = adaptive_table(result.metrics)
     if adaptive:
@@ -156,39 +191,44 @@ def _eval_section(result: EvalResult, root: Path, out_dir: Path, index: int) -> 
         _image(
             plot_accuracy_by_searches(result.accuracy_by_searches, out_dir / f"{slug}_acc_by_searches.png"),
             out_dir,
-            "acc",
+            "accuracy against searches",
         )
     )
-    return _Section(
-        f"Evaluation: {result.out_dir.relative_to(root) if result.out_dir != root else '.'}", "".join(parts)
-    )
+    return _Section(f"Evaluation: {names.titled(result.out_dir)}", "".join(parts))
 
 
-def _summary_section(root: Path) -> list[_Section]:
-    """A ready-made summary table (``summary.json``: title, headers, rows, notes), e.g. the main job's results."""
-    path = root / SUMMARY_FILE
-    if not path.is_file():
+def _summary_section(summary: dict[str, Any]) -> list[_Section]:
+    """The main job's results (``summary.json``: title, tables with captions, notes), shown first."""
+    if not summary:
         return []
-    summary = json.loads(path.read_text(encoding="utf-8"))
-    notes = "".join(f"<li>{_esc(note)}</li>" for note in summary.get("notes", []))
-    body = to_html(summary["headers"], summary["rows"]) + (f"<ul>{notes}</ul>" if notes else "")
+    tables = "".join(to_html(t["headers"], t["rows"], t.get("caption")) for t in summary.get("tables", []))
+    goals = "".join(
+        f'<li><span class="verdict {VERDICT_CLASS.get(g["verdict"], "unmeasured")}">{esc(g["verdict"])}</span>'
+        f"{esc(g['goal'])}: {esc(g['measured'])}</li>"
+        for g in summary.get("goals", [])
+    )
+    notes = "".join(f"<li>{esc(note)}</li>" for note in summary.get("notes", []))
+    body = tables + (f"<h3>Goals</h3><ul>{goals}</ul>" if goals else "") + (f"<ul>{notes}</ul>" if notes else "")
     return [_Section(summary.get("title", "Summary"), body)]
 
 
-def _training_sections(root: Path, out_dir: Path) -> list[_Section]:
-    """Training curves of ``root`` and of every run directory directly under it (a pipeline's stages)."""
-    runs = [root, *sorted(p.parent for p in root.glob("*/metrics.jsonl"))]
-    return [s for run in runs for s in _run_sections(run, root, out_dir)]
+def _training_runs(root: Path) -> list[Path]:
+    """``root`` and every run directory directly under it (a pipeline's stages) that logged metrics."""
+    return [run for run in (root, *sorted(p.parent for p in root.glob("*/metrics.jsonl"))) if run.is_dir()]
 
 
-def _run_sections(root: Path, top: Path, out_dir: Path) -> list[_Section]:
+def _training_sections(root: Path, out_dir: Path, names: _Names) -> list[_Section]:
+    return [s for run in _training_runs(root) for s in _run_sections(run, root, out_dir, names)]
+
+
+def _run_sections(root: Path, top: Path, out_dir: Path, names: _Names) -> list[_Section]:
     sections: list[_Section] = []
-    name = "" if root == top else f": {root.name}"
+    name = "" if root == top else f": {names.titled(root)}"
     prefix = "" if root == top else f"{root.name}_"
     metrics_file = root / "metrics.jsonl"
-    if metrics_file.is_file():
-        rows = read_jsonl(metrics_file)
-        last = rows[-1] if rows else {}
+    rows = read_jsonl(metrics_file) if metrics_file.is_file() else []
+    if rows:
+        last = rows[-1]
         table = [
             [k, f"{v:.4g}" if isinstance(v, float) else str(v)]
             for k, v in last.items()
@@ -202,22 +242,94 @@ def _run_sections(root: Path, top: Path, out_dir: Path) -> list[_Section]:
     if not (root / RESULTS_FILE).is_file():
         scored = _scored(load_stepped_trajectories(root))
         if scored:
+            trained = sum(int(r.get("batch/trajectories", 0)) for r in rows)
+            of = f" of the {trained} trained on" if trained else ""
+            what = f"the {len(scored)} trajectories the trainer logged{of}"
             buckets = accuracy_by_searches(to_records(t for _, t in scored))
-            plot = plot_accuracy_by_searches(buckets, out_dir / f"{prefix}train_acc_by_searches.png")
+            plot = plot_accuracy_by_searches(buckets, out_dir / f"{prefix}train_acc_by_searches.png", what)
+            caption = f"A sample: {what} (trainer.log_trajectories per step)."
             sections.append(
-                _Section(f"Training trajectories{name}: accuracy against searches", _image(plot, out_dir, "acc"))
+                _Section(
+                    f"Training trajectories{name}: accuracy against searches", _image(plot, out_dir, "acc", caption)
+                )
             )
     return sections
 
 
-def _trajectory_section(root: Path, evals: Sequence[Path], n: int, seed: int) -> _Section | None:
-    sources = [root, *[e for e in evals if e != root]]
-    rows = [row for src in sources for row in _scored(load_stepped_trajectories(src))]
-    if not rows or n == 0:
+def _rl_steps_section(root: Path, out_dir: Path, names: _Names) -> list[_Section]:
+    """Accuracy and tool calls per question over RL steps, every RL run of the directory on one figure."""
+    files = [run / "metrics.jsonl" for run in _training_runs(root)]
+    logged = {path.parent: read_jsonl(path) for path in files if path.is_file()}
+    runs = {names(run): rows for run, rows in logged.items() if any("reward/acc" in r for r in rows)}
+    plot, banded = plot_rl_steps(runs, out_dir / "rl_steps.png")
+    if plot is None:
+        return []
+    caption = (
+        "At each RL step, every group the step sampled (training prompts x group size, before the dynamic-sampling "
+        "filter): accuracy and tool calls per question, averaged over a prompt's answers first, with the 95 % "
+        "interval over the step's prompts as a band. These are training prompts seen once, not the held-out test "
+        "split of the results table."
+    )
+    if not banded:
+        caption += " Lines marked 'batch mean' have no logged interval (older trainer): the trained batch's mean."
+    return [_Section("RL over steps: accuracy and tool calls per question", _image(plot, out_dir, "RL steps", caption))]
+
+
+def _kinds_section(results: Sequence[EvalResult], out_dir: Path, names: _Names) -> list[_Section]:
+    """Tool calls per question by question kind, one bar per evaluated model (TAPO-mini rows carry ``meta.kind``)."""
+    data = {}
+    for result in results:
+        assert result.out_dir is not None
+        by_kind = calls_by_kind(to_records(t for _, t in _scored(load_stepped_trajectories(result.out_dir))))
+        if by_kind:
+            data[names(result.out_dir)] = by_kind
+    plot = plot_calls_by_kind(data, out_dir / "calls_by_kind.png")
+    if plot is None:
+        return []
+    caption = "Every question of each evaluation; n = questions of the kind; error bars: 95 % bootstrap interval."
+    return [_Section("Tool calls by question kind", _image(plot, out_dir, "calls by kind", caption))]
+
+
+def _trajectory_sources(root: Path, evals: Sequence[Path], names: _Names) -> list[_Source]:
+    """Evaluations (which model, on what) and training runs (RL steps), each named as the results table names it."""
+    sources = []
+    for path in [root, *[e for e in evals if e != root]]:
+        rows = _scored(load_stepped_trajectories(path))
+        if rows and (path / RESULTS_FILE).is_file():
+            result = load_result(path)
+            stage = f"evaluation on {Path(result.data).name}, tools: {result.tools_mode}"
+            sources.append(_Source(names(path, result.model), stage, rows))
+        elif rows:
+            sources.append(_Source(names(path), "trajectories", rows))
+    for run in _training_runs(root)[1:]:
+        rows = _scored(load_stepped_trajectories(run))
+        if rows and not (run / RESULTS_FILE).is_file():
+            sources.append(_Source(names(run), "RL training", rows))
+    return sources
+
+
+def _trajectory_section(root: Path, evals: Sequence[Path], names: _Names, n: int, seed: int) -> _Section | None:
+    """``n`` trajectories shared evenly over the sources (the first ones get the remainder)."""
+    sources = _trajectory_sources(root, evals, names)
+    if not sources or n == 0:
         return None
-    shown = sample_rows(rows, n, seed)
-    blocks = "".join(render_trajectory(step, trajectory) for step, trajectory in shown)
-    return _Section(f"Sampled trajectories ({len(shown)} of {len(rows)})", blocks)
+    parts, shown = [], 0
+    for i, source in enumerate(sources):
+        picked = sample_rows(source.rows, n // len(sources) + (i < n % len(sources)), seed)
+        if not picked:
+            continue
+        shown += len(picked)
+        parts.append(
+            f"<h3>{esc(source.model)}: {esc(source.stage)} ({len(picked)} of {len(source.rows)} trajectories)</h3>"
+            + "".join(render_trajectory(step, t, source.model, source.stage) for step, t in picked)
+        )
+    total = sum(len(s.rows) for s in sources)
+    intro = (
+        f'<p class="caption">{shown} of {total} trajectories, shared over the models and stages, half right and '
+        "half wrong where possible. Model text is split into its tagged blocks; what the environment inserted (a "
+        "tool's output, the corrective message after a turn without a valid action) is shown as such.</p>"
+    )
+    return _Section(f"Sampled trajectories ({shown} of {total})", intro + "".join(parts))
 
 
 def build_report(root: Path, out_dir: Path | None = None, n_trajectories: int = 12, seed: int = 0) -> Path:
@@ -227,27 +339,33 @@ def build_report(root: Path, out_dir: Path | None = None, n_trajectories: int = 
         raise FileNotFoundError(f"{root} is not a directory")
     out_dir = Path(out_dir) if out_dir else root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = [*_summary_section(root), *_training_sections(root, out_dir)]
+    summary = _summary(root)
+    names = _Names(root, summary.get("labels", {}))
+    sections = [
+        *_summary_section(summary),
+        *_rl_steps_section(root, out_dir, names),
+        *_training_sections(root, out_dir, names),
+    ]
     evals = find_evaluations(root)
     for path in find_ablations(root):
         modes = [load_result(path / mode) for mode in json.loads((path / ABLATION_FILE).read_text())["modes"]]
         headers, rows = ablation_table(modes)
-        sections.append(
-            _Section(f"Tool ablation: {path.relative_to(root) if path != root else '.'}", to_html(headers, rows))
-        )
-    sections += [_eval_section(load_result(path), root, out_dir, i) for i, path in enumerate(evals)]
-    trajectories = _trajectory_section(root, evals, n_trajectories, seed)
+        sections.append(_Section(f"Tool ablation: {names.titled(path)}", to_html(headers, rows, ACC_NOTE)))
+    results = [load_result(path) for path in evals]
+    sections += [_eval_section(result, names, out_dir, i) for i, result in enumerate(results)]
+    sections += _kinds_section(results, out_dir, names)
+    trajectories = _trajectory_section(root, evals, names, n_trajectories, seed)
     if trajectories:
         sections.append(trajectories)
     if not sections:
         raise FileNotFoundError(
             f"{root} has nothing to report: no metrics.jsonl, trajectories.jsonl or {RESULTS_FILE} (also under eval/*)"
         )
-    body = "".join(f"<h2>{_esc(s.title)}</h2>{s.body}" for s in sections)
+    body = "".join(f"<h2>{esc(s.title)}</h2>{s.body}" for s in sections)
     page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>TAPO report: {_esc(root.name)}</title>'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>TAPO report: {esc(root.name)}</title>'
         f'<link rel="icon" href="data:,"><style>{CSS}</style></head>'
-        f"<body><h1>TAPO report: {_esc(root.resolve().name)}</h1>{body}</body></html>\n"
+        f"<body><h1>TAPO report: {esc(root.resolve().name)}</h1>{body}</body></html>\n"
     )
     target = out_dir / REPORT_FILE
     write_text(target, page)

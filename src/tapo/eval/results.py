@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tapo.eval.metrics import OVERALL, SourceMetrics, metrics_from_dict
-from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_markdown
+from tapo.eval.tables import ACC_NOTE, ADAPTIVE_HEADERS, adaptive_table, metric_table, to_markdown
 from tapo.io.atomic import read_jsonl, write_json, write_jsonl, write_text
 from tapo.records import Trajectory
 
@@ -74,7 +74,7 @@ class EvalResult:
         text = (
             f"# Evaluation of `{self.model}` on `{self.data}`\n\n"
             f"tools: {self.tools_mode} (template `{self.template}`), samples per question: {self.samples}, "
-            f"{'greedy' if self.greedy else 'sampled'}\n\n" + to_markdown(headers, rows)
+            f"{'greedy' if self.greedy else 'sampled'}\n\n" + to_markdown(headers, rows) + f"\n{ACC_NOTE}.\n"
         )
         adaptive = adaptive_table(self.metrics)
         if adaptive:
@@ -115,6 +115,6 @@ def save_ablation(results: Sequence[EvalResult], out_dir: Path) -> None:
     first = results[0]
     write_text(
         out_dir / ABLATION_TABLE_FILE,
-        f"# Tool ablation of `{first.model}` on `{first.data}`\n\n" + to_markdown(headers, rows),
+        f"# Tool ablation of `{first.model}` on `{first.data}`\n\n" + to_markdown(headers, rows) + f"\n{ACC_NOTE}.\n",
     )
     write_json(out_dir / ABLATION_FILE, {"modes": [r.tools_mode for r in results], "overall": rows})

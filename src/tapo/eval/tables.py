@@ -1,6 +1,8 @@
 """Metric tables as plain rows, rendered three ways (markdown file, rich terminal table, HTML report).
 
-One row builder feeds all three renderers so the columns never drift apart between them.
+One row builder feeds all three renderers so the columns never drift apart between them. Accuracy is shown with
+its 95 % interval over the row's questions (``acc % [95 % CI]``, see :mod:`tapo.stats`), and tables may carry
+a caption saying what they measure.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ from rich.table import Table
 
 from tapo.eval.metrics import SourceMetrics
 
+ACC_NOTE = (
+    "acc: mean accuracy over the questions with its 95 % interval (Wilson score interval for a share of "
+    "questions, seeded bootstrap over questions when K > 1; docs/evaluation.md)"
+)
+
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
@@ -22,7 +29,7 @@ def metric_headers(tools: Sequence[str], label: str = "source") -> list[str]:
         label,
         "questions",
         "K",
-        "acc %",
+        "acc % [95 % CI]",
         "pass@K %",
         "score",
         "format err %",
@@ -38,7 +45,7 @@ def metric_row(label: str, m: SourceMetrics, tools: Sequence[str]) -> list[str]:
         label,
         str(m.questions),
         str(m.k),
-        _pct(m.acc),
+        m.acc_interval.pct() if m.acc_interval else _pct(m.acc),
         _pct(m.pass_at_k),
         f"{m.mean_score:.3f}",
         _pct(m.format_error_rate),
@@ -90,7 +97,8 @@ def to_rich(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | 
     return table
 
 
-def to_html(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def to_html(headers: Sequence[str], rows: Sequence[Sequence[str]], caption: str | None = None) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

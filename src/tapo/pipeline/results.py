@@ -1,116 +1,289 @@
-"""The main job's results table: one row per model (start, warm start, TAPO, baselines) on the TAPO-mini test
-split, the issue's goals checked against it, written as markdown (pasted into README) and as the JSON that the
-HTML report shows first."""
+"""The main job's results: one row per model (start, warm start, TAPO, baselines) on the TAPO-mini test split,
+paired differences between them, and the issue's goals checked against their 95 % intervals.
+
+Written as ``summary.md`` (pasted into README) and as the ``summary.json`` that the HTML report shows first.
+Every accuracy carries its question count and 95 % interval, every comparison is a paired difference over the
+same questions with its paired-bootstrap interval (:mod:`tapo.stats`), and a goal is "met" only when its whole
+interval is on the right side of the bound, "not met" when the whole interval is on the wrong side, and
+"inside the noise" otherwise: a point estimate alone never ticks a goal.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean, pstdev
 from typing import Any
 
+from tapo.eval.metrics import per_question
+from tapo.eval.records import SampleRecord, to_records
 from tapo.eval.report import SUMMARY_FILE
-from tapo.eval.results import RESULTS_FILE, load_result, load_trajectories
+from tapo.eval.results import RESULTS_FILE, load_trajectories
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_json, write_text
 from tapo.protocol import TOOL_NAMES
+from tapo.stats import Interval, Verdict, mean_interval, paired_difference, share_interval, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
-CAPTION = (
-    "Accuracy (%) on the TAPO-mini test split (held-out entities), greedy decoding; tool-call rates (%) by whether "
-    "the question needs a tool; calls per question against what the questions' oracle plans need."
+BASE, SFT, TAPO, NO_TOOLS, NO_MASK = "base", "sft", "tapo", "dapo-no-tools", "tapo-no-mask"
+SEED_SUFFIX = re.compile(r"^(?P<arm>.+)-seed(?P<seed>\d+)$")  # extra seeds of an arm: ``tapo-seed1`` ...
+METHOD = (
+    "95 % intervals: Wilson score interval for a share of questions, seeded percentile bootstrap over questions "
+    "for other means, paired bootstrap over the same questions for differences (± the Wilson bound of 0 of n when "
+    "no question changed; tapo.stats, docs/evaluation.md). "
+    "A goal is met when its whole interval is on the right side of the bound, not met when it is wholly on the "
+    "wrong side, and inside the noise otherwise."
 )
-HEADERS = [
-    "model", "acc", *KINDS, "calls when needed", "calls when not needed", "calls/question", "calls needed",
-    "format errors",
-]  # fmt: skip
+ICONS = {Verdict.MET: "✅", Verdict.NOT_MET: "❌", Verdict.NOISE: "≈", Verdict.UNMEASURED: "–"}
+Key = tuple[str, str]  # (data source, question id)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+@dataclass(frozen=True)
+class ModelResults:
+    """One evaluated model: per-question values (K-averaged) keyed by question, and each question's kind."""
+
+    name: str
+    title: str
+    acc: dict[Key, float]
+    called: dict[Key, float]  # got at least one tool call
+    calls: dict[Key, float]
+    kind: dict[Key, str]
+    needs_tool: dict[Key, bool]
+    calls_needed: dict[Key, int]  # tool steps of the question's oracle plan
+    format_error_rate: float
+
+    def share(self, values: dict[Key, float], keys: Sequence[Key] | None = None) -> Interval | None:
+        """A share of (the given) questions with its interval; None when there is no such question."""
+        chosen = list(values) if keys is None else list(keys)
+        return share_interval([values[k] for k in chosen]) if chosen else None
+
+    def calls_per_question(self) -> Interval:
+        return mean_interval(list(self.calls.values()))
+
+    def acc_by_kind(self) -> dict[str, Interval]:
+        keys: dict[str, list[Key]] = defaultdict(list)
+        for key, kind in self.kind.items():
+            keys[kind].append(key)
+        return {kind: share_interval([self.acc[k] for k in ks]) for kind, ks in keys.items()}
+
+    def call_rate(self, needed: bool) -> Interval | None:
+        return self.share(self.called, [k for k, need in self.needs_tool.items() if need == needed])
 
 
-def row_for(name: str, eval_dir: Path) -> dict[str, Any]:
-    """Headline numbers of one evaluation, with accuracy split by question kind."""
-    result = load_result(eval_dir)
-    overall = result.overall
-    by_kind: dict[str, list[bool]] = defaultdict(list)
-    calls_needed: list[int] = []
-    for trajectory in load_trajectories(eval_dir):
-        meta = trajectory.example.meta if trajectory.example else {}
-        by_kind[meta.get("kind", "?")].append(trajectory.scored.acc)
-        calls_needed.append(sum(1 for step in meta.get("plan", []) if step["tool"] in TOOL_NAMES))
-    adaptive = overall.adaptive
-    return {
-        "model": name,
-        "acc": overall.acc,
-        "acc_by_kind": {k: sum(v) / len(v) for k, v in by_kind.items()},
-        "call_rate_when_needed": adaptive.call_rate_when_needed if adaptive else None,
-        "call_rate_when_not_needed": adaptive.call_rate_when_not_needed if adaptive else None,
-        "calls_per_question": sum(overall.tool_calls_mean.values()),
-        "calls_needed_per_question": sum(calls_needed) / max(1, len(calls_needed)),
-        "format_error_rate": overall.format_error_rate,
-        "questions": overall.questions,
-    }
+def load_model(name: str, title: str, eval_dir: Path) -> ModelResults:
+    """Per-question numbers of one evaluation, from its trajectories (the unit of every interval)."""
+    trajectories = load_trajectories(eval_dir)
+    records: list[SampleRecord] = to_records(trajectories)
+    meta = {(t.example.data_source, t.example.id): t.example.meta for t in trajectories if t.example}
+    return ModelResults(
+        name=name,
+        title=title,
+        acc=per_question(records, lambda r: r.acc),
+        called=per_question(records, lambda r: r.n_calls > 0),
+        calls=per_question(records, lambda r: r.n_calls),
+        kind={k: str(m.get("kind", "?")) for k, m in meta.items()},
+        needs_tool={k: bool(m["needs"]) for k, m in meta.items() if m.get("needs") is not None},
+        calls_needed={k: sum(step["tool"] in TOOL_NAMES for step in m.get("plan", [])) for k, m in meta.items()},
+        format_error_rate=fmean(not r.format_ok for r in records),
+    )
 
 
-def _cells(row: dict[str, Any]) -> list[str]:
+def compare(a: ModelResults, b: ModelResults, value: Callable[[ModelResults], dict[Key, float]]) -> Interval | None:
+    """Paired difference a − b of a per-question value over the questions both models answered."""
+    va, vb = value(a), value(b)
+    keys = sorted(set(va) & set(vb))
+    return paired_difference([va[k] for k in keys], [vb[k] for k in keys]) if keys else None
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A goal of the issue, its measured interval and where it stands."""
+
+    text: str
+    interval: Interval | None
+    op: str
+    bound: float
+    shown: str  # the measurement as printed
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict(self.interval, self.op, self.bound)
+
+    def line(self) -> str:
+        return f"{ICONS[self.verdict]} {self.verdict.value}: {self.text}: {self.shown}"
+
+
+def _pct(interval: Interval | None, signed: bool = False) -> str:
+    return "-" if interval is None else interval.pct(signed=signed)
+
+
+def _diff_shown(interval: Interval | None) -> str:
+    return "-" if interval is None else f"{interval.pct(signed=True)} points (paired, {interval.n} questions)"
+
+
+def comparisons(models: dict[str, ModelResults]) -> list[tuple[str, Interval | None]]:
+    """Each accuracy comparison the job states, as (label, paired difference): RL over the warm start, the warm
+    start over the starting model, TAPO against each baseline, and any other arm against TAPO."""
+    pairs = [(SFT, BASE), (TAPO, SFT), (TAPO, NO_TOOLS), (TAPO, NO_MASK)]
+    pairs += [(name, TAPO) for name in models if name not in {BASE, SFT, TAPO, NO_TOOLS, NO_MASK}]
     return [
-        row["model"], _pct(row["acc"]), *(_pct(row["acc_by_kind"].get(k)) for k in KINDS),
-        _pct(row["call_rate_when_needed"]), _pct(row["call_rate_when_not_needed"]),
-        f"{row['calls_per_question']:.2f}", f"{row['calls_needed_per_question']:.2f}", _pct(row["format_error_rate"]),
-    ]  # fmt: skip
+        (f"{models[a].title} − {models[b].title}", compare(models[a], models[b], lambda m: m.acc))
+        for a, b in pairs
+        if a in models and b in models
+    ]
 
 
-def _at_least(value: float | None, bound: float) -> bool | None:
-    return None if value is None else value >= bound
-
-
-def _at_most(value: float | None, bound: float) -> bool | None:
-    return None if value is None else value <= bound
-
-
-def goals(rows: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None, str]]:
-    """The issue's goals: (goal, met or None when the run lacks the arm, what was measured)."""
-    checks: list[tuple[str, bool | None, str]] = []
-    sft, tapo = rows.get("sft"), rows.get("tapo")
-    if sft and tapo:
-        gain = tapo["acc"] - sft["acc"]
-        checks.append(("RL raises accuracy over the warm start by ≥ 10 points", gain >= 0.10, f"{100 * gain:+.1f}"))
-    if tapo:
-        needed, not_needed = tapo["call_rate_when_needed"], tapo["call_rate_when_not_needed"]
-        checks.append(("≥ 90 % of tool-needing questions get a call", _at_least(needed, 0.9), _pct(needed)))
-        checks.append(("≤ 10 % of no-tool questions get a call", _at_most(not_needed, 0.1), _pct(not_needed)))
-        calls, need = tapo["calls_per_question"], tapo["calls_needed_per_question"]
+def goals(models: dict[str, ModelResults]) -> list[Goal]:
+    """The issue's goals, each with the interval that decides it."""
+    checks: list[Goal] = []
+    tapo, sft = models.get(TAPO), models.get(SFT)
+    if tapo and sft:
+        gain = compare(tapo, sft, lambda m: m.acc)
+        checks.append(Goal("RL raises accuracy over the warm start", gain, ">", 0.0, _diff_shown(gain)))
         checks.append(
-            ("mean calls per question ≤ what the questions need", calls <= need, f"{calls:.2f} vs {need:.2f}")
+            Goal("RL raises accuracy over the warm start by ≥ 10 points", gain, ">=", 0.10, _diff_shown(gain))
         )
-    for arm, goal in (("dapo-no-tools", "TAPO beats DAPO without tools"), ("tapo-no-mask", "masking beats no masking")):
-        if tapo and arm in rows:
-            checks.append((goal, tapo["acc"] > rows[arm]["acc"], f"{_pct(tapo['acc'])} vs {_pct(rows[arm]['acc'])}"))
+    if tapo:
+        needed, not_needed = tapo.call_rate(True), tapo.call_rate(False)
+        checks.append(Goal("≥ 90 % of tool-needing questions get a call", needed, ">=", 0.9, _with_n(needed)))
+        checks.append(Goal("≤ 10 % of no-tool questions get a call", not_needed, "<=", 0.1, _with_n(not_needed)))
+        if tapo.calls_needed:
+            calls, need = tapo.calls_per_question(), fmean(tapo.calls_needed.values())
+            shown = f"{calls.plain()} calls against {need:.2f} needed"
+            checks.append(Goal("mean calls per question ≤ what the questions need", calls, "<=", need, shown))
+    for arm, text, op in ((NO_TOOLS, "TAPO beats DAPO without tools", ">"), (NO_MASK, "masking ≥ no masking", ">=")):
+        if tapo and arm in models:
+            diff = compare(tapo, models[arm], lambda m: m.acc)
+            checks.append(Goal(text, diff, op, 0.0, _diff_shown(diff)))
     return checks
+
+
+def _with_n(interval: Interval | None) -> str:
+    return "-" if interval is None else f"{interval.pct()} % of {interval.n} questions"
+
+
+def seed_spread(models: dict[str, ModelResults]) -> list[str]:
+    """For an arm run with several seeds (``tapo``, ``tapo-seed1``, ...): each seed's accuracy and the spread."""
+    by_arm: dict[str, list[tuple[int, ModelResults]]] = defaultdict(list)
+    for name, model in models.items():
+        match = SEED_SUFFIX.match(name)
+        arm, seed = (match["arm"], int(match["seed"])) if match else (name, 0)
+        by_arm[arm].append((seed, model))
+    lines = []
+    for arm, runs in by_arm.items():
+        if len(runs) > 1 and arm in models:
+            accs = [fmean(m.acc.values()) for _, m in sorted(runs, key=lambda r: r[0])]
+            spread = (
+                f"mean {100 * fmean(accs):.1f}, sd {100 * pstdev(accs):.1f}, range {100 * (max(accs) - min(accs)):.1f}"
+            )
+            each = ", ".join(f"{100 * a:.1f}" for a in accs)
+            lines.append(f"{models[arm].title}: {len(accs)} seeds, accuracy {each} ({spread} points)")
+    return lines
+
+
+def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
+    """The summary's tables (caption, headers, rows): headline numbers, accuracy by question kind, differences."""
+    counts = sorted({len(m.acc) for m in models.values()})
+    questions = "/".join(map(str, counts))
+    main = {
+        "caption": (
+            f"Accuracy (%) on {questions} questions of the TAPO-mini test split (held-out entities), greedy "
+            "decoding, with 95 % intervals; tool-call rates (%) by whether the question needs a tool; calls per "
+            "question against what the questions' oracle plans need."
+        ),
+        "headers": [
+            "model",
+            "questions",
+            "acc % [95 % CI]",
+            "calls when needed %",
+            "calls when not needed %",
+            "calls/question",
+            "calls needed",
+            "format errors %",
+        ],
+        "rows": [
+            [
+                m.title,
+                str(len(m.acc)),
+                _pct(m.share(m.acc)),
+                _pct(m.call_rate(True)),
+                _pct(m.call_rate(False)),
+                m.calls_per_question().plain(),
+                f"{fmean(m.calls_needed.values()):.2f}" if m.calls_needed else "-",
+                f"{100 * m.format_error_rate:.1f}",
+            ]
+            for m in models.values()
+        ],
+    }
+    kinds = [k for k in KINDS if any(k in m.kind.values() for m in models.values())]
+    first = next(iter(models.values()))
+    per_kind = {k: sum(v == k for v in first.kind.values()) for k in kinds}
+    by_kind = {
+        "caption": "Accuracy (%) by question kind with 95 % intervals; n = questions of the kind.",
+        "headers": ["model", *(f"{k} (n={per_kind[k]})" for k in kinds)],
+        "rows": [[m.title, *(_pct(acc.get(k)) for k in kinds)] for m in models.values() if (acc := m.acc_by_kind())],
+    }
+    diffs = comparisons(models)
+    paired = {
+        "caption": "Paired differences in accuracy (points) over the same questions, paired-bootstrap 95 % intervals.",
+        "headers": ["comparison", "questions", "difference [95 % CI]"],
+        "rows": [[label, str(d.n) if d else "0", _pct(d, signed=True)] for label, d in diffs],
+    }
+    return [main, by_kind] + ([paired] if diffs else [])
+
+
+def labels(arms: Sequence[tuple[str, str, str, list[str]]]) -> dict[str, str]:
+    """What the report calls each directory of the run: evaluations and training runs by the table's names."""
+    names = {BASE: "starting model", SFT: "warm start (SFT)", **{name: title for name, title, *_ in arms}}
+    return {f"eval/{name}": title for name, title in names.items()} | {
+        name: title for name, title in names.items() if name != BASE
+    }
 
 
 def write_results(root: Path, arms: list[tuple[str, str, str, list[str]]]) -> str:
     """Collect every finished evaluation under ``root/eval`` into summary.md / summary.json; returns the markdown.
 
-    ``summary.json`` holds the table as the report renders it (title, headers, rows, notes) plus the raw numbers.
+    ``summary.json`` holds the tables as the report renders them (captions, headers, rows), the goal lines, the
+    names of the run's directories, and the raw intervals.
     """
-    titles = {"base": "starting model", "sft": "warm start (SFT)", **{name: title for name, title, *_ in arms}}
-    rows = {
-        name: row_for(title, root / "eval" / name)
+    titles = {name: title for path, title in labels(arms).items() if (name := path.removeprefix("eval/")) != path}
+    models = {
+        name: load_model(name, title, root / "eval" / name)
         for name, title in titles.items()
         if (root / "eval" / name / RESULTS_FILE).is_file()
     }
-    cells = [_cells(row) for row in rows.values()]
-    verdicts = {True: ("✅", "met"), False: ("❌", "missed"), None: ("–", "not measured")}
-    checks = goals(rows)
-    notes = [f"{verdicts[met][1]}: {goal} ({measured})" for goal, met, measured in checks]
-    lines = [f"- {verdicts[met][0]} {goal}: {measured}" for goal, met, measured in checks]
-    goals_text = "\n\nGoals:\n\n" + "\n".join(lines) if lines else ""
-    markdown = f"{CAPTION}\n\n{to_markdown(HEADERS, cells)}{goals_text}\n"
-    write_text(root / "summary.md", markdown)
+    if not models:
+        raise FileNotFoundError(f"no finished evaluation under {root / 'eval'}: run the evaluation stages first")
+    parts = tables(models)
+    checks = goals(models)
+    spread = seed_spread(models)
+    text = "\n".join(f"{t['caption']}\n\n{to_markdown(t['headers'], t['rows'])}" for t in parts)
+    if checks:
+        text += "\nGoals:\n\n" + "\n".join(f"- {g.line()}" for g in checks) + "\n"
+    if spread:
+        text += "\nSeeds:\n\n" + "\n".join(f"- {line}" for line in spread) + "\n"
+    text += f"\n{METHOD}\n"
+    write_text(root / "summary.md", text)
     write_json(
         root / SUMMARY_FILE,
-        {"title": "Results", "caption": CAPTION, "headers": HEADERS, "rows": cells, "notes": notes, "numbers": rows},
+        {
+            "title": "Results",
+            "tables": parts,
+            "notes": [*spread, METHOD],
+            "labels": labels(arms),
+            "goals": [
+                {
+                    "goal": g.text,
+                    "verdict": g.verdict.value,
+                    "measured": g.shown,
+                    "interval": g.interval.to_dict() if g.interval else None,
+                }
+                for g in checks
+            ],
+            "comparisons": {label: d.to_dict() if d else None for label, d in comparisons(models)},
+        },
     )
-    return markdown
+    return text

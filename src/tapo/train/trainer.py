@@ -34,7 +34,7 @@ from tapo.records import Trajectory
 from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
 from tapo.train.cursor import PromptCursor
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
-from tapo.train.metrics import rollout_metrics
+from tapo.train.metrics import rollout_metrics, sampled_metrics
 from tapo.train.mismatch import reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
 from tapo.train.plan import total_steps
 from tapo.train.setup import optimizer_step, prepare_for_training
@@ -144,11 +144,13 @@ class DapoTrainer:
         accelerator = self.accelerator
         target = self.tcfg.prompts_per_step
         state: SamplingState[Group] = SamplingState()
+        sampled: list[Group] = []  # every group of every round, before filtering: what the policy does
         while True:
             indices = self.cursor.take(target)
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
             groups = self.source.sample(local, self.step, state.rounds) if local else []
             groups = gather_object(groups) if accelerator.num_processes > 1 else groups
+            sampled += groups
             accs = torch.tensor([[float(t.scored.acc) for t in g] for g in groups])  # (groups, group_size)
             flags = (
                 constant_groups(accs, self.tcfg.constant_group_tol).tolist()
@@ -171,6 +173,7 @@ class DapoTrainer:
             "sampling/gen_rounds": float(state.rounds),
             "sampling/filtered_frac": state.filtered / max(1, state.seen),
             "sampling/filled_groups": float(filled),
+            **sampled_metrics(sampled),
         }
         return batch, stats
 
