@@ -105,7 +105,7 @@ def _own_pids() -> set[int]:
 
 def _describe(process: psutil.Process) -> dict[str, Any]:
     with process.oneshot():
-        command = " ".join(process.cmdline())[:160]
+        command = " ".join(" ".join(process.cmdline()).split())[:160]  # one line, even for a `python -c` script
         return {
             "pid": process.pid,
             "name": process.name(),
@@ -174,15 +174,15 @@ def machine_state() -> dict[str, Any]:
 
 
 def warnings_of(state: dict[str, Any], when: str) -> list[str]:
-    """One line per reason the numbers taken around ``state`` may be off."""
+    """One line per reason the numbers taken around ``state`` may be off: load, competing processes (the three
+    busiest named), engine processes left over by an earlier run."""
     lines = []
     cores = len(os.sched_getaffinity(0))
     if state["loadavg"][0] > 0.5 * cores:
         lines.append(f"{when}: load average {state['loadavg'][0]:.2f} on {cores} cores: the machine is busy")
-    lines += [
-        f"{when}: pid {p['pid']} ({p['name']}) uses {p['cpu_percent']:.0f} % of a core: {p['command'][:80]}"
-        for p in state["busy"]
-    ]
+    if state["busy"]:
+        top = ", ".join(f"{p['name']} {p['cpu_percent']:.0f} %" for p in state["busy"][:3])
+        lines.append(f"{when}: {len(state['busy'])} other processes used > {BUSY_PERCENT:g} % of a core ({top})")
     lines += [
         f"{when}: leftover engine process pid {p['pid']} ({p['name']}, {p['rss_mb']} MB): kill it for honest figures"
         for p in state["engine_leftovers"]
@@ -284,8 +284,8 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
+        """The run's own (each figure records its states; the docs summarize them per figure)."""
         states = [("before the run", self.before), ("after the run", self.after)]
-        states += [(f"{f.title}, {w}", s) for f in self.figures for w, s in (("before", f.before), ("after", f.after))]
         return [line for when, state in states if state for line in warnings_of(state, when)]
 
     def save(self, out_dir: Path) -> Path:

@@ -62,7 +62,7 @@ def test_warnings_name_load_busy_processes_and_leftover_engines():
     }
     lines = harness.warnings_of(state, "before")
     assert len(lines) == 3
-    assert "load average 50.00" in lines[0] and "pid 7" in lines[1] and "pid 8" in lines[2]
+    assert "load average 50.00" in lines[0] and "python 95 %" in lines[1] and "pid 8" in lines[2]
     assert harness.warnings_of({"loadavg": [0.0, 0, 0], "busy": [], "engine_leftovers": []}, "x") == []
 
 
