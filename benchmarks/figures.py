@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,15 @@ ORDER = ("rollout", "threads", "train", "search", "sandbox")
 """Benchmarks in the order the docs show them; others follow by name."""
 
 
-def _cell(values: list[float], digits: int) -> str:
-    return Spread.of(values).format(digits) if values else "—"
+def _cell(values: list[float], digits: int | None = None) -> str:
+    """median [min–max]; ``digits`` decimals, or by default three significant digits of the median."""
+    if not values:
+        return "—"
+    spread = Spread.of(values)
+    if digits is None:
+        size = abs(spread.median)
+        digits = 0 if size == 0 else min(4, max(0, 2 - math.floor(math.log10(size))))
+    return spread.format(digits)
 
 
 def _values(figure: dict[str, Any], variant: str, key: str) -> list[float]:
@@ -39,16 +47,12 @@ def figure_markdown(figure: dict[str, Any], command: str, quick: bool) -> str:
     head = ["variant", f"{metric} ({unit}, {better})", f"÷ {figure['baseline']} (per round)"]
     head += list(figure["columns"].values())
     lines = [f"#### {figure['title']}", "", "| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
-    digits = 2
     for variant in figure["variants"]:
         if variant in figure["skipped"]:
             continue
-        cells = [
-            variant,
-            _cell(_values(figure, variant, metric), digits),
-            _cell(round_ratios(figure["rounds"], variant, figure["baseline"], metric), 2),
-        ]
-        cells += [_cell(_values(figure, variant, key), 1) for key in figure["columns"]]
+        ratios = round_ratios(figure["rounds"], variant, figure["baseline"], metric)
+        cells = [variant, _cell(_values(figure, variant, metric)), _cell(ratios, 2)]
+        cells += [_cell(_values(figure, variant, key)) for key in figure["columns"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for variant, reason in figure["skipped"].items():

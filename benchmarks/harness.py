@@ -184,7 +184,8 @@ def warnings_of(state: dict[str, Any], when: str) -> list[str]:
         top = ", ".join(f"{p['name']} {p['cpu_percent']:.0f} %" for p in state["busy"][:3])
         lines.append(f"{when}: {len(state['busy'])} other processes used > {BUSY_PERCENT:g} % of a core ({top})")
     lines += [
-        f"{when}: leftover engine process pid {p['pid']} ({p['name']}, {p['rss_mb']} MB): kill it for honest figures"
+        f"{when}: vLLM process pid {p['pid']} ({p['name']}, {p['rss_mb']} MB) not started by this run: a leftover "
+        "or another run's, competing for CPU and memory"
         for p in state["engine_leftovers"]
     ]
     return lines

@@ -117,7 +117,7 @@ def _run(tmp_path: Path) -> dict:
 def test_markdown_has_ratio_skips_command_and_quick_label(tmp_path):
     run = _run(tmp_path)
     text = figures.run_markdown(run)
-    assert "| bf16 | 15.00 [15.00–15.00] | 1.50 [1.50–1.50] |" in text
+    assert "| bf16 | 15.0 [15.0–15.0] | 1.50 [1.50–1.50] |" in text
     assert "skipped **kv**: rollout.engine.kv_reuse does not validate here" in text
     assert "`python benchmarks/bench_rollout.py --quick`" in text
     assert "not a figure" in text
