@@ -106,7 +106,8 @@ class RolloutWorker:
     def config(self, overrides: list[str]) -> Any:
         return load_config_for(self.profile.common, self.data_dir, overrides)
 
-    def runner(self, config: Any) -> Any:
+    def runner(self, config: Any) -> tuple[Any, frozenset[str]]:
+        """A runner over the cached engine and tools for ``config``, and the tools its template allows."""
         from tapo.eval.runner import load_engine
         from tapo.io.loop import EventLoopThread
         from tapo.prompts.templates import allowed_tools

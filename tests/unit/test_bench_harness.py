@@ -134,3 +134,24 @@ def test_docs_section_is_rewritten_between_markers_only(tmp_path):
     doc.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         figures.rewrite(doc, "x")
+
+
+def test_rollout_variants_that_do_not_validate_are_skipped_with_the_reason(tmp_path):
+    import bench_rollout
+
+    suite = bench_rollout.Suite(
+        "rollout",
+        {
+            "base": [],
+            "two threads": ["run.torch_threads=2"],
+            "typo": ["rollout.engine.no_such_key=1"],
+            "vllm": ["rollout.engine=vllm"],
+        },
+        [],
+    )
+    python, skipped = bench_rollout.plan(suite, tmp_path, tmp_path / "no-python", quick=False)
+    assert python["base"] == python["two threads"] == sys.executable
+    assert "rollout.engine.no_such_key=1" in skipped["typo"] and "does not validate" in skipped["typo"]
+    if not bench_rollout.has_vllm():  # this environment has no vLLM and the given interpreter does not exist
+        assert "no-python" in skipped["vllm"]
+    assert bench_rollout.threads_of(["run.torch_threads=2"]) == 2 and bench_rollout.threads_of([]) == 1
