@@ -7,7 +7,7 @@ default should hold on both. Same machinery as bench_rollout.py (TAPO-mini quest
 profile's budgets), transformers engine in fp32.
 
     python benchmarks/bench_threads.py            # full: chat and batch 16 at the profile's budgets, 3 rounds
-    python benchmarks/bench_threads.py --quick    # ~2 minutes: short turns, batch 8
+    python benchmarks/bench_threads.py --quick    # ~2 minutes: short turns, batch 4
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ THREADS: dict[str, list[str]] = {
 
 def threads_suite(args: argparse.Namespace) -> Suite:
     extra = QUICK if args.quick else ()
-    batch = (args.batches or [8 if args.quick else 16])[0]
+    batch = (args.batches or [4 if args.quick else 16])[0]
     return Suite(
         "threads",
         dict(THREADS),

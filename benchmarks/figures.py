@@ -21,15 +21,16 @@ ORDER = ("rollout", "threads", "async", "train", "search", "sandbox")
 """Benchmarks in the order the docs show them; others follow by name."""
 
 
-def _cell(values: list[float], digits: int | None = None) -> str:
-    """median [min–max]; ``digits`` decimals, or by default three significant digits of the median."""
+def _cell(values: list[float], digits: int | None = None, collapse: bool = False) -> str:
+    """median [min–max]; ``digits`` decimals, or by default three significant digits of the median. ``collapse``:
+    a value that never changed (a setting such as the thread count) is shown once."""
     if not values:
         return "—"
     spread = Spread.of(values)
     if digits is None:
         size = abs(spread.median)
         digits = 0 if size == 0 else min(4, max(0, 2 - math.floor(math.log10(size))))
-    return spread.format(digits)
+    return f"{spread.median:.{digits}f}" if collapse and spread.low == spread.high else spread.format(digits)
 
 
 def _values(figure: dict[str, Any], variant: str, key: str) -> list[float]:
@@ -52,7 +53,7 @@ def figure_markdown(figure: dict[str, Any], command: str, quick: bool) -> str:
             continue
         ratios = round_ratios(figure["rounds"], variant, figure["baseline"], metric)
         cells = [variant, _cell(_values(figure, variant, metric)), _cell(ratios, 2)]
-        cells += [_cell(_values(figure, variant, key)) for key in figure["columns"]]
+        cells += [_cell(_values(figure, variant, key), collapse=True) for key in figure["columns"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for variant, reason in figure["skipped"].items():
