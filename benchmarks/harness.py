@@ -191,6 +191,17 @@ def warnings_of(state: dict[str, Any], when: str) -> list[str]:
     return lines
 
 
+def run_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """A run's warnings from its states before and after (each figure records its own; the docs summarize those),
+    an engine process seen at both ends named once."""
+    lines = warnings_of(before, "before the run") if before else []
+    if after:
+        known = {p["pid"] for p in before.get("engine_leftovers", [])}
+        new = [p for p in after["engine_leftovers"] if p["pid"] not in known]
+        lines += warnings_of(after | {"engine_leftovers": new}, "after the run")
+    return lines
+
+
 def host() -> dict[str, Any]:
     """What the figures were measured on (they mean nothing without it)."""
     import torch
@@ -285,9 +296,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
     def warnings(self) -> list[str]:
-        """The run's own (each figure records its states; the docs summarize them per figure)."""
-        states = [("before the run", self.before), ("after the run", self.after)]
-        return [line for when, state in states if state for line in warnings_of(state, when)]
+        return run_warnings(self.before, self.after)
 
     def save(self, out_dir: Path) -> Path:
         """``<benchmark>.json``, ``.md`` and ``.png`` in ``out_dir``; returns the JSON's path."""
@@ -296,7 +305,7 @@ class Run:
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / f"{self.benchmark}.json"
         path.write_text(json.dumps(asdict(self) | {"warnings": self.warnings()}, indent=1) + "\n")
-        (out_dir / f"{self.benchmark}.md").write_text(run_markdown(asdict(self) | {"warnings": self.warnings()}))
+        (out_dir / f"{self.benchmark}.md").write_text(run_markdown(asdict(self)))
         plot(asdict(self), out_dir / f"{self.benchmark}.png")
         return path
 
