@@ -98,7 +98,13 @@ def tapo_worker(args: argparse.Namespace, bf16: bool, out_dir: Path) -> None:
         row = trainer.train_step()
         seconds = time.perf_counter() - begin
         tokens = row["response/model_tokens"] * per_step  # a per-trajectory mean in the metrics row
-        return {"step_s": seconds, "tokens": tokens, "tok_s": tokens / seconds, "update_s": row["time/update_s"]}
+        return {
+            "step_s": seconds,
+            "tokens": tokens,
+            "tok_s": tokens / seconds,
+            "rollout_s": row["time/rollout_s"],
+            "update_s": row["time/update_s"],  # forward + backward + optimizer: where bf16 autocast acts
+        }
 
     serve(step)
 
@@ -247,7 +253,12 @@ def main() -> None:
                 names[0],
                 names,
                 higher_is_better=False,
-                columns={"tok_s": "completion tok/s", "tokens": "completion tokens"},
+                columns={
+                    "tok_s": "completion tok/s",
+                    "tokens": "completion tokens",
+                    "rollout_s": "rollout s (tapo)",
+                    "update_s": "update s (tapo)",
+                },
                 settings={"prompts": args.prompts, "group": args.group, "length": args.length, "threads": args.threads},
             )
             for name in rotated(names, 0):  # one untimed step each: loads, allocator and kernel warm-up
