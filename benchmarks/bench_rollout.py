@@ -84,6 +84,7 @@ def rollout_suite(batches: list[int], quick: bool) -> Suite:
             "tok/s = sampled model tokens / wall time of one `RolloutRunner.run` over the batch (tool calls "
             "included); bounds = measured matmul peak at the variant's `run.torch_threads` / (2 x parameters)",
             "vLLM runs its own OpenMP threads in its engine process; its bound is taken at its `run.torch_threads`",
+            "transformers variants share one worker process: each request sets its `run.torch_threads` first",
         ],
     )
 

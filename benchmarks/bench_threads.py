@@ -33,7 +33,10 @@ def threads_suite(args: argparse.Namespace) -> Suite:
             Workload("chat: one question, greedy, with tools", 1, (*TOOLS, *extra), greedy=True),
             Workload(f"rollout: batch {batch}, sampled, with tools", batch, (*TOOLS, *extra)),
         ],
-        notes=["`run.torch_threads=0` means every core in this process's affinity mask (tapo.cli.common.set_threads)"],
+        notes=[
+            "`run.torch_threads=0` means every core in this process's affinity mask (tapo.cli.common.set_threads)",
+            "the variants share one worker process (one model in memory): each request sets its thread count first",
+        ],
     )
 
 
