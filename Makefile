@@ -38,5 +38,10 @@ test: model lint browser
 run: model
 	$(BIN)/tapo pipeline run --profile $(PROFILE)
 
+# Every benchmark, then docs/benchmarks.md's figures from their results; BENCH_ARGS=--quick for a smoke run.
+.PHONY: bench
+bench: model
+	BENCH_PYTHON=$(BIN)/python benchmarks/run_all.sh $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) runs

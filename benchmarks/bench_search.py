@@ -1,18 +1,21 @@
-"""Benchmark the BM25 search stack: index build time and memory, query latency/QPS, and the server's QPS.
+"""Benchmark the BM25 search stack: index build time, query latency in memory and memory-mapped, and the search
+server's throughput over loopback (raw requests and the ``SearchTool`` client with and without coalescing).
 
-The corpus is generated (Zipf-distributed synthetic words, 40 to 120 per passage) so the run needs no download;
-queries are 3 to 6 words drawn from random passages, so every query has real hits. The server runs as a real
-``tapo serve search`` subprocess and is queried over loopback by concurrent httpx clients.
+The corpus is generated once, before anything is timed (Zipf-distributed synthetic words, 40 to 120 per passage, so
+the run needs no download), and the build is timed from the rows in memory to the index on disk. Queries are 3 to
+6 words drawn from random passages, so every query has real hits. The server runs as a real ``tapo serve search``
+subprocess, queried by concurrent httpx clients. Every figure's variants are interleaved over rounds
+(benchmarks/harness.py).
 
-    .venv/bin/python benchmarks/bench_search.py --passages 100000 --out runs/bench/search.json
+    python benchmarks/bench_search.py             # full: 100,000 passages, 1,000 queries, 3 rounds
+    python benchmarks/bench_search.py --quick     # ~1 minute: 10,000 passages, 200 queries
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -20,16 +23,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
+from figures import figure_markdown
+from harness import Figure, interleave, recorded
 from rich.console import Console
-from rich.progress import track
-from rich.table import Table
 
-from tapo.io.atomic import write_json
 from tapo.tools.search.bm25 import BM25Index
 from tapo.tools.search.client import RetrievalClient
 from tapo.tools.search.tool import SearchTool
@@ -66,26 +68,15 @@ def queries(passages: int, count: int, seed: int = 1) -> list[str]:
     return out
 
 
-def rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def latency(index: BM25Index, qs: list[str], k: int) -> dict[str, float]:
+    """Per-query latency over ``qs`` on one thread: median, 95th percentile and queries per second."""
     times = []
     for query in qs:
         start = time.perf_counter()
         index.search(query, k)
         times.append(time.perf_counter() - start)
     ms = sorted(t * 1000 for t in times)
-    return {
-        "p50_ms": statistics.median(ms),
-        "p95_ms": ms[int(0.95 * (len(ms) - 1))],
-        "qps_single_thread": len(ms) / (sum(ms) / 1000),
-    }
+    return {"p50_ms": statistics.median(ms), "p95_ms": ms[int(0.95 * (len(ms) - 1))], "qps": len(ms) / (sum(ms) / 1000)}
 
 
 def free_port() -> int:
@@ -131,90 +122,132 @@ async def tool_calls(url: str, qs: list[str], k: int, max_batch: int, in_flight:
     return {"queries_per_s": len(qs) / elapsed}
 
 
-def server_qps(index_dir: Path, qs: list[str], k: int) -> dict[str, dict[str, float]]:
+SERVER_VARIANTS = {
+    "raw, 1 in flight, 1 query/request": ("raw", 1, 1),
+    "raw, 16 in flight, 1 query/request": ("raw", 16, 1),
+    "raw, 4 in flight, 32 queries/request": ("raw", 4, 32),
+    "SearchTool, 64 in flight, backend.max_batch=1": ("tool", 64, 1),
+    "SearchTool, 64 in flight, backend.max_batch=32 (default)": ("tool", 64, 32),
+}
+"""Name -> (client, requests or calls in flight, queries per request or the client's max_batch)."""
+
+
+def start_server(index_dir: Path) -> tuple[subprocess.Popen, str]:
+    """``tapo serve search`` on a free loopback port, once it answers ``/health``."""
     port = free_port()
     command = [sys.executable, "-c", "from tapo.cli.main import app; app()", "serve", "search"]
     server = subprocess.Popen(
         [*command, "--index", str(index_dir), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(server.stderr.read().decode())
-            try:
-                httpx.get(f"{url}/health").raise_for_status()
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start") from None
-                time.sleep(0.2)
-        raw = {
-            f"c{concurrency}_b{batch}": asyncio.run(hammer(url, qs, k, concurrency, batch))
-            for concurrency, batch in ((1, 1), (16, 1), (4, 32))
-        }
-        tool = {f"tool_max_batch{size}": asyncio.run(tool_calls(url, qs, k, size)) for size in (1, 32)}
-        return raw | tool
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-def flatten(tree: dict, prefix: str = "") -> dict:
-    flat: dict = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(server.stderr.read().decode() if server.stderr else "server exited")
+        try:
+            httpx.get(f"{url}/health").raise_for_status()
+            return server, url
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("server did not start within 120 s") from None
+            time.sleep(0.2)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--passages", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=1000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a ~1 minute smoke run: 10,000 passages, 200 queries")
+    parser.add_argument("--passages", type=int, default=None, help="default 100,000 (--quick 10,000)")
+    parser.add_argument("--queries", type=int, default=None, help="default 1,000 (--quick 200)")
     parser.add_argument("--k", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, default=None, help="where the index goes (default: a temp dir)")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of interleaved variants (at least 3)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "runs" / "bench")
     args = parser.parse_args()
-    console = Console()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-search-"))
-    index_dir = workdir / "index"
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3: a ratio from fewer rounds says nothing about its spread")
+    passages = args.passages or (10_000 if args.quick else 100_000)
+    say = Console(soft_wrap=True).print
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-search-") as tmp,
+        recorded("search", args.quick, args.out, say) as run,
+    ):
+        run.notes.append(
+            f"{passages:,} generated passages, {args.queries or (200 if args.quick else 1000):,} queries, k = {args.k}"
+        )
+        rows = list(corpus(passages))  # generated once, outside every timed region
+        qs = queries(passages, args.queries or (200 if args.quick else 1000))
+        index_dir = Path(tmp) / "index"
 
-    results: dict = {"passages": args.passages, "queries": args.queries, "k": args.k, "cpus": os.cpu_count()}
-    rss_before = rss_mb()
-    start = time.perf_counter()
-    rows = track(corpus(args.passages), total=args.passages, description="building", console=console)
-    index = BM25Index.build(rows, index_dir)
-    results["build_s"] = time.perf_counter() - start
-    results["build_passages_per_s"] = args.passages / results["build_s"]
-    results["build_peak_rss_mb"] = peak_rss_mb()
-    results["build_rss_growth_mb"] = rss_mb() - rss_before
-    results["index_disk_mb"] = sum(p.stat().st_size for p in index_dir.iterdir()) / 2**20
-    del index
+        def build(_variant: str, round_index: int) -> dict[str, float]:
+            shutil.rmtree(index_dir, ignore_errors=True)
+            start = time.perf_counter()
+            BM25Index.build(rows, index_dir)
+            seconds = time.perf_counter() - start
+            disk = sum(p.stat().st_size for p in index_dir.iterdir()) / 2**20
+            return {"build_s": seconds, "passages_per_s": passages / seconds, "disk_mb": disk}
 
-    qs = queries(args.passages, args.queries)
-    for mmap in (False, True):
-        before = rss_mb()
-        start = time.perf_counter()
-        index = BM25Index.load(index_dir, mmap=mmap)
-        name = "mmap" if mmap else "memory"
-        results[f"load_{name}_s"] = time.perf_counter() - start
-        results[f"load_{name}_rss_mb"] = rss_mb() - before
-        index.search(qs[0], args.k)  # warm-up
-        results[f"query_{name}"] = latency(index, qs, args.k)
-        del index
-    server_queries = qs * 2
-    results["server"] = server_qps(index_dir, server_queries, args.k)
+        figures = [
+            interleave(
+                Figure(
+                    "BM25 index build (rows in memory -> index on disk)",
+                    "build_s",
+                    "s",
+                    "build",
+                    ["build"],
+                    higher_is_better=False,
+                    columns={"passages_per_s": "passages/s", "disk_mb": "index MB"},
+                ),
+                build,
+                args.rounds,
+                on_sample=say,
+            )
+        ]
+        indexes = {
+            "in memory": BM25Index.load(index_dir, mmap=False),
+            "memory-mapped": BM25Index.load(index_dir, mmap=True),
+        }
+        for index in indexes.values():
+            index.search(qs[0], args.k)  # warm-up
+        figures.append(
+            interleave(
+                Figure(
+                    "BM25 query latency, one thread",
+                    "p50_ms",
+                    "ms",
+                    "in memory",
+                    list(indexes),
+                    higher_is_better=False,
+                    columns={"p95_ms": "p95 ms", "qps": "queries/s"},
+                ),
+                lambda variant, _round: latency(indexes[variant], qs, args.k),
+                args.rounds,
+                on_sample=say,
+            )
+        )
+        server, url = start_server(index_dir)
+        try:
 
-    table = Table("metric", "value", title=f"BM25 search, {args.passages:,} passages")
-    for key, value in flatten(results).items():
-        table.add_row(key, f"{value:,.2f}" if isinstance(value, float) else str(value))
-    console.print(table)
-    if args.out:
-        write_json(args.out, results)
+            def serve_once(variant: str, _round: int) -> dict[str, float]:
+                client, in_flight, size = SERVER_VARIANTS[variant]
+                if client == "raw":
+                    return asyncio.run(hammer(url, qs * 2, args.k, in_flight, size))
+                return asyncio.run(tool_calls(url, qs * 2, args.k, size, in_flight))
+
+            names = list(SERVER_VARIANTS)
+            figures.append(
+                interleave(
+                    Figure("`tapo serve search` over loopback", "queries_per_s", "queries/s", names[0], names),
+                    serve_once,
+                    args.rounds,
+                    on_sample=say,
+                )
+            )
+        finally:
+            server.terminate()
+            server.wait(10)
+        for figure in figures:
+            run.figures.append(figure)
+            say(figure_markdown(asdict(figure), run.command, args.quick))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run every benchmark, then rebuild the figures section of docs/benchmarks.md from their JSON results.
+#   benchmarks/run_all.sh            full runs (long: the rollout benchmark at batch 64 takes the most)
+#   benchmarks/run_all.sh --quick    each benchmark's ~2 minute smoke run (checks the code, not figures for docs)
+# BENCH_PYTHON (default .venv/bin/python) runs them; VLLM_PYTHON (default .venv-vllm/bin/python) runs vLLM variants;
+# BENCH_OUT (default runs/bench) holds the results. Run it on a machine as quiet as you can get: every figure
+# records the load and the processes that competed with it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${BENCH_PYTHON:-.venv/bin/python}
+OUT=${BENCH_OUT:-runs/bench}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+for bench in rollout threads async train search; do
+    echo "== benchmarks/bench_$bench.py $* (results in $OUT)"
+    "$PY" "benchmarks/bench_$bench.py" --out "$OUT" "$@"
+done
+"$PY" benchmarks/figures.py --results "$OUT" --write docs/benchmarks.md
