@@ -153,9 +153,11 @@ def _fit(
         if accelerator.is_main_process and config.trainer.tracker != "none":
             accelerator.init_trackers(config.run.name, config=_flat(config))
         shown = progress and accelerator.is_main_process
-        title = f"train {config.run.name}"
-        with disk_full_exits(), step_progress(trainer.total_steps, trainer.step, title, SHOWN, shown) as update:
-            rows = trainer.fit(on_step=update)
+        if shown:
+            console.print(f"RL training into {run.root} ({trainer.total_steps} steps)", highlight=False)
+        with disk_full_exits(), step_progress(trainer.total_steps, trainer.step, "RL steps", SHOWN, shown) as bar:
+            trainer.on_phase = bar.phase
+            rows = trainer.fit(on_step=bar.step)
         accelerator.end_training()
     finally:
         source.close()
