@@ -5,8 +5,9 @@ sharded correctly under FSDP / ZeRO-3); ``model/`` is a plain HF checkpoint for 
 ``resolve_model``, with the resolved config it was trained with beside the weights (``model/tapo-config.yaml``,
 what ``tapo chat``/``tapo eval`` start from); ``trainer_state.json`` holds the step and the data cursor.
 Everything is written into a hidden sibling directory and renamed into place at the end, so a crash mid-save
-leaves either the old set of checkpoints or the new one, never a half-written ``step-N`` that resume would pick up. A save that fails
-(rather than dies) removes its hidden directory, and on a full disk says so: ``No space left on device: PATH``.
+leaves either the old set of checkpoints or the new one, never a half-written ``step-N`` that resume would pick
+up. A save that fails (rather than dies) removes its hidden directory, and on a full disk says so:
+``No space left on device: PATH``.
 
 A checkpoint can still be damaged afterwards (a disk fault, a copy cut short). Resuming checks every file's
 header first (:func:`verify_checkpoint`, milliseconds), names the checkpoint and the file at fault, and falls
