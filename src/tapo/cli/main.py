@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import typer
 
@@ -57,6 +58,9 @@ def _log_to_console(verbose: bool) -> None:
     display instead of inside its line."""
     from rich.logging import RichHandler
 
+    # transformers' and the hub's tqdm bars ("Loading weights", "Writing model shards") would draw over the live
+    # display; the commands show their own status. Read once when they are imported, which happens after this.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if logging.getLogger().handlers:  # logging is set up already (a test harness): leave it as it is
         return
     handler = RichHandler(console=console, show_time=False, show_path=False, markup=False, rich_tracebacks=False)

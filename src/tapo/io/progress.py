@@ -44,9 +44,9 @@ def clock(seconds: float | None) -> str:
 def time_left(task: Task) -> float | None:
     """Seconds left at the mean pace since the task started (None before its first unit is done).
 
-    ``fields["start"]`` is what was done before timing began (a resumed run's steps), which the pace leaves out.
+    ``fields["done_before"]`` is what was done before timing began (a resumed run's steps), which the pace leaves out.
     """
-    done = task.completed - task.fields.get("start", 0)
+    done = task.completed - task.fields.get("done_before", 0)
     if task.total is None or task.elapsed is None or done <= 0:
         return None
     return task.elapsed / done * max(0.0, task.total - task.completed)
@@ -108,13 +108,15 @@ class JobLine:
 class LiveProgress(Progress):
     """A rich ``Progress`` with tapo's columns and ETA, the job line on top, and plain lines off a terminal.
 
-    Tasks carry two fields: ``info`` (text after the times, e.g. the latest metrics) and ``start``
+    Tasks carry two fields: ``info`` (text after the times, e.g. the latest metrics) and ``done_before``
     (see :func:`time_left`). The first task is the stage's main one: its estimate feeds the job line.
     """
 
     def __init__(self, enabled: bool = True, target: Console | None = None) -> None:
         target = target or console
         self.plain = enabled and not target.is_terminal
+        self.job = JobLine.from_env()
+        self._printed: dict[TaskID, float] = {}
         super().__init__(
             TextColumn("{task.description}"),
             BarColumn(bar_width=24),
@@ -125,8 +127,6 @@ class LiveProgress(Progress):
             disable=not enabled or self.plain,
             refresh_per_second=2,
         )
-        self.job = JobLine.from_env()
-        self._printed: dict[TaskID, float] = {}
 
     def add_task(  # type: ignore[override]
         self, description: str, total: float | None = None, completed: float = 0, info: str = "", **fields: object

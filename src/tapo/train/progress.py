@@ -15,7 +15,7 @@ class StepProgress:
     def __init__(self, progress: LiveProgress, total: int, done: int, description: str, keys: Sequence[str]) -> None:
         self.progress = progress
         self.keys = keys
-        self.steps = progress.add_task(description, total=total, completed=done, start=done)
+        self.steps = progress.add_task(description, total=total, completed=done, done_before=done)
         self._phase = progress.add_task("", total=None, visible=False)
         self._phase_name = ""
         self._done = done
