@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tapo.cli.common import config_for_model, console, engine_or_exit, fail
+from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
 from tapo.config import TapoConfig
 from tapo.io.atomic import append_jsonl
 from tapo.io.loop import EventLoopThread
@@ -106,12 +106,13 @@ def chat(
     """Chat with MODEL under the TAPO protocol: the trace streams with tool calls, outputs and the answer marked."""
     from tapo.prompts.templates import allowed_tools
 
-    cfg = config_for_model(config, overrides, model, use_trained)
+    cfg, trained = config_for_model(config, overrides, model, use_trained)
     name = template or cfg.data.template
     try:
         allowed = allowed_tools(name)
     except (KeyError, ValueError, OSError) as error:
         raise fail(f"--template {name!r}: {error}") from None
+    say_trained_config(model, trained)
     engine = engine_or_exit(cfg, model)
     tools = _tools(cfg, allowed)
     loop = EventLoopThread("tapo-chat")

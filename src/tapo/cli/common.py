@@ -43,18 +43,23 @@ def trained_config_of(model: str) -> Path | None:
 
 def config_for_model(
     config_files: list[str] | None, overrides: list[str] | None, model: str, use_trained: bool = True
-) -> TapoConfig:
-    """The config of a command that runs MODEL: the config MODEL was trained with (template, tools, search index,
-    rollout caps) when it is a tapo run or checkpoint, with ``--config`` files and overrides on top (they win)."""
+) -> tuple[TapoConfig, Path | None]:
+    """The config of a command that runs MODEL, and the file it started from: the config MODEL was trained with
+    (template, tools, search index, rollout caps) when it is a tapo run or checkpoint, with ``--config`` files and
+    overrides on top (they win). Say which with :func:`say_trained_config` once the command's checks have passed
+    (bad input is one line)."""
     trained = trained_config_of(model) if use_trained else None
+    return config_or_exit([*([str(trained)] if trained else []), *(config_files or [])], overrides), trained
+
+
+def say_trained_config(model: str, trained: Path | None) -> None:
     if trained is not None:
         console.print(
-            f"[dim]using the config {model} was trained with ({trained}); --config files and overrides apply on top, "
-            "--no-trained-config ignores it[/]",
+            f"[dim]{model}: using the config it was trained with ({trained}); --config files and overrides apply "
+            "on top, --no-trained-config ignores it[/]",
             highlight=False,
             soft_wrap=True,
         )
-    return config_or_exit([*([str(trained)] if trained else []), *(config_files or [])], overrides)
 
 
 @contextmanager

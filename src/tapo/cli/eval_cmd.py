@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tapo.cli.common import config_for_model, console, engine_or_exit, fail
+from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
 from tapo.cli.preflight import (
     check_engine,
     check_eval_model,
@@ -68,7 +68,7 @@ def eval_command(
     """Evaluate MODEL on DATA with the training rollout and rewards; writes results.json/.md and trajectories."""
     from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
 
-    cfg = config_for_model(config, overrides, model, use_trained)
+    cfg, trained = config_for_model(config, overrides, model, use_trained)
     mode = tools or cfg.eval.tools
     if mode not in TOOL_MODES:
         raise fail(f"--tools {mode!r}: choose one of {', '.join(TOOL_MODES)}")
@@ -88,6 +88,7 @@ def eval_command(
         check_engine(cfg)
         check_eval_model(cfg, model)
         check_reward(cfg, {ex.data_source for ex in examples})
+    say_trained_config(model, trained)
     engine = engine_or_exit(cfg, model)
     args = (setup.samples, setup.greedy, limit or cfg.eval.limit)
     try:
