@@ -54,7 +54,7 @@ def sft(
                 f"SFT warm start into {run.root}: {len(rows)} demonstrations, {trainer.total_steps} steps",
                 highlight=False,
             )
-        keys = ("sft/loss", "sft/grad_norm", "time/step_s")
+        keys = {"sft/loss": "loss", "sft/grad_norm": "grad_norm", "time/step_s": "s/step"}
         with disk_full_exits(), step_progress(trainer.total_steps, 0, "SFT steps", keys, shown) as bar:
             metrics = trainer.fit(on_step=bar.step)
     if accelerator.is_main_process:

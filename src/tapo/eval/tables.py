@@ -86,7 +86,7 @@ def to_rich(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | 
     """A table that fits the console: narrow columns fold their text onto more lines instead of cutting it."""
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right", overflow="fold")
+        table.add_column(header, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*row)
     return table

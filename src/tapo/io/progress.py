@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
+from rich.table import Column
 from rich.text import Text
 
 console = Console(stderr=True)
@@ -53,7 +54,10 @@ def time_left(task: Task) -> float | None:
 
 
 class _TimesColumn(ProgressColumn):
-    """``elapsed 0:01:02 · ETA 0:03:00`` (``ETA ?`` until the first unit is done)."""
+    """``0:01:02 · ETA 0:03:00``: elapsed and left (``ETA ?`` until the first unit is done); never wrapped."""
+
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
 
     def render(self, task: Task) -> Text:
         return Text(f"{clock(task.elapsed)} · ETA {clock(time_left(task))}", style="progress.remaining")
@@ -117,12 +121,13 @@ class LiveProgress(Progress):
         self.plain = enabled and not target.is_terminal
         self.job = JobLine.from_env()
         self._printed: dict[TaskID, float] = {}
+        self._stopping = False
         super().__init__(
             TextColumn("{task.description}"),
             BarColumn(bar_width=24),
             MofNCompleteColumn(),
             _TimesColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
             console=target,
             disable=not enabled or self.plain,
             refresh_per_second=2,
@@ -135,8 +140,13 @@ class LiveProgress(Progress):
         self._printed[task] = time.monotonic()
         return task
 
+    def stop(self) -> None:
+        """The last frame stays on screen without the job line, which the job prints itself between stages."""
+        self._stopping = True
+        super().stop()
+
     def get_renderables(self) -> Iterable[RenderableType]:
-        if self.job is not None:
+        if self.job is not None and not self._stopping:
             main = self.tasks[0] if self.tasks else None
             yield self.job.render(time_left(main) if main is not None else None)
         yield from super().get_renderables()

@@ -45,7 +45,8 @@ class _TiedHeadNote(logging.Filter):
     load. Any other shared tensor still warns."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Removed shared tensor {'lm_head.weight'} while saving")
+        # accelerate prefixes "[RANK n] " in its process-aware logger
+        return "Removed shared tensor {'lm_head.weight'} while saving" not in record.getMessage()
 
 
 logging.getLogger("accelerate.utils.other").addFilter(_TiedHeadNote())

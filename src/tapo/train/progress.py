@@ -3,7 +3,7 @@ phase of the running step (``rollout 18/24`` trajectories, then ``update 2/4`` m
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from tapo.io.progress import LiveProgress
@@ -12,16 +12,18 @@ from tapo.io.progress import LiveProgress
 class StepProgress:
     """Feeds a :class:`LiveProgress`: :meth:`step` after each step, :meth:`phase` as a step moves on."""
 
-    def __init__(self, progress: LiveProgress, total: int, done: int, description: str, keys: Sequence[str]) -> None:
+    def __init__(
+        self, progress: LiveProgress, total: int, done: int, description: str, shown: Mapping[str, str]
+    ) -> None:
         self.progress = progress
-        self.keys = keys
+        self.shown = shown
         self.steps = progress.add_task(description, total=total, completed=done, done_before=done)
         self._phase = progress.add_task("", total=None, visible=False)
         self._phase_name = ""
         self._done = done
 
     def step(self, row: dict[str, float]) -> None:
-        info = "  ".join(f"{k.rsplit('/', 1)[-1]}={row[k]:.3g}" for k in self.keys if k in row)
+        info = "  ".join(f"{name}={row[key]:.3g}" for key, name in self.shown.items() if key in row)
         self._done += 1
         self.progress.update(self.steps, completed=self._done, info=info)
         self.progress.update(self._phase, visible=False)
@@ -38,8 +40,9 @@ class StepProgress:
 
 @contextmanager
 def step_progress(
-    total: int, done: int, description: str, keys: Sequence[str], enabled: bool = True
+    total: int, done: int, description: str, shown: Mapping[str, str], enabled: bool = True
 ) -> Iterator[StepProgress]:
-    """A live display of ``total`` steps of which ``done`` are already done (a resumed run)."""
+    """A live display of ``total`` steps of which ``done`` are already done (a resumed run), showing the metrics
+    ``shown`` maps to short names."""
     with LiveProgress(enabled) as progress:
-        yield StepProgress(progress, total, done, description, keys)
+        yield StepProgress(progress, total, done, description, shown)
