@@ -28,10 +28,10 @@ from tapo.io.progress import LiveProgress
 stdout = Console(width=None if sys.stdout.isatty() else 220)
 
 
-def _callback(progress: LiveProgress, mode: str, samples: int) -> Callable[[int, int], None]:
-    """A progress task for one tool mode, moved as each trajectory finishes."""
+def _callback(progress: LiveProgress, mode: str, questions: int, samples: int) -> Callable[[int, int], None]:
+    """A progress task for one tool mode, its total known from the start, moved as each trajectory finishes."""
     unit = "questions" if samples == 1 else f"trajectories ({samples} per question)"
-    task = progress.add_task(f"evaluate · tools {mode} · {unit}", total=None)
+    task = progress.add_task(f"evaluate · tools {mode} · {unit}", total=questions * samples)
     return lambda done, total: progress.update(task, completed=done, total=total)
 
 
@@ -91,14 +91,21 @@ def eval_command(
     say_trained_config(model, trained)
     engine = engine_or_exit(cfg, model)
     args = (setup.samples, setup.greedy, limit or cfg.eval.limit)
+    questions = len(examples)
     try:
         with LiveProgress() as progress:
             if ablate:
                 results = evaluate_ablation(
-                    cfg, model, data, *args, out_dir, engine=engine, progress=lambda m: _callback(progress, m, k)
+                    cfg,
+                    model,
+                    data,
+                    *args,
+                    out_dir,
+                    engine=engine,
+                    progress=lambda m: _callback(progress, m, questions, setup.samples),
                 )
             else:
-                shown = _callback(progress, mode, k)
+                shown = _callback(progress, mode, questions, setup.samples)
                 results = [evaluate(cfg, model, data, mode, *args, out_dir, engine=engine, progress=shown)]
     except (RuntimeError, ValueError, OSError) as error:
         raise fail(f"evaluation failed: {error}", code=1) from None

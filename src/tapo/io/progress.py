@@ -112,7 +112,7 @@ class JobLine:
 class LiveProgress(Progress):
     """A rich ``Progress`` with tapo's columns and ETA, the job line on top, and plain lines off a terminal.
 
-    Tasks carry two fields: ``info`` (text after the times, e.g. the latest metrics) and ``done_before``
+    Tasks carry two fields: ``info`` (a line under the bars, e.g. the latest metrics) and ``done_before``
     (see :func:`time_left`). The first task is the stage's main one: its estimate feeds the job line.
     """
 
@@ -123,11 +123,10 @@ class LiveProgress(Progress):
         self._printed: dict[TaskID, float] = {}
         self._stopping = False
         super().__init__(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=24, table_column=Column(no_wrap=True)),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
             _TimesColumn(),
-            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
             console=target,
             disable=not enabled or self.plain,
             refresh_per_second=2,
@@ -150,6 +149,9 @@ class LiveProgress(Progress):
             main = self.tasks[0] if self.tasks else None
             yield self.job.render(time_left(main) if main is not None else None)
         yield from super().get_renderables()
+        for task in self.tasks:  # below the bars, as text that wraps: the counts and times stay on one line
+            if task.visible and task.fields.get("info"):
+                yield Text(f"  {task.fields['info']}", style="dim")
 
     def update(self, task_id: TaskID, **changes: object) -> None:  # type: ignore[override]
         super().update(task_id, **changes)  # type: ignore[arg-type]

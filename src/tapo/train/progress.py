@@ -23,8 +23,9 @@ class StepProgress:
         self._done = done
 
     def step(self, row: dict[str, float]) -> None:
-        info = "  ".join(f"{name}={row[key]:.3g}" for key, name in self.shown.items() if key in row)
         self._done += 1
+        metrics = "  ".join(f"{name}={row[key]:.3g}" for key, name in self.shown.items() if key in row)
+        info = f"step {self._done}: {metrics}"
         self.progress.update(self.steps, completed=self._done, info=info)
         self.progress.update(self._phase, visible=False)
         self._phase_name = ""
