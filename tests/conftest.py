@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 import torch
@@ -45,3 +46,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless Chromium that the report-rendering tests drive; without it they skip with the reason and the
+    fix (`make test` installs it when run as root, through `make browser`)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("needs headless Chromium (Debian package `chromium`): `sudo apt-get install chromium`")
+    return found

@@ -25,7 +25,7 @@ class RecordedGroups:
     def __init__(self, groups: list[list[Trajectory]]) -> None:
         self.groups = groups
 
-    def sample(self, examples, step, round):
+    def sample(self, examples, step, round, on_done=None):
         return self.groups
 
     def sync(self, state_dict) -> None:

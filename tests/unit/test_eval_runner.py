@@ -75,7 +75,7 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
         progress=lambda done, total: seen.append((done, total)),
     )
     m = result.metrics
-    assert seen == [(4, 6), (6, 6)]  # chunks of rollout.engine.batch_size trajectories
+    assert seen == [(done, 6) for done in range(7)]  # the total from the start, then each finished trajectory
     assert (m[OVERALL].questions, m[OVERALL].samples, m[OVERALL].k) == (3, 6, 2)
     assert m["calculator"].acc == 0.5 and m["calculator"].pass_at_k == 1.0
     assert m["nq"].acc == 0.5 and m["nq"].pass_at_k == 0.5  # city right twice, broken never

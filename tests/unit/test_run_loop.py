@@ -84,15 +84,17 @@ def test_the_training_source_keeps_its_clients_across_rounds_and_closes_them(tok
     scored: list[Trajectory] = []
     source = ToolRolloutSource(config, None, tokenizer, score=scored.extend, engine=ScriptedEngine(tokenizer, SCRIPT))
     examples = questions(2)
+    finished: list[int] = []
     for step in range(BATCHES):
-        groups = source.sample(examples, step=step, round=0)
+        groups = source.sample(examples, step=step, round=0, on_done=lambda: finished.append(len(scored)))
         assert [len(group) for group in groups] == [2, 2]
+    assert len(finished) == 2 * 2 * BATCHES  # one call per trajectory, each before its round is scored
     source.close()
     assert code_turns(scored) == [(True, "42")] * (2 * 2 * BATCHES)
     assert source.loop.closed and not any(t.name == "tapo-rollout" for t in threading.enumerate())
 
 
-def test_every_evaluation_chunk_reaches_the_remote_code_server(tokenizer, code_url, tmp_path: Path):
+def test_an_evaluation_reaches_the_remote_code_server_and_reports_each_trajectory(tokenizer, code_url, tmp_path: Path):
     config = remote_config(code_url)
     config.rollout = config.rollout.model_copy(update={"engine": TransformersEngineConfig(batch_size=2)})
     data = save_examples(questions(7), tmp_path / "set.jsonl")
@@ -102,7 +104,7 @@ def test_every_evaluation_chunk_reaches_the_remote_code_server(tokenizer, code_u
     result = evaluate(
         config, "scripted", str(data), "code", 1, True, None, out, engine, lambda done, _: seen.append(done)
     )
-    assert seen == [2, 4, 6, 7]  # four chunks, each a batch of the rollout
+    assert seen == list(range(8))  # 0 of 7 at the start, then as each trajectory finishes
     assert code_turns(result.trajectories) == [(True, "42")] * 7
     assert all(t.scored.acc for t in result.trajectories)
 

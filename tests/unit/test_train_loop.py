@@ -115,6 +115,16 @@ def test_single_mini_batch_is_exactly_on_policy(tmp_path, tiny_checkpoint) -> No
     assert row["actor/grad_norm"] > 0
 
 
+def test_a_step_reports_its_rollout_trajectory_by_trajectory_then_its_update(tmp_path, tiny_checkpoint) -> None:
+    """What the live display draws: ``rollout d/16`` as each trajectory finishes, then ``update d/2``."""
+    trainer = _trainer(tmp_path, tiny_checkpoint, "trainer.max_steps=1", "trainer.max_num_gen_batches=1")
+    phases: list[tuple[str, int, int]] = []
+    trainer.on_phase = lambda phase, done, total: phases.append((phase, done, total))
+    trainer.train_step()
+    total = 4 * 4  # prompts_per_step x group_size
+    assert phases == [("rollout", done, total) for done in range(total + 1)] + [("update", d, 2) for d in range(3)]
+
+
 MISMATCH = ("logprob_diff_mean", "mismatch_kl", "is_ratio_mean", "is_ratio_max", "is_ratio_min")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
+from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
 from tapo.cli.preflight import check_isolation, preflight
 from tapo.config import TapoConfig
 from tapo.io.atomic import append_jsonl
@@ -96,13 +96,18 @@ def chat(
     force: list[str] = typer.Option(
         None, "--force", help="text of a forced first turn, e.g. '<search>x</search>' (repeat for more turns)"
     ),
-    config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s), merged left to right"),
+    config: list[str] = typer.Option(
+        None, "--config", "-c", help="YAML file(s), merged left to right over the config MODEL was trained with"
+    ),
+    use_trained: bool = typer.Option(
+        True, "--trained-config/--no-trained-config", help="start from the config a tapo run/checkpoint MODEL carries"
+    ),
     save: Path | None = typer.Option(None, "--save", help="append each trajectory to this trajectories.jsonl"),
 ) -> None:
     """Chat with MODEL under the TAPO protocol: the trace streams with tool calls, outputs and the answer marked."""
     from tapo.prompts.templates import allowed_tools
 
-    cfg = config_or_exit(config, overrides)
+    cfg, trained = config_for_model(config, overrides, model, use_trained)
     name = template or cfg.data.template
     try:
         allowed = allowed_tools(name)
@@ -110,6 +115,7 @@ def chat(
         raise fail(f"--template {name!r}: {error}") from None
     with preflight():
         check_isolation(cfg, allowed & set(cfg.tools.enabled))
+    say_trained_config(model, trained)
     engine = engine_or_exit(cfg, model)
     tools = _tools(cfg, allowed)
     loop = EventLoopThread("tapo-chat")

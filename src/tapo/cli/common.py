@@ -9,11 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from tapo.config import ConfigError, TapoConfig, load_config
-
-console = Console(stderr=True)
+from tapo.io.progress import console  # the one stderr console: errors, logs and progress share it
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -28,6 +26,40 @@ def config_or_exit(config_files: list[str] | None, overrides: list[str] | None) 
         return load_config(config_files or [], overrides or [])
     except ConfigError as error:
         raise fail(str(error)) from None
+
+
+def trained_config_of(model: str) -> Path | None:
+    """The config file MODEL was trained with when MODEL is a tapo run directory or checkpoint, else None."""
+    from tapo.io.runs import trained_config
+    from tapo.models.resolve import resolve_model
+
+    if not Path(model).expanduser().is_dir():
+        return None
+    try:
+        return trained_config(Path(resolve_model(model, auto_pull=False)))
+    except FileNotFoundError:  # neither a checkpoint nor a run with one: loading the model says so
+        return None
+
+
+def config_for_model(
+    config_files: list[str] | None, overrides: list[str] | None, model: str, use_trained: bool = True
+) -> tuple[TapoConfig, Path | None]:
+    """The config of a command that runs MODEL, and the file it started from: the config MODEL was trained with
+    (template, tools, search index, rollout caps) when it is a tapo run or checkpoint, with ``--config`` files and
+    overrides on top (they win). Say which with :func:`say_trained_config` once the command's checks have passed
+    (bad input is one line)."""
+    trained = trained_config_of(model) if use_trained else None
+    return config_or_exit([*([str(trained)] if trained else []), *(config_files or [])], overrides), trained
+
+
+def say_trained_config(model: str, trained: Path | None) -> None:
+    if trained is not None:
+        console.print(
+            f"[dim]{model}: using the config it was trained with ({trained}); --config files and overrides apply "
+            "on top, --no-trained-config ignores it[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @contextmanager

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tapo.cli.common import config_or_exit, console, engine_or_exit, fail
+from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
 from tapo.cli.preflight import (
     check_engine,
     check_eval_model,
@@ -24,20 +22,16 @@ from tapo.cli.preflight import (
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES
 from tapo.eval.results import EvalResult, ablation_table
 from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_rich
+from tapo.io.progress import LiveProgress
 
 # Metric tables have ~16 columns: when piped, do not squeeze them into 80 characters.
 stdout = Console(width=None if sys.stdout.isatty() else 220)
 
 
-@contextmanager
-def _progress() -> Iterator[Progress]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        yield progress
-
-
-def _callback(progress: Progress, label: str):
-    task = progress.add_task(f"{label} trajectories", total=None)
+def _callback(progress: LiveProgress, mode: str, questions: int, samples: int) -> Callable[[int, int], None]:
+    """A progress task for one tool mode, its total known from the start, moved as each trajectory finishes."""
+    unit = "questions" if samples == 1 else f"trajectories ({samples} per question)"
+    task = progress.add_task(f"evaluate · tools {mode} · {unit}", total=questions * samples)
     return lambda done, total: progress.update(task, completed=done, total=total)
 
 
@@ -64,12 +58,17 @@ def eval_command(
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="first N questions only"),
     out: Path | None = typer.Option(None, "--out", "-o", help="output dir (default: <run.output_dir>/eval/...)"),
     ablate: bool = typer.Option(False, "--ablate", help="run the four tool modes and add one table over them"),
-    config: list[str] = typer.Option(None, "--config", "-c", help="YAML file(s), merged left to right"),
+    config: list[str] = typer.Option(
+        None, "--config", "-c", help="YAML file(s), merged left to right over the config MODEL was trained with"
+    ),
+    use_trained: bool = typer.Option(
+        True, "--trained-config/--no-trained-config", help="start from the config a tapo run/checkpoint MODEL carries"
+    ),
 ) -> None:
     """Evaluate MODEL on DATA with the training rollout and rewards; writes results.json/.md and trajectories."""
     from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
 
-    cfg = config_or_exit(config, overrides)
+    cfg, trained = config_for_model(config, overrides, model, use_trained)
     mode = tools or cfg.eval.tools
     if mode not in TOOL_MODES:
         raise fail(f"--tools {mode!r}: choose one of {', '.join(TOOL_MODES)}")
@@ -89,18 +88,25 @@ def eval_command(
         check_engine(cfg)
         check_eval_model(cfg, model)
         check_reward(cfg, {ex.data_source for ex in examples})
+    say_trained_config(model, trained)
     engine = engine_or_exit(cfg, model)
     args = (setup.samples, setup.greedy, limit or cfg.eval.limit)
+    questions = len(examples)
     try:
-        with _progress() as progress:
+        with LiveProgress() as progress:
             if ablate:
                 results = evaluate_ablation(
-                    cfg, model, data, *args, out_dir, engine=engine, progress=lambda m: _callback(progress, m)
+                    cfg,
+                    model,
+                    data,
+                    *args,
+                    out_dir,
+                    engine=engine,
+                    progress=lambda m: _callback(progress, m, questions, setup.samples),
                 )
             else:
-                results = [
-                    evaluate(cfg, model, data, mode, *args, out_dir, engine=engine, progress=_callback(progress, mode))
-                ]
+                shown = _callback(progress, mode, questions, setup.samples)
+                results = [evaluate(cfg, model, data, mode, *args, out_dir, engine=engine, progress=shown)]
     except (RuntimeError, ValueError, OSError) as error:
         raise fail(f"evaluation failed: {error}", code=1) from None
     for result in results:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import typer
 
@@ -21,6 +22,7 @@ from tapo.cli import (
     sft_cmd,
     train_cmd,
 )
+from tapo.cli.common import console
 
 app = typer.Typer(
     name="tapo",
@@ -51,11 +53,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _log_to_console(verbose: bool) -> None:
+    """Log records (and Python warnings) go to the shared stderr console, so they print above a live progress
+    display instead of inside its line."""
+    from rich.logging import RichHandler
+
+    # transformers' and the hub's tqdm bars ("Loading weights", "Writing model shards") would draw over the live
+    # display; the commands show their own status. Read once when they are imported, which happens after this.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if logging.getLogger().handlers:  # logging is set up already (a test harness): leave it as it is
+        return
+    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+    logging.captureWarnings(True)
+
+
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log at debug level"),
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    _log_to_console(verbose)

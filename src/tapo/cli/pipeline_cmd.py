@@ -26,9 +26,13 @@ def run(
     except ConfigError as error:
         raise fail(str(error)) from None
     root = out or Path("runs") / f"tapo-mini-{chosen.name}"
+    job = MainJob(chosen, root, console)
     try:
-        MainJob(chosen, root, console).run()
+        job.run()
     except (StageFailed, SandboxUnavailableError) as error:
         raise fail(str(error), code=1) from None
     console.print(f"\n[bold green]done.[/] results: {root / 'summary.md'}   report: {root / 'report' / 'report.html'}")
     console.print((root / "summary.md").read_text(encoding="utf-8"), markup=False)
+    console.rule("[bold]next")
+    for what, command in job.next_commands():
+        console.print(f"{what}:\n  {command}", highlight=False, soft_wrap=True)

@@ -49,12 +49,18 @@ def sft(
         model, tokenizer = load_policy(config.model)
         trainer = SftTrainer(config, run, accelerator, model, tokenizer, rows)
         shown = progress and accelerator.is_main_process
-        keys = ("sft/loss", "sft/grad_norm", "time/step_s")
-        with disk_full_exits(), step_progress(trainer.total_steps, 0, f"sft {config.run.name}", keys, shown) as update:
-            metrics = trainer.fit(on_step=update)
+        if shown:
+            console.print(
+                f"SFT warm start into {run.root}: {len(rows)} demonstrations, {trainer.total_steps} steps",
+                highlight=False,
+            )
+        keys = {"sft/loss": "loss", "sft/grad_norm": "grad_norm", "time/step_s": "s/step"}
+        with disk_full_exits(), step_progress(trainer.total_steps, 0, "SFT steps", keys, shown) as bar:
+            metrics = trainer.fit(on_step=bar.step)
     if accelerator.is_main_process:
         first, last = metrics[0]["sft/loss"], metrics[-1]["sft/loss"]
         console.print(
-            f"sft {config.run.name}: {len(rows)} demos, {trainer.step} steps, loss {first:.3f} -> {last:.3f}; "
-            f"model at {run.checkpoints / f'step-{trainer.step}' / 'model'}"
+            f"SFT warm start done: {len(rows)} demonstrations, {trainer.step} steps, loss {first:.3f} -> {last:.3f}; "
+            f"model at {run.checkpoints / f'step-{trainer.step}' / 'model'}",
+            highlight=False,
         )

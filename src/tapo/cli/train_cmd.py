@@ -26,7 +26,15 @@ if TYPE_CHECKING:
     from tapo.data.schema import Example
     from tapo.io.runs import RunDir
 
-SHOWN = ("reward/mean", "reward/acc", "tools/calls_per_traj", "actor/loss", "actor/entropy", "time/step_s")
+# metric key -> its short name on the progress line and in the closing table
+SHOWN = {
+    "reward/mean": "reward",
+    "reward/acc": "acc",
+    "tools/calls_per_traj": "calls/traj",
+    "actor/loss": "loss",
+    "actor/entropy": "entropy",
+    "time/step_s": "s/step",
+}
 
 
 def _resume_config(resume: Path, config_files: list[str] | None, overrides: list[str] | None) -> TapoConfig:
@@ -166,9 +174,11 @@ def _fit(
         if accelerator.is_main_process and config.trainer.tracker != "none":
             accelerator.init_trackers(config.run.name, config=_flat(config))
         shown = progress and accelerator.is_main_process
-        title = f"train {config.run.name}"
-        with disk_full_exits(), step_progress(trainer.total_steps, trainer.step, title, SHOWN, shown) as update:
-            rows = trainer.fit(on_step=update)
+        if shown:
+            console.print(f"RL training into {run.root} ({trainer.total_steps} steps)", highlight=False)
+        with disk_full_exits(), step_progress(trainer.total_steps, trainer.step, "RL steps", SHOWN, shown) as bar:
+            trainer.on_phase = bar.phase
+            rows = trainer.fit(on_step=bar.step)
         accelerator.end_training()
     finally:
         source.close()
@@ -194,7 +204,7 @@ def _summary(rows: list[dict[str, float]], root: Path) -> None:
     if not rows:
         console.print(f"{root}: nothing to do (already at trainer.max_steps)")
         return
-    table = Table("step", *(k.rsplit("/", 1)[-1] for k in SHOWN), title=f"training {root}")
+    table = Table("step", *SHOWN.values(), title=f"training {root}")
     for row in rows[-10:]:
         table.add_row(str(int(row["step"])), *(f"{row.get(k, float('nan')):.3g}" for k in SHOWN))
     console.print(table)

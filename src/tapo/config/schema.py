@@ -157,7 +157,11 @@ class RunConfig(Section):
         description="Seed of the run: data order and the per-step sampling seeds derive from it.",
     )
     torch_threads: int = Field(
-        0, ge=0, description="CPU threads torch uses; 0 = every core this process may run on (its affinity mask)."
+        0,
+        ge=0,
+        description="CPU threads torch uses; 0 = every core this process may run on (its affinity mask). More "
+        "threads help on an idle machine; on cores busy with other work small models run faster with 1 "
+        "(docs/training.md#threads).",
     )
     accelerate_config: str | None = Field(
         None,

@@ -9,11 +9,11 @@ one model over the four tool modes and adds one table with a row per mode.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tapo.config.schema import TapoConfig, TransformersEngineConfig
+from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
@@ -25,11 +25,8 @@ from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rollout.loop import RolloutRunner
 
-# progress(done, total) after each chunk of trajectories
+# progress(done, total): trajectories finished of those the evaluation runs
 Progress = Callable[[int, int], None]
-
-VLLM_PROGRESS_CHUNK = 64
-"""Trajectories per rollout call on vLLM, which batches on its own (the transformers engine's default batch)."""
 
 
 @dataclass(frozen=True)
@@ -106,24 +103,26 @@ def run_rollouts(
     template: str,
     setup: EvalSetup,
     allowed: frozenset[str],
-    chunk: int,
     progress: Progress | None = None,
 ) -> list[Trajectory]:
-    """K trajectories per example, in chunks of ``chunk`` trajectories so progress can be shown."""
+    """K trajectories per example in one rollout call (the engine batches them as they come), reporting
+    ``progress(done, total)`` as each trajectory finishes."""
     from tapo.prompts.templates import render_prompt
 
     prompts = [render_prompt(runner.tokenizer, ex.question, template) for ex in examples]
     jobs = [(p, ex) for p, ex in zip(prompts, examples, strict=True) for _ in range(setup.samples)]
     params = runner.sampling_params(seed=setup.seed, greedy=setup.greedy)
-    trajectories: list[Trajectory] = []
-    for start in range(0, len(jobs), chunk):
-        part = jobs[start : start + chunk]
-        # Each chunk gets its own seed range so samples stay distinct across chunks.
-        chunk_params = params if params.seed is None else replace(params, seed=params.seed + start)
-        trajectories += runner.run([p for p, _ in part], [e for _, e in part], chunk_params, allowed)
-        if progress:
-            progress(len(trajectories), len(jobs))
-    return trajectories
+    done = 0
+
+    def finished(_: Trajectory) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, len(jobs))
+
+    if progress is not None:
+        progress(0, len(jobs))
+    return runner.run([p for p, _ in jobs], [e for _, e in jobs], params, allowed, on_done=finished)
 
 
 def evaluate_examples(
@@ -139,7 +138,7 @@ def evaluate_examples(
     loop: EventLoopThread | None = None,
 ) -> EvalResult:
     """The core of an evaluation, given an engine and (for modes with tools) a tool registry and the event loop
-    its clients live on (every chunk runs there)."""
+    its clients live on (the rollout runs there)."""
     template = template_for_mode(config.data.template, tools_mode)
     allowed = MODE_TOOLS[tools_mode]
     if allowed and tools is None:
@@ -147,10 +146,7 @@ def evaluate_examples(
     runner = RolloutRunner(engine, tools if allowed else None, config.rollout, loop=loop)
     with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
         reward.check_sources({ex.data_source for ex in examples})
-        engine_config = config.rollout.engine
-        # one generation batch of the transformers engine per call, so progress moves batch by batch
-        chunk = engine_config.batch_size if isinstance(engine_config, TransformersEngineConfig) else VLLM_PROGRESS_CHUNK
-        trajectories = run_rollouts(runner, examples, template, setup, allowed, chunk, progress)
+        trajectories = run_rollouts(runner, examples, template, setup, allowed, progress)
         reward.score_trajectories(trajectories)
     records = to_records(trajectories)
     return EvalResult(
@@ -169,7 +165,7 @@ def evaluate_examples(
 def _with_tools(
     config: TapoConfig, tools_mode: str, run: Callable[[Any | None, EventLoopThread], EvalResult]
 ) -> EvalResult:
-    """Build the registry for the mode's tools on one event loop for every chunk, run, and close both whatever
+    """Build the registry for the mode's tools on the event loop the rollout runs on, run, and close both whatever
     happens (the tools on the loop their clients live on)."""
     with EventLoopThread("tapo-eval") as loop:
         enabled = set(MODE_TOOLS[tools_mode])

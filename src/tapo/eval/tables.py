@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
+from rich import box
 from rich.table import Table
 
 from tapo.eval.metrics import SourceMetrics
@@ -89,9 +90,10 @@ def to_markdown(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def to_rich(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> Table:
-    table = Table(title=title)
+    """A table that fits the console: narrow columns fold their text onto more lines instead of cutting it."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)
     for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i == 0 else "right")
+        table.add_column(header, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*row)
     return table

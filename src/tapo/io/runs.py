@@ -1,5 +1,8 @@
 """Run directories: ``runs/<name>/`` with the resolved config, metrics, checkpoints, trajectories, report.
 
+A run directory is self-contained: each checkpoint's ``model/`` holds the weights and the config they were trained
+with (:data:`TRAINED_CONFIG_FILE`), so using the model later needs neither guessing nor a ``--config``.
+
 One process writes a run at a time: :class:`RunLock` holds an ``flock`` on ``runs/<name>/.lock`` for the life of
 the run, so a second ``tapo train``/``tapo sft`` on the same directory stops with one line naming the holder's
 pid instead of interleaving rows with it. The kernel drops the lock when the holder dies, even by ``kill -9``.
@@ -19,6 +22,9 @@ from tapo.config.schema import TapoConfig
 from tapo.io.atomic import append_jsonl, read_jsonl, write_jsonl, write_text
 
 LOCK_FILE = ".lock"
+TRAINED_CONFIG_FILE = "tapo-config.yaml"
+"""Beside the weights of every checkpoint's ``model/``: the resolved config the model was trained with (template,
+tools, search index, rollout caps), which ``tapo chat`` and ``tapo eval`` start from when given the model."""
 
 
 class RunLocked(RuntimeError):
@@ -65,6 +71,22 @@ class RunLock:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.release()
+
+
+def trained_config(model_dir: Path) -> Path | None:
+    """The config the model in ``model_dir`` was trained with: its own copy, else (a checkpoint written before
+    checkpoints carried one) its run's ``config.yaml`` three levels up (``run/checkpoints/step-N/model``)."""
+    own = model_dir / TRAINED_CONFIG_FILE
+    if own.is_file():
+        return own
+    checkpoints = model_dir.parent.parent
+    if (
+        model_dir.name == "model"
+        and checkpoints.name == "checkpoints"
+        and (checkpoints.parent / "config.yaml").is_file()
+    ):
+        return checkpoints.parent / "config.yaml"
+    return None
 
 
 @dataclass(frozen=True)

@@ -72,14 +72,16 @@ class MainJob:
     # --- configuration shared by every stage -------------------------------------------------------------
     def write_config(self) -> None:
         """The config every stage starts from: data paths, search index, run location, then the profile's own."""
+        # absolute paths: each checkpoint carries this config, and must find its index from any directory
+        root, data = self.root.absolute(), self.data_dir.absolute()
         overrides = [
-            f"run.output_dir={self.root}",
+            f"run.output_dir={root}",
             f"run.seed={self.profile.seed}",
-            f"data.train={self.data_dir / 'train.jsonl'}",
-            f"data.validation={self.data_dir / 'validation.jsonl'}",
-            f"data.test={self.data_dir / 'test.jsonl'}",
-            f"tools.search.backend.index_dir={self.data_dir / 'index'}",
-            f"tools.search.cache.path={self.root / 'search-cache.sqlite'}",
+            f"data.train={data / 'train.jsonl'}",
+            f"data.validation={data / 'validation.jsonl'}",
+            f"data.test={data / 'test.jsonl'}",
+            f"tools.search.backend.index_dir={data / 'index'}",
+            f"tools.search.cache.path={root / 'search-cache.sqlite'}",
             *self.profile.common,
         ]
         self.root.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,12 @@ class MainJob:
                     demos = builder.build(examples, stats)
             finally:
                 loop.run(tools.aclose())
-        self.console.print(f"demonstrations: {stats}")
+        dropped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in stats.items() if why != "kept" and n)
+        self.console.print(
+            f"demonstrations: kept {stats.get('kept', 0)} of {len(examples)} oracle plans"
+            + (f" (dropped: {dropped})" if dropped else ""),
+            highlight=False,
+        )
         if not demos:
             raise StageFailed(
                 f"no demonstration survived the replay ({stats}): raise rollout.max_new_tokens_per_turn, "
@@ -179,20 +186,42 @@ class MainJob:
             )
         return arms
 
+    def planned_work(self) -> tuple[float, float, float]:
+        """Units of work the job's estimate prices: questions per evaluation, demonstrations x epochs of the warm
+        start, trajectories of one RL arm (steps x prompts x group size)."""
+        questions = self.profile.eval_limit or self.profile.data.test
+        sft = load_config(self.config_file, self.profile.sft).sft
+        trainer = load_config(self.config_file, self.profile.rl).trainer
+        steps = trainer.max_steps or trainer.epochs * max(1, self.profile.data.train // trainer.prompts_per_step)
+        return questions, self.profile.demos * sft.epochs, steps * trainer.prompts_per_step * trainer.group_size
+
     def stages(self) -> list[Stage]:
         model = self.profile.model
+        questions, demos, trajectories = self.planned_work()
         stages = [
             Stage("data", "build TAPO-mini and its search index", self.build_data),
             Stage("demos", "replay oracle plans into warm-start demonstrations", self.build_demos),
-            Stage("eval-base", f"evaluate the starting model ({model})", lambda: self.evaluate("base", model)),
-            Stage("sft", "supervised warm start on the demonstrations", self.train_sft),
-            Stage("eval-sft", "evaluate the warm start", lambda: self.evaluate("sft", self.warm_start)),
+            Stage(
+                "eval-base",
+                f"evaluate the starting model ({model})",
+                lambda: self.evaluate("base", model),
+                questions,
+                "eval",
+            ),
+            Stage("sft", "supervised warm start on the demonstrations", self.train_sft, demos, "sft"),
+            Stage(
+                "eval-sft", "evaluate the warm start", lambda: self.evaluate("sft", self.warm_start), questions, "eval"
+            ),
         ]
         for name, title, tools, extra in self.arms():
-            stages.append(Stage(name, title, lambda n=name, e=extra: self.train_rl(n, e)))
+            stages.append(Stage(name, title, lambda n=name, e=extra: self.train_rl(n, e), trajectories, "rl"))
             stages.append(
                 Stage(
-                    f"eval-{name}", f"evaluate {title}", lambda n=name, t=tools: self.evaluate(n, str(self.root / n), t)
+                    f"eval-{name}",
+                    f"evaluate {title}",
+                    lambda n=name, t=tools: self.evaluate(n, str(self.root / n), t),
+                    questions,
+                    "eval",
                 )
             )
         stages.append(Stage("report", "results table, plots and HTML report", self.report))
@@ -201,3 +230,13 @@ class MainJob:
     def run(self) -> None:
         self.write_config()
         StageRunner(self.root / "pipeline-state.json", self.console).run(self.stages())
+
+    def next_commands(self) -> list[tuple[str, str]]:
+        """What to run next with the trained model: (what, command). The model's run directory carries the config
+        it was trained with (template, tools, search index), so neither command needs ``--config``."""
+        model = self.root / "tapo"
+        return [
+            ("chat with the TAPO model", f'tapo chat --model {model} -q "What is 1234 * 5678?"'),
+            ("evaluate it on the test split", f"tapo eval --model {model} --data {self.data_dir / 'test.jsonl'}"),
+            ("open the report", str(self.root / "report" / "report.html")),
+        ]

@@ -2,19 +2,27 @@
 
 A stage that was interrupted half-way is simply run again; the stages themselves are written so that a rerun
 continues (training resumes from its latest checkpoint) or overwrites its outputs atomically.
+
+The runner also keeps the whole-job line: before each stage it prints where the job stands (stage k/n, elapsed,
+an estimate of the time left) and hands the same to the stage's process in ``TAPO_JOB`` (``tapo.io.progress``),
+whose live display keeps it current. The estimate prices each stage's planned work (questions, demonstrations,
+trajectories) at the pace of the finished stages of its kind, else at the mean pace of every finished stage.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from tapo.io.atomic import write_json
+from tapo.io.progress import JOB_ENV, JobLine
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,30 @@ class Stage:
     name: str
     title: str
     run: Callable[[], None]
+    work: float = 0.0  # planned units of work (0: too quick to matter in the estimate)
+    kind: str = ""  # stages of one kind share a pace (seconds per unit of work)
+
+
+def estimate(stages: list[Stage], state: dict[str, dict[str, Any]], index: int) -> tuple[float | None, float | None]:
+    """Seconds for ``stages[index]`` and for the unfinished stages after it, at the pace of the finished stages in
+    ``state`` (None where no stage with work has finished yet)."""
+    seconds: dict[str, float] = {}
+    units: dict[str, float] = {}
+    for entry in state.values():
+        if entry.get("work"):
+            kind = str(entry.get("kind", ""))
+            seconds[kind] = seconds.get(kind, 0.0) + entry["seconds"]
+            units[kind] = units.get(kind, 0.0) + entry["work"]
+    overall = sum(seconds.values()) / sum(units.values()) if units else None
+
+    def cost(stage: Stage) -> float | None:
+        if not stage.work:
+            return 0.0
+        pace = seconds[stage.kind] / units[stage.kind] if stage.kind in units else overall
+        return None if pace is None else pace * stage.work
+
+    later = [cost(s) for s in stages[index + 1 :] if s.name not in state]
+    return cost(stages[index]), None if None in later else sum(c for c in later if c is not None)
 
 
 class StageRunner:
@@ -30,7 +62,7 @@ class StageRunner:
     def __init__(self, state_file: Path, console: Console) -> None:
         self.state_file = state_file
         self.console = console
-        self.state: dict[str, dict[str, float]] = (
+        self.state: dict[str, dict[str, Any]] = (
             json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
         )
 
@@ -38,15 +70,24 @@ class StageRunner:
         return name in self.state
 
     def run(self, stages: list[Stage]) -> None:
+        job_start = time.time()
         for index, stage in enumerate(stages, start=1):
             header = f"[{index}/{len(stages)}] {stage.title}"
             if self.is_done(stage.name):
                 self.console.print(f"[dim]{header}: done earlier, skipped[/]")
                 continue
+            this_s, later_s = estimate(stages, self.state, index - 1)
+            job = JobLine(index, len(stages), stage.name, job_start, time.time(), this_s, later_s)
+            os.environ[JOB_ENV] = job.to_env()  # the stage's process (a child) draws the job line from it
             self.console.rule(f"[bold]{header}")
+            self.console.print(job.render())
             start = time.perf_counter()
-            stage.run()
+            try:
+                stage.run()
+            finally:
+                os.environ.pop(JOB_ENV, None)
             elapsed = time.perf_counter() - start
-            self.state[stage.name] = {"seconds": round(elapsed, 1), "finished_at": time.time()}
+            entry = {"seconds": round(elapsed, 1), "finished_at": time.time(), "work": stage.work, "kind": stage.kind}
+            self.state[stage.name] = entry
             write_json(self.state_file, self.state)
             self.console.print(f"[green]{header}: finished in {elapsed / 60:.1f} min[/]")

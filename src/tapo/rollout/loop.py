@@ -28,6 +28,8 @@ from tapo.records import Trajectory, Turn
 
 # (trajectory index, "model" or "environment", the text just appended)
 StepCallback = Callable[[int, str, str], None]
+# called with each trajectory as it finishes, in the order they finish (progress)
+DoneCallback = Callable[[Trajectory], None]
 
 
 def turn_seed(seed: int | None, trajectory: int, turn: int) -> int | None:
@@ -78,9 +80,10 @@ class RolloutRunner:
         examples: list[Example | None],
         params: SamplingParams,
         allowed_tools: frozenset[str],
+        on_done: DoneCallback | None = None,
     ) -> list[Trajectory]:
         """One batch on the run's loop: every batch shares it, so the tools' clients stay usable across batches."""
-        return self.loop.run(self.arun(prompts, examples, params, allowed_tools))
+        return self.loop.run(self.arun(prompts, examples, params, allowed_tools, on_done))
 
     async def arun(
         self,
@@ -88,15 +91,21 @@ class RolloutRunner:
         examples: list[Example | None],
         params: SamplingParams,
         allowed_tools: frozenset[str],
+        on_done: DoneCallback | None = None,
     ) -> list[Trajectory]:
+        """Every trajectory as its own task, returned in the prompts' order; ``on_done`` sees each as it finishes."""
         if len(prompts) != len(examples):
             raise ValueError(f"{len(prompts)} prompts but {len(examples)} examples")
         usable = frozenset(allowed_tools) if self.tools is not None else frozenset()
         stops = tuple(dict.fromkeys((*STOP_STRINGS, *params.stop)))
-        tasks = [
-            self._trajectory(i, prompt, example, replace(params, stop=stops), usable)
-            for i, (prompt, example) in enumerate(zip(prompts, examples, strict=True))
-        ]
+
+        async def one(index: int, prompt: list[int], example: Example | None) -> Trajectory:
+            trajectory = await self._trajectory(index, prompt, example, replace(params, stop=stops), usable)
+            if on_done is not None:
+                on_done(trajectory)
+            return trajectory
+
+        tasks = [one(i, prompt, example) for i, (prompt, example) in enumerate(zip(prompts, examples, strict=True))]
         return list(await asyncio.gather(*tasks))
 
     def _tokenize(self, text: str) -> list[int]:

@@ -2,10 +2,12 @@
 
 ``state/`` is accelerate's ``save_state`` (model, optimizer, scheduler and every process's RNG states,
 sharded correctly under FSDP / ZeRO-3); ``model/`` is a plain HF checkpoint for evaluation and
-``resolve_model``; ``trainer_state.json`` holds the step and the data cursor. Everything is written into
-a hidden sibling directory and renamed into place at the end, so a crash mid-save leaves either the old
-set of checkpoints or the new one, never a half-written ``step-N`` that resume would pick up. A save that fails
-(rather than dies) removes its hidden directory, and on a full disk says so: ``No space left on device: PATH``.
+``resolve_model``, with the resolved config it was trained with beside the weights (``model/tapo-config.yaml``,
+what ``tapo chat``/``tapo eval`` start from); ``trainer_state.json`` holds the step and the data cursor.
+Everything is written into a hidden sibling directory and renamed into place at the end, so a crash mid-save
+leaves either the old set of checkpoints or the new one, never a half-written ``step-N`` that resume would pick
+up. A save that fails (rather than dies) removes its hidden directory, and on a full disk says so:
+``No space left on device: PATH``.
 
 A checkpoint can still be damaged afterwards (a disk fault, a copy cut short). Resuming checks every file's
 header first (:func:`verify_checkpoint`, milliseconds), names the checkpoint and the file at fault, and falls
@@ -28,12 +30,26 @@ from typing import Any
 from accelerate import Accelerator
 from safetensors import SafetensorError
 
-from tapo.io.atomic import write_json
+from tapo.io.atomic import write_json, write_text
+from tapo.io.runs import TRAINED_CONFIG_FILE
 from tapo.io.space import naming_disk_full
 from tapo.models.integrity import CorruptFileError, check_files
 from tapo.train.setup import save_policy
 
 log = logging.getLogger(__name__)
+
+
+class _TiedHeadNote(logging.Filter):
+    """Drops accelerate's warning, on every ``save_state``, that it removed ``lm_head.weight`` as a shared tensor:
+    SmolLM2 ties its output head to the embeddings (``tie_word_embeddings``) and the head is rebuilt from them on
+    load. Any other shared tensor still warns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # accelerate prefixes "[RANK n] " in its process-aware logger
+        return "Removed shared tensor {'lm_head.weight'} while saving" not in record.getMessage()
+
+
+logging.getLogger("accelerate.utils.other").addFilter(_TiedHeadNote())
 
 STATE_FILE = "trainer_state.json"
 SET_ASIDE_PREFIX = "set-aside-"
@@ -63,8 +79,12 @@ def save_checkpoint(
     tokenizer: Any,
     trainer_state: dict[str, Any],
     keep: int,
+    run_config: str | None = None,
 ) -> Path:
-    """Write ``step-N`` atomically on every process, then keep only the newest ``keep`` checkpoints."""
+    """Write ``step-N`` atomically on every process, then keep only the newest ``keep`` checkpoints.
+
+    ``run_config`` (the resolved config as YAML) goes beside the weights, so the model directory alone says how
+    the model was trained to be prompted and which tools it calls."""
     final = checkpoints / f"step-{step}"
     tmp = checkpoints / f".step-{step}.tmp"
     try:
@@ -77,6 +97,8 @@ def save_checkpoint(
             save_policy(accelerator, model, tokenizer, tmp / "model")
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
+                if run_config is not None:
+                    write_text(tmp / "model" / TRAINED_CONFIG_FILE, run_config)
                 write_json(tmp / STATE_FILE, {"step": step, **trainer_state})
     except BaseException:
         if accelerator.is_main_process:  # a failed save leaves nothing behind, not a half-written .step-N.tmp

@@ -1,34 +1,49 @@
-"""A live progress line for training loops (RL and SFT): steps done, time left, and the latest metrics."""
+"""The live display of a training loop (RL and SFT): steps done/total with the latest metrics, and for RL the
+phase of the running step (``rollout 18/24`` trajectories, then ``update 2/4`` mini-batches)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from tapo.io.progress import LiveProgress
+
+
+class StepProgress:
+    """Feeds a :class:`LiveProgress`: :meth:`step` after each step, :meth:`phase` as a step moves on."""
+
+    def __init__(
+        self, progress: LiveProgress, total: int, done: int, description: str, shown: Mapping[str, str]
+    ) -> None:
+        self.progress = progress
+        self.shown = shown
+        self.steps = progress.add_task(description, total=total, completed=done, done_before=done)
+        self._phase = progress.add_task("", total=None, visible=False)
+        self._phase_name = ""
+        self._done = done
+
+    def step(self, row: dict[str, float]) -> None:
+        self._done += 1
+        metrics = "  ".join(f"{name}={row[key]:.3g}" for key, name in self.shown.items() if key in row)
+        info = f"step {self._done}: {metrics}"
+        self.progress.update(self.steps, completed=self._done, info=info)
+        self.progress.update(self._phase, visible=False)
+        self._phase_name = ""
+
+    def phase(self, name: str, done: int, total: int) -> None:
+        """The running step is in phase ``name`` with ``done`` of ``total`` units (a new name restarts the clock)."""
+        if name != self._phase_name:
+            self._phase_name = name
+            description = f"  step {self._done + 1} · {name}"
+            self.progress.reset(self._phase, total=total, completed=done, description=description)
+        self.progress.update(self._phase, completed=done, total=total, visible=True)
 
 
 @contextmanager
 def step_progress(
-    total: int, done: int, description: str, keys: Sequence[str], enabled: bool = True, console: Console | None = None
-) -> Iterator[Callable[[dict[str, float]], None]]:
-    """Yield ``update(row)``: advance one step and show ``keys`` of ``row`` (short names, 3 significant digits)."""
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console or Console(stderr=True),
-        disable=not enabled,
-    )
-    with progress:
-        task = progress.add_task(description, total=total, completed=done, info="")
-
-        def update(row: dict[str, float]) -> None:
-            info = "  ".join(f"{k.rsplit('/', 1)[-1]}={row[k]:.3g}" for k in keys if k in row)
-            progress.update(task, advance=1, info=info)
-
-        yield update
+    total: int, done: int, description: str, shown: Mapping[str, str], enabled: bool = True
+) -> Iterator[StepProgress]:
+    """A live display of ``total`` steps of which ``done`` are already done (a resumed run), showing the metrics
+    ``shown`` maps to short names."""
+    with LiveProgress(enabled) as progress:
+        yield StepProgress(progress, total, done, description, shown)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from tapo.config.loader import dump_config
 from tapo.config.schema import TapoConfig
 from tapo.io.lines import JsonLineError, jsonl_lines
 from tapo.io.runs import RunDir
@@ -178,5 +179,6 @@ class SftTrainer:
             self.tokenizer,
             {"phase": "sft", "epochs": self.scfg.epochs, "demos": len(self.demos)},
             self.config.trainer.keep_checkpoints,
+            dump_config(self.config),
         )
         return rows

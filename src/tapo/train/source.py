@@ -28,8 +28,11 @@ Group = list[Trajectory]
 class RolloutSource(Protocol):
     """Turns examples into scored groups of trajectories (one group of ``group_size`` per example)."""
 
-    def sample(self, examples: Sequence[Example], step: int, round: int) -> list[Group]:
-        """Scored groups for ``examples``; ``round`` counts the dynamic-sampling rounds of ``step`` from 0."""
+    def sample(
+        self, examples: Sequence[Example], step: int, round: int, on_done: Callable[[], None] | None = None
+    ) -> list[Group]:
+        """Scored groups for ``examples``; ``round`` counts the dynamic-sampling rounds of ``step`` from 0;
+        ``on_done()`` is called as each trajectory finishes (progress)."""
         ...
 
     def sync(self, state_dict: dict[str, Any]) -> None:
@@ -100,12 +103,16 @@ class ToolRolloutSource:
             self._prompts[example.id] = ids[-self.config.data.max_prompt_tokens :]
         return self._prompts[example.id]
 
-    def sample(self, examples: Sequence[Example], step: int, round: int) -> list[Group]:
+    def sample(
+        self, examples: Sequence[Example], step: int, round: int, on_done: Callable[[], None] | None = None
+    ) -> list[Group]:
         n = self.config.trainer.group_size
         prompts = [self._prompt(ex) for ex in examples for _ in range(n)]
         repeated = [ex for ex in examples for _ in range(n)]
         seed = sampling_seed(self.config.run.seed, step, self.process_index, round)
-        trajs = self.runner.run(prompts, repeated, self.runner.sampling_params(seed=seed), self.allowed)
+        params = self.runner.sampling_params(seed=seed)
+        each = (lambda _: on_done()) if on_done is not None else None
+        trajs = self.runner.run(prompts, repeated, params, self.allowed, on_done=each)
         self.score(trajs)
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
 

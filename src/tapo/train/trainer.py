@@ -27,6 +27,7 @@ from tapo.algo.advantages import broadcast_to_tokens, group_advantages
 from tapo.algo.correction import NO_MISMATCH, MismatchSums, correction_weights, mismatch_metrics, mismatch_sums
 from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
 from tapo.algo.loss import ClipConfig, dapo_loss
+from tapo.config.loader import dump_config
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.io.runs import RunDir
@@ -42,6 +43,13 @@ from tapo.train.source import Group, RolloutSource
 from tapo.train.weights import full_state_dict
 
 log = logging.getLogger(__name__)
+
+# on_phase(phase, done, total): the running step is in ``phase`` ("rollout", "update") with done of total units
+PhaseFn = Callable[[str, int, int], None]
+
+
+def _no_phase(phase: str, done: int, total: int) -> None:
+    """The default ``on_phase``: nobody is watching."""
 
 
 @dataclass
@@ -105,6 +113,7 @@ class DapoTrainer:
         self.step = 0
         self.clip = ClipConfig(tcfg.clip_low, tcfg.clip_high, tcfg.dual_clip)
         self.correction = resolve_correction(config)
+        self.on_phase: PhaseFn = _no_phase
 
     # ---- schedule -------------------------------------------------------------------------------------------
     @property
@@ -148,7 +157,7 @@ class DapoTrainer:
         while True:
             indices = self.cursor.take(target)
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
-            groups = self.source.sample(local, self.step, state.rounds) if local else []
+            groups = self._sample(local, state.rounds)
             groups = gather_object(groups) if accelerator.num_processes > 1 else groups
             sampled += groups
             accs = torch.tensor([[float(t.scored.acc) for t in g] for g in groups])  # (groups, group_size)
@@ -176,6 +185,22 @@ class DapoTrainer:
             **sampled_metrics(sampled),
         }
         return batch, stats
+
+    def _sample(self, local: Sequence[Example], round: int) -> list[Group]:
+        """This process's groups of one round, reporting each finished trajectory to ``on_phase``."""
+        if not local:
+            return []
+        phase = "rollout" if round == 0 else f"rollout (round {round + 1})"
+        total = len(local) * self.tcfg.group_size
+        done = 0
+        self.on_phase(phase, done, total)
+
+        def finished() -> None:
+            nonlocal done
+            done += 1
+            self.on_phase(phase, done, total)
+
+        return self.source.sample(local, self.step, round, on_done=finished)
 
     # ---- update ---------------------------------------------------------------------------------------------
     def prepare(self, groups: Sequence[Group]) -> list[Prepared]:
@@ -217,6 +242,7 @@ class DapoTrainer:
         random.Random(self.config.run.seed * 7919 + self.step).shuffle(items)
         minis = _chunks(items, self.tcfg.mini_batch_size)
         local = [mini[accelerator.process_index :: accelerator.num_processes] for mini in minis]
+        self.on_phase("update", 0, len(minis))
         if len(minis) > 1 or self.reference is not None:
             self._score_old([item for share in local for item in share])
         # else: one mini-batch is exactly on-policy, old log-probs are the current ones (one forward saved)
@@ -234,6 +260,7 @@ class DapoTrainer:
                     sums[key] = sums.get(key, 0.0) + value
                 mismatch = mismatch + micro_mismatch
             grad_norms.append(optimizer_step(accelerator, self.model, self.optimizer, self.tcfg.max_grad_norm))
+            self.on_phase("update", len(grad_norms), len(minis))
         self.scheduler.step()
         totals = accelerator.reduce(
             torch.tensor([sums[k] for k in sorted(sums)], device=accelerator.device), "sum"
@@ -317,6 +344,7 @@ class DapoTrainer:
             self.tokenizer,
             self.trainer_state(),
             self.tcfg.keep_checkpoints,
+            dump_config(self.config),
         )
 
     def fit(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:

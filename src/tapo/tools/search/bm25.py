@@ -7,6 +7,7 @@ index serves queries without being read into memory.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,10 @@ import Stemmer
 from bm25s.tokenization import Tokenizer
 
 from tapo.tools.search.corpus import CorpusStore, Passage, publish_dir, read_meta, write_corpus
+
+# bm25s sets its own logger to DEBUG on import, so "Building index from tokens" reached the console of every index
+# build whatever the root level; its warnings still show.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 KIND = "bm25"
 VOCAB_FILE = "vocab.tokenizer.json"

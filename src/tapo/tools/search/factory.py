@@ -35,7 +35,11 @@ def index_meta(backend: IndexSearchConfig) -> dict[str, Any]:
     """The ``meta.json`` of the configured index, read without loading the index (commands check it before any
     work); ``ValueError``/``FileNotFoundError`` naming the key when it is unset, missing or of another kind."""
     if not backend.index_dir:
-        raise ValueError(f"tools.search.backend={backend.kind} needs tools.search.backend.index_dir")
+        raise ValueError(
+            f"tools.search.backend={backend.kind} needs tools.search.backend.index_dir: set it to an index from "
+            "`tapo index build CORPUS --out DIR` or `tapo data build mini --out DIR` (DIR/index), give the "
+            "--config the model was trained with, or turn search off with tools.enabled=[code]"
+        )
     meta = read_meta(Path(backend.index_dir))
     if meta.get("kind") != backend.kind:
         raise ValueError(
