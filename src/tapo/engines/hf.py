@@ -126,9 +126,9 @@ class HFEngine:
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         rows = len(prompts)
         # Rows with identical ids are prefilled once (their KV is then repeated); without reuse every row is its own.
-        unique = list(dict.fromkeys(tuple(p) for p in prompts)) if self.store else [tuple(p) for p in prompts]
+        unique = list(dict.fromkeys(tuple(p) for p in prompts)) if self.store is not None else [tuple(p) for p in prompts]
         first = {ids: i for i, ids in enumerate(unique)}
-        hits = [self.store.lookup(ids) if self.store else (0, None) for ids in unique]
+        hits = [self.store.lookup(ids) if self.store is not None else (0, None) for ids in unique]
         cache, mask, logits = self._prefill([list(ids) for ids in unique], hits)  # mask [U, W], logits [U, V]
         if len(unique) < rows:
             expand = torch.tensor([first[tuple(p)] for p in prompts], device=mask.device)
