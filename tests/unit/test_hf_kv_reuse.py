@@ -41,7 +41,12 @@ def _full_forward_gaps(model, prompts, responses, logprobs) -> torch.Tensor:
     with torch.no_grad():
         reference, _ = response_logprobs(model, batch)
     return torch.tensor(
-        [abs(reference[i, t].item() - lp) for i, row in enumerate(logprobs) for t, lp in enumerate(row) if lp is not None]
+        [
+            abs(reference[i, t].item() - lp)
+            for i, row in enumerate(logprobs)
+            for t, lp in enumerate(row)
+            if lp is not None
+        ]
     )
 
 
@@ -180,3 +185,12 @@ def test_float32_on_a_float32_model_shares_the_trainers_weights(tiny_model, toke
     assert HFEngine(tiny_model, tokenizer, dtype="float32").model is tiny_model
     copied = HFEngine(tiny_model, tokenizer, own_copy=True).model
     assert copied is not tiny_model and copied.dtype == torch.float32
+
+
+def test_bf16_sampling_turns_rollout_correction_on_by_default():
+    from tapo.config import load_config
+    from tapo.train.mismatch import resolve_correction
+
+    assert resolve_correction(load_config(None, [])) == "none"  # the trainer's own float32 model samples
+    assert resolve_correction(load_config(None, ["rollout.engine.dtype=bfloat16"])) == "token_tis"
+    assert resolve_correction(load_config(None, ["rollout.engine.dtype=float32"])) == "none"

@@ -126,7 +126,9 @@ class HFEngine:
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         rows = len(prompts)
         # Rows with identical ids are prefilled once (their KV is then repeated); without reuse every row is its own.
-        unique = list(dict.fromkeys(tuple(p) for p in prompts)) if self.store is not None else [tuple(p) for p in prompts]
+        unique = (
+            list(dict.fromkeys(tuple(p) for p in prompts)) if self.store is not None else [tuple(p) for p in prompts]
+        )
         first = {ids: i for i, ids in enumerate(unique)}
         hits = [self.store.lookup(ids) if self.store is not None else (0, None) for ids in unique]
         cache, mask, logits = self._prefill([list(ids) for ids in unique], hits)  # mask [U, W], logits [U, V]
@@ -134,11 +136,10 @@ class HFEngine:
             expand = torch.tensor([first[tuple(p)] for p in prompts], device=mask.device)
             cache.batch_select_indices(expand)
             mask, logits = mask[expand], logits[expand]
-        superseded = [[tuple(p[:n])] if n else [] for p, (n, _) in ((p, hits[first[tuple(p)]]) for p in prompts)]
+        reused = [hits[first[tuple(p)]][0] for p in prompts]
+        superseded = [[tuple(p[:n])] if n else [] for p, n in zip(prompts, reused, strict=True)]  # entries extended
 
-        scanners = [
-            StopScanner(self.tokenizer, params.stop, self.eos_ids, params.max_new_tokens, p) for p in prompts
-        ]
+        scanners = [StopScanner(self.tokenizer, params.stop, self.eos_ids, params.max_new_tokens, p) for p in prompts]
         tokens: list[list[int]] = [[] for _ in prompts]
         logprobs: list[list[float]] = [[] for _ in prompts]
         cuts: list[Cut | None] = [None] * rows
@@ -147,7 +148,8 @@ class HFEngine:
         while True:
             sampled, sampled_logprobs = self._sample(logits, params)  # [A], [A]
             keep = []
-            for j, (row, token, logprob) in enumerate(zip(active, sampled.tolist(), sampled_logprobs.tolist())):
+            rows_now = zip(active, sampled.tolist(), sampled_logprobs.tolist(), strict=True)
+            for j, (row, token, logprob) in enumerate(rows_now):
                 tokens[row].append(token)
                 logprobs[row].append(logprob)
                 cuts[row] = scanners[row].push(token)
@@ -189,8 +191,7 @@ class HFEngine:
             ids[i, width_s - len(suffix) :] = torch.tensor(suffix)
             mask[i, width_c - n : width_c] = 1
             mask[i, width_c + width_s - len(suffix) :] = 1
-        cache = DynamicCache(ddp_cache_data=_left_padded(hits, width_c), config=self.model.config) if width_c else None
-        cache = cache if cache is not None else DynamicCache(config=self.model.config)
+        cache = DynamicCache(ddp_cache_data=_left_padded(hits, width_c) if width_c else None, config=self.model.config)
         mask = mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]  # [U, S]
         logits = self._forward(ids.to(device), mask, cache, positions)
