@@ -43,7 +43,7 @@ def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer
     assert traj.logprobs[model_turn] is not None and traj.logprobs[model_turn] < 0  # sampled by the real model
 
 
-def test_smollm2_kv_reuse_gives_the_rollout_of_a_full_prefill(smollm2_path, tokenizer):
+def test_smollm2_kv_reuse_gives_the_rollout_of_a_full_prefill(smollm2_path, tokenizer, one_thread):
     """Greedy multi-turn rollouts (corrective messages between turns) with and without the cache: same ids and loss
     mask, and the cached engine's log-probs equal a full forward over the finished sequences."""
     from transformers import AutoModelForCausalLM

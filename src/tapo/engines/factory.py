@@ -21,15 +21,8 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bo
     if isinstance(engine, TransformersEngineConfig):
         from tapo.engines.hf import HFEngine
 
-        return HFEngine(
-            model,
-            tokenizer,
-            batch_size=engine.batch_size,
-            dtype=engine.dtype,
-            kv_reuse=engine.kv_reuse,
-            kv_cache_tokens=engine.kv_cache_tokens,
-            own_copy=own_copy,
-        )
+        # the section's fields (batch_size, dtype, kv_reuse, kv_cache_tokens) are HFEngine's keyword arguments
+        return HFEngine(model, tokenizer, own_copy=own_copy, **engine.model_dump(exclude={"kind"}))
     path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
     if isinstance(engine, VLLMServerEngineConfig):
         from tapo.engines.vllm_server import VLLMServerEngine
