@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tapo.config.schema import CodeConfig, RolloutConfig
 from tapo.engines.forced import ForcedPrefixEngine
@@ -40,3 +41,35 @@ def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer
     assert traj.finish_reason in ("answer", "length", "max_turns")
     model_turn = [i for i, m in enumerate(traj.loss_mask) if m][-1]
     assert traj.logprobs[model_turn] is not None and traj.logprobs[model_turn] < 0  # sampled by the real model
+
+
+def test_smollm2_kv_reuse_gives_the_rollout_of_a_full_prefill(smollm2_path, tokenizer, one_thread):
+    """Greedy multi-turn rollouts (corrective messages between turns) with and without the cache: same ids and loss
+    mask, and the cached engine's log-probs equal a full forward over the finished sequences."""
+    from transformers import AutoModelForCausalLM
+
+    from tapo.train.logprobs import pad_batch, response_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_path).eval()
+    config = RolloutConfig(max_turns=2, max_response_tokens=48, max_new_tokens_per_turn=12)
+    prompts = [render_prompt(tokenizer, q, "compact") for q in ("Who built the Eiffel Tower?", "What is 17 * 23?")]
+    runs = {}
+    for reuse in (True, False):
+        engine = HFEngine(model, tokenizer, kv_reuse=reuse)
+        runner = RolloutRunner(engine, None, config)
+        runs[reuse] = runner.run(prompts, [None, None], runner.sampling_params(greedy=True), frozenset())
+        assert (engine.stats.reused > 0) == reuse
+    cached, full = runs[True], runs[False]
+    assert [t.response_ids for t in cached] == [t.response_ids for t in full]
+    assert [t.loss_mask for t in cached] == [t.loss_mask for t in full]
+    with torch.no_grad():
+        reference, _ = response_logprobs(model, pad_batch(prompts, [t.response_ids for t in cached], pad_id=0))
+    gaps = torch.tensor(
+        [
+            abs(reference[i, j].item() - lp)
+            for i, t in enumerate(cached)
+            for j, lp in enumerate(t.logprobs)
+            if lp is not None
+        ]
+    )
+    assert len(gaps) > 0 and gaps.mean() < 1e-4 and gaps.max() < 1e-4

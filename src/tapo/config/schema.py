@@ -412,6 +412,24 @@ class TransformersEngineConfig(Section):
 
     kind: Literal["transformers"] = Field("transformers", description="In-process transformers `generate`.")
     batch_size: int = Field(64, ge=1, description="Sequences generated together; also the `tapo eval` progress chunk.")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Sampling dtype; auto = the model's. bfloat16 samples from a bf16 copy of the weights (the trainer "
+        "keeps its own, updated into the copy every step); the sampler then differs from the learner slightly: "
+        "watch rollout/mismatch_kl, and keep trainer.rollout_correction on.",
+    )
+    kv_reuse: bool = Field(
+        True,
+        description="Keep each sequence's KV cache between its turns and prefill only the new tokens (tool output, "
+        "last sampled token); a prompt's n samples are prefilled once. Off: every turn prefills its whole context.",
+    )
+    kv_cache_tokens: int = Field(
+        32768,
+        ge=1,
+        description="Cap on the positions kept by kv_reuse over all live sequences (SmolLM2-135M: 46 KB each in "
+        "float32, half in bf16, so 1.5 GB at the default); past it, the least recently used sequences are dropped "
+        "and prefill their whole context at their next turn.",
+    )
 
 
 class VLLMEngineConfig(Section):

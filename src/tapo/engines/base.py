@@ -53,3 +53,7 @@ class GenerationEngine(Protocol):
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         """Load new policy weights in place (after an optimizer step)."""
         ...
+
+
+# Optional: an engine that caches contexts between calls (the transformers engine's KV reuse) may also define
+# ``release(ids: list[int]) -> None``; the rollout calls it with a trajectory's whole context when it ends.

@@ -9,8 +9,9 @@ from tapo.config.schema import RolloutConfig, TransformersEngineConfig, VLLMServ
 from tapo.engines.base import GenerationEngine
 
 
-def build_engine(config: RolloutConfig, model: Any, tokenizer: Any) -> GenerationEngine:
-    """``transformers`` wraps the given model object (shared with the trainer); ``vllm`` loads ``model``'s checkpoint.
+def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bool = False) -> GenerationEngine:
+    """``transformers`` wraps the given model object (shared with the trainer; a copy of it when ``own_copy`` or when
+    it samples in another dtype); ``vllm`` loads ``model``'s checkpoint.
 
     For vLLM, ``model`` is a checkpoint directory or a loaded model whose ``name_or_path`` is one. A
     ``vllm-server`` is told to reload that directory, so it serves exactly these weights (the directory must be
@@ -20,7 +21,8 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any) -> Generatio
     if isinstance(engine, TransformersEngineConfig):
         from tapo.engines.hf import HFEngine
 
-        return HFEngine(model, tokenizer, batch_size=engine.batch_size)
+        # the section's fields (batch_size, dtype, kv_reuse, kv_cache_tokens) are HFEngine's keyword arguments
+        return HFEngine(model, tokenizer, own_copy=own_copy, **engine.model_dump(exclude={"kind"}))
     path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
     if isinstance(engine, VLLMServerEngineConfig):
         from tapo.engines.vllm_server import VLLMServerEngine

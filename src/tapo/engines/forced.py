@@ -35,3 +35,9 @@ class ForcedPrefixEngine:
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         self.engine.update_weights(state_dict)
+
+    def release(self, ids: list[int]) -> None:
+        """Pass the end of a trajectory on to an engine that caches its context."""
+        release = getattr(self.engine, "release", None)
+        if release is not None:
+            release(ids)

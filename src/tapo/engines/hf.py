@@ -1,60 +1,42 @@
-"""The transformers backend: batched ``generate`` with left padding, KV cache and per-sequence stop strings.
+"""The transformers backend: a batched decode loop over the model's forward, with KV reuse across turns.
 
-The default on CPU. It returns exactly the ids that were sampled (cut after the token that completed a
-stop string or the EOS token, padding removed) and the log-probability of each under the distribution it
-was sampled from (after temperature and top-p), recorded during generation one step at a time so that no
-``batch x steps x vocab`` score tensor is ever held.
+The default on CPU. It returns exactly the ids that were sampled (cut after the token that completed a stop
+string or the EOS token) and the log-probability of each under the distribution it was sampled from (after
+temperature and top-p), recorded one step at a time so that no ``batch x steps x vocab`` tensor is ever held.
+
+Why not ``model.generate``: a multi-turn trajectory asks again with its whole context every turn, and
+re-prefilling it each time was most of a rollout's work (12.6 positions prefilled per sampled token on a 4-turn
+trajectory). The engine keeps each sequence's KV cache in a :class:`~tapo.engines.kv_cache.PrefixKVStore` and
+prefills only the new tokens (the tool output's ids and the last sampled token). Rows of one batch then start
+from different cached lengths, which ``generate`` cannot take; the loop here lays the batch out as
+
+    [pad | cached KV of row i]  [pad | new ids of row i]  then one sampled column per step
+
+with an attention mask that has holes and position ids from the mask's cumulative sum (as
+:mod:`tapo.train.logprobs` computes them), so a row gets the same positions as in one unpadded sequence. Rows
+with identical ids (a prompt's n samples at their first turn) are prefilled once, and rows leave the batch as
+soon as they stop, their KV stored for the trajectory's next turn.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable
-from typing import Any
+import copy
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import torch
-from transformers import (
-    GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
-    StoppingCriteriaList,
-    StopStringCriteria,
-)
-from transformers.generation.streamers import BaseStreamer
+from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers.cache_utils import DynamicLayer
 
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.batching import AsyncBatcher
-from tapo.engines.stops import eos_token_ids, find_cut
+from tapo.engines.kv_cache import KVStats, LayerKV, PrefixKVStore
+from tapo.engines.stops import Cut, StopScanner, eos_token_ids
 from tapo.engines.weights import require_weights
 
-
-class _SampledLogprobs(LogitsProcessor):
-    """Records log p(sampled token) per row from the final (warped) scores, keeping only the last step.
-
-    Placed last in the processor list, it sees the scores the sampler draws from; the token drawn at step
-    t appears as the last input id at step t+1, and the final step is resolved by ``finish``.
-    """
-
-    def __init__(self) -> None:
-        self._last: torch.Tensor | None = None
-        self.steps: list[torch.Tensor] = []
-
-    def _gather(self, tokens: torch.Tensor) -> None:
-        if self._last is not None:
-            self.steps.append(self._last.gather(1, tokens[:, None].to(self._last.device))[:, 0].float().cpu())
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._last is not None:
-            self._gather(input_ids[:, -1])
-        self._last = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
-        """``steps x batch`` log-probs once generation is over (``last_tokens``: the final sampled column)."""
-        self._gather(last_tokens)
-        self._last = None
-        return torch.stack(self.steps) if self.steps else torch.empty(0, len(last_tokens))
+Dtype = Literal["auto", "float32", "bfloat16"]
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,43 +48,55 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
     return ids, mask
 
 
-class _TokenStreamer(BaseStreamer):
-    """Hands the tokens of a one-sequence ``generate`` call to a listener as they are sampled."""
-
-    def __init__(self, listener: Callable[[list[int]], None]) -> None:
-        self.listener = listener
-        self._prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if self._prompt_seen:
-            self.listener(value.reshape(-1).tolist())
-        self._prompt_seen = True  # generate's first put is the prompt itself
-
-    def end(self) -> None:
-        """Nothing to flush: the listener decodes what it has been given."""
+def sampling_model(model: Any, dtype: Dtype, own_copy: bool) -> Any:
+    """The model the engine samples from: ``model`` itself, or a copy in ``dtype`` (a bf16 copy runs bf16 kernels;
+    autocast would re-cast the fp32 weights on every call). ``own_copy`` copies even in the same dtype."""
+    target = model.dtype if dtype == "auto" else getattr(torch, dtype)
+    if not own_copy and target == model.dtype:
+        return model
+    return copy.deepcopy(model).to(target).eval().requires_grad_(False)
 
 
 class HFEngine:
     """``GenerationEngine`` over a transformers causal LM.
 
-    ``update_weights`` copies a state dict into the model in place. When the engine holds the trainer's own
-    model object (the usual single-process CPU setup) the weights are already current and nothing is copied.
+    ``update_weights`` copies a state dict into the model in place (cast to the engine's dtype). When the engine
+    holds the trainer's own model object (the usual single-process CPU setup) the weights are already current and
+    nothing is copied. Either way the stored KV caches are dropped: they belong to the old weights.
+
+    ``kv_reuse`` keeps each sequence's KV cache between its turns, up to ``kv_cache_tokens`` positions over all
+    sequences; ``release(ids)`` drops what a finished trajectory left. ``stats`` counts prefilled, reused and
+    sampled positions.
 
     ``on_tokens``, when set, receives each token of a one-sequence batch as it is sampled (``tapo chat`` shows
-    the turn growing); the returned generation is unchanged, and the callback may get a few tokens past a
-    stop string's end that the result then cuts.
+    the turn growing); the returned generation is the same.
     """
 
     on_tokens: Callable[[list[int]], None] | None = None
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 64) -> None:
-        self.model = model
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 64,
+        dtype: Dtype = "auto",
+        kv_reuse: bool = True,
+        kv_cache_tokens: int = 32768,
+        own_copy: bool = False,
+    ) -> None:
+        self.model = sampling_model(model, dtype, own_copy)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.eos_ids = eos_token_ids(model.generation_config.eos_token_id, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else min(self.eos_ids))
         self._batcher = AsyncBatcher(self.generate, batch_size)
+        # transformers 5.24 renamed the forward's `past_key_values` to `cache` (the old name is deprecated)
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        # Sliding-window or linear-attention layers drop or fold positions: only plain full-attention caches are kept.
+        plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
+        self.store = PrefixKVStore(kv_cache_tokens) if kv_reuse and plain else None
+        self.stats = self.store.stats if self.store is not None else KVStats()
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         if any(not p for p in prompts):
@@ -123,51 +117,120 @@ class HFEngine:
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
         return await self._batcher.submit(prompt, params)
 
+    def release(self, ids: Sequence[int]) -> None:
+        """The trajectory ending in ``ids`` is done: free its cached KV now rather than at eviction."""
+        if self.store is not None:
+            self.store.release(ids)
+
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        input_ids, attention = (t.to(self.model.device) for t in left_pad(prompts, self.pad_id))
-        width = input_ids.shape[1]
-        recorder = _SampledLogprobs()
-        config = GenerationConfig(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=not params.greedy,
-            temperature=params.temperature if not params.greedy else None,
-            top_p=params.top_p if not params.greedy else None,
-            top_k=None,
-            eos_token_id=sorted(self.eos_ids),
-            pad_token_id=self.pad_id,
+        rows = len(prompts)
+        # Rows with identical ids are prefilled once (their KV is then repeated); without reuse every row is its own.
+        unique = (
+            list(dict.fromkeys(tuple(p) for p in prompts)) if self.store is not None else [tuple(p) for p in prompts]
+        )
+        first = {ids: i for i, ids in enumerate(unique)}
+        hits = [self.store.lookup(ids) if self.store is not None else (0, None) for ids in unique]
+        cache, mask, logits = self._prefill([list(ids) for ids in unique], hits)  # mask [U, W], logits [U, V]
+        if len(unique) < rows:
+            expand = torch.tensor([first[tuple(p)] for p in prompts], device=mask.device)
+            cache.batch_select_indices(expand)
+            mask, logits = mask[expand], logits[expand]
+        reused = [hits[first[tuple(p)]][0] for p in prompts]
+        superseded = [[tuple(p[:n])] if n else [] for p, n in zip(prompts, reused, strict=True)]  # entries extended
+
+        scanners = [StopScanner(self.tokenizer, params.stop, self.eos_ids, params.max_new_tokens, p) for p in prompts]
+        tokens: list[list[int]] = [[] for _ in prompts]
+        logprobs: list[list[float]] = [[] for _ in prompts]
+        cuts: list[Cut | None] = [None] * rows
+        active = list(range(rows))  # batch row j holds prompt active[j]
+        stream = self.on_tokens if rows == 1 else None
+        while True:
+            sampled, sampled_logprobs = self._sample(logits, params)  # [A], [A]
+            keep = []
+            rows_now = zip(active, sampled.tolist(), sampled_logprobs.tolist(), strict=True)
+            for j, (row, token, logprob) in enumerate(rows_now):
+                tokens[row].append(token)
+                logprobs[row].append(logprob)
+                cuts[row] = scanners[row].push(token)
+                if cuts[row] is None:
+                    keep.append(j)
+                elif self.store is not None:  # its KV covers the prompt and every sampled token but this last one
+                    self.store.store(prompts[row] + tokens[row][:-1], _row_kv(cache, mask, j), superseded[row])
+            if stream is not None:
+                stream(sampled.tolist())
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(index)
+                mask, sampled = mask[index], sampled[index]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            logits = self._forward(sampled[:, None], mask, cache, (mask.sum(-1, keepdim=True) - 1))
+        self.stats.sampled += sum(cut.length for cut in cuts if cut is not None)
+        return [
+            Generation(token_ids=t, finish_reason=cut.finish_reason, logprobs=lp, stop=cut.stop)
+            for t, lp, cut in zip(tokens, logprobs, cuts, strict=True)
+            if cut is not None
+        ]
+
+    def _prefill(
+        self, prompts: list[list[int]], hits: list[tuple[int, list[LayerKV] | None]]
+    ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+        """One forward over every row's uncached suffix, on top of its cached KV: the cache, the attention mask
+        ``[U, C + S]`` and the next-token logits ``[U, V]``."""
+        device = self.model.device
+        cached = [n for n, _ in hits]
+        width_c = max(cached)  # C
+        width_s = max(len(p) - n for p, n in zip(prompts, cached, strict=True))  # S
+        ids = torch.full((len(prompts), width_s), self.pad_id, dtype=torch.long)  # [U, S]
+        mask = torch.zeros((len(prompts), width_c + width_s), dtype=torch.long)  # [U, C + S]
+        for i, (prompt, n) in enumerate(zip(prompts, cached, strict=True)):
+            suffix = prompt[n:]
+            ids[i, width_s - len(suffix) :] = torch.tensor(suffix)
+            mask[i, width_c - n : width_c] = 1
+            mask[i, width_c + width_s - len(suffix) :] = 1
+        cache = DynamicCache(ddp_cache_data=_left_padded(hits, width_c) if width_c else None, config=self.model.config)
+        mask = mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]  # [U, S]
+        logits = self._forward(ids.to(device), mask, cache, positions)
+        self.stats.prefilled += sum(len(p) - n for p, n in zip(prompts, cached, strict=True))
+        self.stats.reused += sum(cached)
+        return cache, mask, logits
+
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, cache: DynamicCache, positions: torch.Tensor
+    ) -> torch.Tensor:
+        """Append ``ids`` ``[B, S]`` to ``cache``; the logits of the last column ``[B, V]`` in float32."""
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
             use_cache=True,
-            return_dict_in_generate=False,
+            logits_to_keep=1,
+            **{self._cache_arg: cache},
         )
-        sequences = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention,
-            generation_config=config,
-            logits_processor=LogitsProcessorList([recorder]),
-            stopping_criteria=StoppingCriteriaList(
-                [_stop_criteria(self.tokenizer, params.stop)] if params.stop else []
-            ),
-            streamer=_TokenStreamer(self.on_tokens) if self.on_tokens is not None and len(prompts) == 1 else None,
-        )
-        new = sequences[:, width:].cpu()
-        logprobs = recorder.finish(new[:, -1]).T if new.shape[1] else torch.empty(len(prompts), 0)
-        out = []
-        for prompt, row, row_logprobs in zip(prompts, new.tolist(), logprobs.tolist(), strict=True):
-            cut = find_cut(self.tokenizer, row, params.stop, self.eos_ids, params.max_new_tokens, prompt)
-            out.append(
-                Generation(
-                    token_ids=row[: cut.length],
-                    finish_reason=cut.finish_reason,
-                    logprobs=row_logprobs[: cut.length],
-                    stop=cut.stop,
-                )
-            )
-        return out
+        return out.logits[:, -1].float()
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next tokens ``[B]`` and their log-probs ``[B]`` under the distribution drawn from (after temperature and
+        top-p, as transformers' warpers compute them)."""
+        if not params.greedy and params.temperature != 1.0:
+            logits = TemperatureLogitsWarper(params.temperature)(None, logits)
+        if not params.greedy and params.top_p < 1.0:
+            logits = TopPLogitsWarper(params.top_p)(None, logits)
+        logprobs = torch.log_softmax(logits, dim=-1)  # [B, V]
+        tokens = logits.argmax(-1) if params.greedy else torch.multinomial(logprobs.exp(), num_samples=1)[:, 0]
+        return tokens, logprobs.gather(1, tokens[:, None])[:, 0]
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         """Copy ``state_dict`` in (or check that it is already the engine's own storage); an empty or partial
         state dict is an error, never a skip: the engine would go on sampling from old weights."""
         require_weights(state_dict)
+        if self.store is not None:
+            self.store.clear()  # computed with the old weights
         own = self.model.state_dict()
         if all(k in own and own[k].data_ptr() == v.data_ptr() for k, v in state_dict.items()):
             return  # the engine shares the trainer's model: nothing to copy
@@ -183,10 +246,26 @@ class HFEngine:
                 own[name].copy_(value.to(own[name].device, own[name].dtype))
 
 
-@functools.lru_cache(maxsize=16)
-def _stop_criteria(tokenizer: Any, stops: tuple[str, ...]) -> StopStringCriteria:
-    """Built once per tokenizer and stop set: building one scans the whole vocabulary (seconds)."""
-    return StopStringCriteria(tokenizer, list(stops))
+def _left_padded(hits: list[tuple[int, list[LayerKV] | None]], width: int) -> list[LayerKV]:
+    """Per layer, every row's cached keys and values right-aligned in ``[U, heads, width, head_dim]`` (zeros on
+    the left: masked out, and finite so they cannot poison the attention sums)."""
+    reference = next(kv for _, kv in hits if kv is not None)
+    layers = []
+    for layer, (keys, values) in enumerate(reference):
+        shape = (len(hits), keys.shape[0], width, keys.shape[2])
+        padded_k, padded_v = keys.new_zeros(shape), values.new_zeros(shape)
+        for i, (n, kv) in enumerate(hits):
+            if kv is not None:
+                padded_k[i, :, width - n :] = kv[layer][0]
+                padded_v[i, :, width - n :] = kv[layer][1]
+        layers.append((padded_k, padded_v))
+    return layers
+
+
+def _row_kv(cache: DynamicCache, mask: torch.Tensor, row: int) -> list[LayerKV]:
+    """Batch row ``row``'s KV without its padding columns, compacted into tensors of its own."""
+    columns = mask[row].nonzero()[:, 0]  # the mask has one column per cached position
+    return [(layer.keys[row][:, columns], layer.values[row][:, columns]) for layer in cache.layers]
 
 
 def _tied_names(model: Any) -> set[str]:

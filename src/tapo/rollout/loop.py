@@ -183,6 +183,9 @@ class RolloutRunner:
                 trajectory.finish_reason = "length"
                 break
         trajectory.response_text = self._decode(trajectory.response_ids)
+        release = getattr(self.engine, "release", None)  # an engine that caches this context can free it now
+        if release is not None:
+            release(trajectory.prompt_ids + trajectory.response_ids)
         return trajectory
 
     async def _call_tool(self, name: str, tool_input: str) -> Turn:

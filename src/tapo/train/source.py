@@ -12,7 +12,6 @@ semaphores) belong to; :meth:`ToolRolloutSource.close` closes the tools on it, t
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -52,7 +51,8 @@ class ToolRolloutSource:
     ``own_engine_copy``: the transformers engine generates with its own copy of ``model`` instead of the
     trainer's object. Needed when the trainer shards its model (FSDP, ZeRO-3): a sharded module holds one shard
     per process and runs collectives in ``forward``. The copy costs one full model per process; it is updated
-    after every step from the full state dict."""
+    after every step from the full state dict. (A transformers engine sampling in another dtype,
+    ``rollout.engine.dtype``, always has its own copy, made once in that dtype.)"""
 
     def __init__(
         self,
@@ -73,7 +73,7 @@ class ToolRolloutSource:
         if engine is None:
             from tapo.engines.factory import build_engine
 
-            engine = build_engine(config.rollout, copy.deepcopy(model) if own_engine_copy else model, tokenizer)
+            engine = build_engine(config.rollout, model, tokenizer, own_copy=own_engine_copy)
         self.engine = engine
         self.allowed = allowed_tools(config.data.template) & frozenset(config.tools.enabled)
         # no sandbox or index is started for a tool-less run (the no-tools baseline, benchmarks)
