@@ -84,6 +84,13 @@ def goals(rows: dict[str, dict[str, Any]]) -> list[tuple[str, bool | None, str]]
         checks.append(
             ("mean calls per question ≤ what the questions need", calls <= need, f"{calls:.2f} vs {need:.2f}")
         )
+    cost = rows.get("tapo-tool-cost")
+    if tapo and cost:  # the accuracy beside it: the goal holds only at no loss of accuracy
+        not_needed = cost["call_rate_when_not_needed"]
+        measured = f"{_pct(not_needed)} (accuracy {_pct(cost['acc'])} vs TAPO {_pct(tapo['acc'])})"
+        checks.append(
+            ("with the tool-cost bonus ≤ 10 % of no-tool questions get a call", _at_most(not_needed, 0.1), measured)
+        )
     for arm, goal in (("dapo-no-tools", "TAPO beats DAPO without tools"), ("tapo-no-mask", "masking beats no masking")):
         if tapo and arm in rows:
             checks.append((goal, tapo["acc"] > rows[arm]["acc"], f"{_pct(tapo['acc'])} vs {_pct(rows[arm]['acc'])}"))

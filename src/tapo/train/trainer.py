@@ -150,9 +150,10 @@ class DapoTrainer:
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
             groups = self.source.sample(local, self.step, state.rounds) if local else []
             groups = gather_object(groups) if accelerator.num_processes > 1 else groups
-            accs = torch.tensor([[float(t.scored.acc) for t in g] for g in groups])  # (groups, group_size)
+            # acc (+ the tool-cost bonus when it is on): (groups, group_size)
+            signals = torch.tensor([[t.scored.signal for t in g] for g in groups])
             flags = (
-                constant_groups(accs, self.tcfg.constant_group_tol).tolist()
+                constant_groups(signals, self.tcfg.constant_group_tol).tolist()
                 if self.tcfg.filter_groups
                 else [False] * len(groups)
             )
