@@ -146,6 +146,20 @@ def test_profiles_validate(tmp_path):
         load_config(None, [*profile.common, *profile.sft, *profile.rl])
 
 
+def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
+    """The long profile runs TAPO + tool cost as its own arm; the reward of every other arm stays TAPO's."""
+    from tapo.pipeline.job import MainJob
+
+    job = MainJob(load_profile("long"), tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+    job.write_config()
+    arms = {name: extra for name, _, _, extra in job.arms()}
+    assert set(arms) == {"tapo", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"}
+    for name, extra in arms.items():
+        config = load_config(job.config_file, [*job.profile.rl, *extra])
+        assert config.reward.tool_cost.enabled is (name == "tapo-tool-cost"), name
+    assert "tapo-tool-cost" not in {name for name, *_ in MainJob(load_profile("default"), tmp_path, job.console).arms()}
+
+
 def test_stage_runner_skips_finished_stages_and_retries_failed_ones(tmp_path):
     calls: list[str] = []
 

@@ -1,9 +1,9 @@
 """TAPO-mini question generators, one per kind, each returning the question with its oracle plan.
 
 A plan is what an oracle does to answer: search steps (query = the entity's name, with the attribute read, the fact
-in words and its value) and code steps (plain Python that prints the answer; values found earlier are written into it). The gold
-answer is what the last code step prints, computed by evaluating that same expression, so a plan can never
-disagree with its gold. Levels follow one rule: ``hard`` when the question needs two or more tool calls or a
+in words and its value) and code steps (plain Python that prints the answer; values found earlier are written into
+it). The gold answer is what the last code step prints, computed by evaluating that same expression, so a plan can
+never disagree with its gold. Levels follow one rule: ``hard`` when the question needs two or more tool calls or a
 two-operation computation, ``easy`` otherwise.
 """
 
