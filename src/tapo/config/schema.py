@@ -586,7 +586,11 @@ class TrainerConfig(Section):
     filter_groups: bool = Field(
         True, description="Dynamic sampling: drop groups whose acc values are all equal (DAPO); false = keep all."
     )
-    constant_group_tol: float = Field(1e-6, ge=0, description="Spread of acc below which a group counts as constant.")
+    constant_group_tol: float = Field(
+        1e-6,
+        ge=0,
+        description="Spread of acc (plus reward.tool_cost's bonus when on) below which a group counts as constant.",
+    )
     mask_tool_tokens: bool = Field(
         True,
         description="Leave tool tokens out of the loss and its denominator; false = the original TAPO's defect, "
