@@ -41,23 +41,29 @@ def _uses(code: str, value: str) -> bool:
 def plan_turns(example: Example, allowed: frozenset[str]) -> list[str] | None:
     """The model's text for each turn of an oracle plan; None when the plan needs a tool the template lacks.
 
-    Each turn first says what the last tool answered, then what it needs next, as a short ``<think>``; the code
-    turn restates every found value its program uses, so the numbers it copies stand right before it.
+    Each turn first says what the last tool answered, then what it needs next, as a short ``<think>``. A plan that
+    ends in a computation says so in its first thought, and its code turn starts with "Now I compute", so the step
+    where it parts from a search-then-answer plan is decided from the question and the model's own plan, not after
+    the found fact (where a warm start, seeing search-then-answer more often, answers with the fact). The code turn
+    then restates every found value its program uses, so the numbers it copies stand right before it.
     """
     plan: list[dict[str, Any]] = example.meta.get("plan", [])
     if any(step["tool"] not in allowed for step in plan):
         return None
+    computes = ", then I compute the answer with Python" if plan and plan[-1]["tool"] == "code" else ""
     turns: list[str] = []
     found: list[dict[str, Any]] = []  # the search steps done so far
     known = ""
     for step in plan:
         if step["tool"] == "search":
-            turns.append(f"<think> {known}I need {step['fact']}. </think>\n<search> {step['query']} </search>")
+            need = f"I need {step['fact']}{'' if found else computes}."
+            turns.append(f"<think> {known}{need} </think>\n<search> {step['query']} </search>")
             found.append(step)
             known = _said(step["fact"], step["value"])
         else:
             used = "".join(_said(s["fact"], s["value"]) for s in found if _uses(step["code"], s["value"]))
-            turns.append(f"<think> {used}I compute it with Python. </think>\n<code>\n{step['code']}\n</code>")
+            now = "Now I compute" if found else "I compute"
+            turns.append(f"<think> {now} the answer with Python. {used}</think>\n<code>\n{step['code']}\n</code>")
             known = f"The result is {step['output']}. "
     reasoning = known or "I know this without tools. "
     turns.append(f"<think> {reasoning}</think>\n<answer> {example.meta.get('answer', example.golds[0])} </answer>")
