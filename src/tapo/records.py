@@ -42,11 +42,18 @@ class RewardBreakdown:
     format_ok: bool
     score: float
     penalty: float
-    total: float  # score + penalty: what the advantages are computed from
+    total: float  # score + penalty + tool_bonus: what the advantages are computed from
     acc: bool
     answer: str | None = None
     scorer: str = ""
     format_error: str = ""  # why the format check failed, "" when it passed: what users read when debugging a reward
+    tool_bonus: float = 0.0  # reward.tool_cost's bonus for a right answer with few calls (in total); 0 when off
+
+    @property
+    def signal(self) -> float:
+        """What dynamic sampling compares inside a group: acc, plus the tool bonus when it is on (two right answers
+        with different call counts still teach something; with the bonus off this is TAPO's acc test)."""
+        return float(self.acc) + self.tool_bonus
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROFILE = Path(__file__).parent.parent / "fixtures" / "pipeline-smoke.yaml"
 STAGES = {"data", "demos", "eval-base", "sft", "eval-sft", "tapo", "eval-tapo", "dapo-no-tools",
-          "eval-dapo-no-tools", "tapo-no-mask", "eval-tapo-no-mask", "report"}  # fmt: skip
+          "eval-dapo-no-tools", "tapo-no-mask", "eval-tapo-no-mask", "tapo-tool-cost", "eval-tapo-tool-cost",
+          "report"}  # fmt: skip
 
 
 def _run(out: Path) -> subprocess.CompletedProcess[str]:
@@ -32,9 +33,9 @@ def test_main_job_runs_every_stage_and_resumes(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert [row[0] for row in summary["tables"][0]["rows"]] == [
         "starting model", "warm start (SFT)", "TAPO (RL on the warm start)", "DAPO without tools",
-        "TAPO, tool tokens left in the loss",
+        "TAPO, tool tokens left in the loss", "TAPO + tool-cost bonus (OTC)",
     ]  # fmt: skip
-    assert len(summary["goals"]) == 7 and all(g["verdict"] for g in summary["goals"])
+    assert len(summary["goals"]) == 9 and all(g["verdict"] for g in summary["goals"])
     page = (out / "report" / "report.html").read_text()
     assert "Results" in page and "RL over steps" in page and "<h2>Evaluation: eval/" not in page
     demos = [json.loads(line) for line in (out / "demos.jsonl").read_text().splitlines()]

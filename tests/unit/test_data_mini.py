@@ -104,6 +104,7 @@ def test_rows_follow_the_schema_the_pipeline_relies_on():
         for step in meta["plan"]:
             if step["tool"] == "search":
                 assert step["query"] in meta["entities"]
+                assert step["fact"].startswith("the ") and step["query"] in step["fact"]  # said in words
         assert all(gold == gold.strip() and "," not in gold for gold in row.golds)
 
 

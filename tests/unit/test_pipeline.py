@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from rich.console import Console
 from tapo.config import ConfigError, load_config
 from tapo.data.io import load_examples
 from tapo.data.mini import MiniSizes, build_mini
+from tapo.io.loop import EventLoopThread
 from tapo.pipeline.demos import DemoBuilder, plan_turns
 from tapo.pipeline.profiles import load_profile
 from tapo.pipeline.stages import Stage, StageRunner
@@ -70,6 +72,67 @@ def test_demonstrations_replay_plans_through_real_tools(mini, tokenizer):
                 assert turn.output == step["output"]  # the code really ran in the sandbox
 
 
+def _replay(examples, tokenizer, config, stats):
+    with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward, EventLoopThread() as loop:
+        tools = build_tools(config.tools)
+        try:
+            builder = DemoBuilder(tokenizer, tools, config.rollout, reward, config.data.template, loop=loop)
+            return builder.build(examples, stats)
+        finally:
+            loop.run(tools.aclose())
+
+
+def test_every_oracle_plan_fits_each_profiles_caps(tmp_path_factory, tokenizer):
+    """Every question of every split (search_code included) is answerable within the profile's turn and token caps:
+    its oracle plan, replayed through the real BM25 index and the real sandbox with SmolLM2's tokenizer, makes every
+    planned call, finds every fact and ends with the gold answer under the scorer. Profiles with the same data and
+    rollout settings are replayed once."""
+    replayed: dict[str, dict[str, int]] = {}
+    for name in ("default", "long"):
+        profile = load_profile(name)
+        sizes = MiniSizes(**profile.data.model_dump())
+        key = repr((profile.seed, sizes, profile.common))
+        if key not in replayed:
+            out = tmp_path_factory.mktemp(f"mini-{name}")
+            build_mini(out, seed=profile.seed, sizes=sizes)
+            examples = [e for split in ("train", "validation", "test") for e in load_examples(out / f"{split}.jsonl")]
+            config = load_config(
+                None, [f"tools.search.backend.index_dir={out / 'index'}", "tools.search.cache.enabled=false",
+                       *profile.common],
+            )  # fmt: skip
+            stats: dict[str, int] = {}
+            demos = _replay(examples, tokenizer, config, stats)
+            kinds = Counter(demo.example.meta["kind"] for demo in demos)
+            assert kinds == Counter(e.meta["kind"] for e in examples), (name, kinds)
+            replayed[key] = stats | {"questions": len(examples)}
+        stats = replayed[key]
+        assert stats == {"no_plan": 0, "kept": stats["questions"], "questions": stats["questions"]}, (name, stats)
+
+
+def test_a_plan_cut_by_the_turn_cap_is_over_budget(mini, tokenizer):
+    """A turn cut short gets a corrective message instead of its call, and the scripted answer can still be right:
+    the builder must see that the plan did not run, not keep the trajectory because the answer scored."""
+    cap = 34  # tokens: code turns are longer, their answer turns fit (chosen below)
+
+    def tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    examples = []
+    for example in load_examples(mini / "train.jsonl"):
+        turns = plan_turns(example, allowed_tools("minimal"))
+        if example.meta["kind"] == "code" and turns and tokens(turns[0]) > cap >= tokens(turns[1]):
+            examples.append(example)
+    assert examples
+    config = load_config(
+        None,
+        [f"tools.search.backend.index_dir={mini / 'index'}", "data.template=minimal",
+         f"rollout.max_new_tokens_per_turn={cap}"],
+    )  # fmt: skip
+    stats: dict[str, int] = {}
+    assert _replay(examples, tokenizer, config, stats) == []
+    assert stats == {"no_plan": 0, "over_budget": len(examples), "kept": 0}
+
+
 def test_profiles_validate(tmp_path):
     assert load_profile("default").name == "default"
     with pytest.raises(ConfigError, match="known profiles: default, long"):
@@ -81,6 +144,20 @@ def test_profiles_validate(tmp_path):
     for name in ("default", "long"):
         profile = load_profile(name)
         load_config(None, [*profile.common, *profile.sft, *profile.rl])
+
+
+def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
+    """The long profile runs TAPO + tool cost as its own arm; the reward of every other arm stays TAPO's."""
+    from tapo.pipeline.job import MainJob
+
+    job = MainJob(load_profile("long"), tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+    job.write_config()
+    arms = {name: extra for name, _, _, extra in job.arms()}
+    assert set(arms) == {"tapo", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"}
+    for name, extra in arms.items():
+        config = load_config(job.config_file, [*job.profile.rl, *extra])
+        assert config.reward.tool_cost.enabled is (name == "tapo-tool-cost"), name
+    assert "tapo-tool-cost" not in {name for name, *_ in MainJob(load_profile("default"), tmp_path, job.console).arms()}
 
 
 def test_stage_runner_skips_finished_stages_and_retries_failed_ones(tmp_path):

@@ -11,7 +11,7 @@ from tapo.data.schema import Example
 from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rewards.registry import RewardError, ScorerRegistry
-from tapo.rewards.shaping import overlong_penalty
+from tapo.rewards.shaping import overlong_penalty, tool_bonus
 
 M, B = 2048, 1024
 
@@ -226,3 +226,90 @@ def test_custom_scorer_out_of_range_is_an_error(user_module):
         pytest.raises(RewardError, match=r"returned 2\.0; a score must be a number in \[0, 1\]"),
     ):
         reward("<answer>x</answer>", ["x"], "squad", 1)
+
+
+@pytest.mark.parametrize(
+    ("calls", "weight", "half_calls", "bonus"),
+    [
+        (0, 0.1, 1.0, 0.1),  # no call: the whole weight
+        (1, 0.1, 1.0, 0.05),  # m = c: cos(pi/3) = 1/2
+        (3, 1.0, 3.0, 0.5),  # m = c again
+        (1, 1.0, 2.0, 2**0.5 / 2),  # cos(pi/4)
+        (2, 1.0, 1.0, (5**0.5 - 1) / 4),  # cos(2pi/5)
+        (5, 0.0, 1.0, 0.0),  # weight 0: no bonus at all
+    ],
+)
+def test_tool_bonus_by_hand(calls, weight, half_calls, bonus):
+    assert tool_bonus(calls, weight, half_calls) == pytest.approx(bonus)
+
+
+@given(st.integers(0, 1000), st.floats(0.0, 1.0), st.floats(0.01, 100.0))
+def test_tool_bonus_shrinks_with_calls_and_stays_in_range(calls, weight, half_calls):
+    bonus = tool_bonus(calls, weight, half_calls)
+    assert 0.0 <= bonus <= weight
+    assert tool_bonus(calls + 1, weight, half_calls) <= bonus
+
+
+def test_tool_bonus_bad_input():
+    with pytest.raises(ValueError, match="calls must be >= 0"):
+        tool_bonus(-1, 0.1, 1.0)
+    with pytest.raises(ValueError, match="half_calls must be > 0"):
+        tool_bonus(1, 0.1, 0.0)
+
+
+def test_tool_cost_is_off_by_default_so_the_reward_stays_tapos(reward):
+    assert not RewardConfig().tool_cost.enabled
+    for calls in (0, 3):
+        result = reward("<answer>Paris</answer>", ["Paris"], "nq", 10, calls)
+        assert (result.total, result.tool_bonus, result.signal) == (1.0, 0.0, 1.0)
+
+
+def test_tool_cost_pays_only_right_answers_and_fewer_calls_more():
+    config = RewardConfig(tool_cost={"enabled": True, "weight": 0.1, "half_calls": 1.0})
+    with RewardFunction(config, M) as reward:
+        none, one = (reward("<answer>7</answer>", ["7"], "calculator", 10, calls) for calls in (0, 1))
+        wrong = reward("<answer>8</answer>", ["7"], "calculator", 10, 0)
+        broken = reward("<answer>7</answer> sure", ["7"], "calculator", 10, 0)
+        long = reward("<answer>7</answer>", ["7"], "calculator", M - B // 2, 0)
+    assert (none.score, none.tool_bonus, none.total) == (1.0, pytest.approx(0.1), pytest.approx(1.1))
+    assert (one.tool_bonus, one.total) == (pytest.approx(0.05), pytest.approx(1.05))
+    assert (wrong.tool_bonus, wrong.total) == (0.0, 0.0)  # a cheap wrong answer earns nothing
+    assert (broken.tool_bonus, broken.total) == (0.0, -1.0)
+    assert long.total == pytest.approx(1.0 - 0.5 + 0.1)  # added beside the overlong penalty
+    assert none.total > one.total > wrong.total
+
+
+def test_tool_cost_counts_the_calls_the_rollout_ran():
+    """A refused tag (an invalid turn) is no call; the calls come from the trajectory's turns."""
+    from tapo.records import Turn
+
+    config = RewardConfig(tool_cost={"enabled": True, "weight": 0.1, "half_calls": 1.0})
+    text = "<code>print(3+4)</code><response>7</response><answer>7</answer>"
+    runs = {
+        "ran": [Turn("code", "print(3+4)", "7"), Turn("answer", "7")],
+        "refused": [Turn("invalid", "print(3+4)", "", ok=False), Turn("answer", "7")],
+    }
+    trajs = {
+        name: Trajectory(prompt_ids=[1], response_text=text, turns=turns, example=_example(["7"], "calculator"))
+        for name, turns in runs.items()
+    }
+    with RewardFunction(config, M) as reward:
+        reward.score_trajectories(list(trajs.values()))
+    assert trajs["ran"].scored.tool_bonus == pytest.approx(0.05)
+    assert trajs["refused"].scored.tool_bonus == pytest.approx(0.1)
+    assert trajs["ran"].to_row()["reward"]["tool_bonus"] == pytest.approx(0.05)  # recorded for the reports
+    assert Trajectory.from_row(trajs["ran"].to_row()).scored.tool_bonus == pytest.approx(0.05)
+
+
+def test_dynamic_sampling_keeps_right_answers_that_differ_in_calls_only_with_tool_cost():
+    import torch
+
+    from tapo.algo.filtering import constant_groups
+
+    def signals(config: RewardConfig) -> torch.Tensor:
+        with RewardFunction(config, M) as reward:
+            group = [reward("<answer>7</answer>", ["7"], "calculator", 10, calls) for calls in (0, 1, 1, 2)]
+        return torch.tensor([[r.signal for r in group]])
+
+    assert constant_groups(signals(RewardConfig())).tolist() == [True]  # TAPO: four right answers teach nothing
+    assert constant_groups(signals(RewardConfig(tool_cost={"enabled": True}))).tolist() == [False]

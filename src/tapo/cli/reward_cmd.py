@@ -62,7 +62,7 @@ def _summary_table(results: list[dict[str, Any]]) -> Table:
 @app.command("score")
 def score(
     file: Path = typer.Argument(
-        ..., help='JSONL rows {"response", "golds", "data_source"} (+ optional "n_model_tokens")'
+        ..., help='JSONL rows {"response", "golds", "data_source"} (+ optional "n_model_tokens", "tool_calls")'
     ),
     overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. reward.custom_scorers={nq: nq}"),
     out: Path | None = typer.Option(None, "--out", "-o", help="write one JSON breakdown (or error) per input line"),
@@ -91,7 +91,7 @@ def score(
                 continue
             try:
                 row = parse_row(line)
-                breakdown = reward(row.response, row.golds, row.data_source, row.n_model_tokens)
+                breakdown = reward(row.response, row.golds, row.data_source, row.n_model_tokens, row.tool_calls)
             except ValueError as error:  # a malformed row, an unknown source, a bad custom scorer
                 errors.append({"line": number, "error": str(error)})
                 continue

@@ -533,6 +533,27 @@ class OverlongConfig(Section):
     factor: float = Field(1.0, ge=0.0, le=100.0, description="Penalty at the cap (it grows linearly to it); 1.0.")
 
 
+class ToolCostConfig(Section):
+    """A bonus for a right answer reached with few tool calls: OTC-PPO's tool reward (arXiv 2504.14870), added to
+    the TAPO reward. Not part of TAPO, whose reward puts no price on a call (spec §3): off by default."""
+
+    enabled: bool = Field(
+        False, description="Add the bonus to the reward of right answers; off = TAPO's reward, unchanged."
+    )
+    weight: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Bonus of a right answer with no tool call; m calls earn weight * cos(m*pi / (2m + half_calls)).",
+    )
+    half_calls: float = Field(
+        1.0,
+        gt=0.0,
+        le=100.0,
+        description="Tool calls at which the bonus has fallen to half its weight (OTC's smoothing constant c).",
+    )
+
+
 class RewardConfig(Section):
     """Scoring: format check, correctness by data source, accuracy threshold and length shaping (spec §3)."""
 
@@ -561,6 +582,9 @@ class RewardConfig(Section):
         description="data_source -> a built-in scorer name or 'module:function', for sources TAPO does not know.",
     )
     overlong: OverlongConfig = Field(default_factory=OverlongConfig, description="Overlong length shaping.")
+    tool_cost: ToolCostConfig = Field(
+        default_factory=ToolCostConfig, description="Optional bonus for right answers with few tool calls (OTC)."
+    )
 
 
 class TrainerConfig(Section):
@@ -603,7 +627,11 @@ class TrainerConfig(Section):
     filter_groups: bool = Field(
         True, description="Dynamic sampling: drop groups whose acc values are all equal (DAPO); false = keep all."
     )
-    constant_group_tol: float = Field(1e-6, ge=0, description="Spread of acc below which a group counts as constant.")
+    constant_group_tol: float = Field(
+        1e-6,
+        ge=0,
+        description="Spread of acc (plus reward.tool_cost's bonus when on) below which a group counts as constant.",
+    )
     mask_tool_tokens: bool = Field(
         True,
         description="Leave tool tokens out of the loss and its denominator; false = the original TAPO's defect, "

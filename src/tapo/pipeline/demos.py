@@ -10,6 +10,7 @@ start never teaches the model to ignore what its tools said.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,28 +28,54 @@ from tapo.tools.registry import ToolRegistry
 DemoStats = dict[str, int]
 
 
-def _readable(attribute: str) -> str:
-    return attribute.replace("_", " ")
+def _said(fact: str, value: str) -> str:
+    """A found fact as a sentence, e.g. 'The birth year of Ann Lee is 1839. '."""
+    return f"{fact[0].upper()}{fact[1:]} is {value}. "
+
+
+def _uses(code: str, value: str) -> bool:
+    """Whether a program has ``value`` as a whole word (1839 in ``2024 - 1839``, not 18 in it)."""
+    return re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", code) is not None
 
 
 def plan_turns(example: Example, allowed: frozenset[str]) -> list[str] | None:
-    """The model's text for each turn of an oracle plan; None when the plan needs a tool the template lacks."""
+    """The model's text for each turn of an oracle plan; None when the plan needs a tool the template lacks.
+
+    Each turn first says what the last tool answered, then what it needs next, as a short ``<think>``. A plan that
+    ends in a computation says so in its first thought, and its code turn starts with "Now I compute", so the step
+    where it parts from a search-then-answer plan is decided from the question and the model's own plan, not after
+    the found fact (where a warm start, seeing search-then-answer more often, answers with the fact). The code turn
+    then restates every found value its program uses, so the numbers it copies stand right before it.
+    """
     plan: list[dict[str, Any]] = example.meta.get("plan", [])
     if any(step["tool"] not in allowed for step in plan):
         return None
+    computes = ", then I compute the answer with Python" if plan and plan[-1]["tool"] == "code" else ""
     turns: list[str] = []
+    found: list[dict[str, Any]] = []  # the search steps done so far
     known = ""
     for step in plan:
         if step["tool"] == "search":
-            action = f"<think> {known}I need the {_readable(step['attribute'])} of {step['query']}. </think>\n"
-            turns.append(f"{action}<search> {step['query']} </search>")
-            known = f"The {_readable(step['attribute'])} of {step['query']} is {step['value']}. "
+            need = f"I need {step['fact']}{'' if found else computes}."
+            turns.append(f"<think> {known}{need} </think>\n<search> {step['query']} </search>")
+            found.append(step)
+            known = _said(step["fact"], step["value"])
         else:
-            turns.append(f"<think> {known}I compute it with Python. </think>\n<code>\n{step['code']}\n</code>")
+            used = "".join(_said(s["fact"], s["value"]) for s in found if _uses(step["code"], s["value"]))
+            now = "Now I compute" if found else "I compute"
+            turns.append(f"<think> {now} the answer with Python. {used}</think>\n<code>\n{step['code']}\n</code>")
             known = f"The result is {step['output']}. "
     reasoning = known or "I know this without tools. "
     turns.append(f"<think> {reasoning}</think>\n<answer> {example.meta.get('answer', example.golds[0])} </answer>")
     return turns
+
+
+def followed_plan(trajectory: Trajectory, example: Example) -> bool:
+    """Whether every planned call ran and the answer came, in order. A turn cut by ``max_new_tokens_per_turn`` gets a
+    corrective message instead of its call, and the scripted answer may still be right, so an answer alone does not
+    show that the plan fitted the caps."""
+    planned = [step["tool"] for step in example.meta.get("plan", [])]
+    return trajectory.finish_reason == "answer" and [turn.action for turn in trajectory.turns] == [*planned, "answer"]
 
 
 def _searches_found_their_facts(trajectory: Trajectory, example: Example) -> bool:
@@ -106,7 +133,7 @@ class DemoBuilder:
             trajectories = runner.run(prompts, [ex for ex, _ in ready], runner.sampling_params(greedy=True), allowed)
             self.reward.score_trajectories(trajectories)
             for trajectory, (example, _) in zip(trajectories, ready, strict=True):
-                if trajectory.finish_reason != "answer":
+                if not followed_plan(trajectory, example):
                     # Cut by the rollout's token or turn caps: the plan does not fit the RL budget.
                     stats["over_budget"] = stats.get("over_budget", 0) + 1
                 elif not trajectory.scored.acc:

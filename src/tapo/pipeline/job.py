@@ -184,6 +184,8 @@ class MainJob:
             arms.append(
                 ("tapo-no-mask", "TAPO, tool tokens left in the loss", "all", ["trainer.mask_tool_tokens=false"])
             )
+        if "tool_cost" in self.profile.baselines:
+            arms.append(("tapo-tool-cost", "TAPO + tool-cost bonus (OTC)", "all", ["reward.tool_cost.enabled=true"]))
         return arms
 
     def planned_work(self) -> tuple[float, float, float]:

@@ -16,7 +16,7 @@ from tapo.config.loader import ConfigError
 from tapo.config.schema import MINI_SIZES, Section
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-Baseline = Literal["no_tools", "no_mask"]
+Baseline = Literal["no_tools", "no_mask", "tool_cost"]
 
 
 class MiniSize(Section):
@@ -39,7 +39,11 @@ class Profile(Section):
     common: list[str] = Field(default_factory=list)
     sft: list[str] = Field(default_factory=list)
     rl: list[str] = Field(default_factory=list)
-    baselines: list[Baseline] = Field(default_factory=list)
+    baselines: list[Baseline] = Field(
+        default_factory=list,
+        description="RL arms beside TAPO, on the same budget: no_tools (DAPO without tools), no_mask (tool tokens "
+        "in the loss), tool_cost (TAPO + reward.tool_cost, OTC's bonus for right answers with few calls)",
+    )
 
 
 def load_profile(name_or_path: str) -> Profile:

@@ -28,7 +28,7 @@ from tapo.protocol import TOOL_NAMES
 from tapo.stats import Interval, Verdict, mean_interval, paired_difference, share_interval, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
-BASE, SFT, TAPO, NO_TOOLS, NO_MASK = "base", "sft", "tapo", "dapo-no-tools", "tapo-no-mask"
+BASE, SFT, TAPO, NO_TOOLS, NO_MASK, TOOL_COST = "base", "sft", "tapo", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"
 SEED_SUFFIX = re.compile(r"^(?P<arm>.+)-seed(?P<seed>\d+)$")  # extra seeds of an arm: ``tapo-seed1`` ...
 METHOD = (
     "95 % intervals: Wilson score interval for a share of questions, seeded percentile bootstrap over questions "
@@ -158,6 +158,20 @@ def goals(models: dict[str, ModelResults]) -> list[Goal]:
         if tapo and arm in models:
             diff = compare(tapo, models[arm], lambda m: m.acc)
             checks.append(Goal(text, diff, op, 0.0, _diff_shown(diff)))
+    cost = models.get(TOOL_COST)
+    if tapo and cost:  # the goal holds only at no loss of accuracy: both are stated
+        not_needed = cost.call_rate(False)
+        checks.append(
+            Goal(
+                "with the tool-cost bonus ≤ 10 % of no-tool questions get a call",
+                not_needed,
+                "<=",
+                0.1,
+                _with_n(not_needed),
+            )
+        )
+        loss = compare(cost, tapo, lambda m: m.acc)
+        checks.append(Goal("the tool-cost bonus costs no accuracy", loss, ">=", 0.0, _diff_shown(loss)))
     return checks
 
 

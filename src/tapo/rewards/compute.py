@@ -1,4 +1,5 @@
-"""The reward function the trainer and the evaluator call: format check, scorer by source, overlong shaping.
+"""The reward function the trainer and the evaluator call: format check, scorer by source, overlong shaping and
+the optional tool-cost bonus.
 
 It scores text; a :class:`~tapo.records.Trajectory` is only the record it reads the text, golds and token
 count from (rewards never import the rollout that made it).
@@ -14,15 +15,16 @@ from tapo.records import RewardBreakdown, Trajectory
 from tapo.rewards.format import check_format
 from tapo.rewards.registry import RewardError, ScorerRegistry
 from tapo.rewards.scorers import best_score
-from tapo.rewards.shaping import overlong_penalty
+from tapo.rewards.shaping import overlong_penalty, tool_bonus
 
 
 class RewardFunction:
-    """``reward(response_text, golds, data_source, n_model_tokens) -> RewardBreakdown``.
+    """``reward(response_text, golds, data_source, n_model_tokens, tool_calls) -> RewardBreakdown``.
 
     A broken format scores ``config.format_penalty`` (−1) with acc False; otherwise the source's scorer gives
     the best score over the golds and ``acc = score > acc_threshold``. The overlong penalty is added in both
-    cases: total = score + penalty. Call :meth:`close` (or use ``with``) to stop the math worker process.
+    cases; a right answer also earns the tool-cost bonus when ``reward.tool_cost`` is on (0 otherwise): total =
+    score + penalty + bonus. Call :meth:`close` (or use ``with``) to stop the math worker process.
     """
 
     def __init__(self, config: RewardConfig, max_response_tokens: int) -> None:
@@ -42,8 +44,15 @@ class RewardFunction:
             return 0.0
         return overlong_penalty(n_model_tokens, self.max_response_tokens, overlong.buffer, overlong.factor)
 
+    def bonus(self, acc: bool, tool_calls: int) -> float:
+        """The tool-cost bonus: only a right answer earns it, so it never pays for a cheap wrong one."""
+        cost = self.config.tool_cost
+        if not (cost.enabled and acc):
+            return 0.0
+        return tool_bonus(tool_calls, cost.weight, cost.half_calls)
+
     def __call__(
-        self, response_text: str, golds: Sequence[str], data_source: str, n_model_tokens: int
+        self, response_text: str, golds: Sequence[str], data_source: str, n_model_tokens: int, tool_calls: int = 0
     ) -> RewardBreakdown:
         scorer_name, scorer = self.registry.resolve(data_source)
         if isinstance(golds, str) or not golds:
@@ -64,14 +73,20 @@ class RewardFunction:
             )
         score = best_score(scorer, verdict.answer, golds)
         acc = score > self.config.acc_threshold
-        return RewardBreakdown(True, score, penalty, score + penalty, acc, verdict.answer, scorer_name)
+        bonus = self.bonus(acc, tool_calls)
+        return RewardBreakdown(
+            True, score, penalty, score + penalty + bonus, acc, verdict.answer, scorer_name, tool_bonus=bonus
+        )
 
     def score_trajectories(self, trajs: list[Trajectory]) -> None:
-        """Set ``traj.reward`` from its graded text (no corrective messages), golds, data_source, model tokens."""
+        """Set ``traj.reward`` from its graded text (no corrective messages), golds, data_source, model tokens and
+        tool calls (the calls the rollout ran: a tool tag it refused is no call)."""
         for traj in trajs:
             if traj.example is None:
                 raise RewardError("trajectory has no example: its golds and data_source are needed to score it")
-            traj.reward = self(traj.graded_text, traj.example.golds, traj.example.data_source, traj.n_model_tokens)
+            example = traj.example
+            calls = sum(traj.tool_calls.values())
+            traj.reward = self(traj.graded_text, example.golds, example.data_source, traj.n_model_tokens, calls)
 
     def check_sources(self, data_sources: Iterable[str]) -> None:
         """Fail before a run starts when a data source has no scorer."""

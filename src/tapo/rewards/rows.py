@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ScoreRow(BaseModel):
-    """``{"response", "golds", "data_source"}`` plus an optional model-token count; other keys are ignored."""
+    """``{"response", "golds", "data_source"}`` plus optional model-token and tool-call counts (what the overlong
+    penalty and the tool-cost bonus read); other keys are ignored."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
@@ -16,6 +17,7 @@ class ScoreRow(BaseModel):
     golds: list[str] = Field(min_length=1)
     data_source: str
     n_model_tokens: int = Field(0, ge=0)
+    tool_calls: int = Field(0, ge=0)
 
 
 def parse_row(line: str) -> ScoreRow:

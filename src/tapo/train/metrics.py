@@ -31,6 +31,7 @@ def rollout_metrics(trajs: Sequence[Trajectory]) -> dict[str, float]:
         "reward/mean": statistics.fmean(totals),
         "reward/std": statistics.pstdev(totals),
         "reward/acc": sum(r.acc for r in rewards) / n,
+        "reward/tool_bonus": statistics.fmean(r.tool_bonus for r in rewards),
         "reward/format_error_rate": sum(not r.format_ok for r in rewards) / n,
         "tools/calls_per_traj": calls / n,
         "tools/failure_rate": sum(t.tool_failures for t in trajs) / calls if calls else 0.0,

@@ -160,9 +160,10 @@ class DapoTrainer:
             groups = self._sample(local, state.rounds)
             groups = gather_object(groups) if accelerator.num_processes > 1 else groups
             sampled += groups
-            accs = torch.tensor([[float(t.scored.acc) for t in g] for g in groups])  # (groups, group_size)
+            # acc (+ the tool-cost bonus when it is on): (groups, group_size)
+            signals = torch.tensor([[t.scored.signal for t in g] for g in groups])
             flags = (
-                constant_groups(accs, self.tcfg.constant_group_tol).tolist()
+                constant_groups(signals, self.tcfg.constant_group_tol).tolist()
                 if self.tcfg.filter_groups
                 else [False] * len(groups)
             )

@@ -1,9 +1,9 @@
 """TAPO-mini question generators, one per kind, each returning the question with its oracle plan.
 
-A plan is what an oracle does to answer: search steps (query = the entity's name, with the attribute read and its
-value) and code steps (plain Python that prints the answer; values found earlier are written into it). The gold
-answer is what the last code step prints, computed by evaluating that same expression, so a plan can never
-disagree with its gold. Levels follow one rule: ``hard`` when the question needs two or more tool calls or a
+A plan is what an oracle does to answer: search steps (query = the entity's name, with the attribute read, the fact
+in words and its value) and code steps (plain Python that prints the answer; values found earlier are written into
+it). The gold answer is what the last code step prints, computed by evaluating that same expression, so a plan can
+never disagree with its gold. Levels follow one rule: ``hard`` when the question needs two or more tool calls or a
 two-operation computation, ``easy`` otherwise.
 """
 
@@ -132,7 +132,10 @@ def _sentence(text: str) -> str:
 
 
 def _search(entity: Entity, attribute: str) -> dict[str, Any]:
-    return {"tool": "search", "query": entity.name, "attribute": attribute, "value": str(entity.facts[attribute])}
+    """A search step: the query (the entity's name), the fact it is for, in words, and the value it finds."""
+    fact = next(a for a in ATTRIBUTES[entity.kind] if a.name == attribute).fact(entity.ref)
+    value = str(entity.facts[attribute])
+    return {"tool": "search", "query": entity.name, "attribute": attribute, "fact": fact, "value": value}
 
 
 def _code(expression: str) -> tuple[dict[str, Any], str]:

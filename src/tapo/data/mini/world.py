@@ -57,6 +57,11 @@ class Attribute:
     def numeric(self) -> bool:
         return bool(self.quantity or self.verb)
 
+    def fact(self, x: str) -> str:
+        """How reasoning names this fact of ``x``: "the birth year of Ann Lee", "the founder of Zorvex Works",
+        "the occupation of Ann Lee" (what a demonstration says it looks for and found)."""
+        return (self.phrase or self.quantity or f"the {self.name} of {{x}}").format(x=x)
+
 
 def _attributes() -> dict[str, tuple[Attribute, ...]]:
     a = Attribute
