@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -38,11 +37,6 @@ from tapo.io.atomic import write_jsonl
 from tapo.protocol import format_observation
 from tapo.records import Trajectory, Turn
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-NO_CHROMIUM = (
-    "Chromium is not installed (no `chromium` or `chromium-browser` on PATH), so the rendered report cannot be "
-    "checked: `make browser` installs the Debian package (apt-get, needs root)"
-)
 NASTY = "<script>alert('x')</script> & <b>bold</b>"
 
 
@@ -213,12 +207,12 @@ def test_main_job_report_names_models_and_stages(tmp_path: Path):
 class Browser:
     """Headless Chromium driven over CDP: collects console messages, exceptions and network errors."""
 
-    def __init__(self, user_data_dir: Path) -> None:
+    def __init__(self, executable: str, user_data_dir: Path) -> None:
         import websocket
 
         self.proc = subprocess.Popen(
             [
-                CHROMIUM,
+                executable,
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
@@ -314,15 +308,14 @@ def threading_drain(stream) -> None:
     threading.Thread(target=lambda: [None for _ in stream], daemon=True).start()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
-def test_report_renders_in_headless_chromium(tmp_path: Path):
+def test_report_renders_in_headless_chromium(tmp_path: Path, chromium: str):
     """The main job's report as a reader sees it: what the DOM holds and what the screenshot shows."""
     report = build_report(build_pipeline_run(tmp_path / "job"), n_trajectories=12)
     broken = tmp_path / "broken.html"
     broken.write_text(
         '<!DOCTYPE html><html><body><img src="missing.png"><script>console.error("bad")</script></body></html>'
     )
-    browser = Browser(tmp_path / "chromium-profile")
+    browser = Browser(chromium, tmp_path / "chromium-profile")
     try:
         # The detector must see the problems of a broken page, or its silence on the report means nothing.
         problems = browser.open(broken.as_uri())
