@@ -136,11 +136,12 @@ class MainJob:
             )
         write_jsonl(self.demos_file, (d.to_row() for d in demos))
 
-    def evaluate(self, name: str, model: str, tools: str = "all") -> None:
+    def evaluate(self, name: str, model: str, tools: str = "all", overrides: list[str] | None = None) -> None:
         limit = ["--limit", str(self.profile.eval_limit)] if self.profile.eval_limit else []
         self._tapo(
             "eval", "--config", str(self.config_file), "--model", model, "--data", str(self.data_dir / "test.jsonl"),
             "--tools", tools, "--greedy", "--samples", "1", *limit, "--out", str(self.root / "eval" / name),
+            *(overrides or []),
         )  # fmt: skip
 
     def train_sft(self) -> None:
@@ -206,7 +207,7 @@ class MainJob:
             Stage(
                 "eval-base",
                 f"evaluate the starting model ({model})",
-                lambda: self.evaluate("base", model),
+                lambda: self.evaluate("base", model, overrides=self.profile.base_eval),
                 questions,
                 "eval",
             ),

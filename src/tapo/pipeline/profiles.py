@@ -37,6 +37,11 @@ class Profile(Section):
     demos: int = Field(600, ge=1, description="training questions replayed as warm-start demonstrations")
     eval_limit: int | None = Field(100, ge=1, description="test questions per evaluation (None = all)")
     common: list[str] = Field(default_factory=list)
+    base_eval: list[str] = Field(
+        default_factory=list,
+        description="overrides for the starting model's evaluation only: it is near 0 % and writes to the token cap "
+        "on every turn, so a shorter cap buys time at no cost to the table",
+    )
     sft: list[str] = Field(default_factory=list)
     rl: list[str] = Field(default_factory=list)
     baselines: list[Baseline] = Field(
