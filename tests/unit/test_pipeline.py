@@ -11,6 +11,7 @@ from tapo.config import ConfigError, load_config
 from tapo.data.io import load_examples
 from tapo.data.mini import MiniSizes, build_mini
 from tapo.pipeline.demos import DemoBuilder, plan_turns
+from tapo.pipeline.job import MainJob
 from tapo.pipeline.profiles import load_profile
 from tapo.pipeline.stages import Stage, StageRunner
 from tapo.prompts.templates import allowed_tools
@@ -81,6 +82,17 @@ def test_profiles_validate(tmp_path):
     for name in ("default", "long"):
         profile = load_profile(name)
         load_config(None, [*profile.common, *profile.sft, *profile.rl])
+
+
+@pytest.mark.parametrize("engine", ["transformers", "vllm"])
+def test_profile_engine_is_every_stage_rollout_engine(tmp_path, engine):
+    """The engine goes last into the shared config, so it combines with what the profiles' overrides set."""
+    for name in ("default", "long"):
+        profile = load_profile(name).model_copy(update={"engine": engine})
+        job = MainJob(profile, tmp_path / name, Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+        job.write_config()
+        config = load_config(job.config_file, [*profile.rl])
+        assert config.rollout.engine.kind == engine
 
 
 def test_stage_runner_skips_finished_stages_and_retries_failed_ones(tmp_path):

@@ -81,6 +81,7 @@ class MainJob:
             f"tools.search.backend.index_dir={self.data_dir / 'index'}",
             f"tools.search.cache.path={self.root / 'search-cache.sqlite'}",
             *self.profile.common,
+            f"rollout.engine={self.profile.engine}",  # after common: engine settings there combine with it
         ]
         self.root.mkdir(parents=True, exist_ok=True)
         write_text(self.config_file, dump_config(load_config(None, overrides)))
