@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import LlamaConfig
 
-from tapo.engines.vllm_engine import GIB, KV_MAX_SEQUENCES, kv_cache_bytes
+from tapo.engines.vllm_engine import GIB, KV_MAX_BYTES, kv_cache_bytes
 
 
 @pytest.fixture
@@ -19,10 +19,9 @@ def model_dir(tmp_path):
 
 def test_kv_cache_is_a_quarter_of_free_ram_within_bounds(model_dir):
     per_token = 2 * 30 * 3 * 64 * 2  # keys and values, every layer, bf16
-    assert kv_cache_bytes(model_dir, "auto", 2048, 8 * GIB) == 2 * GIB
-    assert kv_cache_bytes(model_dir, "float32", 2048, 8 * GIB) == 2 * GIB
-    # plenty of RAM: no more than 256 full-length sequences need
-    assert kv_cache_bytes(model_dir, "auto", 512, 1000 * GIB) == per_token * 512 * KV_MAX_SEQUENCES
+    assert kv_cache_bytes(model_dir, "auto", 2048, 6 * GIB) == 1.5 * GIB
+    assert kv_cache_bytes(model_dir, "float32", 2048, 6 * GIB) == 1.5 * GIB
+    assert kv_cache_bytes(model_dir, "auto", 2048, 1000 * GIB) == KV_MAX_BYTES  # resident memory: capped
     # little RAM: at least one full sequence, though it is more than a quarter
     one = per_token * 8192
     assert kv_cache_bytes(model_dir, "auto", 8192, 2 * one) == one

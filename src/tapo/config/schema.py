@@ -417,8 +417,8 @@ class VLLMEngineConfig(Section):
     kv_cache_gib: float | None = Field(
         None,
         gt=0,
-        description="CPU: GiB of RAM for the KV cache; null = a quarter of the RAM available at start, capped at 256 "
-        "full-length sequences (vLLM's own default refuses to start when under 0.92 of the RAM is free).",
+        description="CPU: GiB of RAM for the KV cache; null = a quarter of the RAM available at start, at most 2 "
+        "(vLLM's own default refuses to start when under 0.92 of the RAM is free).",
     )
     cpu_threads: int = Field(
         1,
