@@ -1,8 +1,9 @@
 """A watchdog process that takes a process's children with it when that process dies, even by SIGKILL.
 
-vLLM's ``AsyncLLM`` starts its ``EngineCore`` in a child process (which starts the ``Worker``); ``AsyncLLM`` has
-no in-process mode (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` raises for it), and the engine core does not watch its
-parent: a killed trainer left both behind, holding gigabytes. The children are started by vLLM with
+vLLM's ``AsyncLLM`` starts its ``EngineCore`` in a child process (which starts the ``Worker``) whatever
+``VLLM_ENABLE_V1_MULTIPROCESSING`` says (only the synchronous ``LLMEngine`` runs in-process, without the per-request
+streams the rollout needs), and the engine core does not watch its parent: a killed trainer left both behind,
+holding gigabytes. The children are started by vLLM with
 multiprocessing's spawn (fork + exec), which clears a parent-death signal armed before it, so none can be set
 for them from outside. Instead :class:`ChildReaper` starts this module as a small sibling process
 (``python -m tapo.engines.reaper PID``) that dies with the parent itself (parent-death signal, armed between its
