@@ -423,7 +423,8 @@ class VLLMEngineConfig(Section):
     cpu_threads: int = Field(
         1,
         ge=1,
-        description="CPU: OpenMP threads of vLLM's worker, not pinned to cores; 1 was fastest on 2 shared cores.",
+        description="CPU: OpenMP threads of vLLM's worker, not pinned to cores; 1 = one core's worth, the rest "
+        "for the trainer and the tools.",
     )
 
 
