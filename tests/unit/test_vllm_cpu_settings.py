@@ -31,3 +31,14 @@ def test_kv_cache_is_a_quarter_of_free_ram_within_bounds(model_dir):
 def test_kv_cache_that_cannot_hold_one_sequence_is_refused(model_dir):
     with pytest.raises(ValueError, match="max_model_len or free memory"):
         kv_cache_bytes(model_dir, "auto", 8192, 100 * 2**20)
+
+
+def test_every_vllm_setting_is_an_engine_keyword():
+    """build_engine passes the config section as keywords: a new field needs its constructor argument."""
+    import inspect
+
+    from tapo.config.schema import VLLMEngineConfig
+    from tapo.engines.vllm_engine import VLLMEngine
+
+    keywords = set(inspect.signature(VLLMEngine.__init__).parameters)
+    assert set(VLLMEngineConfig.model_fields) - {"kind"} <= keywords

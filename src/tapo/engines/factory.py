@@ -45,11 +45,4 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any) -> Generatio
 
     if not path:
         raise ValueError("rollout.engine=vllm needs a checkpoint path (or a model loaded from one)")
-    return VLLMEngine(
-        path,
-        tokenizer,
-        gpu_memory_utilization=engine.gpu_memory_utilization,
-        dtype=engine.dtype,
-        kv_cache_gib=engine.kv_cache_gib,
-        cpu_threads=engine.cpu_threads,
-    )
+    return VLLMEngine(path, tokenizer, **engine.model_dump(exclude={"kind"}))  # its settings are the engine's keywords

@@ -15,17 +15,16 @@ touching anything; its stdin ending without one means the parent is dying.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import select
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 
 import psutil
 
-_PR_SET_PDEATHSIG = 1
+from tapo.io.parent_death import die_with_parent_hook
+
 SNAPSHOT_S = 0.5  # how often the reaper refreshes its list of the parent's descendants
 GRACE_S = 5.0  # SIGTERM first, SIGKILL for what is still running after this
 SNAPSHOT, STAND_DOWN = b"?", b"x"  # what the parent writes to the reaper's stdin
@@ -33,19 +32,6 @@ SNAPSHOT, STAND_DOWN = b"?", b"x"  # what the parent writes to the reaper's stdi
 
 class _ParentDied(Exception):
     """Raised in the reaper by its parent-death signal."""
-
-
-def _arm_parent_death_signal() -> Callable[[], None]:
-    """Runs in the reaper between fork and exec: SIGTERM arrives when the parent dies (kept across exec)."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return hook
 
 
 class ChildReaper:
@@ -60,7 +46,7 @@ class ChildReaper:
                 [sys.executable, "-m", "tapo.engines.reaper", str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                preexec_fn=_arm_parent_death_signal(),
+                preexec_fn=die_with_parent_hook(),
             )
             self._answer()  # its first snapshot is taken
 
