@@ -51,7 +51,7 @@ def _on_cpu() -> bool:
 
 GIB = 2**30
 KV_SHARE_OF_FREE_RAM = 0.25  # the automatic KV-cache size: this share of the RAM available at start ...
-KV_MAX_BYTES = 2 * GIB  # ... up to this (vLLM zeroes the whole cache at start: it is resident memory)
+KV_MAX_BYTES = 2 * GIB  # ... up to this: enough for the CPU profiles, and RAM the machine's other work keeps
 
 
 def kv_cache_bytes(model_path: str, dtype: str, max_model_len: int, available: int) -> int:
