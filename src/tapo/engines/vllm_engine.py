@@ -219,10 +219,9 @@ class VLLMEngine:
     def close(self) -> None:
         """Stop vLLM's processes, then its loop and the reaper; closing twice is a no-op."""
         if not self._io.closed:
+            # vLLM's __del__ shuts down again: let it run now, not at exit, where it fails on torn-down globals
             llm, self.llm = self.llm, None
             llm.shutdown()
-            del (
-                llm
-            )  # vLLM's __del__ shuts down again: now, not at interpreter exit, where it fails on torn-down globals
+            del llm
             self._io.close()
             self._reaper.close()
