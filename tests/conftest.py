@@ -54,5 +54,8 @@ def chromium() -> str:
     fix (`make test` installs it when run as root, through `make browser`)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.skip("needs headless Chromium (Debian package `chromium`), which is not on PATH: `make browser` (root) or `sudo apt-get install chromium`")
+        pytest.skip(
+            "needs headless Chromium (Debian package `chromium`), which is not on PATH: "
+            "`make browser` (root) or `sudo apt-get install chromium`"
+        )
     return found

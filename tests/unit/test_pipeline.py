@@ -13,6 +13,7 @@ from tapo.data.io import load_examples
 from tapo.data.mini import MiniSizes, build_mini
 from tapo.io.loop import EventLoopThread
 from tapo.pipeline.demos import DemoBuilder, plan_turns
+from tapo.pipeline.job import MainJob
 from tapo.pipeline.profiles import load_profile
 from tapo.pipeline.stages import Stage, StageRunner
 from tapo.prompts.templates import allowed_tools
@@ -158,6 +159,17 @@ def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
         config = load_config(job.config_file, [*job.profile.rl, *extra])
         assert config.reward.tool_cost.enabled is (name == "tapo-tool-cost"), name
     assert "tapo-tool-cost" not in {name for name, *_ in MainJob(load_profile("default"), tmp_path, job.console).arms()}
+
+
+@pytest.mark.parametrize("engine", ["transformers", "vllm"])
+def test_profile_engine_is_every_stage_rollout_engine(tmp_path, engine):
+    """The engine goes last into the shared config, so it combines with what the profiles' overrides set."""
+    for name in ("default", "long"):
+        profile = load_profile(name).model_copy(update={"engine": engine})
+        job = MainJob(profile, tmp_path / name, Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+        job.write_config()
+        config = load_config(job.config_file, [*profile.rl])
+        assert config.rollout.engine.kind == engine
 
 
 def test_stage_runner_skips_finished_stages_and_retries_failed_ones(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from typer.testing import CliRunner
 
@@ -104,3 +106,13 @@ def test_eval_checks_out_and_settings_before_evaluating(tmp_path, train_file) ->
     args = ["eval", "--model", "openai:http://#m", "--data", str(train_file), "--tools", "none"]
     _one_line_exit_2(CliRunner().invoke(app, args), "--model")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_vllm_engine_without_vllm_says_how_to_get_it(tmp_path, train_file) -> None:
+    expected = "on CPU run `make vllm` and use .venv-vllm/bin/tapo"
+    _one_line_exit_2(_train(tmp_path, train_file, "rollout.engine=vllm"), expected)
+    _one_line_exit_2(_eval(tmp_path, train_file, "rollout.engine=vllm"), expected)
+    result = CliRunner().invoke(app, ["pipeline", "run", "--engine", "vllm", "--out", str(tmp_path / "job")])
+    _one_line_exit_2(result, expected)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "job").exists()

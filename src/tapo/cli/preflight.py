@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 
 from tapo.cli.common import fail
 from tapo.config import TapoConfig
-from tapo.config.schema import IndexSearchConfig, RemoteSearchConfig, SerperSearchConfig, VLLMServerEngineConfig
+from tapo.config.schema import (
+    IndexSearchConfig,
+    RemoteSearchConfig,
+    SerperSearchConfig,
+    VLLMEngineConfig,
+    VLLMServerEngineConfig,
+)
 
 
 class PreflightError(ValueError):
@@ -125,6 +131,12 @@ def check_isolation(config: TapoConfig, enabled: Iterable[str]) -> None:
 def check_engine(config: TapoConfig) -> None:
     if isinstance(config.rollout.engine, VLLMServerEngineConfig):
         check_url("rollout.engine.url", config.rollout.engine.url)
+    elif isinstance(config.rollout.engine, VLLMEngineConfig):
+        from tapo.engines.factory import vllm_missing
+
+        missing = vllm_missing()
+        if missing:
+            raise PreflightError(missing)
 
 
 def _looks_like_path(name: str) -> bool:

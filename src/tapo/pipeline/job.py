@@ -9,12 +9,8 @@ killing ``tapo pipeline run`` in any way, ``kill -9`` included, never leaves a s
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +18,7 @@ from rich.console import Console
 from tapo.config import load_config
 from tapo.config.loader import dump_config
 from tapo.io.atomic import write_jsonl, write_text
+from tapo.io.parent_death import die_with_parent_hook
 from tapo.models.resolve import latest_run_checkpoint
 from tapo.pipeline.profiles import Profile
 from tapo.pipeline.stages import Stage, StageRunner
@@ -31,31 +28,9 @@ class StageFailed(RuntimeError):
     """A stage's command exited non-zero; rerunning the job resumes at that stage."""
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """What a stage's child runs between fork and exec so the kernel sends it SIGTERM when the pipeline dies.
-
-    libc is looked up here, in the parent, so the child only makes the one system call (nothing that could wait
-    on a lock another thread of the parent held at the fork). None off Linux, where stages are not supervised.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the pipeline died before the signal was armed
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return hook
-
-
 def run_stage_command(command: list[str]) -> int:
     """Run one stage's command to its end and return its exit status; the command dies with this process."""
-    return subprocess.run(command, check=False, preexec_fn=_die_with_parent_hook()).returncode
+    return subprocess.run(command, check=False, preexec_fn=die_with_parent_hook()).returncode
 
 
 class MainJob:
@@ -83,6 +58,7 @@ class MainJob:
             f"tools.search.backend.index_dir={data / 'index'}",
             f"tools.search.cache.path={root / 'search-cache.sqlite'}",
             *self.profile.common,
+            f"rollout.engine={self.profile.engine}",  # after common: engine settings there combine with it
         ]
         self.root.mkdir(parents=True, exist_ok=True)
         write_text(self.config_file, dump_config(load_config(None, overrides)))

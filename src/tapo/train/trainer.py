@@ -315,6 +315,7 @@ class DapoTrainer:
         update = self.update(groups)
         t2 = time.perf_counter()
         self._sync_engine()
+        t3 = time.perf_counter()
         self.step += 1
         trajs = [t for g in groups for t in g]
         row: dict[str, float] = {"step": float(self.step), "epoch": float(self.cursor.epoch)}
@@ -325,6 +326,7 @@ class DapoTrainer:
         row["time/rollout_s"] = t1 - t0
         row["time/tools_s"] = row.pop("tools/latency_s", 0.0)
         row["time/update_s"] = t2 - t1
+        row["time/sync_s"] = t3 - t2  # the new weights into the engine (a copy, or vLLM's in-place reload)
         row["time/step_s"] = time.perf_counter() - t0
         row["perf/tokens_per_s"] = model_tokens / max(1e-9, row["time/step_s"])
         if self.accelerator.is_main_process:
