@@ -153,7 +153,7 @@ def _describe(error: ValidationError, data: dict[str, Any]) -> str:
     if first["type"] == "value_error" and (isinstance(value, dict) or not loc):
         # a section's own check (trainer batch sizes): its message names the keys; the section's values would
         # print a whole config section on one line
-        return f"bad config {key}: {first['ctx']['error']}"
+        return f"bad config{f' {key}' if loc else ''}: {first['ctx']['error']}"
     shown = f"{value!r}" if value is not None or loc else "(section)"
     return f"bad config value {key}={shown}: {first['msg']}"
 

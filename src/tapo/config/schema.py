@@ -669,7 +669,11 @@ class TrainerConfig(Section):
     save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
     log_trajectories: int = Field(8, ge=0, description="Trajectories sampled per step into trajectories.jsonl.")
-    bf16: bool = Field(False, description="bf16 autocast (accelerate mixed precision); on for the GPU configs.")
+    bf16: bool = Field(
+        False,
+        description="bf16 autocast over float32 master weights (accelerate mixed precision); on for the GPU configs "
+        "and the CPU pipeline profiles (2.5x faster forward+backward on a CPU with AVX512-BF16).",
+    )
     tracker: Literal["none", "tensorboard", "wandb"] = Field(
         "none", description="Metrics logger besides metrics.jsonl."
     )
@@ -744,6 +748,17 @@ class TapoConfig(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="RL training (DAPO).")
     sft: SftConfig = Field(default_factory=SftConfig, description="Supervised warm start.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+
+    @model_validator(mode="after")
+    def _overlong_buffer_fits(self) -> TapoConfig:
+        """Checked here, when the config loads, so a bad pair stops a run before its model loads."""
+        overlong = self.reward.overlong
+        if overlong.enabled and overlong.buffer >= self.rollout.max_response_tokens:
+            raise ValueError(
+                f"reward.overlong.buffer={overlong.buffer} must be below rollout.max_response_tokens="
+                f"{self.rollout.max_response_tokens} (or set reward.overlong.enabled=false)"
+            )
+        return self
 
 
 _ROLLOUT_MOVES = {

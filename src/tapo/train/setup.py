@@ -25,7 +25,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 def make_accelerator(config: TapoConfig, run_root: Path) -> Accelerator:
-    """One accelerator per run; bf16 autocast only when asked (it pays on GPUs and on CPUs with AMX: docs/training.md)."""
+    """One accelerator per run; bf16 autocast only when asked (GPUs, bf16-capable CPUs: docs/training.md)."""
     tracker = None if config.trainer.tracker == "none" else config.trainer.tracker
     on_cpu = not (torch.cuda.is_available() or torch.xpu.is_available())
     accelerator = Accelerator(
