@@ -56,6 +56,16 @@ def test_off_a_terminal_each_task_prints_plain_lines_instead_of_a_live_display()
     assert "\x1b" not in out.getvalue()
 
 
+def test_off_a_terminal_a_hidden_task_prints_nothing():
+    """The RL phase row is hidden between phases: it must not print a bare "0/?" line."""
+    out = io.StringIO()
+    with LiveProgress(target=Console(file=out, width=100)) as progress:
+        hidden = progress.add_task("", total=None, visible=False)
+        progress.update(hidden, completed=0)
+        progress.update(hidden, total=4, completed=4)  # finished while hidden: still nothing
+    assert out.getvalue() == ""
+
+
 def test_on_a_terminal_the_job_line_is_drawn_above_the_tasks_while_live(monkeypatch):
     monkeypatch.setenv(JOB_ENV, JobLine(2, 5, "sft", 0.0, 0.0, None, None).to_env())
     out = io.StringIO()

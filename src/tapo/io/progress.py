@@ -163,6 +163,8 @@ class LiveProgress(Progress):
 
     def _plain_line(self, task_id: TaskID) -> None:
         task = next(t for t in self.tasks if t.id == task_id)
+        if not task.visible:  # a hidden task (the RL phase row between phases) has nothing to say
+            return
         now = time.monotonic()
         if not task.finished and now - self._printed.get(task_id, 0.0) < PLAIN_EVERY_S:
             return
