@@ -253,4 +253,5 @@ def test_vllm_without_the_extra_is_a_clear_error(tiny_checkpoint: str, data_file
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed")
     result = _cli_eval(["-m", tiny_checkpoint, "-d", str(data_file), "--tools", "none", "rollout.engine=vllm"])
-    assert result.exit_code == 2 and "cannot load model" in result.output and "vllm" in result.output
+    # stopped by the preflight, before the model loads, with the fix named
+    assert result.exit_code == 2 and "needs vllm" in result.output and "make vllm" in result.output

@@ -82,7 +82,8 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
     examples = _examples(config, report)
     report.attempt(preflight.check_output_dir, config.run.output_dir, "run.output_dir")
     report.attempt(preflight.check_template, config.data.template)
-    report.attempt(preflight.check_engine, config)
+    if config.rollout.engine.kind != "vllm":  # an in-process vLLM is replaced by transformers for the step
+        report.attempt(preflight.check_engine, config)
     report.attempt(preflight.check_tools, config, allowed_tools(config.data.template) & set(config.tools.enabled))
     report.attempt(preflight.check_reward, config, {example.data_source for example in examples})
     if Path(config.model.name).expanduser().exists():  # a local checkpoint: its files must read (headers only)

@@ -749,17 +749,6 @@ class TapoConfig(Section):
     sft: SftConfig = Field(default_factory=SftConfig, description="Supervised warm start.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
 
-    @model_validator(mode="after")
-    def _overlong_buffer_fits(self) -> TapoConfig:
-        """Checked here, when the config loads, so a bad pair stops a run before its model loads."""
-        overlong = self.reward.overlong
-        if overlong.enabled and overlong.buffer >= self.rollout.max_response_tokens:
-            raise ValueError(
-                f"reward.overlong.buffer={overlong.buffer} must be below rollout.max_response_tokens="
-                f"{self.rollout.max_response_tokens} (or set reward.overlong.enabled=false)"
-            )
-        return self
-
 
 _ROLLOUT_MOVES = {
     "batch_size": "batch_size",
