@@ -39,15 +39,6 @@ from tapo.engines.weights import require_weights
 Dtype = Literal["auto", "float32", "bfloat16"]
 
 
-def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts left-padded to one width (the new tokens of every row then start in the same column), with
-    their attention mask."""
-    width = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    return ids, mask
-
-
 def sampling_model(model: Any, dtype: Dtype, own_copy: bool) -> Any:
     """The model the engine samples from: ``model`` itself, or a copy in ``dtype`` (a bf16 copy runs bf16 kernels;
     autocast would re-cast the fp32 weights on every call). ``own_copy`` copies even in the same dtype."""

@@ -62,23 +62,6 @@ class StopScanner:
         return None
 
 
-def find_cut(
-    tokenizer: Any,
-    token_ids: Sequence[int],
-    stops: Sequence[str],
-    eos_ids: Iterable[int],
-    max_new_tokens: int,
-    prompt: Sequence[int] = (),
-) -> Cut:
-    """The Cut of a finished batch row; rows that ran out of tokens without any stop end as "length"."""
-    scanner = StopScanner(tokenizer, stops, eos_ids, max_new_tokens, prompt)
-    for token_id in token_ids:
-        cut = scanner.push(token_id)
-        if cut is not None:
-            return cut
-    return Cut(len(token_ids), "length")
-
-
 def eos_token_ids(model_or_tokenizer_eos: int | list[int] | None, tokenizer: Any) -> frozenset[int]:
     """EOS ids from the generation config (an int or a list) plus the tokenizer's own."""
     ids: set[int] = set()
