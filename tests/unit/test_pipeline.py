@@ -163,6 +163,22 @@ def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
     assert "tapo-tool-cost" not in {name for name, *_ in MainJob(load_profile("default"), tmp_path, job.console).arms()}
 
 
+def test_profile_seeds_add_tapo_arms_that_differ_only_in_their_seed(tmp_path):
+    """``seeds: 3`` runs TAPO three times from the same warm start: the extra arms change run.seed and nothing else."""
+    from tapo.pipeline.job import MainJob
+
+    profile = load_profile("default").model_copy(update={"seeds": 3, "seed": 5})
+    job = MainJob(profile, tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+    job.write_config()
+    arms = {name: extra for name, _, _, extra in job.arms()}
+    assert list(arms) == ["tapo", "tapo-seed1", "tapo-seed2"]
+    configs = {name: load_config(job.config_file, [*profile.rl, *extra]) for name, extra in arms.items()}
+    assert [c.run.seed for c in configs.values()] == [5, 6, 7]
+    reference = configs["tapo"].model_dump(exclude={"run"})
+    assert all(c.model_dump(exclude={"run"}) == reference for c in configs.values())
+    assert {s.name for s in job.stages()} >= {"tapo-seed2", "eval-tapo-seed2"}
+
+
 @pytest.mark.parametrize("engine", ["transformers", "vllm"])
 def test_profile_engine_is_every_stage_rollout_engine(tmp_path, engine):
     """The engine goes last into the shared config, so it combines with what the profiles' overrides set."""

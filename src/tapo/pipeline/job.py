@@ -150,7 +150,12 @@ class MainJob:
     # --- the plan ----------------------------------------------------------------------------------------
     def arms(self) -> list[tuple[str, str, str, list[str]]]:
         """(name, title, tools mode, RL overrides) of each RL run: TAPO and the profile's baselines."""
-        arms = [("tapo", "TAPO (RL on the warm start)", "all", [])]
+        title = "TAPO (RL on the warm start)"
+        arms = [("tapo", title, "all", [])]
+        arms += [
+            (f"tapo-seed{k}", f"{title}, seed {k}", "all", [f"run.seed={self.profile.seed + k}"])
+            for k in range(1, self.profile.seeds)
+        ]
         if "no_tools" in self.profile.baselines:
             from tapo.eval.modes import template_for_mode
 

@@ -55,6 +55,12 @@ class Profile(Section):
         description="RL arms beside TAPO, on the same budget: no_tools (DAPO without tools), no_mask (tool tokens "
         "in the loss), tool_cost (TAPO + reward.tool_cost, OTC's bonus for right answers with few calls)",
     )
+    seeds: int = Field(
+        1,
+        ge=1,
+        description="RL seeds of the TAPO arm: 2 or more adds arms tapo-seed1, ... (run.seed = profile seed + k, "
+        "same warm start and data), each costing one RL arm and one evaluation; summary.md then shows the spread",
+    )
 
 
 def load_profile(name_or_path: str) -> Profile:
