@@ -25,7 +25,7 @@ def run(tmp_path_factory) -> Path:
 
 def test_every_accuracy_has_its_count_and_interval(run: Path):
     summary = json.loads((run / "summary.json").read_text())
-    main, by_kind, paired = summary["tables"]
+    main, by_kind, plans, paired = summary["tables"]
     assert [row[0] for row in main["rows"]] == list(TITLES.values())
     for row in main["rows"]:
         assert row[1] == "40" and re.fullmatch(INTERVAL, row[2]), row
@@ -35,6 +35,9 @@ def test_every_accuracy_has_its_count_and_interval(run: Path):
         "no_tool (n=8)"
     ]
     assert all(re.fullmatch(INTERVAL, cell) for row in by_kind["rows"] for cell in row[1:])
+    # the starting model calls nothing: it follows only the no-tool plans (8 of 8); the others call as planned
+    assert plans["rows"][0][1:] == ["0.0 [0.0, 32.4]"] * 4 + ["100.0 [67.6, 100.0]"]
+    assert all(cell == "100.0 [67.6, 100.0]" for row in plans["rows"][1:] for cell in row[1:])
     assert paired["rows"][1][:2] == ["TAPO (RL on the warm start) − warm start (SFT)", "40"]
     assert paired["rows"][1][2].startswith("+12.5 [+")
     assert summary["labels"]["eval/tapo"] == "TAPO (RL on the warm start)" and summary["labels"]["sft"]
@@ -68,3 +71,24 @@ def test_seed_spread(run: Path, tmp_path: Path):
     assert line.startswith("TAPO (RL on the warm start): 2 seeds, accuracy 35.0, 22.5 (mean 28.7")
     assert "range 12.5 points" in line
     assert seed_spread({"tapo": models["tapo"]}) == []
+
+
+def test_following_the_plan_means_its_tools_in_its_order():
+    """Search then code is not the plan search then search (a multi-hop answered with code), nor code then search."""
+    from pipeline_run import question, scored_trajectory
+    from tapo.eval.records import record_from_trajectory
+    from tapo.records import Turn
+
+    example = question(1)  # multi_hop
+    example.meta["plan"] = [{"tool": "search"}, {"tool": "search"}, {"tool": "answer"}]
+
+    def follows(*tools: str) -> bool | None:
+        turns = [Turn(tool, "x", "y") for tool in tools] + [Turn("answer", "1")]
+        return record_from_trajectory(scored_trajectory(example, "", turns, False, "answer")).follows_plan
+
+    assert follows("search", "search") is True
+    assert follows("search", "code") is False
+    assert follows("search") is False
+    assert follows("search", "search", "search") is False
+    example.meta.pop("plan")
+    assert follows("search") is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from tapo.protocol import TOOL_NAMES
 from tapo.records import RecordError, Trajectory
 
 
@@ -29,10 +30,18 @@ class SampleRecord:
     response_tokens: int = 0
     needs: tuple[str, ...] | None = None  # tools the question needs (TAPO-mini ``meta.needs``); None = unknown
     kind: str | None = None  # the question's kind (TAPO-mini ``meta.kind``: single_hop, code, ...); None = unknown
+    tool_sequence: tuple[str, ...] = ()  # the tools called, in order
+    plan: tuple[str, ...] | None = None  # the tools of the question's oracle plan (``meta.plan``), in order
 
     @property
     def n_calls(self) -> int:
         return sum(self.tool_calls.values())
+
+    @property
+    def follows_plan(self) -> bool | None:
+        """Whether the tools were called exactly as the oracle plan calls them (same tools, same order); None
+        without a plan. It separates "called the wrong tool" from "called the right tools and misread"."""
+        return None if self.plan is None else self.tool_sequence == self.plan
 
 
 def _needs(meta: Mapping[str, object]) -> tuple[str, ...] | None:
@@ -42,6 +51,13 @@ def _needs(meta: Mapping[str, object]) -> tuple[str, ...] | None:
     if isinstance(needs, str):
         needs = [needs]
     return tuple(sorted(str(n) for n in needs))  # type: ignore[union-attr]
+
+
+def _plan(meta: Mapping[str, object]) -> tuple[str, ...] | None:
+    plan = meta.get("plan")
+    if not isinstance(plan, list):
+        return None
+    return tuple(str(step["tool"]) for step in plan if isinstance(step, dict) and step.get("tool") in TOOL_NAMES)
 
 
 def record_from_trajectory(traj: Trajectory) -> SampleRecord:
@@ -62,6 +78,8 @@ def record_from_trajectory(traj: Trajectory) -> SampleRecord:
         response_tokens=len(traj.response_ids),
         needs=_needs(traj.example.meta),
         kind=str(traj.example.meta["kind"]) if "kind" in traj.example.meta else None,
+        tool_sequence=tuple(turn.action for turn in traj.turns if turn.action in TOOL_NAMES),
+        plan=_plan(traj.example.meta),
     )
 
 

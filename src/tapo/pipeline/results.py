@@ -53,6 +53,7 @@ class ModelResults:
     kind: dict[Key, str]
     needs_tool: dict[Key, bool]
     calls_needed: dict[Key, int]  # tool steps of the question's oracle plan
+    followed_plan: dict[Key, float]  # called the oracle plan's tools in its order (questions with a plan)
     format_error_rate: float
 
     def share(self, values: dict[Key, float], keys: Sequence[Key] | None = None) -> Interval | None:
@@ -63,11 +64,16 @@ class ModelResults:
     def calls_per_question(self) -> Interval:
         return mean_interval(list(self.calls.values()))
 
-    def acc_by_kind(self) -> dict[str, Interval]:
+    def by_kind(self, values: dict[Key, float]) -> dict[str, Interval]:
+        """A share of each kind's questions (those ``values`` covers) with its interval."""
         keys: dict[str, list[Key]] = defaultdict(list)
         for key, kind in self.kind.items():
-            keys[kind].append(key)
-        return {kind: share_interval([self.acc[k] for k in ks]) for kind, ks in keys.items()}
+            if key in values:
+                keys[kind].append(key)
+        return {kind: share_interval([values[k] for k in ks]) for kind, ks in keys.items()}
+
+    def acc_by_kind(self) -> dict[str, Interval]:
+        return self.by_kind(self.acc)
 
     def call_rate(self, needed: bool) -> Interval | None:
         return self.share(self.called, [k for k, need in self.needs_tool.items() if need == needed])
@@ -87,6 +93,7 @@ def load_model(name: str, title: str, eval_dir: Path) -> ModelResults:
         kind={k: str(m.get("kind", "?")) for k, m in meta.items()},
         needs_tool={k: bool(m["needs"]) for k, m in meta.items() if m.get("needs") is not None},
         calls_needed={k: sum(step["tool"] in TOOL_NAMES for step in m.get("plan", [])) for k, m in meta.items()},
+        followed_plan=per_question([r for r in records if r.plan is not None], lambda r: r.follows_plan),
         format_error_rate=fmean(not r.format_ok for r in records),
     )
 
@@ -240,13 +247,26 @@ def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
         "headers": ["model", *(f"{k} (n={per_kind[k]})" for k in kinds)],
         "rows": [[m.title, *(_pct(acc.get(k)) for k in kinds)] for m in models.values() if (acc := m.acc_by_kind())],
     }
+    plans = {
+        "caption": (
+            "Questions (%) whose tools were called exactly as their oracle plan calls them (same tools, same order; "
+            "no call for no_tool), by kind, with 95 % intervals: a right plan read wrongly and a wrong tool tell "
+            "apart here."
+        ),
+        "headers": ["model", *(f"{k} (n={per_kind[k]})" for k in kinds)],
+        "rows": [
+            [m.title, *(_pct(followed.get(k)) for k in kinds)]
+            for m in models.values()
+            if (followed := m.by_kind(m.followed_plan))
+        ],
+    }
     diffs = comparisons(models)
     paired = {
         "caption": "Paired differences in accuracy (points) over the same questions, paired-bootstrap 95 % intervals.",
         "headers": ["comparison", "questions", "difference [95 % CI]"],
         "rows": [[label, str(d.n) if d else "0", _pct(d, signed=True)] for label, d in diffs],
     }
-    return [main, by_kind] + ([paired] if diffs else [])
+    return [main, by_kind] + ([plans] if plans["rows"] else []) + ([paired] if diffs else [])
 
 
 def labels(arms: Sequence[tuple[str, str, str, list[str]]]) -> dict[str, str]:
