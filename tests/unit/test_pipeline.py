@@ -205,3 +205,20 @@ def test_stage_runner_skips_finished_stages_and_retries_failed_ones(tmp_path):
         [Stage("a", "A", lambda: calls.append("a")), Stage("b", "B", lambda: calls.append("B"))]
     )
     assert calls == ["a", "b", "B"]
+
+
+def test_a_collecting_stage_reruns_when_a_stage_before_it_ran(tmp_path):
+    """A seed or baseline added to a finished job runs, and the report that collects every stage is redone; a
+    rerun with nothing new skips the report too."""
+    calls: list[str] = []
+    state = tmp_path / "state.json"
+    console = Console(file=open(tmp_path / "log.txt", "w"))  # noqa: SIM115
+
+    def stages(*names: str) -> list[Stage]:
+        work = [Stage(n, n, lambda n=n: calls.append(n)) for n in names]
+        return [*work, Stage("report", "report", lambda: calls.append("report"), collects=True)]
+
+    StageRunner(state, console).run(stages("a"))
+    StageRunner(state, console).run(stages("a"))
+    StageRunner(state, console).run(stages("a", "seed1"))
+    assert calls == ["a", "report", "seed1", "report"]

@@ -208,7 +208,7 @@ class MainJob:
                     "eval",
                 )
             )
-        stages.append(Stage("report", "results table, plots and HTML report", self.report))
+        stages.append(Stage("report", "results table, plots and HTML report", self.report, collects=True))
         return stages
 
     def run(self) -> None:

@@ -32,6 +32,7 @@ class Stage:
     run: Callable[[], None]
     work: float = 0.0  # planned units of work (0: too quick to matter in the estimate)
     kind: str = ""  # stages of one kind share a pace (seconds per unit of work)
+    collects: bool = False  # reads what the stages before it wrote (the report): rerun whenever one of them ran
 
 
 def estimate(stages: list[Stage], state: dict[str, dict[str, Any]], index: int) -> tuple[float | None, float | None]:
@@ -71,11 +72,13 @@ class StageRunner:
 
     def run(self, stages: list[Stage]) -> None:
         job_start = time.time()
+        ran = False  # whether a stage ran in this invocation: a stage added to a finished job (a baseline, a seed)
         for index, stage in enumerate(stages, start=1):
             header = f"[{index}/{len(stages)}] {stage.title}"
-            if self.is_done(stage.name):
+            if self.is_done(stage.name) and not (stage.collects and ran):
                 self.console.print(f"[dim]{header}: done earlier, skipped[/]")
                 continue
+            ran = True
             this_s, later_s = estimate(stages, self.state, index - 1)
             job = JobLine(index, len(stages), stage.name, job_start, time.time(), this_s, later_s)
             os.environ[JOB_ENV] = job.to_env()  # the stage's process (a child) draws the job line from it
