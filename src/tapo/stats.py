@@ -125,10 +125,17 @@ class Verdict(StrEnum):
 
 
 def verdict(interval: Interval | None, op: str, bound: float) -> Verdict:
-    """``op`` is ``>=``, ``>`` or ``<=``: met when the whole interval satisfies it, not met when none of it does."""
+    """``op`` is ``>=``, ``>`` or ``<=``: met when the whole interval satisfies it, not met when none of it does.
+
+    ``reaches`` is the goal "no loss" (a difference reaching ``bound``): met unless the whole interval is below
+    it. Asking for its whole interval to be at or above 0 would demand a significant gain, which an arm with no
+    effect at all misses.
+    """
     if interval is None:
         return Verdict.UNMEASURED
     low, high = interval.low, interval.high
+    if op == "reaches":
+        return Verdict.MET if high >= bound else Verdict.NOT_MET
     if op == ">=":
         met, missed = low >= bound, high < bound
     elif op == ">":
@@ -136,5 +143,5 @@ def verdict(interval: Interval | None, op: str, bound: float) -> Verdict:
     elif op == "<=":
         met, missed = high <= bound, low > bound
     else:
-        raise ValueError(f"unknown comparison {op!r}: use >=, > or <=")
+        raise ValueError(f"unknown comparison {op!r}: use >=, >, <= or reaches")
     return Verdict.MET if met else Verdict.NOT_MET if missed else Verdict.NOISE

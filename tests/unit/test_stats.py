@@ -61,9 +61,12 @@ def test_paired_difference_keeps_questions_together():
         (0.0, 0.08, "<=", 0.10, Verdict.MET),
         (0.05, 0.2, "<=", 0.10, Verdict.NOISE),
         (0.12, 0.2, "<=", 0.10, Verdict.NOT_MET),
+        (-0.05, 0.04, "reaches", 0.0, Verdict.MET),  # no loss: a difference whose interval holds 0
+        (0.01, 0.04, "reaches", 0.0, Verdict.MET),
+        (-0.09, -0.01, "reaches", 0.0, Verdict.NOT_MET),  # a loss beyond the noise
     ],
 )
-def test_a_goal_is_met_only_when_its_whole_interval_is(low, high, op, bound, expected):
+def test_a_goal_is_decided_by_its_whole_interval(low, high, op, bound, expected):
     interval = Interval((low + high) / 2, low, high, 40, "paired bootstrap")
     assert verdict(interval, op, bound) is expected
 
