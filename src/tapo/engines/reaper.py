@@ -100,7 +100,12 @@ def watch(parent_pid: int) -> None:
         parent = psutil.Process(parent_pid)
         request = SNAPSHOT  # the first snapshot tells the parent the reaper watches
         while os.getppid() == parent_pid:
-            descendants = [p for p in parent.children(recursive=True) if p.pid != me]
+            scan = [p for p in parent.children(recursive=True) if p.pid != me]
+            if os.getppid() != parent_pid:
+                # the parent died during the scan, so its children may already have been re-parented and left out
+                # of it: the snapshot taken while it lived is the one to reap
+                break
+            descendants = scan
             if request == SNAPSHOT:
                 sys.stdout.buffer.write(b".")
                 sys.stdout.buffer.flush()
