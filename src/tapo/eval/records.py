@@ -53,7 +53,8 @@ def _needs(meta: Mapping[str, object]) -> tuple[str, ...] | None:
     return tuple(sorted(str(n) for n in needs))  # type: ignore[union-attr]
 
 
-def _plan(meta: Mapping[str, object]) -> tuple[str, ...] | None:
+def plan_tools(meta: Mapping[str, object]) -> tuple[str, ...] | None:
+    """The tools of a question's oracle plan (TAPO-mini ``meta.plan``), in order; None when it has no plan."""
     plan = meta.get("plan")
     if not isinstance(plan, list):
         return None
@@ -79,7 +80,7 @@ def record_from_trajectory(traj: Trajectory) -> SampleRecord:
         needs=_needs(traj.example.meta),
         kind=str(traj.example.meta["kind"]) if "kind" in traj.example.meta else None,
         tool_sequence=tuple(turn.action for turn in traj.turns if turn.action in TOOL_NAMES),
-        plan=_plan(traj.example.meta),
+        plan=plan_tools(traj.example.meta),
     )
 
 

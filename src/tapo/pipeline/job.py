@@ -149,7 +149,7 @@ class MainJob:
 
     # --- the plan ----------------------------------------------------------------------------------------
     def arms(self) -> list[tuple[str, str, str, list[str]]]:
-        """(name, title, tools mode, RL overrides) of each RL run: TAPO and the profile's baselines."""
+        """(name, title, tools mode, RL overrides) of each RL run: TAPO, its extra seeds and the profile's baselines."""
         title = "TAPO (RL on the warm start)"
         arms = [("tapo", title, "all", [])]
         arms += [

@@ -19,12 +19,11 @@ from statistics import fmean, pstdev
 from typing import Any
 
 from tapo.eval.metrics import per_question
-from tapo.eval.records import SampleRecord, to_records
+from tapo.eval.records import SampleRecord, plan_tools, to_records
 from tapo.eval.report import SUMMARY_FILE
 from tapo.eval.results import RESULTS_FILE, load_trajectories
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_json, write_text
-from tapo.protocol import TOOL_NAMES
 from tapo.stats import Interval, Verdict, mean_interval, paired_difference, share_interval, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
@@ -92,7 +91,7 @@ def load_model(name: str, title: str, eval_dir: Path) -> ModelResults:
         calls=per_question(records, lambda r: r.n_calls),
         kind={k: str(m.get("kind", "?")) for k, m in meta.items()},
         needs_tool={k: bool(m["needs"]) for k, m in meta.items() if m.get("needs") is not None},
-        calls_needed={k: sum(step["tool"] in TOOL_NAMES for step in m.get("plan", [])) for k, m in meta.items()},
+        calls_needed={k: len(plan_tools(m) or ()) for k, m in meta.items()},
         followed_plan=per_question([r for r in records if r.plan is not None], lambda r: r.follows_plan),
         format_error_rate=fmean(not r.format_ok for r in records),
     )
@@ -244,9 +243,10 @@ def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
     kinds = [k for k in KINDS if any(k in m.kind.values() for m in models.values())]
     first = next(iter(models.values()))
     per_kind = {k: sum(v == k for v in first.kind.values()) for k in kinds}
+    kind_headers = ["model", *(f"{k} (n={per_kind[k]})" for k in kinds)]
     by_kind = {
         "caption": "Accuracy (%) by question kind with 95 % intervals; n = questions of the kind.",
-        "headers": ["model", *(f"{k} (n={per_kind[k]})" for k in kinds)],
+        "headers": kind_headers,
         "rows": [[m.title, *(_pct(acc.get(k)) for k in kinds)] for m in models.values() if (acc := m.acc_by_kind())],
     }
     plans = {
@@ -255,7 +255,7 @@ def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
             "no call for no_tool), by kind, with 95 % intervals: a right plan read wrongly and a wrong tool tell "
             "apart here."
         ),
-        "headers": ["model", *(f"{k} (n={per_kind[k]})" for k in kinds)],
+        "headers": kind_headers,
         "rows": [
             [m.title, *(_pct(followed.get(k)) for k in kinds)]
             for m in models.values()
