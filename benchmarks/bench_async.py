@@ -27,7 +27,7 @@ from rich.console import Console
 from tapo.config.schema import RolloutConfig
 from tapo.engines.base import SamplingParams
 from tapo.protocol import STOP_STRINGS, format_observation, parse_action
-from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.agent_loop import RolloutRunner
 from tapo.tools.base import ToolResult
 from tapo.tools.registry import ToolRegistry
 

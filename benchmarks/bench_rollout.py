@@ -110,9 +110,9 @@ class RolloutWorker:
     def runner(self, config: Any) -> tuple[Any, frozenset[str]]:
         """A runner over the cached engine and tools for ``config``, and the tools its template allows."""
         from tapo.eval.runner import load_engine
-        from tapo.io.loop import EventLoopThread
+        from tapo.io.event_loop import EventLoopThread
         from tapo.prompts.templates import allowed_tools
-        from tapo.rollout.loop import RolloutRunner
+        from tapo.rollout.agent_loop import RolloutRunner
         from tapo.tools.registry import build_tools
 
         self.loop = self.loop or EventLoopThread("bench-rollout")

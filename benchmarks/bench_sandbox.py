@@ -34,7 +34,7 @@ from rich.progress import track
 from rich.table import Table
 
 from tapo.config.schema import CodeConfig
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.tools.code.sandbox import PythonSandbox
 
 CODE = "print(sum(i * i for i in range(1000)))"

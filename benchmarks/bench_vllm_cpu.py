@@ -61,7 +61,7 @@ class EvalBench:
         from tapo.data.io import load_examples
         from tapo.engines.hf import HFEngine
         from tapo.engines.vllm_engine import VLLMEngine
-        from tapo.io.loop import EventLoopThread
+        from tapo.io.event_loop import EventLoopThread
         from tapo.models.resolve import resolve_model
         from tapo.tools.registry import build_tools
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tapo.data.schema import Example
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
-from tapo.eval.records import to_records
-from tapo.eval.results import EvalResult
+from tapo.eval.result_dir import EvalResult
+from tapo.eval.samples import to_records
 from tapo.io.atomic import write_jsonl
-from tapo.pipeline.results import KINDS, write_results
+from tapo.pipeline.summary import KINDS, write_results
 from tapo.protocol import INVALID, TOOL_NAMES, corrective_message, format_observation
 from tapo.records import RewardBreakdown, Trajectory, Turn
 

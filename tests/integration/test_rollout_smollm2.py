@@ -9,7 +9,7 @@ from tapo.config.schema import CodeConfig, RolloutConfig
 from tapo.engines.forced import ForcedPrefixEngine
 from tapo.engines.hf import HFEngine
 from tapo.prompts.templates import render_prompt
-from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.agent_loop import RolloutRunner
 from tapo.tools.code.factory import build_code_tool
 from tapo.tools.registry import ToolRegistry
 from tapo.tools.search.backend import LocalBackend

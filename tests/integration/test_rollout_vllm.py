@@ -15,7 +15,7 @@ def test_vllm_rollout_stops_at_tags_and_reloads_weights_in_place(smollm2_path, t
     from tapo.config.schema import RolloutConfig
     from tapo.engines.base import SamplingParams
     from tapo.engines.vllm_engine import VLLMEngine
-    from tapo.rollout.loop import RolloutRunner
+    from tapo.rollout.agent_loop import RolloutRunner
     from tapo.tools.registry import ToolRegistry
 
     engine = VLLMEngine(smollm2_path, tokenizer, max_model_len=2048)

@@ -68,7 +68,7 @@ def test_server_engine_is_token_exact_and_takes_weight_pushes(vllm_server, smoll
     from tapo.config.schema import RolloutConfig
     from tapo.engines.base import SamplingParams
     from tapo.engines.factory import build_engine
-    from tapo.rollout.loop import RolloutRunner
+    from tapo.rollout.agent_loop import RolloutRunner
     from tapo.tools.registry import ToolRegistry
 
     config = RolloutConfig(

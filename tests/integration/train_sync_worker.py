@@ -15,10 +15,10 @@ from accelerate.utils import DistributedType
 
 from tapo.config import load_config
 from tapo.io.runs import RunDir
+from tapo.train.full_weights import fingerprint, full_state_dict
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.source import ToolRolloutSource
 from tapo.train.trainer import DapoTrainer
-from tapo.train.weights import fingerprint, full_state_dict
 from tiny_task import examples, lower_half
 
 

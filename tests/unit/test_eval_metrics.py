@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tapo.data.schema import Example
 from tapo.eval.metrics import OVERALL, accuracy_by_searches, compute_metrics, pass_at_k
-from tapo.eval.records import to_records
+from tapo.eval.samples import to_records
 from tapo.eval.tables import adaptive_table, metric_table, to_markdown
 from tapo.records import RewardBreakdown, Trajectory, Turn
 

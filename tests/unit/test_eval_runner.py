@@ -16,10 +16,10 @@ from tapo.data.schema import Example
 from tapo.engines.scripted import ScriptedEngine
 from tapo.eval.metrics import OVERALL, compute_metrics
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
-from tapo.eval.records import to_records
 from tapo.eval.report import build_report
-from tapo.eval.results import load_result, load_trajectories
+from tapo.eval.result_dir import load_result, load_trajectories
 from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
+from tapo.eval.samples import to_records
 from tapo.prompts.templates import get_template
 
 EXAMPLES = [

@@ -17,7 +17,7 @@ import torch
 from tapo.config.schema import RolloutConfig
 from tapo.engines.base import SamplingParams
 from tapo.engines.hf import HFEngine
-from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.agent_loop import RolloutRunner
 from tapo.train.logprobs import pad_batch, response_logprobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")

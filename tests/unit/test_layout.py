@@ -48,7 +48,7 @@ def _module_name(path: Path) -> str:
 
 
 def _part(module: str) -> str:
-    """The entry of STAGES a module belongs to: ``tapo.rewards.format`` → ``tapo.rewards``."""
+    """The entry of STAGES a module belongs to: ``tapo.rewards.format_check`` → ``tapo.rewards``."""
     return ".".join(module.split(".")[:2])
 
 
@@ -109,4 +109,4 @@ def test_no_import_cycles_between_modules():
 def test_the_check_sees_a_violation():
     """The table is live: a rewards module importing the rollout would be reported."""
     assert STAGES["tapo.rollout"] >= STAGES["tapo.rewards"]
-    assert "tapo.protocol" in GRAPH["tapo.rollout.loop"] and "tapo.records" in GRAPH["tapo.rewards.compute"]
+    assert "tapo.protocol" in GRAPH["tapo.rollout.agent_loop"] and "tapo.records" in GRAPH["tapo.rewards.compute"]

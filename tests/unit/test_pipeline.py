@@ -11,7 +11,7 @@ from rich.console import Console
 from tapo.config import ConfigError, load_config
 from tapo.data.io import load_examples
 from tapo.data.mini import MiniSizes, build_mini
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.pipeline.demos import DemoBuilder, plan_turns
 from tapo.pipeline.job import MainJob
 from tapo.pipeline.profiles import load_profile

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from pipeline_run import ARMS, TITLES, build_pipeline_run
-from tapo.eval.results import load_trajectories
+from tapo.eval.result_dir import load_trajectories
 from tapo.io.atomic import write_jsonl
-from tapo.pipeline.results import load_model, seed_spread, write_results
+from tapo.pipeline.summary import load_model, seed_spread, write_results
 
 INTERVAL = r"\d+\.\d \[\d+\.\d, \d+\.\d\]"
 
@@ -76,7 +76,7 @@ def test_seed_spread(run: Path, tmp_path: Path):
 def test_following_the_plan_means_its_tools_in_its_order():
     """Search then code is not the plan search then search (a multi-hop answered with code), nor code then search."""
     from pipeline_run import question, scored_trajectory
-    from tapo.eval.records import record_from_trajectory
+    from tapo.eval.samples import record_from_trajectory
     from tapo.records import Turn
 
     example = question(1)  # multi_hop

@@ -18,7 +18,7 @@ from tapo.protocol import (
     parse_action,
     segments,
 )
-from tapo.rewards.format import check_format
+from tapo.rewards.format_check import check_format
 
 
 def test_first_complete_action_wins():

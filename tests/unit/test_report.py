@@ -32,7 +32,7 @@ from tapo.eval.metrics import OVERALL
 from tapo.eval.plots import curve_panels, distinct_slices
 from tapo.eval.render import render_trajectory, split_response
 from tapo.eval.report import build_report, sample_rows
-from tapo.eval.results import load_result, save_ablation
+from tapo.eval.result_dir import load_result, save_ablation
 from tapo.io.atomic import write_jsonl
 from tapo.protocol import format_observation
 from tapo.records import Trajectory, Turn

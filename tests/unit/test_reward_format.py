@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tapo.protocol import last_answer as extract_answer
-from tapo.rewards.format import check_format
+from tapo.rewards.format_check import check_format
 
 LONG = "word " * 20_000
 

@@ -18,7 +18,7 @@ from tapo.engines.hf import HFEngine
 from tapo.engines.scripted import ScriptedEngine
 from tapo.protocol import corrective_message, format_observation
 from tapo.records import Trajectory
-from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.agent_loop import RolloutRunner
 from tapo.tools.base import ToolResult
 from tapo.tools.registry import ToolRegistry
 

@@ -19,10 +19,10 @@ from tapo.data.io import save_examples
 from tapo.data.schema import Example
 from tapo.engines.scripted import ScriptedEngine
 from tapo.eval.runner import evaluate
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.io.loopback import serve_in_thread
 from tapo.records import Trajectory
-from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.agent_loop import RolloutRunner
 from tapo.tools.code.server import create_app
 from tapo.tools.registry import build_tools
 from tapo.train.source import ToolRolloutSource

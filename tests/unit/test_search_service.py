@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.io.loopback import serve_in_thread
 from tapo.tools.search.bm25 import BM25Index
 from tapo.tools.search.client import RetrievalClient, parse_document, retrieve_url
@@ -159,7 +159,7 @@ def test_retrieval_client_round_trip(server: str) -> None:
 
 
 def test_client_serves_every_batch_of_a_run_on_its_loop(server: str) -> None:
-    """A run's batches share one event loop (tapo.io.loop), and the client's pool with it."""
+    """A run's batches share one event loop (tapo.io.event_loop), and the client's pool with it."""
     client = RetrievalClient(server)
     with EventLoopThread() as loop:
         for _ in range(3):

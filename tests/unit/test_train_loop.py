@@ -18,7 +18,7 @@ from tapo.engines.hf import HFEngine
 from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
 from tapo.records import RewardBreakdown, Trajectory, Turn
-from tapo.train.metrics import sampled_metrics
+from tapo.train.batch_metrics import sampled_metrics
 from tapo.train.setup import load_policy, make_accelerator
 from tapo.train.source import ToolRolloutSource
 from tapo.train.trainer import DapoTrainer, loss_mask_for

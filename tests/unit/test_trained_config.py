@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tapo.cli.main import app
 from tapo.config import load_config
 from tapo.data.mini import MiniSizes, build_mini
-from tapo.eval.results import load_result
+from tapo.eval.result_dir import load_result
 from tapo.io.atomic import read_jsonl, write_jsonl
 from tapo.io.runs import TRAINED_CONFIG_FILE, trained_config
 

@@ -19,7 +19,7 @@ from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say
 from tapo.cli.preflight import check_isolation, preflight
 from tapo.config import TapoConfig
 from tapo.io.atomic import append_jsonl
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.records import Trajectory
 from tapo.rollout.trace import TraceRenderer
 
@@ -54,7 +54,7 @@ def _ask(
 ) -> Trajectory:
     from tapo.engines.forced import ForcedPrefixEngine
     from tapo.prompts.templates import allowed_tools, render_prompt
-    from tapo.rollout.loop import RolloutRunner
+    from tapo.rollout.agent_loop import RolloutRunner
 
     renderer = TraceRenderer(stdout, engine.tokenizer)
     if hasattr(engine, "on_tokens"):  # the transformers engine streams tokens; others show each turn when done

@@ -20,7 +20,7 @@ from tapo.cli.preflight import (
     preflight,
 )
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES
-from tapo.eval.results import EvalResult, ablation_table
+from tapo.eval.result_dir import EvalResult, ablation_table
 from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_rich
 from tapo.io.progress import LiveProgress
 

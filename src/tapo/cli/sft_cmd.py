@@ -37,8 +37,8 @@ def sft(
     set_threads(config.run.torch_threads)
 
     from tapo.io.runs import RunDir
-    from tapo.train.progress import step_progress
     from tapo.train.setup import load_policy, make_accelerator
+    from tapo.train.step_display import step_progress
 
     run = RunDir(run_root)
     accelerator = make_accelerator(config, run.root)

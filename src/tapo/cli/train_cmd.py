@@ -154,9 +154,9 @@ def _fit(
     from accelerate.utils import DistributedType
 
     from tapo.train.checkpoint import CheckpointError
-    from tapo.train.progress import step_progress
     from tapo.train.setup import load_policy
     from tapo.train.source import ToolRolloutSource
+    from tapo.train.step_display import step_progress
     from tapo.train.trainer import DapoTrainer
 
     model, tokenizer = load_policy(config.model)

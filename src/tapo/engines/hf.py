@@ -33,8 +33,8 @@ from transformers.cache_utils import DynamicLayer
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.batching import AsyncBatcher
 from tapo.engines.kv_cache import KVStats, LayerKV, PrefixKVStore
+from tapo.engines.state_dict import require_weights
 from tapo.engines.stops import Cut, StopScanner, eos_token_ids
-from tapo.engines.weights import require_weights
 
 Dtype = Literal["auto", "float32", "bfloat16"]
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import httpx
 
 from tapo.engines.base import FinishReason, Generation, SamplingParams
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 
 OpenAIApi = Literal["completions", "chat"]
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})

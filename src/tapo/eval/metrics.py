@@ -15,7 +15,7 @@ from math import comb
 from statistics import fmean
 from typing import Any
 
-from tapo.eval.records import SampleRecord
+from tapo.eval.samples import SampleRecord
 from tapo.protocol import TOOL_NAMES
 from tapo.stats import Interval, mean_interval, share_interval
 

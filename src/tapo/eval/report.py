@@ -32,9 +32,8 @@ from tapo.eval.plots import (
     plot_tool_call_distribution,
     plot_training_curves,
 )
-from tapo.eval.records import to_records
 from tapo.eval.render import esc, render_trajectory
-from tapo.eval.results import (
+from tapo.eval.result_dir import (
     ABLATION_FILE,
     RESULTS_FILE,
     EvalResult,
@@ -42,6 +41,7 @@ from tapo.eval.results import (
     load_result,
     load_stepped_trajectories,
 )
+from tapo.eval.samples import to_records
 from tapo.eval.tables import ACC_NOTE, ADAPTIVE_HEADERS, adaptive_table, metric_table, to_html
 from tapo.io.atomic import read_jsonl, write_text
 from tapo.records import Trajectory

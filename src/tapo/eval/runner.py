@@ -18,12 +18,12 @@ from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
-from tapo.eval.records import to_records
-from tapo.eval.results import EvalResult, save_ablation
-from tapo.io.loop import EventLoopThread
+from tapo.eval.result_dir import EvalResult, save_ablation
+from tapo.eval.samples import to_records
+from tapo.io.event_loop import EventLoopThread
 from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
-from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.agent_loop import RolloutRunner
 
 # progress(done, total): trajectories finished of those the evaluation runs
 Progress = Callable[[int, int], None]

@@ -18,11 +18,11 @@ from typing import Any
 from tapo.config.schema import RolloutConfig
 from tapo.data.schema import Example
 from tapo.engines.scripted import Script, ScriptedEngine
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.prompts.templates import allowed_tools, render_prompt
 from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
-from tapo.rollout.loop import RolloutRunner
+from tapo.rollout.agent_loop import RolloutRunner
 from tapo.tools.registry import ToolRegistry
 
 DemoStats = dict[str, int]

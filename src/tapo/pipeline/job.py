@@ -81,7 +81,7 @@ class MainJob:
         from transformers import AutoTokenizer
 
         from tapo.data.io import load_examples
-        from tapo.io.loop import EventLoopThread
+        from tapo.io.event_loop import EventLoopThread
         from tapo.models.resolve import resolve_model
         from tapo.pipeline.demos import DemoBuilder
         from tapo.rewards.compute import RewardFunction
@@ -142,7 +142,7 @@ class MainJob:
         return str(checkpoint) if checkpoint else str(self.root / "sft")
 
     def report(self) -> None:
-        from tapo.pipeline.results import write_results
+        from tapo.pipeline.summary import write_results
 
         write_results(self.root, self.arms())
         self._tapo("report", str(self.root))

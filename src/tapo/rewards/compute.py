@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from tapo.config.schema import RewardConfig
 from tapo.protocol import last_answer
 from tapo.records import RewardBreakdown, Trajectory
-from tapo.rewards.format import check_format
+from tapo.rewards.format_check import check_format
 from tapo.rewards.registry import RewardError, ScorerRegistry
 from tapo.rewards.scorers import best_score
 from tapo.rewards.shaping import overlong_penalty, tool_bonus

@@ -28,7 +28,7 @@ class ToolRegistry:
         self.tools = dict(tools)
         self.max_concurrency = max_concurrency
         self.call_timeout_s = call_timeout_s
-        # Bound to the run's one event loop on first contention (tapo.io.loop): use a registry on that loop only.
+        # Bound to the run's one event loop on first contention (tapo.io.event_loop): use a registry on that loop only.
         self._limit = asyncio.Semaphore(max_concurrency)
 
     @property

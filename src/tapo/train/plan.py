@@ -9,7 +9,7 @@ the parameter count, dtype and sharding; activations use the per-token, per-laye
 (2022) for bf16 with flash attention (34 bytes x hidden size, only each layer's input kept under gradient
 checkpointing); the log-prob head holds the micro-batch's response logits several times over (bf16 logits, their
 float32 copy, softmax for the entropy, the gradient), which at Qwen's 152K vocabulary is the largest term.
-After each step the weight sync gathers the full weights on every process (:mod:`tapo.train.weights`): one float32
+After each step the weight sync gathers the full weights on every process (:mod:`tapo.train.full_weights`): one float32
 copy under FSDP, a bf16 copy and its clone under DeepSpeed ZeRO-3; the peak counts the larger of that and the
 activations, on top of what stays resident (shards, optimizer states, the vLLM share).
 """
@@ -172,7 +172,7 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     sync = "weight sync (gathered full weights, transient)"
     if launch.deepspeed and t.bf16:
         # DeepSpeed trains bf16 weights and keeps the float32 master copy with the optimizer states; the sync
-        # gathers the bf16 weights and clones them (tapo.train.weights): two full bf16 copies at once
+        # gathers the bf16 weights and clones them (tapo.train.full_weights): two full bf16 copies at once
         weights = share(n * 2, launch.shard_weights) + share(trained * 4, launch.shard_optimizer)
         parts = {"weights (bf16 + float32 master)": weights, "gradients": share(trained * 2, launch.shard_grads)}
         gathered = 2 * n * 2

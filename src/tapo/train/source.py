@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.records import Trajectory
 
 ScoreFn = Callable[[list[Trajectory]], None]
@@ -65,7 +65,7 @@ class ToolRolloutSource:
         own_engine_copy: bool = False,
     ) -> None:
         from tapo.prompts.templates import allowed_tools
-        from tapo.rollout.loop import RolloutRunner
+        from tapo.rollout.agent_loop import RolloutRunner
         from tapo.tools.registry import build_tools
 
         self.config = config
@@ -117,7 +117,7 @@ class ToolRolloutSource:
         return [trajs[i : i + n] for i in range(0, len(trajs), n)]
 
     def sync(self, state_dict: dict[str, Any]) -> None:
-        """Load the full new weights (every process has them: :mod:`tapo.train.weights`) into the engine; an empty
+        """Load the full new weights (every process has them: :mod:`tapo.train.full_weights`) into the engine; an empty
         or partial state dict is the engine's error, never a skip.
 
         A vLLM server is one engine for all processes: only the main process pushes to it.

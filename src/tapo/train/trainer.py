@@ -32,15 +32,15 @@ from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.io.runs import RunDir
 from tapo.records import Trajectory
+from tapo.train.batch_metrics import rollout_metrics, sampled_metrics
 from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
 from tapo.train.cursor import PromptCursor
+from tapo.train.full_weights import full_state_dict
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
-from tapo.train.metrics import rollout_metrics, sampled_metrics
 from tapo.train.mismatch import reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
 from tapo.train.plan import total_steps
 from tapo.train.setup import optimizer_step, prepare_for_training
 from tapo.train.source import Group, RolloutSource
-from tapo.train.weights import full_state_dict
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ class SearchServiceError(RuntimeError):
 class JsonPoster:
     """POSTs JSON to one URL and returns the decoded reply.
 
-    Its httpx connection pool belongs to the event loop that first uses it: the run's one loop (``tapo.io.loop``).
+    Its httpx connection pool belongs to the event loop that first uses it: the run's one loop (``tapo.io.event_loop``).
     """
 
     def __init__(self, url: str, timeout_s: float, headers: dict[str, str] | None = None) -> None:

@@ -6,7 +6,7 @@ their own, mask 0). Trajectories never wait for each other: a slow tool call hol
 trajectory, while the others keep generating (continuous batching with vLLM; with transformers, the
 engine batches whichever requests are waiting at that moment).
 
-Every batch of a runner runs on one long-lived event loop (:class:`tapo.io.loop.EventLoopThread`), the one its
+Every batch of a runner runs on one long-lived event loop (:class:`tapo.io.event_loop.EventLoopThread`), the one its
 tools' async clients live on: the owner of a run passes its loop in and closes the tools on it; a runner given
 none keeps a private loop for its life.
 """
@@ -22,7 +22,7 @@ from typing import Any
 from tapo.config.schema import RolloutConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine, SamplingParams
-from tapo.io.loop import EventLoopThread
+from tapo.io.event_loop import EventLoopThread
 from tapo.protocol import ANSWER, INVALID, STOP_STRINGS, corrective_message, format_observation, parse_action
 from tapo.records import Trajectory, Turn
 

@@ -19,9 +19,9 @@ from statistics import fmean, pstdev
 from typing import Any
 
 from tapo.eval.metrics import per_question
-from tapo.eval.records import SampleRecord, plan_tools, to_records
 from tapo.eval.report import SUMMARY_FILE
-from tapo.eval.results import RESULTS_FILE, load_trajectories
+from tapo.eval.result_dir import RESULTS_FILE, load_trajectories
+from tapo.eval.samples import SampleRecord, plan_tools, to_records
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_json, write_text
 from tapo.stats import Interval, Verdict, mean_interval, paired_difference, share_interval, verdict
