@@ -52,9 +52,8 @@ def tapo_worker(args: argparse.Namespace, bf16: bool, out_dir: Path) -> None:
     from tapo.engines.hf import HFEngine
     from tapo.io.runs import RunDir
     from tapo.records import RewardBreakdown, Trajectory
-    from tapo.train.setup import load_policy, make_accelerator
-    from tapo.train.source import ToolRolloutSource
-    from tapo.train.trainer import DapoTrainer
+    from tapo.train.run import build_rl_run
+    from tapo.train.setup import make_accelerator
 
     def score(trajs: list[Trajectory]) -> None:
         for traj in trajs:
@@ -88,10 +87,10 @@ def tapo_worker(args: argparse.Namespace, bf16: bool, out_dir: Path) -> None:
     )
     run = RunDir.create(config)
     accelerator = make_accelerator(config, run.root)
-    model, tokenizer = load_policy(config.model)
-    source = ToolRolloutSource(config, model, tokenizer, score=score, engine=HFEngine(model, tokenizer, per_step))
     examples = [Example(id=f"q{i}", question=q, data_source="bench", golds=["0"]) for i, q in enumerate(QUESTIONS)]
-    trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
+    trainer = build_rl_run(
+        config, run, accelerator, examples, score=score, make_engine=lambda m, t: HFEngine(m, t, per_step)
+    ).trainer
 
     def step(_message: dict[str, Any]) -> dict[str, float]:
         begin = time.perf_counter()

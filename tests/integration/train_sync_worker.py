@@ -16,9 +16,8 @@ from accelerate.utils import DistributedType
 from tapo.config import load_config
 from tapo.io.runs import RunDir
 from tapo.train.full_weights import fingerprint, full_state_dict
-from tapo.train.setup import load_policy, make_accelerator
-from tapo.train.source import ToolRolloutSource
-from tapo.train.trainer import DapoTrainer
+from tapo.train.run import build_rl_run
+from tapo.train.setup import make_accelerator
 from tiny_task import examples, lower_half
 
 
@@ -27,12 +26,9 @@ def main(steps: int, *overrides: str) -> None:
     config = load_config(None, list(overrides))
     run = RunDir.create(config)
     accelerator = make_accelerator(config, run.root)
-    model, tokenizer = load_policy(config.model)
     sharded = accelerator.distributed_type == DistributedType.FSDP
-    source = ToolRolloutSource(
-        config, model, tokenizer, score=lower_half, process_index=accelerator.process_index, own_engine_copy=sharded
-    )
-    trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples())
+    rl = build_rl_run(config, run, accelerator, examples(), score=lower_half)
+    trainer, source = rl.trainer, rl.source
     start = fingerprint(source.engine.model.state_dict())
     report = {"process": accelerator.process_index, "sharded": sharded, "steps": []}
     for _ in range(steps):

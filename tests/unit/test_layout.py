@@ -110,3 +110,56 @@ def test_the_check_sees_a_violation():
     """The table is live: a rewards module importing the rollout would be reported."""
     assert STAGES["tapo.rollout"] >= STAGES["tapo.rewards"]
     assert "tapo.protocol" in GRAPH["tapo.rollout.agent_loop"] and "tapo.records" in GRAPH["tapo.rewards.compute"]
+
+
+# What assembles a run lives below the CLI (tapo.train.run, tapo.eval.runner, tapo.rollout.chat): a command parses,
+# calls one builder and prints, so the dry run, benchmarks and tests build runs exactly as the commands do.
+BUILDERS = {
+    "tapo.train.trainer",  # DapoTrainer
+    "tapo.train.source",  # ToolRolloutSource
+    "tapo.train.sft.SftTrainer",
+    "tapo.train.setup.load_policy",
+    "tapo.rollout.agent_loop",  # RolloutRunner
+    "tapo.engines.factory.build_engine",
+    "tapo.tools.registry.build_tools",
+}
+
+
+def _engine_classes() -> set[str]:
+    """Every generation engine (a class with ``agenerate``), by qualified name: building one is a builder's job."""
+    found = set()
+    for module in GRAPH:
+        if module.startswith("tapo.engines.") and module != "tapo.engines.base":
+            tree = ast.parse((SRC / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8"))
+            for node in tree.body:
+                if isinstance(node, ast.ClassDef) and any(
+                    isinstance(m, ast.FunctionDef | ast.AsyncFunctionDef) and m.name == "agenerate" for m in node.body
+                ):
+                    found.add(f"{module}.{node.name}")
+    return found
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every ``module`` and ``module.name`` a file imports (the graph keeps modules only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("tapo.cli")))
+def test_the_cli_builds_no_trainer_engine_or_rollout_source(module):
+    forbidden = BUILDERS | _engine_classes()
+    path = SRC / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = path.with_suffix("") / "__init__.py"
+    used = sorted(_imported_names(path) & forbidden)
+    assert not used, f"{module} builds {used} itself: build through tapo.train.run / tapo.eval.runner instead"
+
+
+def test_the_builder_rule_sees_every_engine():
+    engines = {name.rsplit(".", 1)[1] for name in _engine_classes()}
+    assert {"HFEngine", "ForcedPrefixEngine", "OpenAICompatEngine"} <= engines

@@ -19,8 +19,8 @@ from tapo.io.atomic import read_jsonl
 from tapo.io.runs import RunDir
 from tapo.records import RewardBreakdown, Trajectory, Turn
 from tapo.train.batch_metrics import sampled_metrics
-from tapo.train.setup import load_policy, make_accelerator
-from tapo.train.source import ToolRolloutSource
+from tapo.train.run import build_rl_run
+from tapo.train.setup import make_accelerator
 from tapo.train.trainer import DapoTrainer, loss_mask_for
 from tiny_task import SETTINGS, examples, lower_half
 
@@ -42,12 +42,14 @@ def _trainer(tmp_path, tiny_checkpoint, *overrides: str, stale: bool = False) ->
     )
     run = RunDir.create(config)
     accelerator = make_accelerator(config, run.root)
-    model, tokenizer = load_policy(config.model)
-    engine = HFEngine(copy.deepcopy(model) if stale else model, tokenizer)
-    source = ToolRolloutSource(config, model, tokenizer, score=lower_half, engine=engine)
+
+    def engine(model: torch.nn.Module, tokenizer: object) -> HFEngine:
+        return HFEngine(copy.deepcopy(model) if stale else model, tokenizer)
+
+    rl = build_rl_run(config, run, accelerator, examples(), score=lower_half, make_engine=engine)
     if stale:  # a deliberate fault: the engine's copy never receives the new weights
-        source.sync = lambda state_dict: None  # type: ignore[method-assign]
-    return DapoTrainer(config, run, accelerator, model, tokenizer, source, examples())
+        rl.source.sync = lambda state_dict: None  # type: ignore[method-assign]
+    return rl.trainer
 
 
 @pytest.mark.slow

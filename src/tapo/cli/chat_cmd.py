@@ -1,73 +1,24 @@
 """``tapo chat``: ask a model questions and watch its trace (reasoning, tool calls, tool outputs, answer).
 
-The same rollout as training and evaluation runs each question, with the configured engine and real
-tools, so what is shown is exactly what the policy does under the protocol. Each question is a fresh
-conversation (the protocol is one question per trajectory). ``--save`` appends each trajectory to a
-``trajectories.jsonl`` in the row schema the trainer and the evaluator write (no example: chat has no golds).
-Every question runs on the session's one event loop, the one the tools' clients live on.
+The session (:mod:`tapo.rollout.chat`) runs each question through the same rollout as training and evaluation,
+with the configured engine and real tools. ``--save`` appends each trajectory to a ``trajectories.jsonl`` in the
+row schema the trainer and the evaluator write (no example: chat has no golds).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 
 from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
 from tapo.cli.preflight import check_isolation, preflight
-from tapo.config import TapoConfig
 from tapo.io.atomic import append_jsonl
-from tapo.io.event_loop import EventLoopThread
-from tapo.records import Trajectory
 from tapo.rollout.trace import TraceRenderer
 
 # The trace is the command's output: stdout (progress and errors go to stderr through ``console``).
 stdout = Console()
-
-
-def _tools(cfg: TapoConfig, allowed: frozenset[str]) -> Any:
-    """The template's tools that the config enables; a tool that cannot start here (search without an index)
-    is left out with a warning, so chat works out of the box with the code tool alone."""
-    from tapo.tools.registry import build_tools
-
-    wanted = set(cfg.tools.enabled) & allowed
-    try:
-        return build_tools(cfg.tools, enabled=wanted)
-    except (ValueError, OSError) as error:
-        if "search" not in wanted:
-            raise fail(f"cannot start the tools: {error}") from None
-        console.print(f"[yellow]search is off: {error}[/]", highlight=False, soft_wrap=True)
-        return build_tools(cfg.tools, enabled=wanted - {"search"})
-
-
-def _ask(
-    cfg: TapoConfig,
-    engine: Any,
-    tools: Any,
-    loop: EventLoopThread,
-    question: str,
-    template: str,
-    greedy: bool,
-    force: list[str],
-) -> Trajectory:
-    from tapo.engines.forced import ForcedPrefixEngine
-    from tapo.prompts.templates import allowed_tools, render_prompt
-    from tapo.rollout.agent_loop import RolloutRunner
-
-    renderer = TraceRenderer(stdout, engine.tokenizer)
-    if hasattr(engine, "on_tokens"):  # the transformers engine streams tokens; others show each turn when done
-        engine.on_tokens = renderer.stream
-    if force:
-        engine = ForcedPrefixEngine(engine, force)
-    runner = RolloutRunner(engine, tools, cfg.rollout, on_step=renderer, loop=loop)
-    prompt = render_prompt(engine.tokenizer, question, template)
-    params = runner.sampling_params(seed=None if greedy else cfg.run.seed, greedy=greedy)
-    allowed = allowed_tools(template) & frozenset(tools.names)  # the corrective message names only these
-    trajectory = runner.run([prompt], [None], params, allowed)[0]
-    renderer.summary(trajectory)
-    return trajectory
 
 
 def _questions(question: str | None):
@@ -116,16 +67,16 @@ def chat(
     with preflight():
         check_isolation(cfg, allowed & set(cfg.tools.enabled))
     say_trained_config(model, trained)
+    from tapo.rollout.chat import ChatSession, chat_tools
+
     engine = engine_or_exit(cfg, model)
-    tools = _tools(cfg, allowed)
-    loop = EventLoopThread("tapo-chat")
     try:
+        tools = chat_tools(cfg, allowed, lambda warning: console.print(f"[yellow]{warning}[/]", highlight=False))
+    except (ValueError, OSError) as error:
+        raise fail(f"cannot start the tools: {error}") from None
+    with ChatSession(cfg, engine, tools) as session:
         for text in _questions(question):
-            trajectory = _ask(cfg, engine, tools, loop, text, name, greedy=not sample, force=force or [])
+            renderer = TraceRenderer(stdout, engine.tokenizer)
+            trajectory = session.ask(text, name, renderer, greedy=not sample, force=force or [])
             if save is not None:
                 append_jsonl(save, [trajectory.to_row()])
-    finally:
-        loop.run(tools.aclose())
-        loop.close()
-        if hasattr(engine, "close"):
-            engine.close()

@@ -179,9 +179,8 @@ def one_step(config: TapoConfig, architecture: Any, examples: list[Any], tokens:
 
     from tapo.io.runs import RunDir
     from tapo.models.tiny import build_stand_in
-    from tapo.train.setup import load_policy, make_accelerator
-    from tapo.train.source import ToolRolloutSource
-    from tapo.train.trainer import DapoTrainer
+    from tapo.train.run import build_rl_run
+    from tapo.train.setup import make_accelerator
 
     transformers_logging.disable_progress_bar()  # a tiny model's "writing shards" bars say nothing
     tokenizer, where = _stand_in_tokenizer(config.model.name)
@@ -199,14 +198,9 @@ def one_step(config: TapoConfig, architecture: Any, examples: list[Any], tokens:
         small = _shrunk(config, model_dir, Path(tmp) / "runs", tokens, torch.cuda.is_available())
         accelerator = make_accelerator(small, Path(tmp) / "runs" / "dry-run")
         run = RunDir.create(small)
-        model, tokenizer = load_policy(small.model)
-        source = ToolRolloutSource(small, model, tokenizer, process_index=accelerator.process_index)
-        try:
-            trainer = DapoTrainer(small, run, accelerator, model, tokenizer, source, examples)
-            row = trainer.train_step()
-            trainer.save()
-        finally:
-            source.close()
+        with build_rl_run(small, run, accelerator, examples) as rl:
+            row = rl.trainer.train_step()
+            rl.trainer.save()
     device = f"{accelerator.device}" + (" bf16" if small.trainer.bf16 else " float32")
     console.print(
         f"  device: {device}; {small.trainer.group_size} trajectories of at most {small.rollout.max_response_tokens} "

@@ -27,7 +27,7 @@ def sft(
     from transformers import AutoTokenizer
 
     from tapo.models.resolve import resolve_model
-    from tapo.train.sft import DemoError, SftTrainer, load_demos
+    from tapo.train.sft import DemoError, load_demos
 
     vocab_size = len(AutoTokenizer.from_pretrained(resolve_model(config.model.name)))
     try:
@@ -37,7 +37,8 @@ def sft(
     set_threads(config.run.torch_threads)
 
     from tapo.io.runs import RunDir
-    from tapo.train.setup import load_policy, make_accelerator
+    from tapo.train.run import build_sft_run
+    from tapo.train.setup import make_accelerator
     from tapo.train.step_display import step_progress
 
     run = RunDir(run_root)
@@ -46,8 +47,7 @@ def sft(
         if accelerator.is_main_process:
             RunDir.create(config)
         accelerator.wait_for_everyone()
-        model, tokenizer = load_policy(config.model)
-        trainer = SftTrainer(config, run, accelerator, model, tokenizer, rows)
+        trainer = build_sft_run(config, run, accelerator, rows)
         shown = progress and accelerator.is_main_process
         if shown:
             console.print(

@@ -150,54 +150,24 @@ def _fit(
     checkpoint: Path | None,
     progress: bool,
 ) -> list[dict[str, float]]:
-    """Load the policy and the environment, resume if asked, and train to the end."""
-    from accelerate.utils import DistributedType
-
+    """Build the run (:mod:`tapo.train.run`), resume if asked, and train to the end with the progress display."""
     from tapo.train.checkpoint import CheckpointError
-    from tapo.train.setup import load_policy
-    from tapo.train.source import ToolRolloutSource
+    from tapo.train.run import build_rl_run
     from tapo.train.step_display import step_progress
-    from tapo.train.trainer import DapoTrainer
 
-    model, tokenizer = load_policy(config.model)
-    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-    source = ToolRolloutSource(
-        config, model, tokenizer, process_index=accelerator.process_index, own_engine_copy=sharded
-    )
-    try:
-        trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
+    with build_rl_run(config, run, accelerator, examples) as rl:
         try:
-            if resume and not trainer.resume(checkpoint):
+            if resume and not rl.resume(checkpoint):
                 console.print(f"{run.root}: no checkpoint yet, starting from step 0")
         except CheckpointError as error:  # a state that passed the header checks and still does not load
             raise fail(str(error)) from None
-        if accelerator.is_main_process and config.trainer.tracker != "none":
-            accelerator.init_trackers(config.run.name, config=_flat(config))
+        rl.start_trackers()
+        total, done = rl.trainer.total_steps, rl.trainer.step
         shown = progress and accelerator.is_main_process
         if shown:
-            console.print(f"RL training into {run.root} ({trainer.total_steps} steps)", highlight=False)
-        with disk_full_exits(), step_progress(trainer.total_steps, trainer.step, "RL steps", SHOWN, shown) as bar:
-            trainer.on_phase = bar.phase
-            rows = trainer.fit(on_step=bar.step)
-        accelerator.end_training()
-    finally:
-        source.close()
-    return rows
-
-
-def _flat(config: TapoConfig) -> dict[str, object]:
-    """Trackers take flat scalar hyper-parameters."""
-    out: dict[str, object] = {}
-
-    def walk(prefix: str, node: object) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else key, value)
-        elif isinstance(node, int | float | str | bool):
-            out[prefix] = node
-
-    walk("", config.model_dump(mode="json"))
-    return out
+            console.print(f"RL training into {run.root} ({total} steps)", highlight=False)
+        with disk_full_exits(), step_progress(total, done, "RL steps", SHOWN, shown) as bar:
+            return rl.train(on_step=bar.step, on_phase=bar.phase)
 
 
 def _summary(rows: list[dict[str, float]], root: Path) -> None:

@@ -1,6 +1,7 @@
 """Per-step metrics of a batch of trajectories: reward, accuracy, format errors, tool use, lengths.
 
-Kept apart from the loop so the SFT warm start, evaluation and tests can compute the same numbers.
+Pure functions of the trajectories, kept apart from the trainer so they can be tested on hand-built batches.
+(Evaluation has its own metrics over scored samples, :mod:`tapo.eval.metrics`; the SFT warm start logs its loss.)
 
 :func:`sampled_metrics` describes every group a step sampled, before dynamic sampling drops the groups with one
 reward for all: the batch trained on is selected to be mixed, so its accuracy is not the policy's, while the

@@ -90,11 +90,6 @@ class ToolRolloutSource:
         self._prompts: dict[str, list[int]] = {}
         self.process_index = process_index
 
-    def check_sources(self, examples: Sequence[Example]) -> None:
-        """Fail before training when a data source has no scorer."""
-        if self._reward is not None:
-            self._reward.check_sources({ex.data_source for ex in examples})
-
     def _prompt(self, example: Example) -> list[int]:
         if example.id not in self._prompts:
             from tapo.prompts.templates import render_prompt

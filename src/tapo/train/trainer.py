@@ -54,7 +54,9 @@ def _no_phase(phase: str, done: int, total: int) -> None:
 
 @dataclass
 class Prepared:
-    """One trajectory's tensors for the update: ids, the loss mask, the advantage mask, old log-probs."""
+    """One trajectory on its way into the update: its advantage, the tokens its loss counts (``loss_mask``, which
+    includes tool output under the no-mask ablation) and the log-probs of the policy the step starts from
+    (``old_logprobs``; ``ref_logprobs`` of the reference model when ``trainer.kl_coef > 0``)."""
 
     traj: Trajectory
     advantage: float
@@ -121,7 +123,7 @@ class DapoTrainer:
         return total_steps(self.tcfg, len(self.examples))
 
     def trainer_state(self) -> dict[str, Any]:
-        return {"cursor": self.cursor.state_dict(), "config_name": self.config.run.name}
+        return {"cursor": self.cursor.state_dict()}
 
     def resume(self, checkpoint: Path | None = None) -> bool:
         """Continue from ``checkpoint`` (default: the newest intact one of the run, see ``choose_checkpoint``);
@@ -224,7 +226,7 @@ class DapoTrainer:
         return batch, logp, entropy
 
     @torch.no_grad()
-    def _score_old(self, items: Sequence[Prepared]) -> None:
+    def _record_old_logprobs(self, items: Sequence[Prepared]) -> None:
         """Old (and reference) log-probs from the training model before any update of this step."""
         self.model.eval()
         for micro in _chunks(items, self.tcfg.micro_batch_size):
@@ -245,7 +247,7 @@ class DapoTrainer:
         local = [mini[accelerator.process_index :: accelerator.num_processes] for mini in minis]
         self.on_phase("update", 0, len(minis))
         if len(minis) > 1 or self.reference is not None:
-            self._score_old([item for share in local for item in share])
+            self._record_old_logprobs([item for share in local for item in share])
         # else: one mini-batch is exactly on-policy, old log-probs are the current ones (one forward saved)
         sums: dict[str, float] = {}
         mismatch = NO_MISMATCH
