@@ -1,4 +1,4 @@
-"""The output protocol of spec §1, defined once: tools, tags, stop strings, parsing, what the environment inserts.
+"""The protocol of docs/method.md §1, defined once: tools, tags, stop strings, parsing, what the environment inserts.
 
 The rollout, the reward's format check, the prompt templates, the chat trace, the report and the metrics all
 read the protocol from here, so adding a tool is one :class:`ToolSpec` in :data:`TOOLS` plus its
@@ -16,7 +16,7 @@ class ToolSpec:
     """How the model calls one tool: ``<name> input </name>``, and how prompts and messages describe it."""
 
     name: str  # the tag name, also the tool's name in the registry and the config
-    rule: str  # the spec's prompt rule that offers the tool
+    rule: str  # TAPO's prompt rule that offers the tool (docs/method.md §5)
     terse_rule: str  # the same rule in one short sentence (the "minimal" templates)
     hint: str  # the corrective message's reminder of how to call it
     tag_like_input: bool = False  # True: its input may hold tag-like text (a program printing "<b>")

@@ -1,4 +1,4 @@
-"""Prompt templates: the spec §5 structure, tool sets, rendering through the chat template, user templates."""
+"""Prompt templates: the docs/method.md §5 layout, tool sets, rendering through the chat template, user templates."""
 
 from __future__ import annotations
 

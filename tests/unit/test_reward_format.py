@@ -1,4 +1,4 @@
-"""The format validator of spec §3 on well-formed and adversarial responses."""
+"""The format validator of docs/method.md §3 on well-formed and adversarial responses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every scorer rule of spec §3 and Search-R1, table-driven, and their ranges as properties."""
+"""Every scorer rule of TAPO (docs/method.md §3) and Search-R1, table-driven, and their ranges as properties."""
 
 from __future__ import annotations
 

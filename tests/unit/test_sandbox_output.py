@@ -1,4 +1,4 @@
-"""Model-facing text of a code run (spec §2), the bounded capture, the fallback without isolation."""
+"""Model-facing text of a code run (docs/method.md §2), the bounded capture, the fallback without isolation."""
 
 from __future__ import annotations
 

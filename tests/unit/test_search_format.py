@@ -1,4 +1,4 @@
-"""Query guards and result text (spec §2), with properties checked by hypothesis."""
+"""Query guards and result text (docs/method.md §2), with properties checked by hypothesis."""
 
 from __future__ import annotations
 

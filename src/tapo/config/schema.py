@@ -1,6 +1,6 @@
 """The configuration tree. Every section forbids unknown keys so typos fail before any work starts.
 
-Defaults follow the TAPO paper's setup (spec §4) where the paper fixes a value; CPU-friendly
+Defaults follow the TAPO paper's setup (docs/method.md §7) where the paper fixes a value; CPU-friendly
 sizes (prompts per step, lengths) are set in ``configs/*.yaml``. Each field's description is the
 reference documentation: ``tapo config docs`` renders it into ``docs/configs.md``.
 
@@ -178,7 +178,7 @@ class LoraConfig(Section):
     r: int = Field(16, ge=1, description="Adapter rank; 16 is the usual PEFT/TRL choice for models of a few billion.")
     alpha: int = Field(32, ge=1, description="LoRA scale numerator (scale = alpha / r); 2 x r is the usual choice.")
     dropout: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Dropout on the adapters' input; 0 like the policy's own dropout (spec §4)."
+        0.0, ge=0.0, lt=1.0, description="Dropout on the adapters' input; 0 like TAPO's dropout (docs/method.md §4)."
     )
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -226,7 +226,7 @@ class DataConfig(Section):
     template: str = Field(
         "base",
         min_length=1,
-        description="Prompt template: `base` is TAPO's four-rule prompt with a worked example (spec §5); `compact` "
+        description="Prompt template: `base` is TAPO's four rules with a worked example (docs/method.md §5); `compact` "
         "and `minimal` are shorter for small models; `*_search_only`/`*_code_only`/`*_no_tools` are the ablations.",
     )
     max_prompt_tokens: int = Field(
@@ -313,7 +313,7 @@ SearchBackendConfig = Annotated[
 
 
 class SearchCacheConfig(Section):
-    """The search cache: exact plus fuzzy query matches in sqlite, as TAPO's Redis cache (spec §2)."""
+    """The search cache: exact plus fuzzy query matches in sqlite, as TAPO's Redis cache (docs/method.md §2)."""
 
     enabled: bool = Field(True, description="Cache search results; a hit costs no backend call.")
     path: str | None = Field(
@@ -332,7 +332,7 @@ class SearchCacheConfig(Section):
 
 
 class SearchConfig(Section):
-    """The search tool: which backend answers `<search>` and how results come back (spec §2)."""
+    """The search tool: which backend answers `<search>` and how results come back (docs/method.md §2)."""
 
     backend: SearchBackendConfig = Field(
         default_factory=BM25SearchConfig,
@@ -482,7 +482,7 @@ EngineConfig = Annotated[
 
 
 class RolloutConfig(Section):
-    """Multi-turn generation with tools: the engine, the turn and token budgets, and sampling (spec §1, §4)."""
+    """Multi-turn generation with tools: the engine, turn and token budgets, and sampling (docs/method.md §1, §4)."""
 
     engine: EngineConfig = Field(
         default_factory=TransformersEngineConfig,
@@ -536,7 +536,7 @@ class RolloutConfig(Section):
 
 
 class OverlongConfig(Section):
-    """DAPO's overlong shaping: a linear penalty over the last `buffer` tokens before the length cap (spec §3)."""
+    """DAPO's overlong shaping: a linear penalty over the last `buffer` tokens before the cap (docs/method.md §3)."""
 
     enabled: bool = Field(True, description="Add the overlong penalty to the reward; on in DAPO and TAPO.")
     buffer: int = Field(
@@ -550,7 +550,7 @@ class OverlongConfig(Section):
 
 class ToolCostConfig(Section):
     """A bonus for a right answer reached with few tool calls: OTC-PPO's tool reward (arXiv 2504.14870), added to
-    the TAPO reward. Not part of TAPO, whose reward puts no price on a call (spec §3): off by default."""
+    the TAPO reward. Not part of TAPO, whose reward puts no price on a call (docs/method.md §3): off by default."""
 
     enabled: bool = Field(
         False, description="Add the bonus to the reward of right answers; off = TAPO's reward, unchanged."
@@ -570,7 +570,7 @@ class ToolCostConfig(Section):
 
 
 class RewardConfig(Section):
-    """Scoring: format check, correctness by data source, accuracy threshold and length shaping (spec §3)."""
+    """Scoring: format check, correctness by data source, accuracy threshold and length shaping (docs/method.md §3)."""
 
     preset: Literal["tapo-eval", "tapo"] = Field(
         "tapo-eval",
@@ -603,7 +603,7 @@ class RewardConfig(Section):
 
 
 class TrainerConfig(Section):
-    """DAPO as TAPO uses it (spec §4): groups, clip-higher, token-mean loss, dynamic sampling, AdamW."""
+    """DAPO as TAPO uses it (docs/method.md §4): groups, clip-higher, token-mean loss, dynamic sampling, AdamW."""
 
     lr: float = Field(1e-6, gt=0, description="AdamW learning rate; TAPO/DAPO use 1e-6 (small models take more).")
     warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps, then constant; TAPO uses 10.")

@@ -1,4 +1,4 @@
-"""Prompt templates (spec §5): one user message with numbered rules, an optional worked example, the question.
+"""Prompt templates (docs/method.md §5): one user message with numbered rules, an optional worked example, the question.
 
 A template knows which tools it allows, so the rollout can refuse a tag the prompt never offered (the
 ablations: search only, code only, no tools). Prompts are rendered once through the model's own chat
@@ -112,7 +112,7 @@ _TOOL_SETS = {
     **{f"{name}_only": frozenset({name}) for name in TOOL_NAMES},
     "no_tools": frozenset(),
 }
-# Template families: the spec's (rules + worked example), "compact" (rules only) and "minimal" (terse rules).
+# Template families: TAPO's (docs/method.md §5: rules + an example), "compact" (rules only), "minimal" (terse rules).
 _FAMILIES = {
     "": lambda tools: _instruction(tools, example=True),
     "compact": lambda tools: _instruction(tools, example=False),

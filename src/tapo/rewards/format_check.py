@@ -1,4 +1,4 @@
-"""The strict output format of spec §3.
+"""The strict output format of docs/method.md §3.
 
 A response is well formed when every tag in it belongs to a ``<name>…</name>`` pair of the protocol
 (:data:`tapo.protocol.TAGS`), pairs are not nested, and the last pair is the one ``answer``, followed only by

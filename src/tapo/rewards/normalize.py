@@ -1,6 +1,6 @@
-"""Answer normalization: the spec's rule for TAPO's scorers and Search-R1's rule for EM / F1.
+"""Answer normalization: TAPO's rule for its own scorers and Search-R1's rule for EM / F1.
 
-Two rules because two families of numbers are compared: TAPO's scorers (spec §3) keep punctuation and
+Two rules because two families of numbers are compared: TAPO's scorers (docs/method.md §3) keep punctuation and
 articles but unify number spellings, while Search-R1's ``normalize_answer`` (the SQuAD rule) drops
 punctuation and articles so that its exact match is comparable with the published figures.
 """
@@ -30,7 +30,7 @@ def _lower(text: str) -> str:
 
 
 def normalize(text: str) -> str:
-    """Spec §3: strip, lower-case, number words one..twelve → digits, commas removed inside digit strings."""
+    """docs/method.md §3: strip, lower-case, number words one..twelve → digits, commas removed inside digit strings."""
     return _DIGIT_COMMA_RE.sub("", _NUMBER_WORD_RE.sub(_number_word, _lower(text))).strip()
 
 

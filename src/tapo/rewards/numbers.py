@@ -1,6 +1,6 @@
 """Read one number out of an answer: ``1,234``, ``-3.5 km``, ``25%``, ``$18``, ``1.5e3``, ``\\frac{1}{2}``.
 
-The spec's ``complex`` rule ("keep digits, sign and point") glues every number of an answer into one
+TAPO's ``complex`` rule (docs/method.md §3) ("keep digits, sign and point") glues every number of an answer into one
 (``between 3 and 4`` → 34, ``1.5e3`` → 1.53). Here an answer counts as a number only when it holds exactly
 one, so a hedged answer that lists candidates is not a number and cannot collect the credit. For the same
 reason a number next to an operator or glued to more digits is not that number: ``2^10`` is not 2, ``5!``

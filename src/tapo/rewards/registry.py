@@ -9,7 +9,7 @@ the reward.
 
 Two tables, chosen by ``reward.preset``: ``tapo-eval`` (the default) scores for reporting (Search-R1's EM for QA,
 symbolic equivalence for math); ``tapo`` gives every source TAPO's original code knows the rule that code gave it
-(spec §3), to train a faithful reproduction, and keeps the reporting scorer for the sources it did not know.
+(docs/method.md §3), to train a faithful reproduction, and keeps the reporting scorer for the sources it did not know.
 """
 
 from __future__ import annotations

@@ -24,13 +24,13 @@ NQ_MAX_DISTANCE_RATIO = 0.5
 
 
 def exact(prediction: str, gold: str) -> float:
-    """Spec §3 ``exact``: equal after :func:`normalize`."""
+    """docs/method.md §3 ``exact``: equal after :func:`normalize`."""
     gold_n = normalize(gold)
     return float(bool(gold_n) and normalize(prediction) == gold_n)
 
 
 def nq(prediction: str, gold: str) -> float:
-    """Spec §3 ``nq``: 1 if the gold is a substring of the prediction; else 1 − edit distance / max length
+    """docs/method.md §3 ``nq``: 1 if the gold is a substring of the prediction; else 1 − edit distance / max length
     when that ratio is below 0.5; else 0 (both normalized)."""
     gold_n, prediction_n = normalize(gold), normalize(prediction)
     if not gold_n or not prediction_n:
@@ -48,13 +48,13 @@ def _numbers(prediction: str, gold: str, strict: bool = False) -> tuple[float, f
 
 
 def calculator(prediction: str, gold: str) -> float:
-    """Spec §3 ``calculator``: one number, absolute error below 1e-3."""
+    """docs/method.md §3 ``calculator``: one number, absolute error below 1e-3."""
     values = _numbers(prediction, gold)
     return float(values is not None and abs(values[0] - values[1]) < CALCULATOR_TOLERANCE)
 
 
 def complex_(prediction: str, gold: str) -> float:
-    """Spec §3 ``complex``: one number, relative error below 5 % (absolute 1e-3 when the gold is 0)."""
+    """docs/method.md §3 ``complex``: one number, relative error below 5 % (absolute 1e-3 when the gold is 0)."""
     values = _numbers(prediction, gold)
     if values is None:
         return 0.0

@@ -1,4 +1,4 @@
-"""Reward shaping terms added to the score: DAPO's soft overlong penalty (spec §3), on model tokens only, and the
+"""Reward shaping terms added to the score: DAPO's overlong penalty (docs/method.md §3), on model tokens only, and the
 optional tool-cost bonus of OTC (arXiv 2504.14870), which TAPO does not have.
 
 Counting only the tokens the model sampled (the loss mask) matters: tool outputs are the environment's

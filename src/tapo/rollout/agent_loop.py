@@ -1,4 +1,4 @@
-"""The agent loop of spec §1, token in and token out, one asyncio task per trajectory.
+"""The agent loop of docs/method.md §1, token in and token out, one asyncio task per trajectory.
 
 Each trajectory alternates model turns (the engine's sampled ids, appended unchanged, mask 1) and
 environment insertions (tool outputs in ``<response>`` blocks or the corrective message, tokenized on

@@ -120,7 +120,7 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """Linear warm-up then constant (spec §4: 10 warm-up steps, then a flat learning rate)."""
+    """Linear warm-up then constant (docs/method.md §4: 10 warm-up steps, then a flat learning rate)."""
     return get_constant_schedule_with_warmup(optimizer, num_warmup_steps=warmup_steps)
 
 

@@ -1,4 +1,4 @@
-"""What the model reads after a ``<code>`` block (spec §2): stdout, the end of a traceback, truncation, hints.
+"""What the model reads after a ``<code>`` block (docs/method.md §2): stdout, the end of a traceback, truncation, hints.
 
 The same rules apply to a local sandbox run and to a remote server's answer; :func:`truncate` is idempotent, so
 applying it to text a server already truncated changes nothing.

@@ -1,5 +1,5 @@
 """A persistent search cache (sqlite): exact hits by hash of query and k with a TTL, and fuzzy hits for near-duplicate
-queries (spec §2).
+queries (docs/method.md §2).
 
 The original used Redis; sqlite in WAL mode gives the same sharing between the threads and processes of one
 machine without a server to run. Fuzzy lookup: an inverted index of character trigrams finds the stored queries

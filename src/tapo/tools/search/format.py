@@ -1,4 +1,4 @@
-"""What the model reads from a search: query guards, the result text, and the fixed messages (spec §2).
+"""What the model reads from a search: query guards, the result text, and the fixed messages (docs/method.md §2).
 
 The messages are fixed strings so that a trained policy sees the same text for the same situation, and so that
 evaluation can count them.

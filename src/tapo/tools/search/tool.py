@@ -1,7 +1,7 @@
 """``SearchTool``: the ``search`` tag's tool. Guards the query, asks the cache, then the backend, and formats.
 
 It never raises: a bad query, a failing or slow service, or a broken cache all become one of the fixed messages
-(spec §2) so the trajectory goes on. Real backend calls are counted, like the original counted API calls.
+(docs/method.md §2) so the trajectory goes on. Real backend calls are counted, like the original counted API calls.
 """
 
 from __future__ import annotations
