@@ -53,11 +53,12 @@ def _ask(
     force: list[str],
 ) -> Trajectory:
     from tapo.engines.forced import ForcedPrefixEngine
+    from tapo.engines.hf import HFEngine
     from tapo.prompts.templates import allowed_tools, render_prompt
     from tapo.rollout.agent_loop import RolloutRunner
 
     renderer = TraceRenderer(stdout, engine.tokenizer)
-    if hasattr(engine, "on_tokens"):  # the transformers engine streams tokens; others show each turn when done
+    if isinstance(engine, HFEngine):  # the transformers engine streams tokens; others show each turn when done
         engine.on_tokens = renderer.stream
     if force:
         engine = ForcedPrefixEngine(engine, force)
@@ -127,5 +128,4 @@ def chat(
     finally:
         loop.run(tools.aclose())
         loop.close()
-        if hasattr(engine, "close"):
-            engine.close()
+        engine.close()
