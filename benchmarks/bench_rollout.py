@@ -164,8 +164,7 @@ class RolloutWorker:
                 self.loop.run(tools.aclose())
             self.loop.close()
         for engine in self.engines.values():
-            if hasattr(engine, "close"):
-                engine.close()
+            engine.close()
 
 
 def load_config_for(common: list[str], data_dir: Path, overrides: list[str]) -> Any:

@@ -10,13 +10,17 @@ messages, tokenized on their own, log-prob None). These types import only the pr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 from tapo.data.schema import Example
 from tapo.protocol import INVALID, TOOL_NAMES
 
 # Keys every trajectories.jsonl row carries (see Trajectory.to_row); a row without them is not this schema.
 ROW_KEYS = ("example", "prompt_ids", "response_ids", "loss_mask", "logprobs", "turns", "finish_reason", "reward")
+
+# Why a trajectory ended, as its row writes it; each is a stop rule of the agent loop (tapo.rollout.stop_rules):
+# the model answered, the response reached max_response_tokens, or the turn after the last tool turn did not answer.
+TrajectoryFinish = Literal["answer", "length", "max_turns"]
 
 
 class RecordError(ValueError):
@@ -68,7 +72,7 @@ class Trajectory:
     loss_mask: list[int] = field(default_factory=list)
     logprobs: list[float | None] = field(default_factory=list)  # the sampler's, per response token
     turns: list[Turn] = field(default_factory=list)
-    finish_reason: str = ""
+    finish_reason: TrajectoryFinish | Literal[""] = ""  # "" until the rollout ends it
     response_text: str = ""
     example: Example | None = None  # None only for bare token sequences (unit tests of the update)
     reward: RewardBreakdown | None = None
@@ -135,7 +139,7 @@ class Trajectory:
             loss_mask=list(row["loss_mask"]),
             logprobs=list(row["logprobs"]),
             turns=[Turn(**turn) for turn in row["turns"]],
-            finish_reason=str(row["finish_reason"]),
+            finish_reason=cast(TrajectoryFinish, str(row["finish_reason"])),  # what to_row wrote
             response_text=str(row.get("response_text", "")),
             example=Example.model_validate(row["example"]) if row["example"] is not None else None,
             reward=RewardBreakdown(**row["reward"]) if row["reward"] is not None else None,

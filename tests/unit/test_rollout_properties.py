@@ -52,11 +52,14 @@ class Recording:
         self.by_context[tuple(prompt)] = generation
         return generation
 
-    def generate(self, prompts, params):
-        return self.engine.generate(prompts, params)
+    def release(self, ids) -> None:
+        self.engine.release(ids)
 
     def update_weights(self, state_dict) -> None:
         self.engine.update_weights(state_dict)
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 def registry(repeat: int = 1) -> ToolRegistry:

@@ -6,8 +6,9 @@ scores precisely the tokens the engine sampled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "eos", "length"]
 
@@ -33,27 +34,32 @@ class Generation:
     finish_reason: FinishReason
     logprobs: list[float] | None = None
     stop: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
 class GenerationEngine(Protocol):
-    """What the rollout needs from a backend (transformers, vLLM, an OpenAI-compatible server)."""
+    """Every call the rest of tapo makes on a backend (transformers, vLLM, a vLLM server, an OpenAI-compatible
+    server, a script), and nothing more: the agent loop (``tokenizer``, ``agenerate``, ``release``), the training
+    source (``update_weights``, ``close``), ``tapo chat`` and the benchmarks (``close``).
+
+    Engines also have a batch ``generate(prompts, params)`` for sync callers (tests, benchmarks, the transformers
+    engine's own batcher); nothing in the run path calls it, so it is not part of the contract.
+    """
 
     tokenizer: Any
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        """Continue each prompt once; batch members are independent."""
-        ...
-
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
         """Continue one prompt; engines with continuous batching serve many concurrent calls."""
+        ...
+
+    def release(self, ids: Sequence[int]) -> None:
+        """The trajectory whose whole context is ``ids`` has ended: an engine that caches contexts between calls
+        (the transformers engine's KV reuse) frees it now; the others have nothing to free."""
         ...
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         """Load new policy weights in place (after an optimizer step)."""
         ...
 
-
-# Optional: an engine that caches contexts between calls (the transformers engine's KV reuse) may also define
-# ``release(ids: list[int]) -> None``; the rollout calls it with a trajectory's whole context when it ends.
+    def close(self) -> None:
+        """Stop what the engine started (processes, an event loop, connections); closing twice is a no-op."""
+        ...

@@ -6,6 +6,7 @@ protocol (real tool calls, real outputs inserted) while the model still writes e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tapo.engines.base import Generation, GenerationEngine, SamplingParams
@@ -28,16 +29,12 @@ class ForcedPrefixEngine:
             return await self.scripted.agenerate(prompt, params)
         return await self.engine.agenerate(prompt, params)
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
-        n = max(0, self.forced - self.scripted.calls)
-        rest = self.engine.generate(prompts[n:], params) if prompts[n:] else []
-        return self.scripted.generate(prompts[:n], params) + rest
+    def release(self, ids: Sequence[int]) -> None:
+        """Pass the end of a trajectory on to the wrapped engine (it may cache the context)."""
+        self.engine.release(ids)
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         self.engine.update_weights(state_dict)
 
-    def release(self, ids: list[int]) -> None:
-        """Pass the end of a trajectory on to an engine that caches its context."""
-        release = getattr(self.engine, "release", None)
-        if release is not None:
-            release(ids)
+    def close(self) -> None:
+        """Leaves the wrapped engine open: it is its caller's, who wraps it anew for each conversation."""

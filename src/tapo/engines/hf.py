@@ -90,6 +90,8 @@ class HFEngine:
         self.stats = self.store.stats if self.store is not None else KVStats()
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        """Continue each prompt once, in batches of ``batch_size``: the batcher behind ``agenerate`` calls it with the
+        requests waiting at that moment; tests and benchmarks call it directly."""
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
         # Similar lengths together: less padding per batch; results are put back in the callers' order.
@@ -112,6 +114,9 @@ class HFEngine:
         """The trajectory ending in ``ids`` is done: free its cached KV now rather than at eviction."""
         if self.store is not None:
             self.store.release(ids)
+
+    def close(self) -> None:
+        """Nothing to stop: the model and the KV store live in this process and go with the engine."""
 
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:

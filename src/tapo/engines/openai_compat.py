@@ -20,14 +20,15 @@ rollout contract wants it in the ids. vLLM reports it as ``stop_reason``; otherw
 tag (``</search>`` → ``<search>``) was written last is taken, which is what the TAPO tags imply.
 
 The engine keeps one pooled httpx client and one concurrency limit on an event loop of its own (as the vLLM
-engine does): the rollout awaits it from the run's loop, plain ``generate`` calls it from sync code, and the
-connections live as long as the engine, whichever loop asks. ``close()`` releases them.
+engine does): the rollout awaits it from the run's loop, the batch ``generate`` (tests) calls it from sync code,
+and the connections live as long as the engine, whichever loop asks. ``close()`` releases them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -194,7 +195,7 @@ class OpenAICompatEngine:
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if finish == "eos" and self.tokenizer.eos_token_id is not None:
             ids.append(self.tokenizer.eos_token_id)  # as local engines do: the turn visibly ends
-        return Generation(token_ids=ids, finish_reason=finish, logprobs=None, stop=stop, extra={"text": text})
+        return Generation(token_ids=ids, finish_reason=finish, logprobs=None, stop=stop)
 
     # -- transport ----------------------------------------------------------------------------------
 
@@ -232,7 +233,11 @@ class OpenAICompatEngine:
         return list(await asyncio.gather(*(self._agenerate(p, params) for p in prompts)))
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        """Every prompt as its own concurrent request, for sync callers (tests, integration checks)."""
         return self._io.run(self._agenerate_many(prompts, params))
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Nothing to free here: the server manages its own cache."""
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         raise NotImplementedError("a remote OpenAI-compatible server cannot take weight updates; use it to evaluate")

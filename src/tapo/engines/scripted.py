@@ -60,13 +60,20 @@ class ScriptedEngine:
         )
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        """Each prompt's next script entry, for sync callers (the benchmark of turn-synchronous rollouts)."""
         return [self._one(prompt, params) for prompt in prompts]
 
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
         return self._one(prompt, params)
 
+    def release(self, ids: Sequence[int]) -> None:
+        """Nothing cached to free: a conversation's turn index is found from its history."""
+
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         """A script has no weights."""
+
+    def close(self) -> None:
+        """A script starts nothing."""
 
 
 def _from_list(turns: list[str]) -> Script:

@@ -21,10 +21,10 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tapo.engines.base import Generation, SamplingParams
+from tapo.engines.base import FinishReason, Generation, SamplingParams
 from tapo.engines.state_dict import unique_cpu_tensors
 from tapo.io.event_loop import EventLoopThread
 
@@ -192,22 +192,29 @@ class VLLMEngine:
         logprobs = (
             [step[token].logprob for step, token in zip(out.logprobs, ids, strict=True)] if out.logprobs else None
         )
+        reason: FinishReason
+        stop: str | None
         if out.finish_reason == "length":
             reason, stop = "length", None
         elif isinstance(out.stop_reason, str):
             reason, stop = "stop", out.stop_reason
         else:
             reason, stop = "eos", None
-        return Generation(token_ids=ids, finish_reason=reason, logprobs=logprobs, stop=stop)  # type: ignore[arg-type]
+        return Generation(token_ids=ids, finish_reason=reason, logprobs=logprobs, stop=stop)
 
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
         return await self._io.arun(self._generate_here(prompt, params))
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        """Every prompt as its own concurrent request, for sync callers (the integration tests)."""
+
         async def all_of() -> list[Generation]:
             return list(await asyncio.gather(*(self._generate_here(p, params) for p in prompts)))
 
         return self._io.run(all_of())
+
+    def release(self, ids: Sequence[int]) -> None:
+        """Nothing to free: vLLM's prefix cache evicts its blocks by itself."""
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         from safetensors.torch import save

@@ -17,14 +17,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from tapo.config.schema import RolloutConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine, SamplingParams
 from tapo.io.event_loop import EventLoopThread
-from tapo.protocol import ANSWER, INVALID, STOP_STRINGS, corrective_message, format_observation, parse_action
+from tapo.protocol import INVALID, STOP_STRINGS, Action, corrective_message, format_observation, parse_action
 from tapo.records import Trajectory, Turn
+from tapo.rollout.stop_rules import AFTER_INSERTION, AFTER_MODEL_TURN, Stop, TurnEnd, first_stop
+from tapo.tools.registry import ToolRegistry
 
 # (trajectory index, "model" or "environment", the text just appended)
 StepCallback = Callable[[int, str, str], None]
@@ -42,8 +43,8 @@ def turn_seed(seed: int | None, trajectory: int, turn: int) -> int | None:
 class RolloutRunner:
     """Runs batches of prompts through the protocol with one engine and one tool registry.
 
-    ``tools`` is a ``tapo.tools.registry.ToolRegistry`` (anything with ``async call(name, input)`` that
-    never raises) or None for tool-less rollouts, in which case every tool tag gets the corrective message.
+    ``tools`` is the run's tool registry (its ``call`` never raises) or None for tool-less rollouts, in which case
+    every tool tag gets the corrective message.
     ``on_step(trajectory_index, source, text)`` sees each piece as it joins a response (``source`` is
     ``"model"`` for a sampled turn, ``"environment"`` for an insertion), so ``tapo chat`` can show a trace live.
     ``loop`` is the run's event loop, the one the tools' clients belong to (None: a private one for this runner).
@@ -52,7 +53,7 @@ class RolloutRunner:
     def __init__(
         self,
         engine: GenerationEngine,
-        tools: Any | None,
+        tools: ToolRegistry | None,
         config: RolloutConfig,
         on_step: StepCallback | None = None,
         loop: EventLoopThread | None = None,
@@ -120,77 +121,75 @@ class RolloutRunner:
             text.strip() if len(ids) <= self.config.max_obs_tokens else self._decode(ids[: self.config.max_obs_tokens])
         )
 
-    def _insert(self, index: int, trajectory: Trajectory, text: str) -> bool:
-        """Append environment text (mask 0); False when the response cap cut it."""
+    def _insert(self, index: int, trajectory: Trajectory, text: str) -> None:
+        """Append environment text (mask 0), cut where the response cap is."""
         room = self.config.max_response_tokens - len(trajectory.response_ids)
-        ids = self._tokenize(text)
+        ids = self._tokenize(text)[:room]
         if self.on_step is not None:
-            self.on_step(index, "environment", self._decode(ids[:room]))
-        trajectory.response_ids += ids[:room]
-        trajectory.loss_mask += [0] * len(ids[:room])
-        trajectory.logprobs += [None] * len(ids[:room])
-        return len(ids) <= room
+            self.on_step(index, "environment", self._decode(ids))
+        trajectory.response_ids += ids
+        trajectory.loss_mask += [0] * len(ids)
+        trajectory.logprobs += [None] * len(ids)
 
     async def _trajectory(
         self, index: int, prompt: list[int], example: Example | None, params: SamplingParams, allowed: frozenset[str]
     ) -> Trajectory:
+        """Model turn, then the environment's, until a stop rule (:mod:`tapo.rollout.stop_rules`) ends it."""
         trajectory = Trajectory(prompt_ids=list(prompt), example=example)
-        actions = 0
-        while True:
-            room = self.config.max_response_tokens - len(trajectory.response_ids)
-            if room <= 0:
-                trajectory.finish_reason = "length"
-                break
-            turn_params = replace(
-                params,
-                max_new_tokens=min(params.max_new_tokens, room),
-                seed=turn_seed(params.seed, index, len(trajectory.turns)),
-            )
-            generation = await self.engine.agenerate(trajectory.prompt_ids + trajectory.response_ids, turn_params)
-            sampled = generation.token_ids[:room]
-            trajectory.response_ids += sampled
-            trajectory.loss_mask += [1] * len(sampled)
-            trajectory.logprobs += (
-                list(generation.logprobs[: len(sampled)]) if generation.logprobs else [None] * len(sampled)
-            )
-            text = self._decode(sampled)
-            if self.on_step is not None:
-                self.on_step(index, "model", text)
+        stop: Stop | None = None
+        while stop is None:
+            text = await self._model_turn(index, trajectory, params)
             action = parse_action(text)
-            if action is not None and action.kind == ANSWER:
-                trajectory.turns.append(Turn(ANSWER, action.content))
-                trajectory.finish_reason = "answer"
-                break
-            if len(trajectory.response_ids) >= self.config.max_response_tokens:
-                trajectory.finish_reason = "length"
-                break
-            if actions >= self.config.max_turns:
-                # The last turn had tools off: anything but an answer ends the trajectory unanswered.
-                what = f"<{action.kind}> after the turn limit" if action else "no valid action"
-                trajectory.turns.append(Turn(INVALID, text, ok=False, error=f"{what}: tools are off"))
-                trajectory.finish_reason = "max_turns"
-                break
-            actions += 1
-            if action is not None and action.kind in allowed:
-                turn = await self._call_tool(action.kind, action.content)
-                inserted = format_observation(turn.output)
-            else:
-                error = f"tool {action.kind!r} is not available" if action else "no valid action"
-                inserted = corrective_message(allowed)
-                turn = Turn(INVALID, action.content if action else text, inserted, ok=False, error=error)
-            trajectory.turns.append(turn)
-            if not self._insert(index, trajectory, inserted):
-                trajectory.finish_reason = "length"
-                break
+            stop = first_stop(AFTER_MODEL_TURN, TurnEnd(trajectory, self.config, text, action))
+            if stop is None:
+                await self._environment_turn(index, trajectory, text, action, allowed)
+                stop = first_stop(AFTER_INSERTION, TurnEnd(trajectory, self.config))
+        if stop.last_turn is not None:
+            trajectory.turns.append(stop.last_turn)
+        trajectory.finish_reason = stop.finish
         trajectory.response_text = self._decode(trajectory.response_ids)
-        release = getattr(self.engine, "release", None)  # an engine that caches this context can free it now
-        if release is not None:
-            release(trajectory.prompt_ids + trajectory.response_ids)
+        self.engine.release(trajectory.prompt_ids + trajectory.response_ids)
         return trajectory
 
-    async def _call_tool(self, name: str, tool_input: str) -> Turn:
+    async def _model_turn(self, index: int, trajectory: Trajectory, params: SamplingParams) -> str:
+        """Sample one turn within the room left under the response cap and append its ids unchanged (mask 1, the
+        engine's log-probs); returns its text. The turn's seed is its own (:func:`turn_seed`)."""
+        room = self.config.max_response_tokens - len(trajectory.response_ids)
+        turn_params = replace(
+            params,
+            max_new_tokens=min(params.max_new_tokens, room),
+            seed=turn_seed(params.seed, index, len(trajectory.turns)),
+        )
+        generation = await self.engine.agenerate(trajectory.prompt_ids + trajectory.response_ids, turn_params)
+        sampled = generation.token_ids[:room]
+        trajectory.response_ids += sampled
+        trajectory.loss_mask += [1] * len(sampled)
+        trajectory.logprobs += (
+            list(generation.logprobs[: len(sampled)]) if generation.logprobs else [None] * len(sampled)
+        )
+        text = self._decode(sampled)
+        if self.on_step is not None:
+            self.on_step(index, "model", text)
+        return text
+
+    async def _environment_turn(
+        self, index: int, trajectory: Trajectory, text: str, action: Action | None, allowed: frozenset[str]
+    ) -> None:
+        """Answer a model turn that did not end the trajectory: an allowed tool call gets the tool's output, anything
+        else the corrective message; either is recorded as a turn and inserted (mask 0)."""
+        if self.tools is not None and action is not None and action.kind in allowed:
+            turn = await self._call_tool(self.tools, action.kind, action.content)
+            inserted = format_observation(turn.output)
+        else:
+            error = f"tool {action.kind!r} is not available" if action else "no valid action"
+            inserted = corrective_message(allowed)
+            turn = Turn(INVALID, action.content if action else text, inserted, ok=False, error=error)
+        trajectory.turns.append(turn)
+        self._insert(index, trajectory, inserted)
+
+    async def _call_tool(self, tools: ToolRegistry, name: str, tool_input: str) -> Turn:
         start = time.perf_counter()
-        result = await self.tools.call(name, tool_input)  # type: ignore[union-attr]  # a registry never raises
+        result = await tools.call(name, tool_input)  # a registry never raises
         latency = time.perf_counter() - start
         output = self._truncate_output(result.text)
         return Turn(name, tool_input, output, ok=result.ok, latency_s=latency, error=result.error)

@@ -13,6 +13,7 @@ from types import TracebackType
 from tapo.config.schema import TapoConfig
 from tapo.engines.base import GenerationEngine
 from tapo.engines.forced import ForcedPrefixEngine
+from tapo.engines.hf import HFEngine
 from tapo.io.event_loop import EventLoopThread
 from tapo.prompts.templates import allowed_tools, render_prompt
 from tapo.records import Trajectory
@@ -47,7 +48,7 @@ class ChatSession:
     def ask(self, question: str, template: str, renderer: TraceRenderer, greedy: bool, force: list[str]) -> Trajectory:
         """One trajectory for ``question``, shown by ``renderer`` as it grows; ``force`` are forced first turns."""
         engine = self.engine
-        if hasattr(engine, "on_tokens"):  # the transformers engine streams tokens; others show each turn when done
+        if isinstance(engine, HFEngine):  # the transformers engine streams tokens; others show each turn when done
             engine.on_tokens = renderer.stream
         if force:
             engine = ForcedPrefixEngine(engine, force)
@@ -63,8 +64,7 @@ class ChatSession:
         """Close the tools on their loop, the loop, then the engine (a vLLM engine's processes end with it)."""
         self.loop.run(self.tools.aclose())
         self.loop.close()
-        if hasattr(self.engine, "close"):
-            self.engine.close()
+        self.engine.close()
 
     def __enter__(self) -> ChatSession:
         return self

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
+from tapo.engines.base import GenerationEngine
 from tapo.io.event_loop import EventLoopThread
 from tapo.records import Trajectory
 
@@ -61,7 +62,7 @@ class ToolRolloutSource:
         tokenizer: Any,
         score: ScoreFn | None = None,
         process_index: int = 0,
-        engine: Any | None = None,
+        engine: GenerationEngine | None = None,
         own_engine_copy: bool = False,
     ) -> None:
         from tapo.prompts.templates import allowed_tools
@@ -128,6 +129,4 @@ class ToolRolloutSource:
         self.loop.close()
         if self._reward is not None:
             self._reward.close()
-        close_engine = getattr(self.engine, "close", None)
-        if close_engine is not None:
-            close_engine()
+        self.engine.close()
