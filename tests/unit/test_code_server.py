@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import SandboxCodeConfig
 from tapo.io.loopback import serve_in_thread
 from tapo.tools.code.client import RemoteCodeTool
 from tapo.tools.code.factory import build_code_tool
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def server_url():
-    with serve_in_thread(create_app(CodeConfig(timeout_s=5))) as url:
+    with serve_in_thread(create_app(SandboxCodeConfig(timeout_s=5))) as url:
         yield url
 
 
@@ -64,7 +64,7 @@ def test_a_body_the_parser_cannot_take_is_400_with_one_line(server_url, body, re
 
 def test_remote_tool_runs_concurrently(server_url):
     async def go():
-        tool = build_code_tool(CodeConfig(backend="remote", url=server_url, timeout_s=5))
+        tool = build_code_tool(SandboxCodeConfig(backend="remote", url=server_url, timeout_s=5))
         assert isinstance(tool, RemoteCodeTool)
         start = time.perf_counter()
         results = await asyncio.gather(*(tool.call(f"import time; time.sleep(1); print({i})") for i in range(4)))
@@ -100,7 +100,7 @@ def test_remote_tool_with_no_server_returns_text():
 
 def test_remote_backend_needs_a_url():
     with pytest.raises(ValueError, match=r"tools\.code\.url"):
-        build_code_tool(CodeConfig(backend="remote"))
+        build_code_tool(SandboxCodeConfig(backend="remote"))
 
 
 def replying_app() -> FastAPI:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tapo.config import TapoConfig, load_config
-from tapo.config.schema import CodeConfig, TransformersEngineConfig
+from tapo.config.schema import SandboxCodeConfig, TransformersEngineConfig
 from tapo.data.io import save_examples
 from tapo.data.schema import Example
 from tapo.engines.scripted import ScriptedEngine
@@ -35,7 +35,7 @@ BATCHES = 4
 
 @pytest.fixture(scope="module")
 def code_url():
-    with serve_in_thread(create_app(CodeConfig(timeout_s=5))) as url:
+    with serve_in_thread(create_app(SandboxCodeConfig(timeout_s=5))) as url:
         yield url
 
 
