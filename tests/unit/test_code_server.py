@@ -12,7 +12,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tapo.config.schema import SandboxCodeConfig
+from tapo.config import ConfigError, load_config
+from tapo.config.schema import RemoteCodeConfig, SandboxCodeConfig
 from tapo.io.loopback import serve_in_thread
 from tapo.tools.code.client import RemoteCodeTool
 from tapo.tools.code.factory import build_code_tool
@@ -64,7 +65,7 @@ def test_a_body_the_parser_cannot_take_is_400_with_one_line(server_url, body, re
 
 def test_remote_tool_runs_concurrently(server_url):
     async def go():
-        tool = build_code_tool(SandboxCodeConfig(backend="remote", url=server_url, timeout_s=5))
+        tool = build_code_tool(RemoteCodeConfig(url=server_url, timeout_s=5))
         assert isinstance(tool, RemoteCodeTool)
         start = time.perf_counter()
         results = await asyncio.gather(*(tool.call(f"import time; time.sleep(1); print({i})") for i in range(4)))
@@ -99,8 +100,8 @@ def test_remote_tool_with_no_server_returns_text():
 
 
 def test_remote_backend_needs_a_url():
-    with pytest.raises(ValueError, match=r"tools\.code\.url"):
-        build_code_tool(SandboxCodeConfig(backend="remote"))
+    with pytest.raises(ConfigError, match=r"missing config key 'tools\.code\.url'"):
+        load_config(None, ["tools.code=remote"])
 
 
 def replying_app() -> FastAPI:
