@@ -272,7 +272,7 @@ def test_an_old_flat_code_section_drops_what_its_backend_never_read(tmp_path, ca
     assert "tools.code.memory_mb, tools.code.require_isolation" in caplog.text
     path.write_text(yaml.safe_dump({"tools": {"code": {**old, "backend": "sandbox", "url": None}}}))
     assert load_config(path).tools.code == SandboxCodeConfig(timeout_s=5.0, memory_mb=512)
-    with pytest.raises(ConfigError, match="unknown config key 'tools.code.memory_mb'"):  # the new form: no guessing
+    with pytest.raises(ConfigError, match=r"unknown config key 'tools\.code\.memory_mb'"):  # the new form: no guessing
         load_config(None, ["tools.code=remote", "tools.code.url=http://c:1", "tools.code.memory_mb=512"])
 
 

@@ -95,7 +95,9 @@ def test_sft_command_end_to_end(tmp_path, tokenizer, tiny_checkpoint) -> None:
 
 def test_sft_sizes_come_from_sft_and_an_rl_key_on_its_command_line_is_refused(tmp_path, tiny_checkpoint) -> None:
     """SFT read four trainer.* keys, so profiles set trainer.micro_batch_size under `sft:` (issue 30)."""
-    config = load_config(None, [*_overrides(tmp_path, tiny_checkpoint), "trainer.micro_batch_size=1", "trainer.weight_decay=0.5"])
+    config = load_config(
+        None, [*_overrides(tmp_path, tiny_checkpoint), "trainer.micro_batch_size=1", "trainer.weight_decay=0.5"]
+    )
     run = RunDir.create(config)
     model, tok = load_policy(config.model)
     trainer = SftTrainer(config, run, make_accelerator(config, run.root), model, tok, [Demo([1], [2], [1])])

@@ -194,6 +194,7 @@ class DataConfig(Section):
     )
     mini_test: int = Field(MINI_SIZES["test"], ge=0, le=100_000, description="`tapo data build mini`: test questions.")
 
+
 # --- tools ---------------------------------------------------------------------------------------------------------
 
 
@@ -283,6 +284,7 @@ class SearchConfig(Section):
         10.0, gt=0, description="Time-out of one backend request; on expiry the model reads 'search unavailable'."
     )
     cache: SearchCacheConfig = Field(default_factory=SearchCacheConfig, description="Result cache.")
+
 
 class SandboxCodeConfig(Section):
     """`<code>` runs here, a bubblewrap-isolated process per call, within the limits of one run (TAPO: 2 s, output
@@ -461,6 +463,7 @@ class RolloutConfig(Section):
         "exceeds this: outdated engine weights, another dtype or other kernels. Healthy: ~0 for the transformers "
         "engine in the trainer's dtype.",
     )
+
 
 # --- reward, trainer, sft, eval ------------------------------------------------------------------------------------
 
@@ -668,6 +671,7 @@ class EvalConfig(Section):
     benchmark_dir: str | None = Field(
         None, description="Local benchmark copies (`<dir>/<set>/<split>.jsonl`); None = the hub."
     )
+
 
 class TapoConfig(Section):
     """The whole configuration: one section per part of the system."""

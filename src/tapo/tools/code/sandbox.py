@@ -201,7 +201,12 @@ class PythonSandbox:
     """
 
     def __init__(
-        self, config: SandboxCodeConfig | None = None, bwrap: str | None = None, *, seccomp: bool = True, cgroup: bool = True
+        self,
+        config: SandboxCodeConfig | None = None,
+        bwrap: str | None = None,
+        *,
+        seccomp: bool = True,
+        cgroup: bool = True,
     ) -> None:
         self.config = config or SandboxCodeConfig()
         binary = bwrap or default_bwrap()
