@@ -11,7 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from typer.testing import CliRunner
 
+from tapo.cli.main import app as tapo_cli
 from tapo.config import ConfigError, load_config
 from tapo.config.schema import RemoteCodeConfig, SandboxCodeConfig
 from tapo.io.loopback import serve_in_thread
@@ -102,6 +104,12 @@ def test_remote_tool_with_no_server_returns_text():
 def test_remote_backend_needs_a_url():
     with pytest.raises(ConfigError, match=r"missing config key 'tools\.code\.url'"):
         load_config(None, ["tools.code=remote"])
+
+
+def test_serve_code_refuses_a_remote_code_config():
+    """`tapo serve code` serves the sandbox; a config that sends code elsewhere has no sandbox settings to serve."""
+    result = CliRunner().invoke(tapo_cli, ["serve", "code", "tools.code=remote", "tools.code.url=http://127.0.0.1:9"])
+    assert result.exit_code == 2 and "tools.code.kind=remote, expected sandbox" in result.output
 
 
 def replying_app() -> FastAPI:
