@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import SandboxCodeConfig
 from tapo.io.event_loop import EventLoopThread
 from tapo.tools.code.sandbox import PythonSandbox
 
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10, help="calls per variant and round")
     parser.add_argument("--baseline", default="1b1bb38", help="git revision to compare with ('' for none)")
     args = parser.parse_args()
-    config = CodeConfig(timeout_s=30)
+    config = SandboxCodeConfig(timeout_s=30)
     variants: dict[str, Callable[[], Awaitable[None]]] = {FLOOR: _floor_once}
     with tempfile.TemporaryDirectory() as workdir:
         if args.baseline:

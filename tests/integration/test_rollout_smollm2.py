@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tapo.config.schema import CodeConfig, RolloutConfig
+from tapo.config.schema import RolloutConfig, SandboxCodeConfig
 from tapo.engines.forced import ForcedPrefixEngine
 from tapo.engines.hf import HFEngine
 from tapo.prompts.templates import render_prompt
@@ -29,7 +29,9 @@ def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer
         {"id": "2", "title": "Louvre", "text": "The Louvre is the world's most-visited museum."},
     ]
     index = BM25Index.build(rows, tmp_path / "index")
-    tools = ToolRegistry({"search": SearchTool(LocalBackend(index), topk=1), "code": build_code_tool(CodeConfig())})
+    tools = ToolRegistry(
+        {"search": SearchTool(LocalBackend(index), topk=1), "code": build_code_tool(SandboxCodeConfig())}
+    )
     model = AutoModelForCausalLM.from_pretrained(smollm2_path).eval()
     config = RolloutConfig(max_turns=2, max_response_tokens=160, max_new_tokens_per_turn=40)
     runner = RolloutRunner(ForcedPrefixEngine(HFEngine(model, tokenizer), FORCED), tools, config)

@@ -11,8 +11,11 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from typer.testing import CliRunner
 
-from tapo.config.schema import CodeConfig
+from tapo.cli.main import app as tapo_cli
+from tapo.config import ConfigError, load_config
+from tapo.config.schema import RemoteCodeConfig, SandboxCodeConfig
 from tapo.io.loopback import serve_in_thread
 from tapo.tools.code.client import RemoteCodeTool
 from tapo.tools.code.factory import build_code_tool
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def server_url():
-    with serve_in_thread(create_app(CodeConfig(timeout_s=5))) as url:
+    with serve_in_thread(create_app(SandboxCodeConfig(timeout_s=5))) as url:
         yield url
 
 
@@ -64,7 +67,7 @@ def test_a_body_the_parser_cannot_take_is_400_with_one_line(server_url, body, re
 
 def test_remote_tool_runs_concurrently(server_url):
     async def go():
-        tool = build_code_tool(CodeConfig(backend="remote", url=server_url, timeout_s=5))
+        tool = build_code_tool(RemoteCodeConfig(url=server_url, timeout_s=5))
         assert isinstance(tool, RemoteCodeTool)
         start = time.perf_counter()
         results = await asyncio.gather(*(tool.call(f"import time; time.sleep(1); print({i})") for i in range(4)))
@@ -99,8 +102,14 @@ def test_remote_tool_with_no_server_returns_text():
 
 
 def test_remote_backend_needs_a_url():
-    with pytest.raises(ValueError, match=r"tools\.code\.url"):
-        build_code_tool(CodeConfig(backend="remote"))
+    with pytest.raises(ConfigError, match=r"missing config key 'tools\.code\.url'"):
+        load_config(None, ["tools.code=remote"])
+
+
+def test_serve_code_refuses_a_remote_code_config():
+    """`tapo serve code` serves the sandbox; a config that sends code elsewhere has no sandbox settings to serve."""
+    result = CliRunner().invoke(tapo_cli, ["serve", "code", "tools.code=remote", "tools.code.url=http://127.0.0.1:9"])
+    assert result.exit_code == 2 and "tools.code.kind=remote, expected sandbox" in result.output
 
 
 def replying_app() -> FastAPI:

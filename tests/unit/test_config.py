@@ -5,20 +5,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from tapo.cli.main import app
 from tapo.config import ConfigError, TapoConfig, load_config, parse_overrides
 from tapo.config.loader import build_config, dump_config
+from tapo.config.migrate import DEPRECATED_KEYS, SFT_OWN_KEYS
 from tapo.config.schema import (
-    DEPRECATED_KEYS,
     MINI_SIZES,
-    BM25SearchConfig,
-    EvalConfig,
+    RemoteCodeConfig,
     RolloutConfig,
-    SearchConfig,
+    SandboxCodeConfig,
     Section,
-    TransformersEngineConfig,
+    SftConfig,
+    TrainerConfig,
     VLLMServerEngineConfig,
     section_model,
 )
@@ -156,6 +157,8 @@ OLD_KEYS = [
     (["eval.openai_timeout_s=7"], "eval.openai.timeout_s", 7.0),
     (["eval.openai_max_retries=1"], "eval.openai.max_retries", 1),
     (["eval.openai_max_concurrency=2"], "eval.openai.max_concurrency", 2),
+    (["tools.code.url=http://c:1", "tools.code.backend=remote"], "tools.code", RemoteCodeConfig(url="http://c:1")),
+    (["tools.code.backend=sandbox"], "tools.code", SandboxCodeConfig()),
 ]
 
 
@@ -254,8 +257,26 @@ def test_dumped_config_loads_back_unchanged():
     assert build_config(yaml.safe_load(dump_config(config))) == config
 
 
-def test_sections_built_in_code_take_the_old_keys_too(caplog):
-    assert RolloutConfig(engine="hf", batch_size=3).engine == TransformersEngineConfig(batch_size=3)
-    assert SearchConfig(index_dir="/x").backend == BM25SearchConfig(index_dir="/x")
-    assert EvalConfig(openai_api="chat").openai.api == "chat"
-    assert caplog.text.count("is deprecated") == 4
+def test_sections_built_in_code_take_only_the_current_keys():
+    """The loader rewrites old keys (tapo.config.migrate); the schema itself knows only the current tree."""
+    with pytest.raises(ValidationError):
+        RolloutConfig(batch_size=3)
+
+
+def test_an_old_flat_code_section_drops_what_its_backend_never_read(tmp_path, caplog):
+    """A run directory's config.yaml from before the tagged tools.code holds every key of the flat section."""
+    old = {"backend": "remote", "url": "http://c:1", "timeout_s": 5.0, "memory_mb": 512, "require_isolation": True}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"tools": {"code": old}}))
+    assert load_config(path).tools.code == RemoteCodeConfig(url="http://c:1", timeout_s=5.0)
+    assert "tools.code.memory_mb, tools.code.require_isolation" in caplog.text
+    path.write_text(yaml.safe_dump({"tools": {"code": {**old, "backend": "sandbox", "url": None}}}))
+    assert load_config(path).tools.code == SandboxCodeConfig(timeout_s=5.0, memory_mb=512)
+    with pytest.raises(ConfigError, match=r"unknown config key 'tools\.code\.memory_mb'"):  # the new form: no guessing
+        load_config(None, ["tools.code=remote", "tools.code.url=http://c:1", "tools.code.memory_mb=512"])
+
+
+def test_the_warm_start_has_its_own_copy_of_every_trainer_key_it_used_to_read():
+    for old, new in SFT_OWN_KEYS.items():
+        trainer_key, sft_key = old.removeprefix("trainer."), new.removeprefix("sft.")
+        assert SftConfig.model_fields[sft_key].default == TrainerConfig.model_fields[trainer_key].default

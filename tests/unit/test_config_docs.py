@@ -39,6 +39,8 @@ def test_every_backend_has_its_own_table():
         ("tools.search.backend", "dense"),
         ("tools.search.backend", "remote"),
         ("tools.search.backend", "serper"),
+        ("tools.code", "sandbox"),
+        ("tools.code", "remote"),
     }
     rendered = render_config_docs()
     assert "### `rollout.engine` = `vllm-server`" in rendered and "| `weights_dir` |" in rendered

@@ -55,7 +55,7 @@ SCORER_WITH_A_BUG = "def score(prediction, gold):\n    return 1.0\nundefined_nam
         ),
         (["tools.search.backend.kind=remote", "tools.search.backend.url=localhost:8001"], "tools.search.backend.url"),
         (
-            ["tools.enabled=[code]", "tools.code.backend=remote", "tools.code.url=http//127.0.0.1:8000"],
+            ["tools.enabled=[code]", "tools.code.kind=remote", "tools.code.url=http//127.0.0.1:8000"],
             "tools.code.url",
         ),
         (["rollout.engine.kind=vllm-server", "rollout.engine.url=http://127.0.0.1:99999"], "rollout.engine.url"),

@@ -1,6 +1,6 @@
 """One event loop per run: the tools' async clients stay usable from the first batch to the last.
 
-A real code server on loopback behind ``tools.code.backend=remote``, driven through the real rollout, the
+A real code server on loopback behind ``tools.code.kind=remote``, driven through the real rollout, the
 training source and the evaluator, batch after batch: every code call must reach the server. (With a fresh
 event loop per batch, the remote tool's connection pool died with the first loop and every second batch failed.)
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tapo.config import TapoConfig, load_config
-from tapo.config.schema import CodeConfig, TransformersEngineConfig
+from tapo.config.schema import SandboxCodeConfig, TransformersEngineConfig
 from tapo.data.io import save_examples
 from tapo.data.schema import Example
 from tapo.engines.scripted import ScriptedEngine
@@ -35,7 +35,7 @@ BATCHES = 4
 
 @pytest.fixture(scope="module")
 def code_url():
-    with serve_in_thread(create_app(CodeConfig(timeout_s=5))) as url:
+    with serve_in_thread(create_app(SandboxCodeConfig(timeout_s=5))) as url:
         yield url
 
 
@@ -45,7 +45,7 @@ def remote_config(url: str) -> TapoConfig:
         None,
         [
             "tools.enabled=[code]",
-            "tools.code.backend=remote",
+            "tools.code.kind=remote",
             f"tools.code.url={url}",
             "data.template=code_only",
             "trainer.group_size=2",

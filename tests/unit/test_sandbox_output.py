@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import SandboxCodeConfig
 from tapo.tools.code.capture import BoundedCapture
 from tapo.tools.code.output import EMPTY_OUTPUT, format_output, truncate
 from tapo.tools.code.sandbox import PythonSandbox, SandboxUnavailableError
@@ -49,7 +49,7 @@ def test_format_output_cases():
 
 
 def test_code_tool_round_trip_and_error_text():
-    tool = CodeTool(CodeConfig(timeout_s=10))
+    tool = CodeTool(SandboxCodeConfig(timeout_s=10))
     ok = asyncio.run(tool.call("print(sum(range(10)))"))
     assert ok.ok and ok.text == "45" and ok.metadata["exit_code"] == 0
     silent = asyncio.run(tool.call("x = 1"))
@@ -66,8 +66,8 @@ def test_fallback_without_bwrap_warns_once_and_still_runs(caplog, tmp_path):
     broken.write_text("#!/bin/sh\nexit 1\n")
     broken.chmod(0o755)
     with caplog.at_level(logging.WARNING):
-        box = PythonSandbox(CodeConfig(timeout_s=10, require_isolation=False), bwrap=str(broken))
-        PythonSandbox(CodeConfig(timeout_s=10, require_isolation=False), bwrap=str(broken))
+        box = PythonSandbox(SandboxCodeConfig(timeout_s=10, require_isolation=False), bwrap=str(broken))
+        PythonSandbox(SandboxCodeConfig(timeout_s=10, require_isolation=False), bwrap=str(broken))
     assert not box.isolated
     assert sum("NOT ISOLATED" in r.getMessage() for r in caplog.records) == 1
     result = asyncio.run(box.run("import os; print(os.getcwd().startswith('/tmp') or os.getcwd())"))
@@ -79,4 +79,4 @@ def test_require_isolation_refuses_without_bwrap(tmp_path):
     broken.write_text("#!/bin/sh\nexit 1\n")
     broken.chmod(0o755)
     with pytest.raises(SandboxUnavailableError, match=r"tools\.code\.require_isolation=false"):
-        PythonSandbox(CodeConfig(), bwrap=str(broken))  # on by default
+        PythonSandbox(SandboxCodeConfig(), bwrap=str(broken))  # on by default

@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import SandboxCodeConfig
 from tapo.tools.code.cgroup import find_hierarchy
 from tapo.tools.code.sandbox import PythonSandbox
 from tapo.tools.code.tool import CodeTool
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def sandbox() -> PythonSandbox:
-    box = PythonSandbox(CodeConfig(timeout_s=TIMEOUT_S, cpu_seconds=10, memory_mb=512, max_processes=32))
+    box = PythonSandbox(SandboxCodeConfig(timeout_s=TIMEOUT_S, cpu_seconds=10, memory_mb=512, max_processes=32))
     if not box.isolated:
         pytest.skip("bubblewrap cannot create namespaces on this machine")
     return box
@@ -140,7 +140,7 @@ def test_infinite_loop_is_killed_at_the_wall_clock_timeout(sandbox):
 
 
 def test_cpu_limit_kills_a_busy_loop():
-    box = PythonSandbox(CodeConfig(timeout_s=20, cpu_seconds=1))
+    box = PythonSandbox(SandboxCodeConfig(timeout_s=20, cpu_seconds=1))
     start = time.perf_counter()
     result = asyncio.run(box.run("while True:\n    pass"))
     assert not result.timed_out and result.exit_code == 128 + 24  # SIGXCPU, well before the 20 s wall clock
@@ -286,7 +286,7 @@ def test_numpy_sympy_threads_and_processes_work_under_the_filter(sandbox):
         "with multiprocessing.Pool(2) as pool:\n"
         "    print(sum(pool.map(abs, [-1, -2])))\n"
     )
-    result = asyncio.run(PythonSandbox(CodeConfig(timeout_s=30)).run(code))
+    result = asyncio.run(PythonSandbox(SandboxCodeConfig(timeout_s=30)).run(code))
     assert result.exit_code == 0 and result.stdout.split() == ["3", "9", "thread", "7", "3"], result
 
 
@@ -321,7 +321,7 @@ def _nr(name: str) -> int:
 @pytest.fixture(scope="module")
 def bounded():
     """A sandbox whose calls may hold 256 MB in all, each process 512 MB of address space."""
-    box = PythonSandbox(CodeConfig(timeout_s=20, cpu_seconds=10, memory_mb=512, call_memory_mb=256))
+    box = PythonSandbox(SandboxCodeConfig(timeout_s=20, cpu_seconds=10, memory_mb=512, call_memory_mb=256))
     if not box.isolated:
         pytest.skip("bubblewrap cannot create namespaces on this machine")
     if not box.layers["cgroup"]:

@@ -40,7 +40,7 @@ def _overrides(tmp_path, tiny_checkpoint) -> list[str]:
         "sft.epochs=4",
         "sft.batch_size=4",
         "sft.warmup_steps=0",
-        "trainer.micro_batch_size=2",
+        "sft.micro_batch_size=2",
     ]
 
 
@@ -91,6 +91,21 @@ def test_sft_command_end_to_end(tmp_path, tokenizer, tiny_checkpoint) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "sft" / "checkpoints" / "step-1" / "model" / "config.json").is_file()
+
+
+def test_sft_sizes_come_from_sft_and_an_rl_key_on_its_command_line_is_refused(tmp_path, tiny_checkpoint) -> None:
+    """SFT read four trainer.* keys, so profiles set trainer.micro_batch_size under `sft:` (issue 30)."""
+    config = load_config(
+        None, [*_overrides(tmp_path, tiny_checkpoint), "trainer.micro_batch_size=1", "trainer.weight_decay=0.5"]
+    )
+    run = RunDir.create(config)
+    model, tok = load_policy(config.model)
+    trainer = SftTrainer(config, run, make_accelerator(config, run.root), model, tok, [Demo([1], [2], [1])])
+    assert trainer.scfg.micro_batch_size == 2 and trainer.optimizer.param_groups[0]["weight_decay"] == 0.1
+    args = ["sft", "--demos", str(tmp_path / "none.jsonl"), *_overrides(tmp_path, tiny_checkpoint)]
+    result = CliRunner().invoke(app, [*args, "trainer.micro_batch_size=8"])
+    assert result.exit_code == 2
+    assert "trainer.micro_batch_size sizes RL only" in result.output and "sft.micro_batch_size=8" in result.output
 
 
 def test_trainable_layers_freezes_everything_below_the_top_layers(tmp_path, tokenizer, tiny_checkpoint) -> None:

@@ -18,7 +18,9 @@ from tapo.cli.common import fail
 from tapo.config import TapoConfig
 from tapo.config.schema import (
     IndexSearchConfig,
+    RemoteCodeConfig,
     RemoteSearchConfig,
+    SandboxCodeConfig,
     SerperSearchConfig,
     VLLMEngineConfig,
     VLLMServerEngineConfig,
@@ -111,7 +113,7 @@ def check_tools(config: TapoConfig, enabled: Iterable[str]) -> None:
                 raise PreflightError(
                     f"tools.search.backend=serper needs an API key in the environment variable {backend.api_key_env}"
                 )
-    if "code" in enabled and tools.code.backend == "remote":
+    if "code" in enabled and isinstance(tools.code, RemoteCodeConfig):
         check_url("tools.code.url", tools.code.url)
     check_isolation(config, enabled)
 
@@ -119,7 +121,7 @@ def check_tools(config: TapoConfig, enabled: Iterable[str]) -> None:
 def check_isolation(config: TapoConfig, enabled: Iterable[str]) -> None:
     """A local code tool can isolate model-written code here, unless ``tools.code.require_isolation=false``."""
     code = config.tools.code
-    if "code" not in enabled or code.backend != "sandbox" or not code.require_isolation:
+    if "code" not in enabled or not isinstance(code, SandboxCodeConfig) or not code.require_isolation:
         return
     from tapo.tools.code.sandbox import SandboxUnavailableError, isolation_problem
 

@@ -6,6 +6,7 @@ import typer
 
 from tapo.cli.common import config_or_exit, fail
 from tapo.cli.preflight import check_isolation, preflight
+from tapo.config.schema import SandboxCodeConfig
 
 app = typer.Typer(help="Run tool servers (HTTP, loopback by default).", no_args_is_help=True)
 
@@ -21,6 +22,8 @@ def code(
     from tapo.tools.code.server import serve
 
     cfg = config_or_exit(config, overrides)
+    if not isinstance(cfg.tools.code, SandboxCodeConfig):  # a server that forwards to another is not what was meant
+        raise fail(f"tapo serve code runs the sandbox: tools.code.kind={cfg.tools.code.kind}, expected sandbox")
     with preflight():
         check_isolation(cfg, ["code"])
     serve(cfg.tools.code, host=host, port=port)

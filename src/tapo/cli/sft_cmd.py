@@ -8,6 +8,7 @@ import typer
 
 from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, run_lock, set_threads
 from tapo.cli.preflight import check_model, check_output_dir, preflight
+from tapo.config.migrate import sft_override_error
 
 
 def sft(
@@ -17,6 +18,8 @@ def sft(
     progress: bool = typer.Option(True, help="show the live progress display"),
 ) -> None:
     """Fine-tune the policy on the model tokens of demonstration trajectories; writes runs/NAME/checkpoints."""
+    if problem := sft_override_error(overrides or []):
+        raise fail(problem)
     config = config_or_exit(config_files, overrides)
     run_root = Path(config.run.output_dir) / config.run.name
     with preflight():

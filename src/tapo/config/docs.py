@@ -15,7 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic.fields import FieldInfo
 
-from tapo.config.schema import DEPRECATED_KEYS, Section, TapoConfig, section_model, variants
+from tapo.config.migrate import DEPRECATED_KEYS
+from tapo.config.schema import Section, TapoConfig, section_model, variants
 
 BEGIN = "<!-- BEGIN GENERATED: tapo config docs -->"
 END = "<!-- END GENERATED -->"

@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from tapo.config.migrate import upgrade
 from tapo.config.schema import Section, TapoConfig, kind_shorthand, section_model, variants
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -94,7 +95,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any], model: type[Section] | N
 
 def _upgrade(layer: dict[str, Any], base: dict[str, Any], model: type[Section] = TapoConfig) -> dict[str, Any]:
     """Rewrite the deprecated keys of one layer (a file, the overrides), reading the backend from earlier layers."""
-    layer = model.upgrade_legacy(layer, base)
+    layer = upgrade(model, layer, base)
     upgraded = dict(layer)
     for key, value in layer.items():
         section = section_model(_field(model, key))

@@ -4,14 +4,13 @@ Defaults follow the TAPO paper's setup (docs/method.md §7) where the paper fixe
 sizes (prompts per step, lengths) are set in ``configs/*.yaml``. Each field's description is the
 reference documentation: ``tapo config docs`` renders it into ``docs/configs.md``.
 
-A choice of backend (rollout engine, search backend) is a tagged section: ``{kind: NAME, ...}`` with
-only that backend's settings, or just ``NAME`` for its defaults. Keys that moved keep working for one
-release: each section's ``upgrade_legacy`` rewrites them and logs one warning line per key.
+A choice of backend (rollout engine, search backend, code tool) is a tagged section: ``{kind: NAME, ...}`` with
+only that backend's settings, or just ``NAME`` for its defaults. This module describes only the current tree:
+keys that moved keep working for one release because the loader rewrites them first (``tapo.config.migrate``).
 """
 
 from __future__ import annotations
 
-import logging
 import types
 import typing
 from typing import Annotated, Any, Literal
@@ -21,8 +20,6 @@ from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from tapo.protocol import TOOL_NAMES
-
-log = logging.getLogger(__name__)
 
 Raw = dict[str, Any]
 
@@ -35,22 +32,11 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    @staticmethod
-    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
-        """Rewrite deprecated keys of ``raw`` into their new place; ``base`` is this section in earlier config layers.
-
-        The loader calls it once per layer (a YAML file, the overrides), so an old key applies to the backend
-        configured so far and a later layer still wins; validation calls it again for sections built in code.
-        """
-        return raw
-
     @model_validator(mode="before")
     @classmethod
-    def _upgrade_legacy(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = cls.upgrade_legacy(data, {})
-        _refuse_booleans_for_numbers(cls, data)
+    def _check_booleans(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            _refuse_booleans_for_numbers(cls, data)
         return data
 
 
@@ -96,46 +82,6 @@ def variants(field: FieldInfo | None) -> dict[str, type[Section]]:
     if field is None or field.discriminator is None:
         return {}
     return {member.model_fields["kind"].default: member for member in typing.get_args(field.annotation)}
-
-
-def _as_dict(value: Any) -> Raw:
-    value = kind_shorthand(value)
-    if isinstance(value, BaseModel):
-        return value.model_dump()
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _deprecated(old: str, new: str) -> None:
-    log.warning("config key %s is deprecated (accepted until the next release): use %s", old, new)
-
-
-def _move_keys(raw: Raw, base: Raw, owner: type[Section], section: str, field: str, moves: dict[str, str]) -> Raw:
-    """Move the flat keys ``moves`` (old name -> name inside ``field``) of ``section`` into the ``field`` sub-section.
-
-    A tagged field gets them in the backend this layer or an earlier one configures. A key that backend does not
-    have, or one set to null, did nothing before: it is dropped, with a warning.
-    """
-    present = [key for key in moves if key in raw]
-    if not present:
-        return raw
-    raw = dict(raw)
-    info = owner.model_fields[field]
-    target = _as_dict(raw.get(field, base.get(field, info.get_default(call_default_factory=True))))
-    model = variants(info).get(target.get("kind")) or section_model(info)
-    known = model.model_fields if model else {}
-    dropped = []
-    for old in present:
-        value, new = raw.pop(old), moves[old]
-        if value is None or new not in known:
-            dropped.append(f"{section}.{old}")
-            continue
-        target[new] = value
-        _deprecated(f"{section}.{old}", f"{section}.{field}.{new}")
-    if dropped:
-        where = f" with {section}.{field}.kind={target.get('kind')}" if "kind" in target else ""
-        log.warning("dropped deprecated config keys that have no effect%s: %s", where, ", ".join(dropped))
-    raw[field] = target
-    return raw
 
 
 # --- run, model, data ---------------------------------------------------------------------------------------------
@@ -248,16 +194,6 @@ class DataConfig(Section):
     )
     mini_test: int = Field(MINI_SIZES["test"], ge=0, le=100_000, description="`tapo data build mini`: test questions.")
 
-    @staticmethod
-    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
-        if "strict" not in raw:
-            return raw
-        log.warning(
-            "config key data.strict is deprecated and has no effect (nothing ever read it): dropped; "
-            "`tapo data check --strict FILE` checks a file"
-        )
-        return {key: value for key, value in raw.items() if key != "strict"}
-
 
 # --- tools ---------------------------------------------------------------------------------------------------------
 
@@ -349,20 +285,12 @@ class SearchConfig(Section):
     )
     cache: SearchCacheConfig = Field(default_factory=SearchCacheConfig, description="Result cache.")
 
-    @staticmethod
-    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
-        return _move_keys(raw, base, SearchConfig, "tools.search", "backend", _SEARCH_MOVES)
 
+class SandboxCodeConfig(Section):
+    """`<code>` runs here, a bubblewrap-isolated process per call, within the limits of one run (TAPO: 2 s, output
+    cut at 2000 characters); `tapo serve code` serves the same sandbox to other machines."""
 
-class CodeConfig(Section):
-    """The Python tool: where `<code>` runs and the limits of one run (TAPO: 2 s, output cut at 2000 characters)."""
-
-    backend: Literal["sandbox", "remote"] = Field(
-        "sandbox", description="`sandbox`: a bubblewrap-isolated process per call; `remote`: a code server at `url`."
-    )
-    url: str | None = Field(
-        None, description="`remote` only: the code server (`POST /run`), e.g. http://127.0.0.1:8000."
-    )
+    kind: Literal["sandbox"] = Field("sandbox", description="A local sandbox per call.")
     timeout_s: float = Field(2.0, gt=0, description="Wall-clock limit of one program, then it is killed; TAPO's 2 s.")
     require_isolation: bool = Field(
         True,
@@ -384,6 +312,26 @@ class CodeConfig(Section):
     max_parallel: int = Field(8, ge=1, le=1024, description="Sandboxes running at once in one process.")
 
 
+class RemoteCodeConfig(Section):
+    """A code server (`POST /run`, e.g. `tapo serve code`) runs `<code>`; its own config sets the sandbox limits."""
+
+    kind: Literal["remote"] = Field("remote", description="A code server over HTTP.")
+    url: str = Field(description="Base URL of the code server, e.g. http://127.0.0.1:8000.")
+    timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="The server's limit of one program (its own `tools.code.timeout_s`), named in the time-out "
+        "message; a request waits this plus 10 s.",
+    )
+
+
+CodeBackendConfig = Annotated[
+    SandboxCodeConfig | RemoteCodeConfig,
+    Field(discriminator="kind"),
+    BeforeValidator(kind_shorthand),
+]
+
+
 # The protocol's tool names (tapo.protocol.TOOLS), and the tool modes of an evaluation: all, one tool, none.
 ToolName = Literal[TOOL_NAMES]  # type: ignore[valid-type]
 ToolMode = Literal[("all", *TOOL_NAMES, "none")]  # type: ignore[valid-type]
@@ -401,7 +349,10 @@ class ToolsConfig(Section):
     )
     call_timeout_s: float = Field(30.0, gt=0, description="Outer time-out of any one tool call, whatever the tool.")
     search: SearchConfig = Field(default_factory=SearchConfig, description="The search tool.")
-    code: CodeConfig = Field(default_factory=CodeConfig, description="The Python tool.")
+    code: CodeBackendConfig = Field(
+        default_factory=SandboxCodeConfig,
+        description="Where `<code>` runs: `sandbox` (a local bubblewrap sandbox) or `remote` (a code server).",
+    )
 
 
 # --- rollout -------------------------------------------------------------------------------------------------------
@@ -512,24 +463,6 @@ class RolloutConfig(Section):
         "exceeds this: outdated engine weights, another dtype or other kernels. Healthy: ~0 for the transformers "
         "engine in the trainer's dtype.",
     )
-
-    @staticmethod
-    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
-        engine = raw.get("engine")
-        if _as_dict(engine).get("kind") == "hf":
-            _deprecated("rollout.engine=hf", "rollout.engine=transformers")
-            raw = {**raw, "engine": {**_as_dict(engine), "kind": "transformers"}}
-        if raw.get("vllm_server_url") is not None:
-            kind = _as_dict(raw.get("engine", base.get("engine", "transformers"))).get("kind")
-            if kind == "vllm":
-                _deprecated("rollout.engine=vllm with rollout.vllm_server_url", "rollout.engine.kind=vllm-server")
-                raw = {**raw, "engine": {"kind": "vllm-server"}}
-            elif kind != "vllm-server":
-                raise ValueError(
-                    "rollout.vllm_server_url needs rollout.engine=vllm (now: rollout.engine.kind=vllm-server "
-                    "rollout.engine.url=...)"
-                )
-        return _move_keys(raw, base, RolloutConfig, "rollout", "engine", _ROLLOUT_MOVES)
 
 
 # --- reward, trainer, sft, eval ------------------------------------------------------------------------------------
@@ -696,6 +629,14 @@ class SftConfig(Section):
     batch_size: int = Field(8, ge=1, description="Demonstrations per optimizer step.")
     max_examples: int | None = Field(None, ge=1, description="Use at most this many demonstrations; None = all.")
     warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps, then constant.")
+    micro_batch_size: int = Field(
+        4,
+        ge=1,
+        description="Demonstrations per forward/backward in each process (gradient accumulation); a memory knob "
+        "only. The warm start's own: `trainer.micro_batch_size` sizes RL alone.",
+    )
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay; 0.1 as the RL trainer's.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clip; 1.0 as the RL trainer's.")
 
 
 class OpenAIEndpointConfig(Section):
@@ -731,10 +672,6 @@ class EvalConfig(Section):
         None, description="Local benchmark copies (`<dir>/<set>/<split>.jsonl`); None = the hub."
     )
 
-    @staticmethod
-    def upgrade_legacy(raw: Raw, base: Raw) -> Raw:
-        return _move_keys(raw, base, EvalConfig, "eval", "openai", _EVAL_MOVES)
-
 
 class TapoConfig(Section):
     """The whole configuration: one section per part of the system."""
@@ -748,33 +685,3 @@ class TapoConfig(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="RL training (DAPO).")
     sft: SftConfig = Field(default_factory=SftConfig, description="Supervised warm start.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
-
-
-_ROLLOUT_MOVES = {
-    "batch_size": "batch_size",
-    "vllm_gpu_memory_utilization": "gpu_memory_utilization",
-    "vllm_server_url": "url",
-    "vllm_server_weights_dir": "weights_dir",
-}
-_SEARCH_MOVES = {
-    "index_dir": "index_dir",
-    "url": "url",
-    "api_key_env": "api_key_env",
-    "remote_max_batch": "max_batch",
-    "remote_batch_window_ms": "batch_window_ms",
-}
-_EVAL_MOVES = {f"openai_{key}": key for key in OpenAIEndpointConfig.model_fields}
-DEPRECATED_KEYS: dict[str, str] = {
-    f"{section}.{old}": f"{section}.{field}.{new}"
-    for section, field, moves in (
-        ("rollout", "engine", _ROLLOUT_MOVES),
-        ("tools.search", "backend", _SEARCH_MOVES),
-        ("eval", "openai", _EVAL_MOVES),
-    )
-    for old, new in moves.items()
-} | {
-    "rollout.engine=hf": "rollout.engine=transformers",
-    "rollout.engine=vllm with rollout.vllm_server_url": "rollout.engine.kind=vllm-server",
-    "data.strict": "",
-}
-"""Old key -> its new place ("" = removed), as the docs list them."""

@@ -3,7 +3,8 @@
 SmolLM2-135M does not follow the tag protocol zero-shot, so RL has nothing to reinforce; a short pass
 over protocol demonstrations fixes that. Demonstrations are ``Trajectory.to_row()`` rows, so tool
 outputs inside them keep mask 0 and are never imitated, exactly as in the RL loss. The optimizer,
-schedule, checkpoints and metrics are the RL trainer's.
+schedule, checkpoints and metrics code is the RL trainer's; the settings are ``sft``'s own (the accelerator's
+precision and tracker aside: ``trainer.bf16``, ``trainer.tracker``), so RL's batch sizes never size the warm start.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class SftTrainer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.demos = list(demos)
         self.model, self.optimizer, self.scheduler = prepare_for_training(
-            accelerator, model, self.scfg.lr, config.trainer.weight_decay, self.scfg.warmup_steps
+            accelerator, model, self.scfg.lr, self.scfg.weight_decay, self.scfg.warmup_steps
         )
         self.step = 0
 
@@ -122,23 +123,23 @@ class SftTrainer:
         return self.steps_per_epoch * self.scfg.epochs
 
     def _batch_loss(self, batch: Sequence[Demo]) -> dict[str, float]:
-        acc = self.accelerator
+        accelerator = self.accelerator
         global_tokens = max(1, sum(sum(d.loss_mask) for d in batch))
-        share = batch[acc.process_index :: acc.num_processes]
-        micro_size = self.config.trainer.micro_batch_size
+        share = batch[accelerator.process_index :: accelerator.num_processes]
+        micro_size = self.scfg.micro_batch_size
         total = 0.0
         for start in range(0, len(share), micro_size):
             micro = share[start : start + micro_size]
             tokens = pad_batch([d.prompt_ids for d in micro], [d.response_ids for d in micro], self.pad_id)
-            tokens = tokens.to(acc.device)
-            with acc.autocast():
+            tokens = tokens.to(accelerator.device)
+            with accelerator.autocast():
                 logp, _ = response_logprobs(self.model, tokens)
             mask = pad_rows([d.loss_mask for d in micro], tokens.response_len).to(logp.device)
             loss = -(logp.float() * mask).sum() / global_tokens
-            acc.backward(loss * acc.num_processes)
+            accelerator.backward(loss * accelerator.num_processes)
             total += float(loss.detach())
-        summed = acc.reduce(torch.tensor([total], device=acc.device), "sum").item()
-        grad_norm = optimizer_step(acc, self.model, self.optimizer, self.config.trainer.max_grad_norm)
+        summed = accelerator.reduce(torch.tensor([total], device=accelerator.device), "sum").item()
+        grad_norm = optimizer_step(accelerator, self.model, self.optimizer, self.scfg.max_grad_norm)
         self.scheduler.step()
         return {"sft/loss": summed, "sft/grad_norm": grad_norm, "sft/tokens": float(global_tokens)}
 
@@ -178,7 +179,7 @@ class SftTrainer:
             self.model,
             self.tokenizer,
             {"phase": "sft", "epochs": self.scfg.epochs, "demos": len(self.demos)},
-            self.config.trainer.keep_checkpoints,
+            1,  # the one checkpoint SFT writes: a run directory holding a finished warm start is refused
             dump_config(self.config),
         )
         return rows

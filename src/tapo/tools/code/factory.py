@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import CodeBackendConfig, RemoteCodeConfig
 from tapo.tools.base import Tool
 
 
-def build_code_tool(config: CodeConfig) -> Tool:
-    if config.backend == "remote":
-        if not config.url:
-            raise ValueError("tools.code.backend=remote needs tools.code.url (e.g. http://127.0.0.1:8000)")
+def build_code_tool(config: CodeBackendConfig) -> Tool:
+    if isinstance(config, RemoteCodeConfig):
         from tapo.tools.code.client import RemoteCodeTool
 
         return RemoteCodeTool(config.url, timeout_s=config.timeout_s)

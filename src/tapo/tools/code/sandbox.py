@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import SandboxCodeConfig
 from tapo.tools.code.capture import BoundedCapture
 from tapo.tools.code.cgroup import JOIN_FAILED, JOIN_MESSAGE, CallCgroup, find_hierarchy
 from tapo.tools.code.seccomp import filter_bpf
@@ -201,9 +201,14 @@ class PythonSandbox:
     """
 
     def __init__(
-        self, config: CodeConfig | None = None, bwrap: str | None = None, *, seccomp: bool = True, cgroup: bool = True
+        self,
+        config: SandboxCodeConfig | None = None,
+        bwrap: str | None = None,
+        *,
+        seccomp: bool = True,
+        cgroup: bool = True,
     ) -> None:
-        self.config = config or CodeConfig()
+        self.config = config or SandboxCodeConfig()
         binary = bwrap or default_bwrap()
         problem = isolation_problem(binary)
         self.isolated = problem is None

@@ -14,7 +14,7 @@ import json
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import SandboxCodeConfig
 from tapo.tools.code.sandbox import PythonSandbox
 from tapo.tools.code.tool import run_text
 
@@ -39,8 +39,8 @@ async def _read_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-def create_app(config: CodeConfig | None = None) -> FastAPI:
-    config = config or CodeConfig()
+def create_app(config: SandboxCodeConfig | None = None) -> FastAPI:
+    config = config or SandboxCodeConfig()
     sandbox = PythonSandbox(config)
     app = FastAPI(title="tapo code server", version="1")
 
@@ -78,7 +78,7 @@ def create_app(config: CodeConfig | None = None) -> FastAPI:
     return app
 
 
-def serve(config: CodeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(config: SandboxCodeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the server until interrupted."""
     import uvicorn
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import time
 
-from tapo.config.schema import CodeConfig
+from tapo.config.schema import SandboxCodeConfig
 from tapo.tools.base import ToolResult
 from tapo.tools.code.output import failure, format_output
 from tapo.tools.code.sandbox import PythonSandbox, SandboxRun
 
 
-def run_text(run: SandboxRun, config: CodeConfig) -> str:
+def run_text(run: SandboxRun, config: SandboxCodeConfig) -> str:
     """What the model reads of a sandbox run (the local tool's text and the code server's ``stdout``)."""
     memory = config.call_memory_mb if run.memory_exceeded else None
     return format_output(run.stdout, run.stderr_tail, run.exit_code, run.timed_out, config.timeout_s, memory)
 
 
-def run_to_result(run: SandboxRun, config: CodeConfig) -> ToolResult:
+def run_to_result(run: SandboxRun, config: SandboxCodeConfig) -> ToolResult:
     """Turn a sandbox run into what the model reads; the program's own errors are results, not tool failures."""
     return ToolResult(
         text=run_text(run, config),
@@ -38,8 +38,8 @@ class CodeTool:
 
     name = "code"
 
-    def __init__(self, config: CodeConfig | None = None, sandbox: PythonSandbox | None = None) -> None:
-        self.config = config or CodeConfig()
+    def __init__(self, config: SandboxCodeConfig | None = None, sandbox: PythonSandbox | None = None) -> None:
+        self.config = config or SandboxCodeConfig()
         self.sandbox = sandbox or PythonSandbox(self.config)
 
     async def call(self, tool_input: str) -> ToolResult:
