@@ -8,12 +8,12 @@ one question per trajectory). The command only parses, builds this session and p
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 
 from tapo.config.schema import TapoConfig
 from tapo.engines.base import GenerationEngine
 from tapo.engines.forced import ForcedPrefixEngine
 from tapo.engines.hf import HFEngine
+from tapo.io.closing import Closing
 from tapo.io.event_loop import EventLoopThread
 from tapo.prompts.templates import allowed_tools, render_prompt
 from tapo.records import Trajectory
@@ -36,7 +36,7 @@ def chat_tools(config: TapoConfig, allowed: frozenset[str], warn: Callable[[str]
         return build_tools(config.tools, enabled=wanted - {"search"})
 
 
-class ChatSession:
+class ChatSession(Closing):
     """Questions answered one by one on one engine, one set of tools and one event loop; close it at the end."""
 
     def __init__(self, config: TapoConfig, engine: GenerationEngine, tools: ToolRegistry) -> None:
@@ -65,11 +65,3 @@ class ChatSession:
         self.loop.run(self.tools.aclose())
         self.loop.close()
         self.engine.close()
-
-    def __enter__(self) -> ChatSession:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from accelerate import Accelerator
@@ -21,6 +20,7 @@ from accelerate.utils import DistributedType
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
+from tapo.io.closing import Closing
 from tapo.io.runs import RunDir
 from tapo.train.setup import load_policy
 from tapo.train.sft import Demo, SftTrainer
@@ -38,7 +38,7 @@ def _sharded(accelerator: Accelerator) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
-class RlRun:
+class RlRun(Closing):
     """A built RL run: its trainer and the rollout source the trainer samples from. Close it (or use it as a
     ``with`` block) so the tools, the event loop and the engine's processes end with it."""
 
@@ -66,14 +66,6 @@ class RlRun:
 
     def close(self) -> None:
         self.source.close()
-
-    def __enter__(self) -> RlRun:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def build_rl_run(
