@@ -17,7 +17,7 @@ from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.result_dir import EvalResult
 from tapo.eval.samples import to_records
 from tapo.io.atomic import write_jsonl
-from tapo.pipeline.arms import BASE, SFT, TAPO
+from tapo.pipeline.arms import BASE, SFT, TAPO, save_arms
 from tapo.pipeline.summary import KINDS, write_results
 from tapo.protocol import INVALID, TOOL_NAMES, corrective_message, format_observation
 from tapo.records import RewardBreakdown, Trajectory, Turn
@@ -111,7 +111,8 @@ def evaluation(name: str) -> list[Trajectory]:
 
 
 def build_pipeline_run(root: Path) -> Path:
-    """Write the run under ``root`` (evaluations, a TAPO training run, summary.md/json); returns ``root``."""
+    """Write the run under ``root`` (evaluations, a TAPO training run, arms.json, summary.md/json); returns
+    ``root``."""
     for name in RIGHT:
         eval_result(evaluation(name), name, data="data/test.jsonl", template="minimal").save(root / "eval" / name)
     steps = [
@@ -127,5 +128,6 @@ def build_pipeline_run(root: Path) -> Path:
     write_jsonl(root / "tapo" / "metrics.jsonl", steps)
     logged = [tool_trajectory(question(i), i % 2 == 0) for i in range(4)] + [corrective_trajectory(question(5))]
     write_jsonl(root / "tapo" / "trajectories.jsonl", [t.to_row(step=1 + i % 2) for i, t in enumerate(logged)])
+    save_arms(root, ARMS)
     write_results(root, ARMS)
     return root

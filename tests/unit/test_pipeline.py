@@ -13,7 +13,7 @@ from tapo.data.io import load_examples
 from tapo.data.mini import MiniSizes, build_mini
 from tapo.data.mini.plan import OraclePlan, SearchStep
 from tapo.io.event_loop import EventLoopThread
-from tapo.pipeline.arms import BASE, SFT, load_arms
+from tapo.pipeline.arms import ARMS_FILE, BASE, SFT, ArmsError, load_arms
 from tapo.pipeline.demos import DemoBuilder, plan_turns
 from tapo.pipeline.job import MainJob
 from tapo.pipeline.profiles import load_profile
@@ -177,6 +177,9 @@ def test_every_arm_the_summary_names_is_one_the_job_runs(tmp_path):
     stages = {stage.name for stage in job.stages()}
     assert all(f"eval-{arm.name}" in stages for arm in NAMED_ARMS)
     assert load_arms(job.root) == job.arms()  # what `tapo report` rebuilds the summary from
+    (job.root / ARMS_FILE).write_text('[{"name": "tapo"}]')
+    with pytest.raises(ArmsError, match=r"arms.json: not a list of arms \(name, title, tools, overrides\)"):
+        load_arms(job.root)
 
 
 def test_profile_seeds_add_tapo_arms_that_differ_only_in_their_seed(tmp_path):

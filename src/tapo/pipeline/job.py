@@ -1,7 +1,7 @@
 """The main job, stage by stage: every stage but one is a ``tapo`` command run in its own process, so each one is
 also something a user can run (and debug) alone, a crash in one stage cannot corrupt another's memory, and the
 pipeline itself stays a thin, resumable list of commands. The exception is ``demos``, which runs in the job's
-process: it replays oracle plans through the rollout and the real tools, with no model to load.
+process: it replays oracle plans through the rollout and the real tools, with a tokenizer but no model.
 
 The pipeline supervises its stages: a stage's process dies with the pipeline's (Linux parent-death signal), so
 killing ``tapo pipeline run`` in any way, ``kill -9`` included, never leaves a stage running on in the background
