@@ -11,32 +11,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tapo.data.mini.plan import CodeStep, OraclePlan, PlanStep, SearchStep
 from tapo.data.schema import Example
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.result_dir import EvalResult
 from tapo.eval.samples import to_records
 from tapo.io.atomic import write_jsonl
+from tapo.pipeline.arms import BASE, SFT, TAPO, save_arms
 from tapo.pipeline.summary import KINDS, write_results
 from tapo.protocol import INVALID, TOOL_NAMES, corrective_message, format_observation
 from tapo.records import RewardBreakdown, Trajectory, Turn
 
 QUESTIONS = 40
 RIGHT = {"base": 0, "sft": 9, "tapo": 14}
-TITLES = {"base": "starting model", "sft": "warm start (SFT)", "tapo": "TAPO (RL on the warm start)"}
-ARMS = [("tapo", TITLES["tapo"], "all", [])]
+TITLES = {arm.name: arm.title for arm in (BASE, SFT, TAPO)}
+ARMS = [TAPO]
 NEEDS = {"single_hop": ["search"], "multi_hop": ["search"], "code": ["code"], "search_code": ["search", "code"]}
 CORRECTIVE = corrective_message(frozenset(TOOL_NAMES))
+
+
+def plan_step(tool: str, i: int) -> PlanStep:
+    """A step of question ``i``'s oracle plan calling ``tool``."""
+    if tool == "search":
+        return SearchStep(query=f"Entity {i}", attribute="founded", fact=f"the founding year of Entity {i}", value="1")
+    return CodeStep(code=f"print({i})", output=str(i))
 
 
 def question(i: int) -> Example:
     kind = KINDS[i % len(KINDS)]
     needs = NEEDS.get(kind, [])
+    plan = OraclePlan(tuple(plan_step(tool, i) for tool in needs))
     return Example(
         id=f"t{i}",
         question=f"Question {i} ({kind})",
         data_source="tapo_mini",
         golds=[str(i)],
-        meta={"kind": kind, "needs": needs, "plan": [{"tool": tool} for tool in needs], "answer": str(i)},
+        meta={"kind": kind, "needs": needs, "plan": plan.to_meta(), "answer": str(i)},
     )
 
 
@@ -101,7 +111,8 @@ def evaluation(name: str) -> list[Trajectory]:
 
 
 def build_pipeline_run(root: Path) -> Path:
-    """Write the run under ``root`` (evaluations, a TAPO training run, summary.md/json); returns ``root``."""
+    """Write the run under ``root`` (evaluations, a TAPO training run, arms.json, summary.md/json); returns
+    ``root``."""
     for name in RIGHT:
         eval_result(evaluation(name), name, data="data/test.jsonl", template="minimal").save(root / "eval" / name)
     steps = [
@@ -117,5 +128,6 @@ def build_pipeline_run(root: Path) -> Path:
     write_jsonl(root / "tapo" / "metrics.jsonl", steps)
     logged = [tool_trajectory(question(i), i % 2 == 0) for i in range(4)] + [corrective_trajectory(question(5))]
     write_jsonl(root / "tapo" / "trajectories.jsonl", [t.to_row(step=1 + i % 2) for i, t in enumerate(logged)])
+    save_arms(root, ARMS)
     write_results(root, ARMS)
     return root

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tapo.data.io import load_examples
 from tapo.data.mini import MiniDataset, MiniSizes, build_mini, generate_mini
+from tapo.data.mini.plan import CodeStep, OraclePlan, PlanError, SearchStep
 from tapo.data.mini.questions import KIND_MIX, NEEDS, kind_counts
 from tapo.data.mini.world import ATTRIBUTES
 
@@ -99,13 +100,33 @@ def test_rows_follow_the_schema_the_pipeline_relies_on():
         assert row.data_source == "tapo_mini"
         assert meta["needs"] == NEEDS[meta["kind"]]
         assert meta["level"] in ("easy", "hard")
-        assert sorted({step["tool"] for step in meta["plan"]}) == sorted(meta["needs"])
+        plan = OraclePlan.of(row)
+        assert plan is not None and plan.to_meta() == meta["plan"]  # the stored plan parses back to itself
+        assert sorted(set(plan.tools)) == sorted(meta["needs"])
         assert meta["answer"] == row.golds[0]
-        for step in meta["plan"]:
-            if step["tool"] == "search":
-                assert step["query"] in meta["entities"]
-                assert step["fact"].startswith("the ") and step["query"] in step["fact"]  # said in words
+        for step in plan.searches:
+            assert step.query in meta["entities"]
+            assert step.fact.startswith("the ") and step.query in step.fact  # said in words
         assert all(gold == gold.strip() and "," not in gold for gold in row.golds)
+
+
+@pytest.mark.parametrize(
+    ("plan", "error"),
+    [
+        ({"tool": "search"}, "is a dict, not a list of steps"),
+        (["search"], "step 1 is a str, not an object"),
+        ([{"tool": "answer"}], "step 1: tool 'answer' is not one of search, code"),
+        ([{"tool": "code", "code": "print(1)"}], r"step 1 \(code\): output missing or not text"),
+        ([{"tool": "code", "code": "print(1)", "output": "1", "note": "x"}], r"step 1 \(code\): unknown note"),
+    ],
+)
+def test_a_malformed_plan_is_one_clear_error(plan, error):
+    row = generate_mini(seed=0, sizes=MiniSizes(train=1, validation=1, test=1)).splits["train"][0]
+    row.meta["plan"] = plan
+    with pytest.raises(PlanError, match=rf"^question '{row.id}' \(tapo_mini\): meta.plan {error}"):
+        OraclePlan.of(row)
+    row.meta.pop("plan")
+    assert OraclePlan.of(row) is None  # a question of another dataset: no plan
 
 
 def _run_plans(codes: list[str]) -> list[str]:
@@ -137,19 +158,21 @@ def test_an_oracle_with_search_and_python_answers_every_sampled_question(built):
     codes: list[str] = []
     for row in sample:
         answer = None
-        for step in row.meta["plan"]:
-            if step["tool"] == "search":
-                top = index.search(step["query"], 1)[0]
-                assert top.title == step["query"]
-                assert dataset.entity(step["query"]).facts[step["attribute"]] == _typed(step["value"])
-                assert step["value"] in top.text
-                answer = step["value"]
+        plan = OraclePlan.of(row)
+        assert plan is not None
+        for step in plan.steps:
+            if isinstance(step, SearchStep):
+                top = index.search(step.query, 1)[0]
+                assert top.title == step.query
+                assert dataset.entity(step.query).facts[step.attribute] == _typed(step.value)
+                assert step.value in top.text
+                answer = step.value
             else:
-                numbers = [s["value"] for s in row.meta["plan"] if s["tool"] == "search" and s["value"].isdigit()]
-                assert all(value in step["code"] for value in numbers)  # the code uses what the searches found
-                codes.append(step["code"])
+                numbers = [s.value for s in plan.searches if s.value.isdigit()]
+                assert all(value in step.code for value in numbers)  # the code uses what the searches found
+                codes.append(step.code)
                 answer = None  # filled from the real run below
-        answers.append(answer if row.meta["plan"] else row.meta["answer"])
+        answers.append(answer if plan.steps else row.meta["answer"])
     outputs = iter(_run_plans(codes))
     correct = 0
     for row, answer in zip(sample, answers, strict=True):
@@ -186,11 +209,11 @@ def test_any_seed_and_size_gives_consistent_golds(seed, train, test):
     dataset = generate_mini(seed, MiniSizes(train=train, validation=5, test=test))
     assert [len(dataset.splits[s]) for s in ("train", "validation", "test")] == [train, 5, test]
     for row in dataset.splits["train"] + dataset.splits["test"]:
-        plan = row.meta["plan"]
-        if plan and plan[-1]["tool"] == "code":
-            assert plan[-1]["output"] == row.golds[0]
-        elif plan:
-            assert plan[-1]["value"] == row.golds[0]
+        plan = OraclePlan.of(row)
+        assert plan is not None
+        if plan.steps:
+            last = plan.steps[-1]
+            assert (last.output if isinstance(last, CodeStep) else last.value) == row.golds[0]
 
 
 def test_negative_sizes_are_rejected():

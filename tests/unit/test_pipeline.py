@@ -11,11 +11,14 @@ from rich.console import Console
 from tapo.config import ConfigError, load_config
 from tapo.data.io import load_examples
 from tapo.data.mini import MiniSizes, build_mini
+from tapo.data.mini.plan import OraclePlan, SearchStep
 from tapo.io.event_loop import EventLoopThread
+from tapo.pipeline.arms import ARMS_FILE, BASE, SFT, ArmsError, load_arms
 from tapo.pipeline.demos import DemoBuilder, plan_turns
 from tapo.pipeline.job import MainJob
 from tapo.pipeline.profiles import load_profile
 from tapo.pipeline.stages import Stage, StageRunner
+from tapo.pipeline.summary import NAMED_ARMS
 from tapo.prompts.templates import allowed_tools
 from tapo.protocol import parse_action
 from tapo.rewards.compute import RewardFunction
@@ -34,11 +37,11 @@ def test_plan_turns_follow_the_protocol(mini):
     for example in load_examples(mini / "train.jsonl"):
         turns = plan_turns(example, allowed)
         assert turns is not None
-        plan = example.meta["plan"]
-        assert len(turns) == len(plan) + 1
-        for text, step in zip(turns, plan, strict=False):
+        plan = OraclePlan.of(example)
+        assert plan is not None and len(turns) == len(plan.steps) + 1
+        for text, tool in zip(turns, plan.tools, strict=False):
             action = parse_action(text)
-            assert action is not None and action.kind == step["tool"]
+            assert action is not None and action.kind == tool
         final = parse_action(turns[-1])
         assert final is not None and final.kind == "answer" and final.content.strip() == example.meta["answer"]
 
@@ -62,15 +65,15 @@ def test_demonstrations_replay_plans_through_real_tools(mini, tokenizer):
     assert stats["kept"] == len(demos) >= 20
     for demo in demos:
         assert demo.reward is not None and demo.reward.acc
-        plan = demo.example.meta["plan"]
-        assert [t.action for t in demo.turns] == [s["tool"] for s in plan] + ["answer"]
+        plan = OraclePlan.of(demo.example)
+        assert plan is not None and [t.action for t in demo.turns] == [*plan.tools, "answer"]
         env = tokenizer.decode([i for i, m in zip(demo.response_ids, demo.loss_mask, strict=True) if m == 0])
-        assert env.count("<response>") == len(plan)
-        for step, turn in zip(plan, demo.turns, strict=False):
-            if step["tool"] == "search":
-                assert step["value"] in turn.output  # the fact really came from the index
+        assert env.count("<response>") == len(plan.steps)
+        for step, turn in zip(plan.steps, demo.turns, strict=False):
+            if isinstance(step, SearchStep):
+                assert step.value in turn.output  # the fact really came from the index
             else:
-                assert turn.output == step["output"]  # the code really ran in the sandbox
+                assert turn.output == step.output  # the code really ran in the sandbox
 
 
 def _replay(examples, tokenizer, config, stats):
@@ -155,12 +158,28 @@ def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
 
     job = MainJob(load_profile("long"), tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
     job.write_config()
-    arms = {name: extra for name, _, _, extra in job.arms()}
+    arms = {arm.name: arm.overrides for arm in job.arms()}
     assert set(arms) == {"tapo", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"}
     for name, extra in arms.items():
         config = load_config(job.config_file, [*job.profile.rl, *extra])
         assert config.reward.tool_cost.enabled is (name == "tapo-tool-cost"), name
-    assert "tapo-tool-cost" not in {name for name, *_ in MainJob(load_profile("default"), tmp_path, job.console).arms()}
+    assert "tapo-tool-cost" not in {arm.name for arm in MainJob(load_profile("default"), tmp_path, job.console).arms()}
+
+
+def test_every_arm_the_summary_names_is_one_the_job_runs(tmp_path):
+    """The goals and comparisons name arms (``NAMED_ARMS``): with every baseline on, the job must run each of them
+    under that name and title, or its goals would drop out of summary.md without a word."""
+    profile = load_profile("long").model_copy(update={"baselines": ["no_tools", "no_mask", "tool_cost"]})
+    job = MainJob(profile, tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+    job.write_config()
+    run = {arm.name: arm.title for arm in (BASE, SFT, *job.arms())}
+    assert {arm.name: arm.title for arm in NAMED_ARMS}.items() <= run.items()
+    stages = {stage.name for stage in job.stages()}
+    assert all(f"eval-{arm.name}" in stages for arm in NAMED_ARMS)
+    assert load_arms(job.root) == job.arms()  # what `tapo report` rebuilds the summary from
+    (job.root / ARMS_FILE).write_text('[{"name": "tapo"}]')
+    with pytest.raises(ArmsError, match=r"arms.json: not a list of arms \(name, title, tools, overrides\)"):
+        load_arms(job.root)
 
 
 def test_profile_seeds_add_tapo_arms_that_differ_only_in_their_seed(tmp_path):
@@ -170,7 +189,7 @@ def test_profile_seeds_add_tapo_arms_that_differ_only_in_their_seed(tmp_path):
     profile = load_profile("default").model_copy(update={"seeds": 3, "seed": 5})
     job = MainJob(profile, tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
     job.write_config()
-    arms = {name: extra for name, _, _, extra in job.arms()}
+    arms = {arm.name: arm.overrides for arm in job.arms()}
     assert list(arms) == ["tapo", "tapo-seed1", "tapo-seed2"]
     configs = {name: load_config(job.config_file, [*profile.rl, *extra]) for name, extra in arms.items()}
     assert [c.run.seed for c in configs.values()] == [5, 6, 7]

@@ -75,12 +75,13 @@ def test_seed_spread(run: Path, tmp_path: Path):
 
 def test_following_the_plan_means_its_tools_in_its_order():
     """Search then code is not the plan search then search (a multi-hop answered with code), nor code then search."""
-    from pipeline_run import question, scored_trajectory
+    from pipeline_run import plan_step, question, scored_trajectory
+    from tapo.data.mini.plan import OraclePlan
     from tapo.eval.samples import record_from_trajectory
     from tapo.records import Turn
 
     example = question(1)  # multi_hop
-    example.meta["plan"] = [{"tool": "search"}, {"tool": "search"}, {"tool": "answer"}]
+    example.meta["plan"] = OraclePlan((plan_step("search", 1), plan_step("search", 1))).to_meta()
 
     def follows(*tools: str) -> bool | None:
         turns = [Turn(tool, "x", "y") for tool in tools] + [Turn("answer", "1")]

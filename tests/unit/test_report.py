@@ -201,6 +201,34 @@ def test_main_job_report_names_models_and_stages(tmp_path: Path):
         assert f'<span class="who">{title} · evaluation on test.jsonl, tools: all</span>' in page
 
 
+def test_tapo_report_rebuilds_a_job_dirs_summary_and_names_a_malformed_one(tmp_path: Path):
+    """The job's report stage is ``tapo report JOB_DIR``: run by hand it rewrites summary.md and summary.json from
+    the finished evaluations and arms.json (byte for byte what the job wrote), then the HTML. Where nothing rebuilds
+    it (no arms.json), a malformed summary.json is one line naming the file and the key."""
+    from typer.testing import CliRunner
+
+    from tapo.cli.main import app
+    from tapo.pipeline.arms import ARMS_FILE
+
+    job = build_pipeline_run(tmp_path / "job")
+    written = {name: (job / name).read_text() for name in ("summary.md", "summary.json")}
+    (job / "summary.md").unlink()
+    (job / "summary.json").write_text("{}")
+    result = CliRunner().invoke(app, ["report", str(job), "--trajectories", "2"])
+    assert result.exit_code == 0, result.output
+    assert {name: (job / name).read_text() for name in written} == written
+    assert "35.0 [22.1, 50.5]" in (job / "report" / "report.html").read_text()
+
+    (job / ARMS_FILE).unlink()
+    (job / "summary.json").write_text(json.dumps({"tables": [{"caption": "c", "headers": ["model"]}]}))
+    result = CliRunner().invoke(app, ["report", str(job)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {job / 'summary.json'}: tables.0.rows: Field required"
+    (job / "summary.json").write_text("{")
+    result = CliRunner().invoke(app, ["report", str(job)])
+    assert result.exit_code == 2 and result.output.startswith(f"error: {job / 'summary.json'} is not JSON")
+
+
 # -- headless Chromium over the DevTools protocol ---------------------------------------------------------
 
 

@@ -22,8 +22,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from tapo.eval.job_summary import JobSummary
 from tapo.eval.metrics import accuracy_by_searches, calls_by_kind
 from tapo.eval.plots import (
     plot_accuracy_by_searches,
@@ -51,9 +51,8 @@ from tapo.stats import Verdict
 Stepped = tuple[int | None, Trajectory]
 
 REPORT_FILE = "report.html"
-# ``summary.json`` goal verdicts (tapo.stats.Verdict values) -> CSS class of their badge
-VERDICT_CLASS = {v.value: v.name.lower().replace("_", "-") for v in Verdict}
-SUMMARY_FILE = "summary.json"
+# a goal's verdict -> CSS class of its badge
+VERDICT_CLASS = {v: v.name.lower().replace("_", "-") for v in Verdict}
 
 CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2rem auto; max-width: 1200px;
@@ -141,11 +140,6 @@ def find_ablations(root: Path) -> list[Path]:
     return sorted({p.parent for pattern in patterns for p in root.glob(pattern)})
 
 
-def _summary(root: Path) -> dict[str, Any]:
-    path = root / SUMMARY_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def _relative(path: Path, root: Path) -> str:
     return "." if path == root else path.relative_to(root).as_posix()
 
@@ -197,19 +191,19 @@ def _eval_section(result: EvalResult, names: _Names, out_dir: Path, index: int) 
     return _Section(f"Evaluation: {names.titled(result.out_dir)}", "".join(parts))
 
 
-def _summary_section(summary: dict[str, Any]) -> list[_Section]:
-    """The main job's results (``summary.json``: title, tables with captions, notes), shown first."""
-    if not summary:
+def _summary_section(summary: JobSummary | None) -> list[_Section]:
+    """The main job's results (``summary.json``: title, tables with captions, goals, notes), shown first."""
+    if summary is None:
         return []
-    tables = "".join(to_html(t["headers"], t["rows"], t.get("caption")) for t in summary.get("tables", []))
+    tables = "".join(to_html(t.headers, t.rows, t.caption) for t in summary.tables)
     goals = "".join(
-        f'<li><span class="verdict {VERDICT_CLASS.get(g["verdict"], "unmeasured")}">{esc(g["verdict"])}</span>'
-        f"{esc(g['goal'])}: {esc(g['measured'])}</li>"
-        for g in summary.get("goals", [])
+        f'<li><span class="verdict {VERDICT_CLASS[g.verdict]}">{esc(g.verdict.value)}</span>'
+        f"{esc(g.goal)}: {esc(g.measured)}</li>"
+        for g in summary.goals
     )
-    notes = "".join(f"<li>{esc(note)}</li>" for note in summary.get("notes", []))
+    notes = "".join(f"<li>{esc(note)}</li>" for note in summary.notes)
     body = tables + (f"<h3>Goals</h3><ul>{goals}</ul>" if goals else "") + (f"<ul>{notes}</ul>" if notes else "")
-    return [_Section(summary.get("title", "Summary"), body)]
+    return [_Section(summary.title, body)]
 
 
 def _training_runs(root: Path) -> list[Path]:
@@ -339,8 +333,8 @@ def build_report(root: Path, out_dir: Path | None = None, n_trajectories: int = 
         raise FileNotFoundError(f"{root} is not a directory")
     out_dir = Path(out_dir) if out_dir else root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = _summary(root)
-    names = _Names(root, summary.get("labels", {}))
+    summary = JobSummary.load(root)
+    names = _Names(root, summary.labels if summary else {})
     sections = [
         *_summary_section(summary),
         *_rl_steps_section(root, out_dir, names),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from tapo.data.mini.plan import OraclePlan
 from tapo.protocol import TOOL_NAMES
 from tapo.records import RecordError, Trajectory
 
@@ -53,14 +54,6 @@ def _needs(meta: Mapping[str, object]) -> tuple[str, ...] | None:
     return tuple(sorted(str(n) for n in needs))  # type: ignore[union-attr]
 
 
-def plan_tools(meta: Mapping[str, object]) -> tuple[str, ...] | None:
-    """The tools of a question's oracle plan (TAPO-mini ``meta.plan``), in order; None when it has no plan."""
-    plan = meta.get("plan")
-    if not isinstance(plan, list):
-        return None
-    return tuple(str(step["tool"]) for step in plan if isinstance(step, dict) and step.get("tool") in TOOL_NAMES)
-
-
 def record_from_trajectory(traj: Trajectory) -> SampleRecord:
     """The record of a scored trajectory of a question (no reward or no example is an error)."""
     reward = traj.scored
@@ -80,7 +73,7 @@ def record_from_trajectory(traj: Trajectory) -> SampleRecord:
         needs=_needs(traj.example.meta),
         kind=str(traj.example.meta["kind"]) if "kind" in traj.example.meta else None,
         tool_sequence=tuple(turn.action for turn in traj.turns if turn.action in TOOL_NAMES),
-        plan=plan_tools(traj.example.meta),
+        plan=plan.tools if (plan := OraclePlan.of(traj.example)) else None,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tapo.config.schema import RolloutConfig
+from tapo.data.mini.plan import CodeStep, OraclePlan, SearchStep
 from tapo.data.schema import Example
 from tapo.engines.scripted import Script, ScriptedEngine
 from tapo.io.event_loop import EventLoopThread
@@ -38,6 +39,11 @@ def _uses(code: str, value: str) -> bool:
     return re.search(rf"(?<![\w.]){re.escape(value)}(?![\w.])", code) is not None
 
 
+def _plan(example: Example) -> OraclePlan:
+    """The question's oracle plan; an empty one for a question without a plan (answered directly)."""
+    return OraclePlan.of(example) or OraclePlan()
+
+
 def plan_turns(example: Example, allowed: frozenset[str]) -> list[str] | None:
     """The model's text for each turn of an oracle plan; None when the plan needs a tool the template lacks.
 
@@ -47,24 +53,24 @@ def plan_turns(example: Example, allowed: frozenset[str]) -> list[str] | None:
     the found fact (where a warm start, seeing search-then-answer more often, answers with the fact). The code turn
     then restates every found value its program uses, so the numbers it copies stand right before it.
     """
-    plan: list[dict[str, Any]] = example.meta.get("plan", [])
-    if any(step["tool"] not in allowed for step in plan):
+    plan = _plan(example).steps
+    if any(step.tool not in allowed for step in plan):
         return None
-    computes = ", then I compute the answer with Python" if plan and plan[-1]["tool"] == "code" else ""
+    computes = ", then I compute the answer with Python" if plan and isinstance(plan[-1], CodeStep) else ""
     turns: list[str] = []
-    found: list[dict[str, Any]] = []  # the search steps done so far
+    found: list[SearchStep] = []  # the search steps done so far
     known = ""
     for step in plan:
-        if step["tool"] == "search":
-            need = f"I need {step['fact']}{'' if found else computes}."
-            turns.append(f"<think> {known}{need} </think>\n<search> {step['query']} </search>")
+        if isinstance(step, SearchStep):
+            need = f"I need {step.fact}{'' if found else computes}."
+            turns.append(f"<think> {known}{need} </think>\n<search> {step.query} </search>")
             found.append(step)
-            known = _said(step["fact"], step["value"])
+            known = _said(step.fact, step.value)
         else:
-            used = "".join(_said(s["fact"], s["value"]) for s in found if _uses(step["code"], s["value"]))
+            used = "".join(_said(s.fact, s.value) for s in found if _uses(step.code, s.value))
             now = "Now I compute" if found else "I compute"
-            turns.append(f"<think> {now} the answer with Python. {used}</think>\n<code>\n{step['code']}\n</code>")
-            known = f"The result is {step['output']}. "
+            turns.append(f"<think> {now} the answer with Python. {used}</think>\n<code>\n{step.code}\n</code>")
+            known = f"The result is {step.output}. "
     reasoning = known or "I know this without tools. "
     turns.append(f"<think> {reasoning}</think>\n<answer> {example.meta.get('answer', example.golds[0])} </answer>")
     return turns
@@ -74,15 +80,15 @@ def followed_plan(trajectory: Trajectory, example: Example) -> bool:
     """Whether every planned call ran and the answer came, in order. A turn cut by ``max_new_tokens_per_turn`` gets a
     corrective message instead of its call, and the scripted answer may still be right, so an answer alone does not
     show that the plan fitted the caps."""
-    planned = [step["tool"] for step in example.meta.get("plan", [])]
+    planned = list(_plan(example).tools)
     return trajectory.finish_reason == "answer" and [turn.action for turn in trajectory.turns] == [*planned, "answer"]
 
 
 def _searches_found_their_facts(trajectory: Trajectory, example: Example) -> bool:
-    searches = [step for step in example.meta.get("plan", []) if step["tool"] == "search"]
+    searches = _plan(example).searches
     outputs = [turn.output for turn in trajectory.turns if turn.action == "search"]
     return len(outputs) == len(searches) and all(
-        step["value"] in output for step, output in zip(searches, outputs, strict=True)
+        step.value in output for step, output in zip(searches, outputs, strict=True)
     )
 
 

@@ -1,6 +1,7 @@
-"""The main job, stage by stage: every stage is a ``tapo`` command run in its own process, so each one is also
-something a user can run (and debug) alone, a crash in one stage cannot corrupt another's memory, and the
-pipeline itself stays a thin, resumable list of commands.
+"""The main job, stage by stage: every stage but one is a ``tapo`` command run in its own process, so each one is
+also something a user can run (and debug) alone, a crash in one stage cannot corrupt another's memory, and the
+pipeline itself stays a thin, resumable list of commands. The exception is ``demos``, which runs in the job's
+process: it replays oracle plans through the rollout and the real tools, with a tokenizer but no model.
 
 The pipeline supervises its stages: a stage's process dies with the pipeline's (Linux parent-death signal), so
 killing ``tapo pipeline run`` in any way, ``kill -9`` included, never leaves a stage running on in the background
@@ -20,6 +21,7 @@ from tapo.config.loader import dump_config
 from tapo.io.atomic import write_jsonl, write_text
 from tapo.io.parent_death import die_with_parent_hook
 from tapo.models.resolve import latest_run_checkpoint
+from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, save_arms
 from tapo.pipeline.profiles import Profile
 from tapo.pipeline.stages import Stage, StageRunner
 
@@ -62,6 +64,7 @@ class MainJob:
         ]
         self.root.mkdir(parents=True, exist_ok=True)
         write_text(self.config_file, dump_config(load_config(None, overrides)))
+        save_arms(self.root, self.arms())  # what `tapo report` rebuilds the summary from
 
     def _tapo(self, *args: str) -> None:
         command = [sys.executable, "-m", "tapo", *args]
@@ -123,51 +126,42 @@ class MainJob:
     def train_sft(self) -> None:
         self._tapo(
             "sft", "--config", str(self.config_file), "--demos", str(self.demos_file),
-            "run.name=sft", f"model.name={self.profile.model}", *self.profile.sft,
+            f"run.name={SFT.name}", f"model.name={self.profile.model}", *self.profile.sft,
         )  # fmt: skip
 
-    def train_rl(self, name: str, extra: list[str]) -> None:
-        run_dir = self.root / name
+    def train_rl(self, arm: Arm) -> None:
+        run_dir = self.root / arm.name
         if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
             self._tapo("train", "--resume", str(run_dir))
             return
         self._tapo(
-            "train", "--config", str(self.config_file), f"run.name={name}", f"model.name={self.warm_start}",
-            *self.profile.rl, *extra,
+            "train", "--config", str(self.config_file), f"run.name={arm.name}", f"model.name={self.warm_start}",
+            *self.profile.rl, *arm.overrides,
         )  # fmt: skip
 
     @property
     def warm_start(self) -> str:
-        checkpoint = latest_run_checkpoint(self.root / "sft")
-        return str(checkpoint) if checkpoint else str(self.root / "sft")
+        checkpoint = latest_run_checkpoint(self.root / SFT.name)
+        return str(checkpoint) if checkpoint else str(self.root / SFT.name)
 
     def report(self) -> None:
-        from tapo.pipeline.summary import write_results
-
-        write_results(self.root, self.arms())
+        """``tapo report`` on the job directory: it rebuilds summary.md / summary.json from the finished evaluations
+        and the arms in ``arms.json``, then the HTML report, so the printed command redoes the whole stage."""
         self._tapo("report", str(self.root))
 
     # --- the plan ----------------------------------------------------------------------------------------
-    def arms(self) -> list[tuple[str, str, str, list[str]]]:
-        """(name, title, tools mode, RL overrides) of each RL run: TAPO, its extra seeds and the profile's baselines."""
-        title = "TAPO (RL on the warm start)"
-        arms = [("tapo", title, "all", [])]
-        arms += [
-            (f"tapo-seed{k}", f"{title}, seed {k}", "all", [f"run.seed={self.profile.seed + k}"])
-            for k in range(1, self.profile.seeds)
-        ]
+    def arms(self) -> list[Arm]:
+        """The RL runs: TAPO, its extra seeds and the profile's baselines."""
+        arms = [TAPO, *(TAPO.seeded(k, self.profile.seed + k) for k in range(1, self.profile.seeds))]
         if "no_tools" in self.profile.baselines:
             from tapo.eval.modes import template_for_mode
 
             template = template_for_mode(load_config(self.config_file).data.template, "none")
-            no_tools = ["tools.enabled=[]", f"data.template={template}"]
-            arms.append(("dapo-no-tools", "DAPO without tools", "none", no_tools))
+            arms.append(NO_TOOLS.with_overrides(f"data.template={template}"))
         if "no_mask" in self.profile.baselines:
-            arms.append(
-                ("tapo-no-mask", "TAPO, tool tokens left in the loss", "all", ["trainer.mask_tool_tokens=false"])
-            )
+            arms.append(NO_MASK)
         if "tool_cost" in self.profile.baselines:
-            arms.append(("tapo-tool-cost", "TAPO + tool-cost bonus (OTC)", "all", ["reward.tool_cost.enabled=true"]))
+            arms.append(TOOL_COST)
         return arms
 
     def planned_work(self) -> tuple[float, float, float]:
@@ -186,24 +180,28 @@ class MainJob:
             Stage("data", "build TAPO-mini and its search index", self.build_data),
             Stage("demos", "replay oracle plans into warm-start demonstrations", self.build_demos),
             Stage(
-                "eval-base",
-                f"evaluate the starting model ({model})",
-                lambda: self.evaluate("base", model, overrides=self.profile.base_eval),
+                f"eval-{BASE.name}",
+                f"evaluate the {BASE.title} ({model})",
+                lambda: self.evaluate(BASE.name, model, overrides=self.profile.base_eval),
                 questions,
                 "eval",
             ),
-            Stage("sft", "supervised warm start on the demonstrations", self.train_sft, demos, "sft"),
+            Stage(SFT.name, "supervised warm start on the demonstrations", self.train_sft, demos, "sft"),
             Stage(
-                "eval-sft", "evaluate the warm start", lambda: self.evaluate("sft", self.warm_start), questions, "eval"
+                f"eval-{SFT.name}",
+                "evaluate the warm start",
+                lambda: self.evaluate(SFT.name, self.warm_start),
+                questions,
+                "eval",
             ),
         ]
-        for name, title, tools, extra in self.arms():
-            stages.append(Stage(name, title, lambda n=name, e=extra: self.train_rl(n, e), trajectories, "rl"))
+        for arm in self.arms():
+            stages.append(Stage(arm.name, arm.title, lambda a=arm: self.train_rl(a), trajectories, "rl"))
             stages.append(
                 Stage(
-                    f"eval-{name}",
-                    f"evaluate {title}",
-                    lambda n=name, t=tools: self.evaluate(n, str(self.root / n), t),
+                    f"eval-{arm.name}",
+                    f"evaluate {arm.title}",
+                    lambda a=arm: self.evaluate(a.name, str(self.root / a.name), a.tools),
                     questions,
                     "eval",
                 )
@@ -218,7 +216,7 @@ class MainJob:
     def next_commands(self) -> list[tuple[str, str]]:
         """What to run next with the trained model: (what, command). The model's run directory carries the config
         it was trained with (template, tools, search index), so neither command needs ``--config``."""
-        model = self.root / "tapo"
+        model = self.root / TAPO.name
         return [
             ("chat with the TAPO model", f'tapo chat --model {model} -q "What is 1234 * 5678?"'),
             ("evaluate it on the test split", f"tapo eval --model {model} --data {self.data_dir / 'test.jsonl'}"),

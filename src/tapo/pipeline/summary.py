@@ -10,25 +10,24 @@ interval is on the right side of the bound, "not met" when the whole interval is
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean, pstdev
-from typing import Any
 
+from tapo.eval.job_summary import GoalResult, JobSummary, SummaryTable
 from tapo.eval.metrics import per_question
-from tapo.eval.report import SUMMARY_FILE
 from tapo.eval.result_dir import RESULTS_FILE, load_trajectories
-from tapo.eval.samples import SampleRecord, plan_tools, to_records
+from tapo.eval.samples import SampleRecord, to_records
 from tapo.eval.tables import to_markdown
-from tapo.io.atomic import write_json, write_text
+from tapo.io.atomic import write_text
+from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, load_arms, seed_of
 from tapo.stats import Interval, Verdict, mean_interval, paired_difference, share_interval, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
-BASE, SFT, TAPO, NO_TOOLS, NO_MASK, TOOL_COST = "base", "sft", "tapo", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"
-SEED_SUFFIX = re.compile(r"^(?P<arm>.+)-seed(?P<seed>\d+)$")  # extra seeds of an arm: ``tapo-seed1`` ...
+# the arms the comparisons and goals below name: each must be one the job can run (tests/unit/test_pipeline.py)
+NAMED_ARMS = (BASE, SFT, TAPO, NO_TOOLS, NO_MASK, TOOL_COST)
 METHOD = (
     "95 % intervals: Wilson score interval for a share of questions, seeded percentile bootstrap over questions "
     "for other means, paired bootstrap over the same questions for differences (± the Wilson bound of 0 of n when "
@@ -91,7 +90,7 @@ def load_model(name: str, title: str, eval_dir: Path) -> ModelResults:
         calls=per_question(records, lambda r: r.n_calls),
         kind={k: str(m.get("kind", "?")) for k, m in meta.items()},
         needs_tool={k: bool(m["needs"]) for k, m in meta.items() if m.get("needs") is not None},
-        calls_needed={k: len(plan_tools(m) or ()) for k, m in meta.items()},
+        calls_needed={(r.data_source, r.question_id): len(r.plan or ()) for r in records},
         followed_plan=per_question([r for r in records if r.plan is not None], lambda r: r.follows_plan),
         format_error_rate=fmean(not r.format_ok for r in records),
     )
@@ -121,6 +120,10 @@ class Goal:
     def line(self) -> str:
         return f"{ICONS[self.verdict]} {self.verdict.value}: {self.text}: {self.shown}"
 
+    def result(self) -> GoalResult:
+        """The goal as summary.json stores it."""
+        return GoalResult(goal=self.text, verdict=self.verdict, measured=self.shown, interval=self.interval)
+
 
 def _pct(interval: Interval | None, signed: bool = False) -> str:
     return "-" if interval is None else interval.pct(signed=signed)
@@ -133,8 +136,10 @@ def _diff_shown(interval: Interval | None) -> str:
 def comparisons(models: dict[str, ModelResults]) -> list[tuple[str, Interval | None]]:
     """Each accuracy comparison the job states, as (label, paired difference): RL over the warm start, the warm
     start over the starting model, TAPO against each baseline, and any other arm against TAPO."""
-    pairs = [(SFT, BASE), (TAPO, SFT), (TAPO, NO_TOOLS), (TAPO, NO_MASK)]
-    pairs += [(name, TAPO) for name in models if name not in {BASE, SFT, TAPO, NO_TOOLS, NO_MASK}]
+    stated = [(SFT, BASE), (TAPO, SFT), (TAPO, NO_TOOLS), (TAPO, NO_MASK)]
+    pairs = [(a.name, b.name) for a, b in stated]
+    named = {arm.name for pair in stated for arm in pair}
+    pairs += [(name, TAPO.name) for name in models if name not in named]
     return [
         (f"{models[a].title} − {models[b].title}", compare(models[a], models[b], lambda m: m.acc))
         for a, b in pairs
@@ -145,7 +150,7 @@ def comparisons(models: dict[str, ModelResults]) -> list[tuple[str, Interval | N
 def goals(models: dict[str, ModelResults]) -> list[Goal]:
     """The issue's goals, each with the interval that decides it."""
     checks: list[Goal] = []
-    tapo, sft = models.get(TAPO), models.get(SFT)
+    tapo, sft = models.get(TAPO.name), models.get(SFT.name)
     if tapo and sft:
         gain = compare(tapo, sft, lambda m: m.acc)
         checks.append(Goal("RL raises accuracy over the warm start", gain, ">", 0.0, _diff_shown(gain)))
@@ -161,10 +166,10 @@ def goals(models: dict[str, ModelResults]) -> list[Goal]:
             shown = f"{calls.plain()} calls against {need:.2f} needed"
             checks.append(Goal("mean calls per question ≤ what the questions need", calls, "<=", need, shown))
     for arm, text, op in ((NO_TOOLS, "TAPO beats DAPO without tools", ">"), (NO_MASK, "masking ≥ no masking", ">=")):
-        if tapo and arm in models:
-            diff = compare(tapo, models[arm], lambda m: m.acc)
+        if tapo and arm.name in models:
+            diff = compare(tapo, models[arm.name], lambda m: m.acc)
             checks.append(Goal(text, diff, op, 0.0, _diff_shown(diff)))
-    cost = models.get(TOOL_COST)
+    cost = models.get(TOOL_COST.name)
     if tapo and cost:  # the goal holds only at no loss of accuracy: both are stated
         not_needed = cost.call_rate(False)
         checks.append(
@@ -191,8 +196,7 @@ def seed_spread(models: dict[str, ModelResults]) -> list[str]:
     """For an arm run with several seeds (``tapo``, ``tapo-seed1``, ...): each seed's accuracy and the spread."""
     by_arm: dict[str, list[tuple[int, ModelResults]]] = defaultdict(list)
     for name, model in models.items():
-        match = SEED_SUFFIX.match(name)
-        arm, seed = (match["arm"], int(match["seed"])) if match else (name, 0)
+        arm, seed = seed_of(name)
         by_arm[arm].append((seed, model))
     lines = []
     for arm, runs in by_arm.items():
@@ -206,17 +210,17 @@ def seed_spread(models: dict[str, ModelResults]) -> list[str]:
     return lines
 
 
-def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
+def tables(models: dict[str, ModelResults]) -> list[SummaryTable]:
     """The summary's tables (caption, headers, rows): headline numbers, accuracy by question kind, differences."""
     counts = sorted({len(m.acc) for m in models.values()})
     questions = "/".join(map(str, counts))
-    main = {
-        "caption": (
+    main = SummaryTable(
+        caption=(
             f"Accuracy (%) on {questions} questions of the TAPO-mini test split (held-out entities), greedy "
             "decoding, with 95 % intervals; tool-call rates (%) by whether the question needs a tool; calls per "
             "question against what the questions' oracle plans need."
         ),
-        "headers": [
+        headers=[
             "model",
             "questions",
             "acc % [95 % CI]",
@@ -226,7 +230,7 @@ def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
             "calls needed",
             "format errors %",
         ],
-        "rows": [
+        rows=[
             [
                 m.title,
                 str(len(m.acc)),
@@ -239,87 +243,80 @@ def tables(models: dict[str, ModelResults]) -> list[dict[str, Any]]:
             ]
             for m in models.values()
         ],
-    }
+    )
     kinds = [k for k in KINDS if any(k in m.kind.values() for m in models.values())]
     first = next(iter(models.values()))
     per_kind = {k: sum(v == k for v in first.kind.values()) for k in kinds}
     kind_headers = ["model", *(f"{k} (n={per_kind[k]})" for k in kinds)]
-    by_kind = {
-        "caption": "Accuracy (%) by question kind with 95 % intervals; n = questions of the kind.",
-        "headers": kind_headers,
-        "rows": [[m.title, *(_pct(acc.get(k)) for k in kinds)] for m in models.values() if (acc := m.acc_by_kind())],
-    }
-    plans = {
-        "caption": (
+    by_kind = SummaryTable(
+        caption="Accuracy (%) by question kind with 95 % intervals; n = questions of the kind.",
+        headers=kind_headers,
+        rows=[[m.title, *(_pct(acc.get(k)) for k in kinds)] for m in models.values() if (acc := m.acc_by_kind())],
+    )
+    plans = SummaryTable(
+        caption=(
             "Questions (%) whose tools were called exactly as their oracle plan calls them (same tools, same order; "
             "no call for no_tool), by kind, with 95 % intervals: a right plan read wrongly and a wrong tool tell "
             "apart here."
         ),
-        "headers": kind_headers,
-        "rows": [
+        headers=kind_headers,
+        rows=[
             [m.title, *(_pct(followed.get(k)) for k in kinds)]
             for m in models.values()
             if (followed := m.by_kind(m.followed_plan))
         ],
-    }
+    )
     diffs = comparisons(models)
-    paired = {
-        "caption": "Paired differences in accuracy (points) over the same questions, paired-bootstrap 95 % intervals.",
-        "headers": ["comparison", "questions", "difference [95 % CI]"],
-        "rows": [[label, str(d.n) if d else "0", _pct(d, signed=True)] for label, d in diffs],
-    }
-    return [main, by_kind] + ([plans] if plans["rows"] else []) + ([paired] if diffs else [])
+    paired = SummaryTable(
+        caption="Paired differences in accuracy (points) over the same questions, paired-bootstrap 95 % intervals.",
+        headers=["comparison", "questions", "difference [95 % CI]"],
+        rows=[[label, str(d.n) if d else "0", _pct(d, signed=True)] for label, d in diffs],
+    )
+    return [main, by_kind] + ([plans] if plans.rows else []) + ([paired] if diffs else [])
 
 
-def labels(arms: Sequence[tuple[str, str, str, list[str]]]) -> dict[str, str]:
+def labels(arms: Sequence[Arm]) -> dict[str, str]:
     """What the report calls each directory of the run: evaluations and training runs by the table's names."""
-    names = {BASE: "starting model", SFT: "warm start (SFT)", **{name: title for name, title, *_ in arms}}
-    return {f"eval/{name}": title for name, title in names.items()} | {
-        name: title for name, title in names.items() if name != BASE
-    }
+    models = [BASE, SFT, *arms]
+    return {f"eval/{arm.name}": arm.title for arm in models} | {arm.name: arm.title for arm in models if arm != BASE}
 
 
-def write_results(root: Path, arms: list[tuple[str, str, str, list[str]]]) -> str:
-    """Collect every finished evaluation under ``root/eval`` into summary.md / summary.json; returns the markdown.
+def write_results(root: Path, arms: Sequence[Arm]) -> str:
+    """Collect every finished evaluation of the starting model, the warm start and ``arms`` under ``root/eval``
+    into summary.md / summary.json; returns the markdown.
 
-    ``summary.json`` holds the tables as the report renders them (captions, headers, rows), the goal lines, the
-    names of the run's directories, and the raw intervals.
+    ``summary.json`` (:class:`JobSummary`) holds the tables as the report renders them (captions, headers, rows),
+    the goal lines, the names of the run's directories, and the raw intervals.
     """
-    titles = {name: title for path, title in labels(arms).items() if (name := path.removeprefix("eval/")) != path}
     models = {
-        name: load_model(name, title, root / "eval" / name)
-        for name, title in titles.items()
-        if (root / "eval" / name / RESULTS_FILE).is_file()
+        arm.name: load_model(arm.name, arm.title, root / "eval" / arm.name)
+        for arm in (BASE, SFT, *arms)
+        if (root / "eval" / arm.name / RESULTS_FILE).is_file()
     }
     if not models:
         raise FileNotFoundError(f"no finished evaluation under {root / 'eval'}: run the evaluation stages first")
     parts = tables(models)
     checks = goals(models)
     spread = seed_spread(models)
-    text = "\n".join(f"{t['caption']}\n\n{to_markdown(t['headers'], t['rows'])}" for t in parts)
+    text = "\n".join(f"{t.caption}\n\n{to_markdown(t.headers, t.rows)}" for t in parts)
     if checks:
         text += "\nGoals:\n\n" + "\n".join(f"- {g.line()}" for g in checks) + "\n"
     if spread:
         text += "\nSeeds:\n\n" + "\n".join(f"- {line}" for line in spread) + "\n"
     text += f"\n{METHOD}\n"
     write_text(root / "summary.md", text)
-    write_json(
-        root / SUMMARY_FILE,
-        {
-            "title": "Results",
-            "tables": parts,
-            "notes": [*spread, METHOD],
-            "labels": labels(arms),
-            "goals": [
-                {
-                    "goal": g.text,
-                    "verdict": g.verdict.value,
-                    "measured": g.shown,
-                    "interval": g.interval.to_dict() if g.interval else None,
-                }
-                for g in checks
-            ],
-            "comparisons": {label: d.to_dict() if d else None for label, d in comparisons(models)},
-        },
-    )
+    JobSummary(
+        tables=parts,
+        notes=[*spread, METHOD],
+        labels=labels(arms),
+        goals=[g.result() for g in checks],
+        comparisons=dict(comparisons(models)),
+    ).save(root)
     return text
+
+
+def rebuild(root: Path) -> str | None:
+    """Rewrite a job directory's summary from its finished evaluations and the arms the job recorded
+    (``arms.json``); None, writing nothing, when ``root`` is not a job directory."""
+    arms = load_arms(root)
+    return None if arms is None else write_results(root, arms)

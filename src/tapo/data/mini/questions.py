@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tapo.data.arith import REFERENCE_YEAR, apportion, evaluate
+from tapo.data.mini.plan import CodeStep, OraclePlan, PlanStep, SearchStep
 from tapo.data.mini.world import ATTRIBUTES, Attribute, Entity, askable
 
 KIND_MIX = {"single_hop": 0.25, "multi_hop": 0.15, "code": 0.20, "search_code": 0.20, "no_tool": 0.20}
@@ -114,7 +115,7 @@ class Draft:
     kind: str
     level: str
     entities: list[str] = field(default_factory=list)
-    plan: list[dict[str, Any]] = field(default_factory=list)
+    plan: list[PlanStep] = field(default_factory=list)
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -122,7 +123,7 @@ class Draft:
             "level": self.level,
             "needs": list(NEEDS[self.kind]),
             "entities": self.entities,
-            "plan": self.plan,
+            "plan": OraclePlan(tuple(self.plan)).to_meta(),
             "answer": self.golds[0],
         }
 
@@ -131,17 +132,16 @@ def _sentence(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
-def _search(entity: Entity, attribute: str) -> dict[str, Any]:
+def _search(entity: Entity, attribute: str) -> SearchStep:
     """A search step: the query (the entity's name), the fact it is for, in words, and the value it finds."""
     fact = next(a for a in ATTRIBUTES[entity.kind] if a.name == attribute).fact(entity.ref)
-    value = str(entity.facts[attribute])
-    return {"tool": "search", "query": entity.name, "attribute": attribute, "fact": fact, "value": value}
+    return SearchStep(query=entity.name, attribute=attribute, fact=fact, value=str(entity.facts[attribute]))
 
 
-def _code(expression: str) -> tuple[dict[str, Any], str]:
+def _code(expression: str) -> tuple[CodeStep, str]:
     """A code step printing ``expression`` and its output; the expression is built here from integers only."""
     output = evaluate(expression)
-    return {"tool": "code", "code": f"print({expression})", "output": output}, output
+    return CodeStep(code=f"print({expression})", output=output), output
 
 
 class QuestionMaker:
