@@ -77,7 +77,7 @@ def scored_trajectory(example: Example, text: str, turns: list[Turn], right: boo
     return Trajectory(
         prompt_ids=[1],
         response_ids=list(range(20)),
-        loss_mask=[1] * 15 + [0] * 5,
+        model_mask=[1] * 15 + [0] * 5,
         turns=turns,
         response_text=text,
         finish_reason=finish,

@@ -30,7 +30,7 @@ SETTINGS = [
 def lower_half(trajs: list[Trajectory]) -> None:
     """Reward = share of the model's sampled ids below vocab/2; acc = that share above one half."""
     for traj in trajs:
-        ids = [t for t, m in zip(traj.response_ids, traj.loss_mask, strict=True) if m] or [VOCAB]
+        ids = [t for t, m in zip(traj.response_ids, traj.model_mask, strict=True) if m] or [VOCAB]
         share = sum(t < VOCAB // 2 for t in ids) / len(ids)
         traj.reward = RewardBreakdown(True, share, 0.0, share, share > 0.5)
 

@@ -1,8 +1,8 @@
 """The records that flow from the rollout to the update, the metrics and the files: ``Turn``, ``RewardBreakdown``
 and ``Trajectory``, with the one row schema of every ``trajectories.jsonl`` (trainer, evaluator, chat, demos).
 
-``response_ids`` interleaves model tokens (``loss_mask`` 1, exactly the ids the engine sampled, with the
-engine's log-probs in ``logprobs``) and environment tokens (``loss_mask`` 0: tool outputs and corrective
+``response_ids`` interleaves model tokens (``model_mask`` 1, exactly the ids the engine sampled, with the
+engine's log-probs in ``logprobs``) and environment tokens (``model_mask`` 0: tool outputs and corrective
 messages, tokenized on their own, log-prob None). These types import only the protocol and the row schema
 ``Example``, so the rollout that makes them and the rewards that score them never import each other.
 """
@@ -16,7 +16,10 @@ from tapo.data.schema import Example
 from tapo.protocol import INVALID, TOOL_NAMES
 
 # Keys every trajectories.jsonl row carries (see Trajectory.to_row); a row without them is not this schema.
-ROW_KEYS = ("example", "prompt_ids", "response_ids", "loss_mask", "logprobs", "turns", "finish_reason", "reward")
+ROW_KEYS = ("example", "prompt_ids", "response_ids", "model_mask", "logprobs", "turns", "finish_reason", "reward")
+# Keys of rows written by earlier tapo versions -> today's name. ``model_mask`` was ``loss_mask``, which it is not
+# under the no-mask ablation (the loss then counts tool tokens too: tapo.train.trainer.loss_mask_for).
+RENAMED_ROW_KEYS = {"loss_mask": "model_mask"}
 
 # Why a trajectory ended, as its row writes it; each is a stop rule of the agent loop (tapo.rollout.stop_rules):
 # the model answered, the response reached max_response_tokens, or the turn after the last tool turn did not answer.
@@ -69,7 +72,7 @@ class Trajectory:
 
     prompt_ids: list[int]
     response_ids: list[int] = field(default_factory=list)
-    loss_mask: list[int] = field(default_factory=list)
+    model_mask: list[int] = field(default_factory=list)  # per response token: 1 sampled by the model, 0 inserted
     logprobs: list[float | None] = field(default_factory=list)  # the sampler's, per response token
     turns: list[Turn] = field(default_factory=list)
     finish_reason: TrajectoryFinish | Literal[""] = ""  # "" until the rollout ends it
@@ -79,7 +82,7 @@ class Trajectory:
 
     @property
     def n_model_tokens(self) -> int:
-        return sum(self.loss_mask)
+        return sum(self.model_mask)
 
     @property
     def scored(self) -> RewardBreakdown:
@@ -127,6 +130,7 @@ class Trajectory:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Trajectory:
         """Inverse of :meth:`to_row`; a row of another schema fails with one line naming what it lacks."""
+        row = upgrade_row(row)
         missing = [key for key in ROW_KEYS if key not in row]
         if missing:
             raise RecordError(
@@ -136,7 +140,7 @@ class Trajectory:
         return cls(
             prompt_ids=list(row["prompt_ids"]),
             response_ids=list(row["response_ids"]),
-            loss_mask=list(row["loss_mask"]),
+            model_mask=list(row["model_mask"]),
             logprobs=list(row["logprobs"]),
             turns=[Turn(**turn) for turn in row["turns"]],
             finish_reason=cast(TrajectoryFinish, str(row["finish_reason"])),  # what to_row wrote
@@ -144,3 +148,10 @@ class Trajectory:
             example=Example.model_validate(row["example"]) if row["example"] is not None else None,
             reward=RewardBreakdown(**row["reward"]) if row["reward"] is not None else None,
         )
+
+
+def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with today's key names (:data:`RENAMED_ROW_KEYS`), so files written before a rename still read."""
+    if not any(old in row for old in RENAMED_ROW_KEYS):
+        return row
+    return {RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}

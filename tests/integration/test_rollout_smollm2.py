@@ -39,9 +39,9 @@ def test_smollm2_multi_turn_rollout_with_search_and_code(smollm2_path, tokenizer
     traj = runner.run([prompt], [None], runner.sampling_params(greedy=True), frozenset({"search", "code"}))[0]
     assert traj.tool_calls == {"search": 1, "code": 1}
     assert "1889" in traj.turns[0].output and traj.turns[1].output == "111" and traj.turns[1].ok
-    assert len(traj.response_ids) == len(traj.loss_mask) == len(traj.logprobs) <= 160
+    assert len(traj.response_ids) == len(traj.model_mask) == len(traj.logprobs) <= 160
     assert traj.finish_reason in ("answer", "length", "max_turns")
-    model_turn = [i for i, m in enumerate(traj.loss_mask) if m][-1]
+    model_turn = [i for i, m in enumerate(traj.model_mask) if m][-1]
     assert traj.logprobs[model_turn] is not None and traj.logprobs[model_turn] < 0  # sampled by the real model
 
 
@@ -63,7 +63,7 @@ def test_smollm2_kv_reuse_gives_the_rollout_of_a_full_prefill(smollm2_path, toke
         assert (engine.stats.reused > 0) == reuse
     cached, full = runs[True], runs[False]
     assert [t.response_ids for t in cached] == [t.response_ids for t in full]
-    assert [t.loss_mask for t in cached] == [t.loss_mask for t in full]
+    assert [t.model_mask for t in cached] == [t.model_mask for t in full]
     with torch.no_grad():
         reference, _ = response_logprobs(model, pad_batch(prompts, [t.response_ids for t in cached], pad_id=0))
     gaps = torch.tensor(

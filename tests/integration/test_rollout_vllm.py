@@ -36,6 +36,6 @@ def test_vllm_rollout_stops_at_tags_and_reloads_weights_in_place(smollm2_path, t
         assert engine.generate([ids], greedy)[0].token_ids == first.token_ids
         runner = RolloutRunner(engine, ToolRegistry({}), RolloutConfig(max_turns=1, max_response_tokens=64))
         traj = runner.run([ids], [None], runner.sampling_params(seed=0), frozenset())[0]
-        assert len(traj.response_ids) == len(traj.loss_mask) <= 64
+        assert len(traj.response_ids) == len(traj.model_mask) <= 64
     finally:
         engine.close()

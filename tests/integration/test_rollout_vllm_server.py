@@ -98,6 +98,6 @@ def test_server_engine_is_token_exact_and_takes_weight_pushes(vllm_server, smoll
     runner = RolloutRunner(engine, ToolRegistry({}), config)
     trajs = runner.run([ids] * 4, [None] * 4, runner.sampling_params(seed=0), frozenset())
     for traj in trajs:
-        assert len(traj.response_ids) == len(traj.loss_mask) <= 64
+        assert len(traj.response_ids) == len(traj.model_mask) <= 64
         assert len(traj.logprobs) == len(traj.response_ids)
-        assert all((lp is not None) == bool(m) for lp, m in zip(traj.logprobs, traj.loss_mask, strict=True))
+        assert all((lp is not None) == bool(m) for lp, m in zip(traj.logprobs, traj.model_mask, strict=True))

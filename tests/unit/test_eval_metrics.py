@@ -23,7 +23,7 @@ def traj(qid, source, acc, calls=(), failed=0, fmt=True, tokens=10, needs=None) 
     return Trajectory(
         prompt_ids=[1, 2],
         response_ids=list(range(tokens + 5)),
-        loss_mask=[1] * tokens + [0] * 5,
+        model_mask=[1] * tokens + [0] * 5,
         turns=turns,
         example=Example(id=qid, data_source=source, question=f"q {qid}", golds=["a"], meta=meta),
         reward=RewardBreakdown(format_ok=fmt, score=score, penalty=0.0, total=score, acc=acc),

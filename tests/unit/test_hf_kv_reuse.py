@@ -58,7 +58,7 @@ def test_cached_rollout_logprobs_equal_a_full_forward_over_the_finished_sequence
     gaps = _full_forward_gaps(
         tiny_model, prompts, [t.response_ids for t in trajectories], [t.logprobs for t in trajectories]
     )
-    assert len(gaps) == sum(sum(t.loss_mask) for t in trajectories)
+    assert len(gaps) == sum(sum(t.model_mask) for t in trajectories)
     assert gaps.mean() < 1e-4 and gaps.max() < 1e-4
     assert engine.stats.reused > 0
     # a prompt's two samples are prefilled once, then each turn only its new tokens
@@ -72,7 +72,7 @@ def test_greedy_rollouts_are_the_same_with_and_without_the_cache(tiny_model, tok
     cached = _rollout(HFEngine(tiny_model, tokenizer, batch_size=4), prompts, greedy=True)
     full = _rollout(HFEngine(tiny_model, tokenizer, batch_size=4, kv_reuse=False), prompts, greedy=True)
     assert [t.response_ids for t in cached] == [t.response_ids for t in full]
-    assert [t.loss_mask for t in cached] == [t.loss_mask for t in full]
+    assert [t.model_mask for t in cached] == [t.model_mask for t in full]
     for a, b in zip(cached, full, strict=True):
         assert [x is None for x in a.logprobs] == [x is None for x in b.logprobs]
         assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True) if x is not None) < 1e-4

@@ -67,7 +67,7 @@ def test_demonstrations_replay_plans_through_real_tools(mini, tokenizer):
         assert demo.reward is not None and demo.reward.acc
         plan = OraclePlan.of(demo.example)
         assert plan is not None and [t.action for t in demo.turns] == [*plan.tools, "answer"]
-        env = tokenizer.decode([i for i, m in zip(demo.response_ids, demo.loss_mask, strict=True) if m == 0])
+        env = tokenizer.decode([i for i, m in zip(demo.response_ids, demo.model_mask, strict=True) if m == 0])
         assert env.count("<response>") == len(plan.steps)
         for step, turn in zip(plan.steps, demo.turns, strict=False):
             if isinstance(step, SearchStep):

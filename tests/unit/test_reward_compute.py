@@ -84,7 +84,7 @@ def test_score_trajectories_counts_model_tokens_only(reward):
     traj = Trajectory(
         prompt_ids=[1, 2],
         response_ids=list(range(3000)),
-        loss_mask=[1] * 100 + [0] * 2800 + [1] * 100,
+        model_mask=[1] * 100 + [0] * 2800 + [1] * 100,
         response_text="<search>q</search><response>" + "doc " * 2000 + "</response><answer>1,234</answer>",
         example=_example(["1234"], "calculator"),
     )

@@ -79,16 +79,16 @@ def runs(mask: list[int]) -> list[tuple[int, int, int]]:
 
 def check_invariants(traj: Trajectory, recorder: Recording, tokenizer, config: RolloutConfig, allowed) -> None:
     n = len(traj.response_ids)
-    assert len(traj.loss_mask) == n == len(traj.logprobs)
+    assert len(traj.model_mask) == n == len(traj.logprobs)
     assert n <= config.max_response_tokens
     assert sum(traj.tool_calls.values()) <= config.max_turns
-    assert all((lp is None) == (m == 0) for lp, m in zip(traj.logprobs, traj.loss_mask, strict=True))
+    assert all((lp is None) == (m == 0) for lp, m in zip(traj.logprobs, traj.model_mask, strict=True))
     inserted = [
         format_observation(t.output) if t.action in ("search", "code") else t.output
         for t in traj.turns
         if t.action != "answer" and t.output
     ]
-    segments = runs(traj.loss_mask)
+    segments = runs(traj.model_mask)
     env = [(s, e) for v, s, e in segments if v == 0]
     assert len(env) == len(inserted)
     for (start, end), text in zip(env, inserted, strict=True):

@@ -96,7 +96,7 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_checkpoi
         assert result.exit_code == 2 and f"pid {holder.pid}" in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
         demos = tmp_path / "demos.jsonl"
-        write_jsonl(demos, [{"prompt_ids": [1, 2], "response_ids": [3], "loss_mask": [1]}])
+        write_jsonl(demos, [{"prompt_ids": [1, 2], "response_ids": [3], "model_mask": [1]}])
         args = ["sft", "--demos", str(demos), f"run.output_dir={tmp_path / 'runs'}", "run.name=r"]
         result = CliRunner().invoke(app, [*args, f"model.name={tiny_checkpoint}", "--no-progress"])
         assert result.exit_code == 2 and f"pid {holder.pid}" in result.output, result.output

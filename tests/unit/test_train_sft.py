@@ -77,7 +77,7 @@ def test_bad_demonstrations_fail_clearly(tmp_path, tiny_checkpoint) -> None:
     with pytest.raises(DemoError, match="does not exist"):
         load_demos(tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.jsonl"
-    write_jsonl(bad, [{"prompt_ids": [1], "response_ids": [2, 3], "loss_mask": [1]}])
+    write_jsonl(bad, [{"prompt_ids": [1], "response_ids": [2, 3], "model_mask": [1]}])
     with pytest.raises(DemoError, match=r"bad.jsonl:1"):
         load_demos(bad)
     result = CliRunner().invoke(app, ["sft", "--demos", str(bad), *_overrides(tmp_path, tiny_checkpoint)])
@@ -128,18 +128,18 @@ def test_trainable_layers_freezes_everything_below_the_top_layers(tmp_path, toke
     ("line", "expected"),
     [
         ('{"prompt_ids": [1, 2], "response_ids": [3', "invalid JSON"),
-        ('{"prompt_ids": [1, "2"], "response_ids": [3], "loss_mask": [1]}', "prompt_ids[1] is '2', not an integer"),
-        ('{"prompt_ids": [1, 2], "response_ids": [3.0], "loss_mask": [1]}', "response_ids[0] is 3.0, not an integer"),
-        ('{"prompt_ids": [1, 2], "response_ids": [49152], "loss_mask": [1]}', "outside the tokenizer's vocabulary"),
-        ('{"prompt_ids": [-1], "response_ids": [3], "loss_mask": [1]}', "prompt_ids[0]=-1 is outside"),
-        ('{"prompt_ids": [1], "response_ids": [3], "loss_mask": [2]}', "loss_mask entries must be 0 or 1"),
-        ('{"prompt_ids": [1], "response_ids": "3", "loss_mask": [1]}', "response_ids must be a list"),
+        ('{"prompt_ids": [1, "2"], "response_ids": [3], "model_mask": [1]}', "prompt_ids[1] is '2', not an integer"),
+        ('{"prompt_ids": [1, 2], "response_ids": [3.0], "model_mask": [1]}', "response_ids[0] is 3.0, not an integer"),
+        ('{"prompt_ids": [1, 2], "response_ids": [49152], "model_mask": [1]}', "outside the tokenizer's vocabulary"),
+        ('{"prompt_ids": [-1], "response_ids": [3], "model_mask": [1]}', "prompt_ids[0]=-1 is outside"),
+        ('{"prompt_ids": [1], "response_ids": [3], "model_mask": [2]}', "model_mask entries must be 0 or 1"),
+        ('{"prompt_ids": [1], "response_ids": "3", "model_mask": [1]}', "response_ids must be a list"),
         ("[1, 2, 3]", "expected a JSON object"),
     ],
 )
 def test_each_demonstration_line_is_validated_and_named(tmp_path, tiny_checkpoint, line, expected) -> None:
     demos = tmp_path / "demos.jsonl"
-    write_text(demos, '{"prompt_ids": [1, 2], "response_ids": [3], "loss_mask": [1]}\n\n' + line + "\n")
+    write_text(demos, '{"prompt_ids": [1, 2], "response_ids": [3], "model_mask": [1]}\n\n' + line + "\n")
     with pytest.raises(DemoError, match=rf"demos.jsonl:3: .*{re.escape(expected)}"):
         load_demos(demos, vocab_size=49152)
     result = CliRunner().invoke(app, ["sft", "--demos", str(demos), *_overrides(tmp_path, tiny_checkpoint)])
@@ -158,3 +158,15 @@ def test_sft_after_a_restart_logs_each_step_once(tmp_path, tokenizer, tiny_check
     assert [r["step"] for r in read_jsonl(tmp_path / "sft" / "metrics.jsonl")] == [1]
     again = CliRunner().invoke(app, args)  # a finished warm start is not overwritten
     assert again.exit_code == 2 and "already has a finished warm start" in again.output
+
+
+def test_rows_written_before_model_mask_was_named_still_read(tmp_path) -> None:
+    """Earlier files call the mask ``loss_mask``: demonstrations and trajectories still load, under today's name."""
+    old = {"prompt_ids": [1, 2], "response_ids": [3, 4, 5], "loss_mask": [1, 0, 1]}
+    write_jsonl(tmp_path / "demos.jsonl", [old])
+    assert load_demos(tmp_path / "demos.jsonl")[0].loss_mask == [1, 0, 1]
+    row = Trajectory(
+        prompt_ids=[1, 2], response_ids=[3, 4, 5], model_mask=[1, 0, 1], logprobs=[0.0, None, 0.0]
+    ).to_row()
+    row["loss_mask"] = row.pop("model_mask")
+    assert Trajectory.from_row(row).model_mask == [1, 0, 1]

@@ -31,7 +31,7 @@ def trained_run(tmp_path_factory, tiny_checkpoint: str) -> tuple[Path, Path]:
     mini = root / "mini"
     build_mini(mini, seed=3, sizes=MiniSizes(train=10, validation=10, test=10))
     demos = root / "demos.jsonl"
-    write_jsonl(demos, [{"prompt_ids": [1, 2, 3], "response_ids": [4, 5], "loss_mask": [1, 1]}])
+    write_jsonl(demos, [{"prompt_ids": [1, 2, 3], "response_ids": [4, 5], "model_mask": [1, 1]}])
     result = runner.invoke(
         app,
         [

@@ -128,7 +128,7 @@ class RolloutRunner:
         if self.on_step is not None:
             self.on_step(index, "environment", self._decode(ids))
         trajectory.response_ids += ids
-        trajectory.loss_mask += [0] * len(ids)
+        trajectory.model_mask += [0] * len(ids)
         trajectory.logprobs += [None] * len(ids)
 
     async def _trajectory(
@@ -163,7 +163,7 @@ class RolloutRunner:
         generation = await self.engine.agenerate(trajectory.prompt_ids + trajectory.response_ids, turn_params)
         sampled = generation.token_ids[:room]
         trajectory.response_ids += sampled
-        trajectory.loss_mask += [1] * len(sampled)
+        trajectory.model_mask += [1] * len(sampled)
         trajectory.logprobs += (
             list(generation.logprobs[: len(sampled)]) if generation.logprobs else [None] * len(sampled)
         )

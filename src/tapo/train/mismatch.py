@@ -38,7 +38,8 @@ def sampler_tensors(trajectories: Sequence[Trajectory], width: int) -> tuple[tor
     may report none, and environment tokens never have one)."""
     logprobs = pad_rows([t.logprobs for t in trajectories], width)
     has_logprob = [
-        [float(m == 1 and lp is not None) for m, lp in zip(t.loss_mask, t.logprobs, strict=False)] for t in trajectories
+        [float(m == 1 and lp is not None) for m, lp in zip(t.model_mask, t.logprobs, strict=False)]
+        for t in trajectories
     ]
     mask = pad_rows(has_logprob, width)
     return logprobs, mask

@@ -23,6 +23,7 @@ from tapo.config.loader import dump_config
 from tapo.config.schema import TapoConfig
 from tapo.io.lines import JsonLineError, jsonl_lines
 from tapo.io.runs import RunDir
+from tapo.records import upgrade_row
 from tapo.train.checkpoint import save_checkpoint
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.setup import optimizer_step, prepare_for_training
@@ -34,6 +35,8 @@ class DemoError(ValueError):
 
 @dataclass(frozen=True)
 class Demo:
+    """One demonstration: its loss counts the tokens the model wrote (the row's ``model_mask``), never tool output."""
+
     prompt_ids: list[int]
     response_ids: list[int]
     loss_mask: list[int]
@@ -57,17 +60,18 @@ def parse_demo(row: Any, vocab_size: int | None = None) -> Demo:
     """One ``Trajectory.to_row()`` row as a :class:`Demo`; ``ValueError`` saying what is wrong with it."""
     if not isinstance(row, dict):
         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+    row = upgrade_row(row)
     demo = Demo(
-        _ids(row, "prompt_ids", vocab_size), _ids(row, "response_ids", vocab_size), _ids(row, "loss_mask", None)
+        _ids(row, "prompt_ids", vocab_size), _ids(row, "response_ids", vocab_size), _ids(row, "model_mask", None)
     )
     if not demo.prompt_ids:
         raise ValueError("prompt_ids is empty")
     if len(demo.response_ids) != len(demo.loss_mask):
         raise ValueError(
-            f"response_ids has {len(demo.response_ids)} ids but loss_mask has {len(demo.loss_mask)} entries"
+            f"response_ids has {len(demo.response_ids)} ids but model_mask has {len(demo.loss_mask)} entries"
         )
     if any(m not in (0, 1) for m in demo.loss_mask):
-        raise ValueError("loss_mask entries must be 0 or 1")
+        raise ValueError("model_mask entries must be 0 or 1")
     return demo
 
 

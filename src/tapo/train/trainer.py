@@ -73,7 +73,7 @@ def loss_mask_for(traj: Trajectory, mask_tool_tokens: bool) -> list[int]:
     """Mask-1 tokens of the loss. ``mask_tool_tokens=False`` is the original's defect, reproduced as an
     ablation: the loss uses the attention mask (every response token, tool output included) while the
     advantage stays on model tokens only, so tool tokens inflate the token-mean denominator."""
-    return list(traj.loss_mask) if mask_tool_tokens else [1] * len(traj.response_ids)
+    return list(traj.model_mask) if mask_tool_tokens else [1] * len(traj.response_ids)
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -286,7 +286,7 @@ class DapoTrainer:
         width = batch.response_len  # T: the longest response of this micro-batch
         device = logp.device
         mask = pad_rows([item.loss_mask for item in micro], width).to(device)  # [B, T] tokens in the loss
-        model_mask = pad_rows([item.traj.loss_mask for item in micro], width).to(device)  # [B, T] sampled tokens
+        model_mask = pad_rows([item.traj.model_mask for item in micro], width).to(device)  # [B, T] sampled tokens
         advantages = torch.tensor([item.advantage for item in micro], device=device)  # [B]
         adv = broadcast_to_tokens(advantages, model_mask)  # [B, T]
         old = (  # [B, T]
