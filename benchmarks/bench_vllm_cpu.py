@@ -196,6 +196,7 @@ def main() -> None:
                 engines.close()
         if "rl" not in args.skip:
             rl_overrides = [*overrides, *QUICK_RL] if args.quick else overrides
+            run.notes.append("each RL step is a fresh `tapo train` process: first-call warm-up is in it, for both")
             measured(
                 engine_figure(
                     "one RL step of the default profile (`tapo train`)",
