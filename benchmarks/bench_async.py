@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from figures import figure_markdown
-from harness import Figure, interleave, recorded
+from harness import Figure, interleave
+from recording import recorded
 from rich.console import Console
 
 from tapo.config.schema import RolloutConfig

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import Figure, Worker, interleave, recorded, serve
+from harness import Figure, Worker, interleave, serve
+from recording import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"

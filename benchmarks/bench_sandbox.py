@@ -1,18 +1,20 @@
-"""Python sandbox latency per call, layer by layer, against an unsandboxed ``python -c`` as the floor.
+"""Python sandbox latency per call, layer by layer, against an unsandboxed ``python -I -c`` as the floor, every
+variant interleaved with the others (benchmarks/harness.py).
 
-Usage: ``.venv/bin/python benchmarks/bench_sandbox.py [--rounds 5] [--calls 10] [--baseline 1b1bb38]``.
+One call = start, run ``print(sum(i * i for i in range(1000)))``, collect the output. Variants:
 
-Variants, interleaved call by call within each round so that a load change on the machine hits all of them alike:
-
-- ``python -c``: the floor, an unsandboxed interpreter start;
-- ``baseline``: the sandbox as it was at ``--baseline`` (a git revision; its ``sandbox.py`` and ``_runner.py`` are
-  loaded from ``git show``), so the price of a change is a ratio measured in the same run;
+- ``python -c``: the floor, an unsandboxed interpreter start (the baseline of the ratios);
+- ``sandbox at REV``: the sandbox as it was at ``--baseline`` (a git revision; its ``sandbox.py`` and ``_runner.py``
+  are loaded from ``git show``), so the price of a change is a ratio measured in the same run (skipped with the
+  reason when that revision's code no longer loads beside today's tapo);
 - ``bwrap``: today's sandbox with the seccomp filter and the per-call cgroup switched off;
 - ``+ seccomp``, ``+ cgroup``: one layer on; ``all layers``: what a run uses.
 
-Each round gives a p50 per variant; the table shows the median of the rounds' p50s with their [min-max], the ratio
-to the floor and to the baseline (per round, then median [min-max]), and the load average before and after
-(``os.getloadavg()``): on a shared machine, numbers taken under load are only comparable within one run.
+A sample is the p50 (and p95) of ``--calls`` calls of one variant; the ratio to the revision is taken within each
+round too (a column). Every variant runs twice untimed first (page cache, one-time set-up).
+
+    python benchmarks/bench_sandbox.py            # 5 rounds of 10 calls per variant, against 1b1bb38
+    python benchmarks/bench_sandbox.py --quick    # ~1 minute: 3 rounds of 3 calls
 """
 
 from __future__ import annotations
@@ -20,18 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 
+from figures import figure_markdown
+from harness import Figure, interleave
+from recording import recorded
 from rich.console import Console
-from rich.progress import track
-from rich.table import Table
 
 from tapo.config.schema import SandboxCodeConfig
 from tapo.io.event_loop import EventLoopThread
@@ -39,7 +42,9 @@ from tapo.tools.code.sandbox import PythonSandbox
 
 CODE = "print(sum(i * i for i in range(1000)))"
 ROOT = Path(__file__).resolve().parent.parent
-FLOOR, BASELINE, FULL = "python -c", "baseline", "all layers"
+FLOOR, FULL = "python -c", "all layers"
+
+Call = Callable[[], Awaitable[None]]
 
 
 async def _floor_once() -> None:
@@ -47,7 +52,7 @@ async def _floor_once() -> None:
     await process.communicate()
 
 
-def _boxed(sandbox) -> Callable[[], Awaitable[None]]:
+def _boxed(sandbox) -> Call:
     async def once() -> None:
         result = await sandbox.run(CODE)
         assert result.exit_code == 0 and not result.timed_out, result
@@ -73,59 +78,87 @@ def _baseline_sandbox(revision: str, workdir: Path):
     return module.PythonSandbox
 
 
-def _span(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
-    scaled = [v * scale for v in values]
-    return f"{statistics.median(scaled):.{digits}f} [{min(scaled):.{digits}f}-{max(scaled):.{digits}f}]"
+def variants(
+    config: CodeConfig, revision: str, workdir: Path
+) -> tuple[dict[str, Call], dict[str, str], dict[str, bool]]:
+    """Each variant's call, the reason for each that cannot run here, and the layers "all layers" enforces."""
+    calls: dict[str, Call] = {FLOOR: _floor_once}
+    skipped: dict[str, str] = {}
+    if revision:
+        name = f"sandbox at {revision}"
+        try:
+            calls[name] = _boxed(_baseline_sandbox(revision, workdir)(config))
+        except Exception as error:  # an old revision's imports may be gone from today's tapo
+            skipped[name] = f"does not load here: {type(error).__name__}: {error}"
+    calls["bwrap"] = _boxed(PythonSandbox(config, seccomp=False, cgroup=False))
+    calls["+ seccomp"] = _boxed(PythonSandbox(config, seccomp=True, cgroup=False))
+    calls["+ cgroup"] = _boxed(PythonSandbox(config, seccomp=False, cgroup=True))
+    calls[FULL] = _boxed(full := PythonSandbox(config))
+    return calls, skipped, full.layers
+
+
+def latency(loop: EventLoopThread, once: Call, calls: int) -> dict[str, float]:
+    """p50 and p95 in ms of ``calls`` sequential calls."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        loop.run(once())
+        times.append(1e3 * (time.perf_counter() - start))
+    p95 = statistics.quantiles(times, n=20)[-1] if len(times) > 1 else times[0]
+    return {"p50_ms": statistics.median(times), "p95_ms": p95}
+
+
+def add_ratio_to(figure: Figure, reference: str) -> None:
+    """A per-round ``÷ reference`` column (the figure's own ratios are to the floor), in rounds that measured it."""
+    if not any(reference in samples for samples in figure.rounds):
+        return
+    for samples in figure.rounds:
+        for sample in samples.values() if reference in samples else ():
+            sample["vs_reference"] = sample["p50_ms"] / samples[reference]["p50_ms"]
+    figure.columns["vs_reference"] = f"÷ {reference} (per round)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=10, help="calls per variant and round")
+    parser.add_argument("--quick", action="store_true", help="a ~1 minute smoke run: 3 calls per sample")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, --quick 3)")
+    parser.add_argument("--calls", type=int, default=None, help="calls per variant and round (default 10, --quick 3)")
     parser.add_argument("--baseline", default="1b1bb38", help="git revision to compare with ('' for none)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench", help="results directory")
     args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 5)
+    calls = args.calls or (3 if args.quick else 10)
+    if rounds < 3:
+        parser.error("--rounds must be at least 3: a ratio from fewer rounds says nothing about its spread")
+    say = Console(soft_wrap=True).print
     config = SandboxCodeConfig(timeout_s=30)
-    variants: dict[str, Callable[[], Awaitable[None]]] = {FLOOR: _floor_once}
-    with tempfile.TemporaryDirectory() as workdir:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-sandbox-") as workdir,
+        recorded("sandbox", args.quick, args.out, say) as run,
+        EventLoopThread() as loop,  # the sandbox's concurrency limit lives on one loop, as in a run
+    ):
+        variant_calls, skipped, layers = variants(config, args.baseline, Path(workdir))
+        run.notes.append(f"one call: `{CODE}`; all layers here: " + ", ".join(f"{k}={v}" for k, v in layers.items()))
+        for _ in range(2):  # untimed: page cache and every variant's one-time set-up
+            for once in variant_calls.values():
+                loop.run(once())
+        names = list(variant_calls) + list(skipped)
+        figure = Figure(
+            f"Python sandbox latency per call (p50 of {calls} calls)",
+            "p50_ms",
+            "ms",
+            FLOOR,
+            names,
+            higher_is_better=False,
+            columns={"p95_ms": "p95 ms"},
+            settings={"calls": calls, "baseline": args.baseline or "none"},
+            skipped=skipped,
+        )
+        interleave(figure, lambda name, _round: latency(loop, variant_calls[name], calls), rounds, on_sample=say)
         if args.baseline:
-            variants[BASELINE] = _boxed(_baseline_sandbox(args.baseline, Path(workdir))(config))
-        variants["bwrap"] = _boxed(PythonSandbox(config, seccomp=False, cgroup=False))
-        variants["+ seccomp"] = _boxed(PythonSandbox(config, seccomp=True, cgroup=False))
-        variants["+ cgroup"] = _boxed(PythonSandbox(config, seccomp=False, cgroup=True))
-        variants[FULL] = _boxed(full := PythonSandbox(config))
-        p50s: dict[str, list[float]] = {name: [] for name in variants}
-        load_before = os.getloadavg()
-        with EventLoopThread() as loop:  # the sandbox's concurrency limit lives on one loop, as in a run
-            for _ in range(2):  # warm the page cache and the one-time set-up of every variant
-                for once in variants.values():
-                    loop.run(once())
-            for _ in track(range(args.rounds), description="rounds"):
-                times: dict[str, list[float]] = {name: [] for name in variants}
-                for _ in range(args.calls):
-                    for name, once in variants.items():
-                        start = time.perf_counter()
-                        loop.run(once())
-                        times[name].append(time.perf_counter() - start)
-                for name, values in times.items():
-                    p50s[name].append(statistics.median(values))
-        load_after = os.getloadavg()
-    layers = ", ".join(f"{name}={'on' if on else 'unavailable'}" for name, on in full.layers.items())
-    table = Table(
-        title=f"Python sandbox latency per call: p50 of {args.calls} calls, median "
-        rf"\[min-max] over {args.rounds} rounds"
-        f"\n{layers}; load avg (1/5/15 min) before "
-        f"{'/'.join(f'{x:.1f}' for x in load_before)}, after {'/'.join(f'{x:.1f}' for x in load_after)}"
-        f" on {os.cpu_count()} CPUs"
-    )
-    columns = ["", "p50 ms", "ratio to python -c"] + ([f"ratio to {args.baseline}"] if args.baseline else [])
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name, values in p50s.items():
-        row = [name, _span(values, 1e3), _span([v / f for v, f in zip(values, p50s[FLOOR], strict=True)], digits=2)]
-        if args.baseline:
-            row.append(_span([v / b for v, b in zip(values, p50s[BASELINE], strict=True)], digits=2))
-        table.add_row(*row)
-    Console().print(table)
+            add_ratio_to(figure, f"sandbox at {args.baseline}")
+        run.figures.append(figure)
+        say(figure_markdown(asdict(figure), run.command, args.quick))
 
 
 if __name__ == "__main__":

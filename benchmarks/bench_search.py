@@ -29,7 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from figures import figure_markdown
-from harness import Figure, interleave, recorded
+from harness import Figure, interleave
+from recording import recorded
 from rich.console import Console
 
 from tapo.tools.search.bm25 import BM25Index

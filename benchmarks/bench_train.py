@@ -21,7 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import Channel, Figure, Worker, interleave, recorded, rotated, serve
+from harness import Channel, Figure, Worker, interleave, rotated, serve
+from recording import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"

@@ -6,8 +6,9 @@ rounds, the order rotated every round (no variant always runs first, after a col
 the median and [min–max] per variant and the ratio to a baseline computed within each round (the median and range
 of the per-round ratios: both sides of a ratio saw the same minute of the machine). Around every figure the run
 records the load average (``uptime``), the torch thread counts, and processes that compete for the CPU or outlived
-an engine (vLLM's ``EngineCore``), and warns loudly about them. Results go to JSON (rendered into markdown, a PNG and
-the figures section of docs/benchmarks.md by :mod:`figures`), each with the exact command that produced it.
+an engine (vLLM's ``EngineCore``), and warns loudly about them. A benchmark run (:mod:`recording`) saves its figures
+to JSON, each with the exact command that produced it; :mod:`figures` renders them (markdown, a PNG and the figures
+section of docs/benchmarks.md). This module imports neither: both build on it.
 
 Variants that need their own interpreter (vLLM lives in another virtual environment) or their own process (a
 trainer that owns its loop) run in a :class:`Worker`, a long-lived subprocess driven by one JSON line per request,
@@ -20,16 +21,15 @@ import datetime as dt
 import json
 import os
 import platform
-import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -224,7 +224,7 @@ def host() -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- figures and runs
+# ---------------------------------------------------------------- figures
 
 
 @dataclass
@@ -279,52 +279,6 @@ def interleave(figure: Figure, measure: Measure, rounds: int, on_sample: Callabl
         figure.rounds.append(samples)
     figure.after = machine_state()
     return figure
-
-
-@dataclass
-class Run:
-    """One benchmark run: its command, the host, the machine's state before and after, and its figures."""
-
-    benchmark: str
-    quick: bool
-    command: str = field(default_factory=lambda: shlex.join([sys.executable, *sys.argv]))
-    host: dict[str, Any] = field(default_factory=host)
-    started: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    before: dict[str, Any] = field(default_factory=dict)
-    after: dict[str, Any] = field(default_factory=dict)
-    figures: list[Figure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def warnings(self) -> list[str]:
-        return run_warnings(self.before, self.after)
-
-    def save(self, out_dir: Path) -> Path:
-        """``<benchmark>.json``, ``.md`` and ``.png`` in ``out_dir``; returns the JSON's path."""
-        from figures import plot, run_markdown
-
-        out_dir.mkdir(parents=True, exist_ok=True)
-        path = out_dir / f"{self.benchmark}.json"
-        path.write_text(json.dumps(asdict(self) | {"warnings": self.warnings()}, indent=1) + "\n")
-        (out_dir / f"{self.benchmark}.md").write_text(run_markdown(asdict(self)))
-        plot(asdict(self), out_dir / f"{self.benchmark}.png")
-        return path
-
-
-@contextmanager
-def recorded(benchmark: str, quick: bool, out_dir: Path, say: Callable[[str], None] = print) -> Iterator[Run]:
-    """A :class:`Run` whose machine state is taken before and after the block, saved and warned about at the end."""
-    run = Run(benchmark, quick)
-    run.before = machine_state()
-    for line in warnings_of(run.before, "before the run"):
-        say(f"WARNING {line}")
-    try:
-        yield run
-    finally:
-        run.after = machine_state()
-        path = run.save(out_dir)
-        for line in run.warnings():
-            say(f"WARNING {line}")
-        say(f"results: {path} (and .md, .png)")
 
 
 # ---------------------------------------------------------------- variants in processes of their own

@@ -14,6 +14,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import figures  # noqa: E402
 import harness  # noqa: E402
+import recording  # noqa: E402
 
 
 def test_rotation_lets_every_variant_lead_once_per_cycle():
@@ -106,7 +107,7 @@ def _run(tmp_path: Path) -> dict:
     figure = harness.Figure("rollout batch 16", "tok_s", "tok/s", "fp32", ["fp32", "bf16", "kv"], skipped={})
     figure.skipped["kv"] = "rollout.engine.kv_reuse does not validate here"
     harness.interleave(figure, lambda v, r: {"tok_s": 10.0 if v == "fp32" else 15.0}, rounds=3)
-    run = harness.Run("rollout", quick=True, command="python benchmarks/bench_rollout.py --quick")
+    run = recording.Run("rollout", quick=True, command="python benchmarks/bench_rollout.py --quick")
     run.figures.append(figure)
     run.before = run.after = figure.before
     path = run.save(tmp_path)
