@@ -79,7 +79,7 @@ def _baseline_sandbox(revision: str, workdir: Path):
 
 
 def variants(
-    config: CodeConfig, revision: str, workdir: Path
+    config: SandboxCodeConfig, revision: str, workdir: Path
 ) -> tuple[dict[str, Call], dict[str, str], dict[str, bool]]:
     """Each variant's call, the reason for each that cannot run here, and the layers "all layers" enforces."""
     calls: dict[str, Call] = {FLOOR: _floor_once}
