@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tapo.data.mini.plan import CodeStep, OraclePlan, PlanStep, SearchStep
+from tapo.data.mini.oracle_plan import CodeStep, OraclePlan, PlanStep, SearchStep
 from tapo.data.schema import Example
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.result_dir import EvalResult

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tapo.data.io import load_examples
 from tapo.data.mini import MiniDataset, MiniSizes, build_mini, generate_mini
-from tapo.data.mini.plan import CodeStep, OraclePlan, PlanError, SearchStep
+from tapo.data.mini.oracle_plan import CodeStep, OraclePlan, PlanError, SearchStep
 from tapo.data.mini.questions import KIND_MIX, NEEDS, kind_counts
 from tapo.data.mini.world import ATTRIBUTES
 

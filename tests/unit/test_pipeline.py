@@ -11,7 +11,7 @@ from rich.console import Console
 from tapo.config import ConfigError, load_config
 from tapo.data.io import load_examples
 from tapo.data.mini import MiniSizes, build_mini
-from tapo.data.mini.plan import OraclePlan, SearchStep
+from tapo.data.mini.oracle_plan import OraclePlan, SearchStep
 from tapo.io.event_loop import EventLoopThread
 from tapo.pipeline.arms import ARMS_FILE, BASE, SFT, ArmsError, load_arms
 from tapo.pipeline.demos import DemoBuilder, plan_turns

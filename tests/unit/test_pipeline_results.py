@@ -76,7 +76,7 @@ def test_seed_spread(run: Path, tmp_path: Path):
 def test_following_the_plan_means_its_tools_in_its_order():
     """Search then code is not the plan search then search (a multi-hop answered with code), nor code then search."""
     from pipeline_run import plan_step, question, scored_trajectory
-    from tapo.data.mini.plan import OraclePlan
+    from tapo.data.mini.oracle_plan import OraclePlan
     from tapo.eval.samples import record_from_trajectory
     from tapo.records import Turn
 

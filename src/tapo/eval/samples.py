@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from tapo.data.mini.plan import OraclePlan
+from tapo.data.mini.oracle_plan import OraclePlan
 from tapo.protocol import TOOL_NAMES
 from tapo.records import RecordError, Trajectory
 

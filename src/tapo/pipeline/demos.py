@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tapo.config.schema import RolloutConfig
-from tapo.data.mini.plan import CodeStep, OraclePlan, SearchStep
+from tapo.data.mini.oracle_plan import CodeStep, OraclePlan, SearchStep
 from tapo.data.schema import Example
 from tapo.engines.scripted import Script, ScriptedEngine
 from tapo.io.event_loop import EventLoopThread

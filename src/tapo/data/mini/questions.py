@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tapo.data.arith import REFERENCE_YEAR, apportion, evaluate
-from tapo.data.mini.plan import CodeStep, OraclePlan, PlanStep, SearchStep
+from tapo.data.mini.oracle_plan import CodeStep, OraclePlan, PlanStep, SearchStep
 from tapo.data.mini.world import ATTRIBUTES, Attribute, Entity, askable
 
 KIND_MIX = {"single_hop": 0.25, "multi_hop": 0.15, "code": 0.20, "search_code": 0.20, "no_tool": 0.20}
