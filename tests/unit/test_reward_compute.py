@@ -130,6 +130,8 @@ def test_corrective_messages_do_not_break_the_format(reward):
         ("", "exact"),
         ("default", "exact"),
         ("aime_2025", "math"),
+        ("aime_2024_I", "math"),  # TAPO's router takes every name that starts with aime
+        ("AIME 2025 II", "math"),
     ],
 )
 def test_registry_by_source(source, scorer):
@@ -147,9 +149,11 @@ def test_registry_by_source(source, scorer):
         ("aime2024", "exact"),
         ("aime_2025", "exact"),
         ("AIME-25", "exact"),
+        ("aime_2024_I", "exact"),
+        ("aimeX", "exact"),
         ("nq", "nq"),
         ("calculator", "calculator"),
-        ("complex", "complex"),
+        ("complex", "tapo_complex"),
         ("hotpotqa", "em"),  # unknown to TAPO's scorer: the reporting scorer stays
         ("math500", "math"),
         ("tapo_mini", "auto"),
@@ -169,9 +173,25 @@ def test_presets_score_the_same_answer_differently():
         assert (tapo(dollars, ["18"], "gsm8k", 1).acc, report(dollars, ["18"], "gsm8k", 1).acc) == (False, True)
 
 
+def test_presets_read_complex_answers_differently():
+    """Issue 29: TAPO's complex rule glues every digit of the answer; the default preset reads one number."""
+    with RewardFunction(RewardConfig(preset="tapo"), M) as tapo, RewardFunction(RewardConfig(), M) as report:
+        for answer, gold, expected in (("between 1 and 6", "16", (True, False)), ("1/2", "0.5", (False, True))):
+            text = f"<answer>{answer}</answer>"
+            assert (tapo(text, [gold], "complex", 1).acc, report(text, [gold], "complex", 1).acc) == expected
+
+
 def test_a_number_suffix_falls_back_only_to_a_known_family():
     with pytest.raises(RewardError, match="squad2"):
         ScorerRegistry(RewardConfig()).resolve("squad2")
+
+
+@pytest.mark.parametrize("source", ["gsm8k_main", "dapo", "deep", "aim", "complex_qa", "nq_open"])
+def test_a_name_no_scorer_takes_is_one_line_before_scoring(source):
+    """TAPO's router raises NotImplementedError mid-run on these; here the check fails up front, in one line."""
+    with RewardFunction(RewardConfig(preset="tapo"), M) as reward, pytest.raises(RewardError) as error:
+        reward.check_sources(["gsm8k", source])
+    assert f"no scorer for data_source {source!r}" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_unknown_source_fails_fast_listing_known_ones(reward):
