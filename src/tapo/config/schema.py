@@ -589,15 +589,16 @@ class TrainerConfig(Section):
         "auto",
         description="Correct the loss for sampler/learner mismatch: `token_tis` weights each token by min(ratio, "
         "rollout_is_cap) (TRL's token_truncate, verl's token-level rollout IS); `seq_mis` drops a trajectory whose "
-        "geometric-mean ratio leaves [1/cap, cap] (verl's geometric rejection sampling); `auto` = token_tis when the "
+        "geometric-mean ratio leaves [1/cap, cap] from the loss and its token count (verl's geometric rejection "
+        "sampling); `auto` = token_tis when the "
         "sampler is not the trainer's own model (vLLM engines), none otherwise.",
     )
     rollout_is_cap: float = Field(
         2.0,
         gt=1.0,
         le=100.0,
-        description="The cap C of the importance ratio p_train / p_sample: token_tis truncates at C, seq_mis keeps "
-        "[1/C, C].",
+        description="The cap C of the importance ratio p_train / p_sample: token_tis truncates at C (verl's default "
+        "2), seq_mis keeps [1/C, C] (verl's geometric preset: 1.001, about +-0.1 %).",
     )
     save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
