@@ -54,7 +54,7 @@ class RewardBreakdown:
     answer: str | None = None
     scorer: str = ""
     format_error: str = ""  # why the format check failed, "" when it passed: what users read when debugging a reward
-    tool_bonus: float = 0.0  # reward.tool_cost's bonus for a right answer with few calls (in total); 0 when off
+    tool_bonus: float = 0.0  # reward.tool_cost's term on a right answer (in total; <= 0 under form otc); 0 when off
 
     @property
     def signal(self) -> float:

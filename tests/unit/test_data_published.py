@@ -24,6 +24,7 @@ TRAIN = [
     ("  What is 12 * 7?  ", "calculator", "calculation", ["84"]),
     ("Natalia sold 48 clips in April ...", "gsm8k", "math", ["72"]),
     ("Find the number of ordered pairs ...", "aime_2025", "math", ["204"]),
+    ("Find the remainder when ... is divided by 1000.", "aime_2024_I", "math", ["25"]),  # TAPO takes any aime*
     ("Solve x + 1 = 3.", "dapo_math", "math", ["2"]),
     ("How many degrees ... deep?", "deep_math", "math", ["90"]),
     ("When was the Eiffel Tower built? Subtract it from 2024.", "complex", "fact-calculation", ["135"]),
@@ -90,15 +91,16 @@ def test_published_layout_loads_with_tapo_scorers(published, tmp_path):
     manifest = build_published(published, out, _tapo_scorer)
     train = load_examples(out / "train.parquet")
     validation = load_examples(out / "validation.parquet")
-    assert [row.data_source for row in train] == [source for _, source, _, _ in TRAIN[:8]]
+    assert [row.data_source for row in train] == [source for _, source, _, _ in TRAIN[:9]]
     assert train[0].golds == ["William Shakespeare", "Shakespeare"] and train[0].ability == "fact-reasoning"
     assert train[1].question == "What is 12 * 7?"
     assert {row.split for row in train} == {"train"} and {row.split for row in validation} == {"validation"}
     assert [(row.data_source, row.golds) for row in validation] == [("calculator", ["1024"]), ("default", ["Leonardo"])]
     assert manifest["scorers"] == {
+        "aime_2024_I": "exact",
         "aime_2025": "exact",
         "calculator": "calculator",
-        "complex": "complex",
+        "complex": "tapo_complex",
         "dapo_math": "exact",
         "deep_math": "exact",
         "default": "exact",
@@ -117,7 +119,7 @@ def test_published_layout_loads_with_tapo_scorers(published, tmp_path):
         "whitespace around a gold stripped": {"test": 1},
         "whitespace around the question stripped": {"train": 1},
     }
-    assert manifest["read"] == {"train": 12, "test": 2} and manifest["kept"] == {"train": 8, "test": 2}
+    assert manifest["read"] == {"train": 13, "test": 2} and manifest["kept"] == {"train": 9, "test": 2}
 
 
 @pytest.mark.parametrize(
@@ -151,7 +153,7 @@ def test_cli_reports_scorers_and_each_kind_of_repair_and_drop(published, tmp_pat
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["data", "build", "tapo", "--source-dir", str(published), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "10 of 14 rows kept" in result.output
+    assert "11 of 15 rows kept" in result.output
     assert "dropped  repeated question: 1 (train 1)" in result.output
     assert "repaired  ground_truth a single answer, made a list: 2 (test 2)" in result.output
     assert json.loads((out / "manifest.json").read_text())["scorers"]["nq"] == "nq"

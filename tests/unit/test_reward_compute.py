@@ -11,7 +11,7 @@ from tapo.data.schema import Example
 from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rewards.registry import RewardError, ScorerRegistry
-from tapo.rewards.shaping import overlong_penalty, tool_bonus
+from tapo.rewards.shaping import grpo_tool_reward, overlong_penalty, ppo_tool_reward
 
 M, B = 2048, 1024
 
@@ -130,6 +130,8 @@ def test_corrective_messages_do_not_break_the_format(reward):
         ("", "exact"),
         ("default", "exact"),
         ("aime_2025", "math"),
+        ("aime_2024_I", "math"),  # TAPO's router takes every name that starts with aime
+        ("AIME 2025 II", "math"),
     ],
 )
 def test_registry_by_source(source, scorer):
@@ -147,9 +149,11 @@ def test_registry_by_source(source, scorer):
         ("aime2024", "exact"),
         ("aime_2025", "exact"),
         ("AIME-25", "exact"),
+        ("aime_2024_I", "exact"),
+        ("aimeX", "exact"),
         ("nq", "nq"),
         ("calculator", "calculator"),
-        ("complex", "complex"),
+        ("complex", "tapo_complex"),
         ("hotpotqa", "em"),  # unknown to TAPO's scorer: the reporting scorer stays
         ("math500", "math"),
         ("tapo_mini", "auto"),
@@ -169,9 +173,25 @@ def test_presets_score_the_same_answer_differently():
         assert (tapo(dollars, ["18"], "gsm8k", 1).acc, report(dollars, ["18"], "gsm8k", 1).acc) == (False, True)
 
 
+def test_presets_read_complex_answers_differently():
+    """Issue 29: TAPO's complex rule glues every digit of the answer; the default preset reads one number."""
+    with RewardFunction(RewardConfig(preset="tapo"), M) as tapo, RewardFunction(RewardConfig(), M) as report:
+        for answer, gold, expected in (("between 1 and 6", "16", (True, False)), ("1/2", "0.5", (False, True))):
+            text = f"<answer>{answer}</answer>"
+            assert (tapo(text, [gold], "complex", 1).acc, report(text, [gold], "complex", 1).acc) == expected
+
+
 def test_a_number_suffix_falls_back_only_to_a_known_family():
     with pytest.raises(RewardError, match="squad2"):
         ScorerRegistry(RewardConfig()).resolve("squad2")
+
+
+@pytest.mark.parametrize("source", ["gsm8k_main", "dapo", "deep", "aim", "complex_qa", "nq_open"])
+def test_a_name_no_scorer_takes_is_one_line_before_scoring(source):
+    """TAPO's router raises NotImplementedError mid-run on these; here the check fails up front, in one line."""
+    with RewardFunction(RewardConfig(preset="tapo"), M) as reward, pytest.raises(RewardError) as error:
+        reward.check_sources(["gsm8k", source])
+    assert f"no scorer for data_source {source!r}" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_unknown_source_fails_fast_listing_known_ones(reward):
@@ -240,25 +260,27 @@ def test_custom_scorer_out_of_range_is_an_error(user_module):
     ],
 )
 def test_tool_bonus_by_hand(calls, weight, half_calls, bonus):
-    assert tool_bonus(calls, weight, half_calls) == pytest.approx(bonus)
+    assert weight * ppo_tool_reward(calls, half_calls) == pytest.approx(bonus)
 
 
 @given(st.integers(0, 1000), st.floats(0.0, 1.0), st.floats(0.01, 100.0))
 def test_tool_bonus_shrinks_with_calls_and_stays_in_range(calls, weight, half_calls):
-    bonus = tool_bonus(calls, weight, half_calls)
+    bonus = weight * ppo_tool_reward(calls, half_calls)
     assert 0.0 <= bonus <= weight
-    assert tool_bonus(calls + 1, weight, half_calls) <= bonus
+    assert weight * ppo_tool_reward(calls + 1, half_calls) <= bonus
 
 
 def test_tool_bonus_bad_input():
     with pytest.raises(ValueError, match="calls must be >= 0"):
-        tool_bonus(-1, 0.1, 1.0)
+        ppo_tool_reward(-1, 1.0)
     with pytest.raises(ValueError, match="half_calls must be > 0"):
-        tool_bonus(1, 0.1, 0.0)
+        ppo_tool_reward(1, 0.0)
+    with pytest.raises(ValueError, match="optimal calls must be >= 0"):
+        grpo_tool_reward(1, -1, 1.0)
 
 
 def test_tool_cost_is_off_by_default_so_the_reward_stays_tapos(reward):
-    assert not RewardConfig().tool_cost.enabled
+    assert not RewardConfig().tool_cost.enabled and RewardConfig().tool_cost.form == "additive"
     for calls in (0, 3):
         result = reward("<answer>Paris</answer>", ["Paris"], "nq", 10, calls)
         assert (result.total, result.tool_bonus, result.signal) == (1.0, 0.0, 1.0)
@@ -313,3 +335,87 @@ def test_dynamic_sampling_keeps_right_answers_that_differ_in_calls_only_with_too
 
     assert constant_groups(signals(RewardConfig())).tolist() == [True]  # TAPO: four right answers teach nothing
     assert constant_groups(signals(RewardConfig(tool_cost={"enabled": True}))).tolist() == [False]
+
+
+COS_PI_6, COS_PI_4, COS_2PI_5 = 3**0.5 / 2, 2**0.5 / 2, (5**0.5 - 1) / 4
+
+
+@pytest.mark.parametrize(
+    ("calls", "half_calls", "alpha", "right", "total"),
+    [
+        # OTC-PO (arXiv 2504.14870): r = alpha * cos(m pi / (2m + c)) * r_answer; its defaults alpha 1, c 4
+        (0, None, None, True, 1.0),
+        (1, None, None, True, COS_PI_6),  # cos(pi/6)
+        (2, None, None, True, COS_PI_4),  # cos(2pi/8)
+        (4, None, None, True, 0.5),  # m = c: cos(pi/3)
+        (8, None, None, True, COS_2PI_5),  # cos(8pi/20)
+        (0, None, None, False, 0.0),  # a wrong answer: 0 whatever its calls
+        (3, None, None, False, 0.0),
+        (1, 1.0, None, True, 0.5),  # c = 1: cos(pi/3)
+        (2, 1.0, None, True, COS_2PI_5),  # cos(2pi/5)
+        (2, 2.0, None, True, 0.5),  # m = c
+        (0, None, 0.5, True, 0.5),  # alpha 0.5
+        (1, None, 0.5, True, COS_PI_6 / 2),
+        (4, 1.0, 0.5, False, 0.0),
+    ],
+)
+def test_otc_form_is_otc_pos_multiplicative_reward(calls, half_calls, alpha, right, total):
+    cost = {"enabled": True, "form": "otc", "half_calls": half_calls, "weight": alpha}
+    with RewardFunction(RewardConfig(tool_cost=cost), M) as reward:
+        result = reward(f"<answer>{7 if right else 8}</answer>", ["7"], "calculator", 10, calls)
+    assert result.total == pytest.approx(total)
+    assert result.tool_bonus == pytest.approx(total - 1.0 if right else 0.0)  # the term: what it changed
+    assert result.score == float(right) and result.acc == right  # score and acc stay the scorer's
+
+
+@pytest.mark.parametrize(
+    ("calls", "optimal", "half_calls", "r_tool"),
+    [
+        # OTC-GRPO: f = 2nm / (m + n), r_tool = sin(f pi / (2n)); n = 0: the cos form
+        (2, 2, 4.0, 1.0),  # m = n
+        (3, 2, 4.0, 0.9510565162951535),  # f = 12/5, sin(0.6 pi) = sin(72 deg)
+        (6, 2, 4.0, COS_PI_4),  # f = 3, sin(3pi/4)
+        (1, 1, 4.0, 1.0),
+        (3, 1, 4.0, COS_PI_4),  # f = 3/2, sin(3pi/4)
+        (1, 2, 4.0, COS_PI_6),  # f = 4/3, sin(pi/3): fewer calls than n
+        (0, 0, 4.0, 1.0),
+        (1, 0, 4.0, COS_PI_6),  # n = 0: cos(pi/6)
+        (4, 0, 4.0, 0.5),
+    ],
+)
+def test_grpo_tool_reward_by_hand(calls, optimal, half_calls, r_tool):
+    assert grpo_tool_reward(calls, optimal, half_calls) == pytest.approx(r_tool)
+
+
+def _calls(calls: int, answer: str, prompt: str = "q") -> Trajectory:
+    from tapo.records import Turn
+
+    text = "<search>x</search><response>y</response>" * calls + f"<answer>{answer}</answer>"
+    turns = [Turn("search", "x", "y") for _ in range(calls)] + [Turn("answer", answer)]
+    example = Example(id=prompt, question="q?", golds=["7"], data_source="calculator")
+    return Trajectory(prompt_ids=[1], response_text=text, turns=turns, example=example)
+
+
+def test_otc_grpo_takes_n_from_the_fewest_calls_among_the_groups_right_answers():
+    """Prompt a: right answers with 1, 2 and 3 calls and a wrong one with none, so n = 1: totals 1,
+    sin(pi/3) (f = 4/3) and sin(3pi/4) (f = 3/2), and 0. Prompt b's only right answer has 3 calls: n = 3, total 1."""
+    trajs = [_calls(1, "7", "a"), _calls(2, "7", "a"), _calls(3, "7", "a"), _calls(0, "8", "a"), _calls(3, "7", "b")]
+    cost = {"enabled": True, "form": "otc", "optimal_calls": "group"}
+    with RewardFunction(RewardConfig(tool_cost=cost), M) as reward:
+        reward.score_trajectories(trajs)
+    totals = [t.scored.total for t in trajs]
+    assert totals == pytest.approx([1.0, COS_PI_6, COS_PI_4, 0.0, 1.0])
+
+
+def test_the_two_forms_rank_a_mixed_group_differently():
+    """The point of the switch: in a group of two right answers (0 and 2 calls) and two wrong ones, the additive
+    bonus moves the right answers by 0.1 and 0.031 on top of 1; OTC-PO's reward pays 1 and 0.71, so the gap
+    between the two right answers is 0.069 against 0.29, about 4x (GRPO advantages then differ too)."""
+    group = [_calls(0, "7"), _calls(2, "7"), _calls(0, "8"), _calls(2, "8")]
+    totals = {}
+    for form in ("additive", "otc"):
+        with RewardFunction(RewardConfig(tool_cost={"enabled": True, "form": form}), M) as reward:
+            reward.score_trajectories(group)
+        totals[form] = [t.scored.total for t in group]
+    assert totals["additive"] == pytest.approx([1.1, 1.0 + 0.1 * COS_2PI_5, 0.0, 0.0])
+    assert totals["otc"] == pytest.approx([1.0, COS_PI_4, 0.0, 0.0])

@@ -106,3 +106,55 @@ def test_scores_in_range_and_best_over_golds(name, prediction, golds):
 def test_a_gold_scores_itself_fully_unless_it_normalizes_to_nothing(name, gold):
     normalizer = scorers.normalize if name in ("exact", "nq") else scorers.normalize_answer
     assert SCORERS[name](gold, gold) == (1.0 if normalizer(gold) else 0.0)
+
+
+LONG = "word " * 25  # 125 characters: TAPO scores the last 100 of an answer
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "tapo", "lenient"),
+    [
+        # Issue 29's four kinds: TAPO glues digits, signs and points into one string and reads it with complex().
+        ("1/2", "0.5", 0.0, 1.0),  # "12" vs 0.5
+        ("1e3", "1000", 0.0, 1.0),  # "13"
+        ("1.5e3", "1500", 0.0, 1.0),  # "1.53"
+        ("\\frac{1}{2}", "0.5", 0.0, 1.0),  # "12"
+        ("3 \\times 10^{4}", "30000", 0.0, 1.0),  # "3104"
+        ("between 1 and 6", "16", 1.0, 0.0),  # "16": a hedge read as one number
+        ("between 3 and 4", "34", 1.0, 0.0),
+        ("1_000", "1000", 1.0, 0.0),  # "1000": the underscore is dropped
+        ("1000", "1_000", 1.0, 0.0),  # complex("1_000") is 1000
+        # Where TAPO raises, tapo_complex scores 0.
+        ("0.0005", "0", 0.0, 1.0),  # a gold of 0: TAPO divides by |0|
+        ("0", "0", 0.0, 1.0),
+        ("1000.5", "1,000.5", 0.0, 1.0),  # TAPO keeps this gold's comma: complex() refuses it
+        ("Paris", "Paris", 0.0, 0.0),  # a gold that is no number
+        # TAPO's normalization: a number word only as the whole answer.
+        ("twelve", "12", 1.0, 1.0),
+        ("twelve apples", "12", 0.0, 1.0),  # "" is no number
+        # TAPO's cut: the answer's last 100 characters.
+        (LONG + "42", "42", 1.0, 1.0),
+        ("42 " + LONG, "42", 0.0, 1.0),
+        # Both agree.
+        ("104", "100", 1.0, 1.0),  # 4 % off
+        ("106", "100", 0.0, 0.0),  # 6 % off
+        ("$1,050", "1000", 0.0, 0.0),  # exactly 5 % is not below 5 %
+        ("-96 °C", "-100", 1.0, 1.0),
+        ("$1,040", "1000", 1.0, 1.0),
+        ("25%", "25", 1.0, 1.0),
+        ("99 753", "99753", 1.0, 1.0),
+        ("1,000.5", "1000.5", 1.0, 1.0),  # "1000.5"
+        ("about 3.14159", "3.14", 1.0, 1.0),
+        ("approximately 1,234,567", "1234567", 1.0, 1.0),
+        ("-5", "5", 0.0, 0.0),  # 200 % off
+        ("+-5", "5", 0.0, 0.0),  # complex("+-5") refuses
+        ("5-3", "2", 0.0, 0.0),  # complex("5-3") refuses
+        ("5²", "5", 0.0, 0.0),  # "²" is a digit to str.isdigit, not to complex()
+        ("2^10", "2", 0.0, 0.0),  # "210"
+        ("1.2.3", "1.2", 0.0, 0.0),
+    ],
+)
+def test_tapo_complex_is_tapos_rule_and_complex_the_lenient_one(prediction, gold, tapo, lenient):
+    """Issue 29: under ``preset: tapo`` the complex scorer is TAPO's code's reading of numbers; the default preset
+    keeps one number per answer. Each TAPO value worked by hand from its rule (docs/rewards.md)."""
+    assert (scorers.tapo_complex(prediction, gold), scorers.complex_(prediction, gold)) == (tapo, lenient)

@@ -9,9 +9,12 @@ the weights it had when the step began and ``log p_sample`` the engine's, the im
   constant (no gradient). This is TRL's ``vllm_importance_sampling_correction`` in its ``token_truncate``
   mode and verl's token-level rollout IS (``rollout_is: token``) with threshold ``cap``.
 - ``seq_mis`` (sequence-level masked importance sampling): a trajectory whose geometric-mean ratio
-  ``exp(mean_t log r_t)`` leaves ``[1/cap, cap]`` is dropped from the loss (weight 0, its tokens still count
-  in the token-mean denominator); the others keep weight 1. This is verl's geometric rejection sampling
-  (``rollout_rs: geometric``) with bounds ``[1/cap, cap]`` and no IS weight.
+  ``exp(mean_t log r_t)`` leaves ``[1/cap, cap]`` is rejected (:func:`rejected_sequences`): it leaves the loss
+  mask, so its tokens leave the token-mean's denominator too; the others keep weight 1. This is verl's geometric
+  rejection sampling (``rollout_rs: geometric``, later ``seq_mean_k1``), which multiplies the rejection into the
+  response mask, with bounds ``[1/cap, cap]`` and no IS weight. verl's preset uses ``cap = 1.001`` (±0.1 %); tapo's
+  default cap of 2 (shared with ``token_tis``) is a far looser band. Where every trajectory is rejected verl's
+  token-mean is 0/0 (NaN); tapo's loss is 0.
 
 All tensors are ``[B, T]``; ``mask`` is 1 on the tokens the engine sampled and reported a log-prob for.
 """
@@ -33,7 +36,7 @@ class CorrectionWeights:
 
     weights: torch.Tensor  # [B, T] multiplies each token's loss (1 where nothing is corrected)
     truncated: torch.Tensor  # [B, T] 1 where token TIS capped the ratio
-    masked: torch.Tensor  # [B] 1 for a trajectory sequence MIS dropped
+    masked: torch.Tensor  # [B] 1 for a trajectory sequence MIS rejected
 
 
 def log_ratio(train_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,11 +63,25 @@ def correction_weights(
         truncated = (ratio > cap).float() * mask
         return CorrectionWeights(torch.where(mask > 0, ratio.clamp(max=cap), ones), truncated, no_rows)
     if mode == "seq_mis":
-        tokens = mask.sum(dim=1)  # [B]
-        geometric = torch.exp(log_r.sum(dim=1) / tokens.clamp(min=1.0))  # [B]
-        masked = ((geometric > cap) | (geometric < 1.0 / cap)).float() * (tokens > 0).float()  # [B]
+        masked = rejected_sequences(train_logprobs, sampler_logprobs, mask, cap)  # [B]
         return CorrectionWeights(ones * (1.0 - masked).unsqueeze(1), torch.zeros_like(log_r), masked)
     return CorrectionWeights(ones, torch.zeros_like(log_r), no_rows)
+
+
+def rejected_sequences(
+    train_logprobs: torch.Tensor, sampler_logprobs: torch.Tensor, mask: torch.Tensor, cap: float
+) -> torch.Tensor:
+    """``[B]``: 1 for a trajectory whose geometric-mean ratio leaves ``[1/cap, cap]`` (``seq_mis``), 0 otherwise and
+    for a trajectory with no sampler log-prob.
+
+    The trainer decides this once per step, from the log-probs the step starts with, and takes the rejected
+    trajectories out of the loss mask before it counts the token-mean's denominator, as verl does.
+    """
+    mask = mask.float()
+    log_r = log_ratio(train_logprobs, sampler_logprobs, mask)  # [B, T]
+    tokens = mask.sum(dim=1)  # [B]
+    geometric = torch.exp(log_r.sum(dim=1) / tokens.clamp(min=1.0))  # [B]
+    return ((geometric > cap) | (geometric < 1.0 / cap)).float() * (tokens > 0).float()
 
 
 @dataclass(frozen=True)

@@ -482,23 +482,37 @@ class OverlongConfig(Section):
 
 
 class ToolCostConfig(Section):
-    """A bonus for a right answer reached with few tool calls: OTC-PPO's tool reward (arXiv 2504.14870), added to
-    the TAPO reward. Not part of TAPO, whose reward puts no price on a call (docs/method.md §3): off by default."""
+    """A price on tool calls for right answers, from OTC (arXiv 2504.14870): added to TAPO's reward as a bonus
+    (`additive`) or multiplying it as OTC-PO does (`otc`). Not part of TAPO, whose reward puts no price on a call
+    (docs/method.md §3): off by default. docs/rewards.md has both forms and their effect."""
 
     enabled: bool = Field(
-        False, description="Add the bonus to the reward of right answers; off = TAPO's reward, unchanged."
+        False, description="Put the tool term on the reward of right answers; off = TAPO's reward, unchanged."
     )
-    weight: float = Field(
-        0.1,
+    form: Literal["additive", "otc"] = Field(
+        "additive",
+        description="`additive`: total = score + weight * r_tool (a bonus beside TAPO's reward); `otc`: OTC-PO's "
+        "reward, score * weight * r_tool (weight = OTC's alpha), so a right answer with many calls is worth less "
+        "than 1. Either way only a right answer (acc) is changed.",
+    )
+    weight: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
-        description="Bonus of a right answer with no tool call; m calls earn weight * cos(m*pi / (2m + half_calls)).",
+        description="additive: the bonus of a right answer with r_tool = 1 (None = 0.1); otc: OTC-PO's alpha "
+        "(None = 1.0).",
     )
-    half_calls: float = Field(
-        1.0,
+    half_calls: float | None = Field(
+        None,
         gt=0.0,
         le=100.0,
-        description="Tool calls at which the bonus has fallen to half its weight (OTC's smoothing constant c).",
+        description="OTC's smoothing constant c in r_tool = cos(m*pi / (2m + c)), the calls at which r_tool is 1/2 "
+        "(None = 1 for additive, 4 for otc; docs/rewards.md says where each comes from).",
+    )
+    optimal_calls: Literal["none", "group"] = Field(
+        "none",
+        description="`none`: OTC-PPO's r_tool above; `group`: OTC-GRPO's, with n = the fewest calls among the right "
+        "answers to the same prompt: r_tool = sin(f*pi / (2n)), f = 2nm / (m + n) (the cos form when n = 0).",
     )
 
 
@@ -531,7 +545,7 @@ class RewardConfig(Section):
     )
     overlong: OverlongConfig = Field(default_factory=OverlongConfig, description="Overlong length shaping.")
     tool_cost: ToolCostConfig = Field(
-        default_factory=ToolCostConfig, description="Optional bonus for right answers with few tool calls (OTC)."
+        default_factory=ToolCostConfig, description="Optional price on tool calls for right answers (OTC)."
     )
 
 
@@ -589,15 +603,16 @@ class TrainerConfig(Section):
         "auto",
         description="Correct the loss for sampler/learner mismatch: `token_tis` weights each token by min(ratio, "
         "rollout_is_cap) (TRL's token_truncate, verl's token-level rollout IS); `seq_mis` drops a trajectory whose "
-        "geometric-mean ratio leaves [1/cap, cap] (verl's geometric rejection sampling); `auto` = token_tis when the "
+        "geometric-mean ratio leaves [1/cap, cap] from the loss and its token count (verl's geometric rejection "
+        "sampling); `auto` = token_tis when the "
         "sampler is not the trainer's own model (vLLM engines), none otherwise.",
     )
     rollout_is_cap: float = Field(
         2.0,
         gt=1.0,
         le=100.0,
-        description="The cap C of the importance ratio p_train / p_sample: token_tis truncates at C, seq_mis keeps "
-        "[1/C, C].",
+        description="The cap C of the importance ratio p_train / p_sample: token_tis truncates at C (verl's default "
+        "2), seq_mis keeps [1/C, C] (verl's geometric preset: 1.001, about +-0.1 %).",
     )
     save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")

@@ -2,10 +2,11 @@
 
 Source names are matched after canonicalization (lower-case, ``-``, ``_``, spaces and dots removed), so
 ``MATH-500``, ``math_500`` and ``math500`` are one source; ``family/subset`` falls back to ``family``
-(``tapo_mini/multi_hop`` → ``tapo_mini``) and a name followed by a number falls back to the name (``aime_2025`` →
-``aime``, as TAPO's scorer matches every ``aime*``). An empty source, or ``default`` (TAPO's name for it), uses
-``reward.default_scorer``; an unknown one is an error that lists the known sources: a typo must not silently change
-the reward.
+(``tapo_mini/multi_hop`` → ``tapo_mini``), a name followed by a number falls back to the name (``popqa_2`` →
+``popqa``), and every name that starts with ``aime`` is ``aime`` (``aime_2024_I``, ``aime25``), as TAPO's router takes
+any ``data_source.startswith("aime")``: every name that router takes has a scorer here. An empty source, or
+``default`` (TAPO's name for it), uses ``reward.default_scorer``; an unknown one is an error that lists the known
+sources: a typo must not silently change the reward.
 
 Two tables, chosen by ``reward.preset``: ``tapo-eval`` (the default) scores for reporting (Search-R1's EM for QA,
 symbolic equivalence for math); ``tapo`` gives every source TAPO's original code knows the rule that code gave it
@@ -36,13 +37,14 @@ SOURCE_SCORERS: dict[str, str] = {
 }
 
 # TAPO's ``_check_score``: exact match for default/gsm8k/dapo_math/deep_math/aime*, its lenient ``nq`` rule, and the
-# two numeric rules; canonical names, so ``deep_math``, ``DAPO-Math-17k`` and ``aime_2024`` are covered too.
+# two numeric rules (``complex`` as TAPO's code reads numbers: ``tapo_complex``); canonical names, so ``deep_math``,
+# ``DAPO-Math-17k`` and ``aime_2024`` are covered too.
 TAPO_SCORERS: dict[str, str] = {
     **dict.fromkeys(("gsm8k", "dapomath", "dapomath17k", "deepmath", "deepmath103k"), "exact"),
     **dict.fromkeys(("aime", "aime24", "aime2024"), "exact"),
     "nq": "nq",
     "calculator": "calculator",
-    "complex": "complex",
+    "complex": "tapo_complex",
 }
 
 PRESETS: dict[str, dict[str, str]] = {"tapo-eval": SOURCE_SCORERS, "tapo": SOURCE_SCORERS | TAPO_SCORERS}
@@ -52,6 +54,8 @@ DEFAULT_SOURCE = "default"
 """TAPO's data_source for rows without a dataset of their own: scored like an empty source."""
 
 _NUMBERED = re.compile(r"^(?P<family>[a-z]+)\d+$")
+_PREFIX_FAMILIES = ("aime",)
+"""Families TAPO's router matches by prefix (``data_source.startswith("aime")``): any canonical name that starts so."""
 
 
 class RewardError(ValueError):
@@ -119,7 +123,8 @@ class ScorerRegistry:
         for candidate in (data_source, data_source.split("/", 1)[0]):
             canonical = canonical_source(candidate)
             numbered = _NUMBERED.match(canonical)
-            for key in (canonical, numbered["family"] if numbered else None):
+            prefixed = next((family for family in _PREFIX_FAMILIES if canonical.startswith(family)), None)
+            for key in (canonical, numbered["family"] if numbered else None, prefixed):
                 name = self.sources.get(key) if key else None
                 if name is not None:
                     return name, self.scorers[name]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from rapidfuzz.distance import Levenshtein
 
 from tapo.rewards.mathverify import MathVerifier
-from tapo.rewards.normalize import normalize, normalize_answer
+from tapo.rewards.normalize import normalize, normalize_answer, original_normalize
 from tapo.rewards.numbers import parse_number
 
 Scorer = Callable[[str, str], float]
@@ -21,6 +21,7 @@ Scorer = Callable[[str, str], float]
 CALCULATOR_TOLERANCE = 1e-3
 COMPLEX_RELATIVE_TOLERANCE = 0.05
 NQ_MAX_DISTANCE_RATIO = 0.5
+TAPO_ANSWER_CHARS = 100  # TAPO scores the last 100 characters of an answer
 
 
 def exact(prediction: str, gold: str) -> float:
@@ -62,6 +63,23 @@ def complex_(prediction: str, gold: str) -> float:
     if expected == 0:
         return float(abs(predicted) < CALCULATOR_TOLERANCE)
     return float(abs(predicted - expected) / abs(expected) < COMPLEX_RELATIVE_TOLERANCE)
+
+
+def tapo_complex(prediction: str, gold: str) -> float:
+    """TAPO's own ``complex`` rule, for ``reward.preset: tapo``: the answer's last 100 characters, normalized as TAPO
+    does (:func:`original_normalize`), cut down to its digits, signs and points and read with Python's ``complex()``;
+    the gold read the same way, uncut; relative error below 5 %.
+
+    So ``between 1 and 6`` is 16, ``1_000`` is 1000, ``1/2`` is 12 and ``1e3`` is 13 (docs/rewards.md lists where
+    this differs from :func:`complex_`). Where TAPO raises (a gold ``complex()`` cannot read, or a gold of 0 against a
+    number), this scores 0.
+    """
+    glued = "".join(ch for ch in original_normalize(prediction[-TAPO_ANSWER_CHARS:]) if ch.isdigit() or ch in "+-.")
+    try:
+        expected = complex(original_normalize(gold))
+        return float(abs(complex(glued) - expected) / abs(expected) < COMPLEX_RELATIVE_TOLERANCE)
+    except (ValueError, ZeroDivisionError):  # complex() refused a string, or the gold is 0
+        return 0.0
 
 
 def em(prediction: str, gold: str) -> float:
@@ -113,6 +131,7 @@ PURE_SCORERS: dict[str, Scorer] = {
     "nq": nq,
     "calculator": calculator,
     "complex": complex_,
+    "tapo_complex": tapo_complex,
     "em": em,
     "f1": f1,
     "auto": auto,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from accelerate import Accelerator
 
-from tapo.algo.correction import Correction, MismatchSums
+from tapo.algo.correction import Correction, MismatchSums, rejected_sequences
 from tapo.config.schema import TapoConfig, TransformersEngineConfig
 from tapo.records import Trajectory
 from tapo.train.logprobs import pad_rows
@@ -43,6 +44,39 @@ def sampler_tensors(trajectories: Sequence[Trajectory], width: int) -> tuple[tor
     ]
     mask = pad_rows(has_logprob, width)
     return logprobs, mask
+
+
+class LossItem(Protocol):
+    """What :func:`drop_rejected` reads and changes of a trajectory prepared for the update."""
+
+    traj: Trajectory
+    old_logprobs: torch.Tensor | None  # [n] recorded when the step began; None for another process's share
+    loss_mask: list[int]
+    tokens: int  # sum(loss_mask): this trajectory's share of the token-mean's denominator
+
+
+def drop_rejected(accelerator: Accelerator, items: Sequence[LossItem], cap: float) -> int:
+    """``seq_mis`` before the update: empty the loss mask of every trajectory whose geometric-mean ratio leaves
+    ``[1/cap, cap]``, so that its tokens leave the token-mean's denominator as well as its numerator (verl multiplies
+    the rejection into the response mask before the loss). Returns how many were dropped.
+
+    Each process judges the trajectories whose old log-probs it recorded; the verdicts are summed over processes, so
+    that all of them count the same denominator for every mini-batch.
+    """
+    flags = torch.zeros(len(items))  # [N]
+    for index, item in enumerate(items):
+        if item.old_logprobs is None:
+            continue  # another process's share: its verdict arrives with the sum
+        old = item.old_logprobs.unsqueeze(0)  # [1, n]
+        sampler, sampled = sampler_tensors([item.traj], old.shape[1])  # [1, n]
+        flags[index] = rejected_sequences(old, sampler, sampled, cap)[0]
+    if accelerator.num_processes > 1:
+        flags = accelerator.reduce(flags.to(accelerator.device), "sum").cpu()
+    for item, flag in zip(items, flags.tolist(), strict=True):
+        if flag > 0:
+            item.loss_mask = [0] * len(item.loss_mask)
+            item.tokens = 0
+    return int((flags > 0).sum())
 
 
 def reduce_sums(accelerator: Accelerator, sums: MismatchSums) -> MismatchSums:

@@ -37,7 +37,7 @@ from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_check
 from tapo.train.cursor import PromptCursor
 from tapo.train.full_weights import full_state_dict
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
-from tapo.train.mismatch import reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
+from tapo.train.mismatch import drop_rejected, reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
 from tapo.train.plan import total_steps
 from tapo.train.setup import optimizer_step, prepare_for_training
 from tapo.train.source import Group, RolloutSource
@@ -246,9 +246,11 @@ class DapoTrainer:
         minis = _chunks(items, self.tcfg.mini_batch_size)
         local = [mini[accelerator.process_index :: accelerator.num_processes] for mini in minis]
         self.on_phase("update", 0, len(minis))
-        if len(minis) > 1 or self.reference is not None:
+        if len(minis) > 1 or self.reference is not None or self.correction == "seq_mis":
             self._record_old_logprobs([item for share in local for item in share])
         # else: one mini-batch is exactly on-policy, old log-probs are the current ones (one forward saved)
+        if self.correction == "seq_mis":  # rejected trajectories leave the loss and its denominator, as in verl
+            drop_rejected(accelerator, items, self.tcfg.rollout_is_cap)
         sums: dict[str, float] = {}
         mismatch = NO_MISMATCH
         grad_norms = []
