@@ -280,3 +280,67 @@ def test_the_warm_start_has_its_own_copy_of_every_trainer_key_it_used_to_read():
     for old, new in SFT_OWN_KEYS.items():
         trainer_key, sft_key = old.removeprefix("trainer."), new.removeprefix("sft.")
         assert SftConfig.model_fields[sft_key].default == TrainerConfig.model_fields[trainer_key].default
+
+
+# --- bounded inputs (issue 28): a config is measured before anything is expanded into memory ----------------------
+
+
+def _alias_bomb(levels: int, width: int = 9) -> str:
+    """``levels`` anchors, each a list of ``width`` aliases to the one before: width**levels strings from 400 bytes."""
+    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("field", ["run:\n  name: *a8\n", "model:\n  lora:\n    target_modules: *a8\n"])
+def test_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path, field):
+    """Issue 28: a 600-byte alias bomb under a string field passed 3 GB in 39 s; under a list field the error line
+    echoed the whole expansion (312 MB)."""
+    import time
+    import tracemalloc
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(9) + field)  # 9**9 = 387 M strings once expanded
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConfigError, match="aliases are expanded") as info:
+            load_config(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5 and peak < 20 * 2**20
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_an_alias_bomb_in_an_override_is_refused():
+    anchors = ["&a0 [x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 8)}]" for i in range(1, 9)]
+    bomb = f"[{', '.join(anchors)}]"
+    with pytest.raises(ConfigError, match="aliases are expanded"):
+        load_config(None, [f"model.lora.target_modules={bomb}"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("run:\n  name: " + "[" * 5000 + "]" * 5000 + "\n", "nesting deeper than"),
+        ("run:\n  name: " + "x" * 100_000 + "\n", "a value of 100000 characters"),
+        ("a: &a [*a]\n", "recursive"),
+    ],
+    ids=["deep", "long", "recursive"],
+)
+def test_deep_long_or_recursive_values_are_refused_in_one_short_line(tmp_path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_bad_value_is_echoed_as_a_short_prefix(tmp_path):
+    """A wrong value within the bounds is still too long for an error line: the line shows its start."""
+    path = tmp_path / "c.yaml"
+    path.write_text("run:\n  name: [" + ", ".join(f"name-{i}" for i in range(20_000)) + "]\n")
+    with pytest.raises(ConfigError, match=r"bad config value run.name=\['name-0'") as info:
+        load_config(path)
+    assert len(str(info.value)) < 200
