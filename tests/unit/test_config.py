@@ -344,3 +344,53 @@ def test_a_bad_value_is_echoed_as_a_short_prefix(tmp_path):
     with pytest.raises(ConfigError, match=r"bad config value run.name=\['name-0'") as info:
         load_config(path)
     assert len(str(info.value)) < 200
+
+
+# --- paths (issue 28): a relative path in a config file is read against that file -----------------------------------
+
+
+def test_paths_in_a_file_are_read_against_the_file_from_any_directory(tmp_path, monkeypatch):
+    (tmp_path / "data" / "index").mkdir(parents=True)
+    (tmp_path / "configs" / "accelerate").mkdir(parents=True)
+    (tmp_path / "configs" / "accelerate" / "fsdp.yaml").write_text("num_processes: 8\n")
+    config_file = tmp_path / "configs" / "c.yaml"
+    config_file.write_text(
+        "run: {accelerate_config: accelerate/fsdp.yaml}\n"
+        "data: {train: ../data/train.jsonl, template: base}\n"
+        "tools: {search: {backend: {kind: bm25, index_dir: ../data/index}}}\n"
+        "model: {name: tiny-random}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(config_file)
+    assert config.tools.search.backend.index_dir == str(tmp_path / "data" / "index")
+    assert config.run.accelerate_config == str(tmp_path / "configs" / "accelerate" / "fsdp.yaml")
+    assert config.data.train == str(tmp_path / "data" / "train.jsonl")  # not built yet: still against the file
+    assert (config.model.name, config.data.template) == ("tiny-random", "base")  # names stay names
+    assert config.run.output_dir == "runs"  # the default, named by no file: where the command runs
+    # overrides are command-line paths: relative to the working directory, as given
+    assert load_config(config_file, ["data.train=mine.jsonl"]).data.train == "mine.jsonl"
+
+
+def test_a_path_that_exists_only_where_the_command_runs_still_loads(tmp_path, monkeypatch):
+    """Configs written before (an old run's config.yaml) named paths against the working directory: kept."""
+    (tmp_path / "data" / "index").mkdir(parents=True)
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("tools: {search: {backend: {kind: bm25, index_dir: data/index}}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(run / "config.yaml").tools.search.backend.index_dir == "data/index"
+
+
+def test_what_a_run_records_has_absolute_paths(tmp_path, monkeypatch):
+    from tapo.io.runs import run_config_text
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-template.yaml").write_text("")
+    config = load_config(None, ["data.train=d/train.jsonl", "run.output_dir=runs", "data.template=my-template.yaml"])
+    recorded = yaml.safe_load(run_config_text(config))
+    assert recorded["data"]["train"] == str(tmp_path / "d" / "train.jsonl")
+    assert recorded["run"]["output_dir"] == str(tmp_path / "runs")
+    assert recorded["data"]["template"] == str(tmp_path / "my-template.yaml")
+    assert recorded["model"]["name"] == "smollm2-135m-instruct"

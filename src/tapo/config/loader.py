@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 
 from tapo.config.bounded_yaml import MAX_FILE_BYTES, YamlBudgetError, load_bounded, shown
 from tapo.config.migrate import upgrade
+from tapo.config.paths import resolve_file_paths
 from tapo.config.schema import Section, TapoConfig, kind_shorthand, section_model, variants
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -108,9 +109,11 @@ def _upgrade(layer: dict[str, Any], base: dict[str, Any], model: type[Section] =
     return upgraded
 
 
-def _add_layer(data: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+def _add_layer(data: dict[str, Any], layer: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
+    """``layer`` over ``data``; a layer read from the file ``source`` has its relative paths read against it."""
     try:
-        return _merge(data, _upgrade(layer, data))
+        upgraded = _upgrade(layer, data)
+        return _merge(data, resolve_file_paths(upgraded, source) if source is not None else upgraded)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
@@ -171,7 +174,10 @@ def build_config(data: dict[str, Any]) -> TapoConfig:
 
 
 def load_config(paths: list[str | Path] | str | Path | None = None, overrides: list[str] | None = None) -> TapoConfig:
-    """Merge YAML files left to right, then the overrides, and validate the result."""
+    """Merge YAML files left to right, then the overrides, and validate the result.
+
+    A relative path in a file is read against that file's directory, one in an override against the working
+    directory (:mod:`tapo.config.paths` says which keys are paths)."""
     if paths is None:
         paths = []
     elif isinstance(paths, str | Path):
@@ -193,7 +199,7 @@ def load_config(paths: list[str | Path] | str | Path | None = None, overrides: l
             raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({error.reason})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-        data = _add_layer(data, loaded)
+        data = _add_layer(data, loaded, path)
     data = _add_layer(data, parse_overrides(overrides or []))
     return build_config(data)
 

@@ -19,10 +19,9 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from tapo.config.loader import dump_config
 from tapo.config.schema import TapoConfig
 from tapo.io.lines import JsonLineError, jsonl_lines
-from tapo.io.runs import RunDir
+from tapo.io.runs import RunDir, run_config_text
 from tapo.records import upgrade_row
 from tapo.train.checkpoint import save_checkpoint
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
@@ -184,6 +183,6 @@ class SftTrainer:
             self.tokenizer,
             {"phase": "sft", "epochs": self.scfg.epochs, "demos": len(self.demos)},
             1,  # the one checkpoint SFT writes: a run directory holding a finished warm start is refused
-            dump_config(self.config),
+            run_config_text(self.config),
         )
         return rows
