@@ -110,6 +110,15 @@ def test_chat_on_a_run_with_truncated_weights_uses_the_intact_checkpoint(tmp_pat
     assert "falling back to the previous checkpoint" in result.output + caplog.text
 
 
+def test_an_empty_model_directory_in_a_run_says_what_is_missing(tmp_path, train_file):
+    """An empty ``model/`` asked to install sentencepiece (the tokenizer was the first thing that failed)."""
+    (tmp_path / "run" / "checkpoints" / "step-1" / "model").mkdir(parents=True)
+    args = ["eval", "--model", str(tmp_path / "run"), "--data", str(train_file), "--tools", "none"]
+    result = runner.invoke(app, [*args, f"run.output_dir={tmp_path / 'runs'}"])
+    _one_line_exit_2(result, "has no intact checkpoint", "step-1/model has no config.json")
+    assert "sentencepiece" not in result.output
+
+
 def test_chat_on_a_run_with_no_intact_checkpoint_is_one_line(tmp_path, tiny_checkpoint):
     run = tmp_path / "run"
     _model(run / "checkpoints" / "step-1" / "model", tiny_checkpoint, cut=True)

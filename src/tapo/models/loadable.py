@@ -30,6 +30,11 @@ class ModelDirError(ValueError):
 
 def _config(directory: Path) -> dict[str, object]:
     path = directory / "config.json"
+    if not path.is_file():
+        raise ModelDirError(
+            f"{directory} has no config.json (an empty or partly copied model); copy the model again, or give the "
+            "run directory so its newest complete checkpoint is used"
+        )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
