@@ -13,6 +13,7 @@ absolute (:func:`absolute_paths`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def _resolved(value: str, base: Path, name_or_path: bool) -> str:
     return value  # a name, or a path that exists only where the command runs (configs written before this)
 
 
-def _rewrite(layer: dict[str, Any], keys: tuple[str, ...], change: Any) -> None:
+def _rewrite(layer: dict[str, Any], keys: tuple[str, ...], change: Callable[[str], str]) -> None:
     node: Any = layer
     for key in keys[:-1]:
         node = node.get(key) if isinstance(node, dict) else None
