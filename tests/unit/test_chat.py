@@ -81,7 +81,7 @@ def test_bad_input_exits_2_with_one_line(tiny_checkpoint, args, message):
 
 def test_a_missing_model_exits_2(tmp_path):
     result = runner.invoke(app, ["chat", "--model", str(tmp_path / "nothing"), "-q", "x"])
-    assert result.exit_code == 2 and "cannot load model" in result.output
+    assert result.exit_code == 2 and "no such directory" in result.output
 
 
 @pytest.mark.integration

@@ -280,3 +280,117 @@ def test_the_warm_start_has_its_own_copy_of_every_trainer_key_it_used_to_read():
     for old, new in SFT_OWN_KEYS.items():
         trainer_key, sft_key = old.removeprefix("trainer."), new.removeprefix("sft.")
         assert SftConfig.model_fields[sft_key].default == TrainerConfig.model_fields[trainer_key].default
+
+
+# --- bounded inputs (issue 28): a config is measured before anything is expanded into memory ----------------------
+
+
+def _alias_bomb(levels: int, width: int = 9) -> str:
+    """``levels`` anchors, each a list of ``width`` aliases to the one before: width**levels strings from 400 bytes."""
+    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("field", ["run:\n  name: *a8\n", "model:\n  lora:\n    target_modules: *a8\n"])
+def test_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path, field):
+    """Issue 28: a 600-byte alias bomb under a string field passed 3 GB in 39 s; under a list field the error line
+    echoed the whole expansion (312 MB)."""
+    import time
+    import tracemalloc
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb(9) + field)  # 9**9 = 387 M strings once expanded
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConfigError, match="aliases are expanded") as info:
+            load_config(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 5 and peak < 20 * 2**20
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_an_alias_bomb_in_an_override_is_refused():
+    anchors = ["&a0 [x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 8)}]" for i in range(1, 9)]
+    bomb = f"[{', '.join(anchors)}]"
+    with pytest.raises(ConfigError, match="aliases are expanded"):
+        load_config(None, [f"model.lora.target_modules={bomb}"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("run:\n  name: " + "[" * 5000 + "]" * 5000 + "\n", "nesting deeper than"),
+        ("run:\n  name: " + "x" * 100_000 + "\n", "a value of 100000 characters"),
+        ("a: &a [*a]\n", "recursive"),
+    ],
+    ids=["deep", "long", "recursive"],
+)
+def test_deep_long_or_recursive_values_are_refused_in_one_short_line(tmp_path, text, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_bad_value_is_echoed_as_a_short_prefix(tmp_path):
+    """A wrong value within the bounds is still too long for an error line: the line shows its start."""
+    path = tmp_path / "c.yaml"
+    path.write_text("run:\n  name: [" + ", ".join(f"name-{i}" for i in range(20_000)) + "]\n")
+    with pytest.raises(ConfigError, match=r"bad config value run.name=\['name-0'") as info:
+        load_config(path)
+    assert len(str(info.value)) < 200
+
+
+# --- paths (issue 28): a relative path in a config file is read against that file -----------------------------------
+
+
+def test_paths_in_a_file_are_read_against_the_file_from_any_directory(tmp_path, monkeypatch):
+    (tmp_path / "data" / "index").mkdir(parents=True)
+    (tmp_path / "configs" / "accelerate").mkdir(parents=True)
+    (tmp_path / "configs" / "accelerate" / "fsdp.yaml").write_text("num_processes: 8\n")
+    config_file = tmp_path / "configs" / "c.yaml"
+    config_file.write_text(
+        "run: {accelerate_config: accelerate/fsdp.yaml}\n"
+        "data: {train: ../data/train.jsonl, template: base}\n"
+        "tools: {search: {backend: {kind: bm25, index_dir: ../data/index}}}\n"
+        "model: {name: tiny-random}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(config_file)
+    assert config.tools.search.backend.index_dir == str(tmp_path / "data" / "index")
+    assert config.run.accelerate_config == str(tmp_path / "configs" / "accelerate" / "fsdp.yaml")
+    assert config.data.train == str(tmp_path / "data" / "train.jsonl")  # not built yet: still against the file
+    assert (config.model.name, config.data.template) == ("tiny-random", "base")  # names stay names
+    assert config.run.output_dir == "runs"  # the default, named by no file: where the command runs
+    # overrides are command-line paths: relative to the working directory, as given
+    assert load_config(config_file, ["data.train=mine.jsonl"]).data.train == "mine.jsonl"
+
+
+def test_a_path_that_exists_only_where_the_command_runs_still_loads(tmp_path, monkeypatch):
+    """Configs written before (an old run's config.yaml) named paths against the working directory: kept."""
+    (tmp_path / "data" / "index").mkdir(parents=True)
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("tools: {search: {backend: {kind: bm25, index_dir: data/index}}}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(run / "config.yaml").tools.search.backend.index_dir == "data/index"
+
+
+def test_what_a_run_records_has_absolute_paths(tmp_path, monkeypatch):
+    from tapo.io.runs import run_config_text
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-template.yaml").write_text("")
+    config = load_config(None, ["data.train=d/train.jsonl", "run.output_dir=runs", "data.template=my-template.yaml"])
+    recorded = yaml.safe_load(run_config_text(config))
+    assert recorded["data"]["train"] == str(tmp_path / "d" / "train.jsonl")
+    assert recorded["run"]["output_dir"] == str(tmp_path / "runs")
+    assert recorded["data"]["template"] == str(tmp_path / "my-template.yaml")
+    assert recorded["model"]["name"] == "smollm2-135m-instruct"

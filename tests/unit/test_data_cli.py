@@ -62,3 +62,17 @@ def test_check_reports_repairs_and_fails_on_dropped_rows(tmp_path):
     assert "line 2: invalid JSON" in result.output and "1 repaired, 1 dropped" in result.output
     result = runner.invoke(app, ["data", "check", str(path), "--strict"], terminal_width=200)
     assert result.exit_code == 1 and "line 1: repaired: golds not a list" in result.output
+
+
+def test_build_mini_into_an_unwritable_place_is_one_line(tmp_path):
+    """Issue 28: `tapo data build mini --out` a read-only directory was a traceback after the generation."""
+    import os
+
+    (tmp_path / "a-file").write_text("")
+    result = runner.invoke(app, ["data", "build", "mini", "--out", str(tmp_path / "a-file" / "mini"), "--train", "1"])
+    assert result.exit_code == 2 and "is not a directory" in result.output and "Traceback" not in result.output
+    if os.geteuid() != 0:  # root writes into a read-only directory anyway
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        result = runner.invoke(app, ["data", "build", "mini", "--out", str(locked / "mini"), "--train", "1"])
+        assert result.exit_code == 2 and "is not writable" in result.output

@@ -172,3 +172,14 @@ def test_a_report_keeps_a_bounded_number_of_problem_lines_but_exact_counts(tmp_p
     rows, report = read_examples(path)
     assert len(rows) == 10 and report.repaired == 10 and report.reasons["golds not a list"] == 10
     assert len(report.problems) == 3
+
+
+def test_a_dropped_row_is_logged_with_its_line_number(tmp_path, caplog):
+    """Issue 28: the warning counted a dropped non-JSON row without saying which line it was."""
+    path = tmp_path / "rows.jsonl"
+    good = '{"id": "a", "question": "q?", "data_source": "nq", "golds": ["x"]}'
+    path.write_text(f"{good}\n{{not json\n")
+    with caplog.at_level("WARNING", logger="tapo.data.io"):
+        assert [row.id for row in load_examples(path)] == ["a"]
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert "1 dropped" in message and f"first dropped: {path}, line 2: invalid JSON" in message and "\n" not in message

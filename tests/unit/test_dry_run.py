@@ -39,7 +39,7 @@ def _dry_run(config: Path, *overrides: str):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: path.stem)
 def test_every_shipped_config_passes_with_local_data(config, mini, tmp_path, monkeypatch, one_thread):
-    monkeypatch.chdir(ROOT)  # the configs name their accelerate config relative to the repository
+    monkeypatch.chdir(tmp_path)  # issue 28: the accelerate config is read against the config file, from anywhere
     result = _dry_run(
         config,
         f"data.train={mini / 'train.jsonl'}",
@@ -90,8 +90,8 @@ def test_batch_arithmetic_over_processes():
     ]
 
 
-def test_memory_estimate_shards_over_the_accelerate_config(monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_memory_estimate_shards_over_the_accelerate_config(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # issue 28: outside the repository it read one process and a false out-of-memory
     config = load_config([str(ROOT / "configs" / "qwen2.5-3b-1node.yaml")], [])
     architecture, _ = read_architecture(config.model.name)
     assert round(architecture.parameters / 1e9, 2) == 3.09  # Qwen2.5-3B's published count

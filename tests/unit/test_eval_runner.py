@@ -255,3 +255,24 @@ def test_vllm_without_the_extra_is_a_clear_error(tiny_checkpoint: str, data_file
     result = _cli_eval(["-m", tiny_checkpoint, "-d", str(data_file), "--tools", "none", "rollout.engine=vllm"])
     # stopped by the preflight, before the model loads, with the fix named
     assert result.exit_code == 2 and "needs vllm" in result.output and "make vllm" in result.output
+
+
+def test_a_question_longer_than_the_context_is_cut_as_in_training(tokenizer, tmp_path: Path, caplog):
+    """Issue 28: `tapo eval` on a 50 MB question passed 3.2 GB; training cuts the prompt to data.max_prompt_tokens."""
+    long = Example(id="long", question="word " * 5000, data_source="nq", golds=["x"])
+    data = save_examples([long, EXAMPLES[1]], tmp_path / "long.jsonl")
+    seen: list[int] = []
+
+    def script(context: list[int], turn: int) -> str:
+        seen.append(len(context))
+        return "<answer> x </answer>"
+
+    cfg = config()
+    cfg.data.max_prompt_tokens = 1000
+    with caplog.at_level("WARNING", logger="tapo.eval.runner"):
+        result = evaluate(
+            cfg, "s", str(data), "none", 1, True, None, tmp_path / "out", ScriptedEngine(tokenizer, script)
+        )
+    assert max(seen) <= 1000 and result.metrics[OVERALL].questions == 2
+    (line,) = [r.getMessage() for r in caplog.records if "max_prompt_tokens" in r.getMessage()]
+    assert line.startswith("1 of 2 prompts are over data.max_prompt_tokens=1000: cut to their last 1000 tokens")

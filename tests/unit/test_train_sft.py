@@ -170,3 +170,30 @@ def test_rows_written_before_model_mask_was_named_still_read(tmp_path) -> None:
     ).to_row()
     row["loss_mask"] = row.pop("model_mask")
     assert Trajectory.from_row(row).model_mask == [1, 0, 1]
+
+
+def test_a_demonstration_longer_than_the_budget_is_cut_or_skipped_in_one_line(tmp_path, caplog) -> None:
+    """Issue 28: one 8 M-token demonstration passed 3.3 GB in `tapo sft`; training cuts a prompt to its budget."""
+    import tracemalloc
+
+    from tapo.train.sft import DemoLengths
+
+    demos = tmp_path / "demos.jsonl"
+    fits = {"prompt_ids": [1, 2, 3], "response_ids": [4, 5], "model_mask": [1, 1]}
+    long_prompt = {"prompt_ids": list(range(1, 101)), "response_ids": [4, 5], "model_mask": [1, 1]}
+    long_response = {"prompt_ids": [1], "response_ids": [4] * 40, "model_mask": [1] * 40}
+    write_jsonl(demos, [fits, long_prompt, long_response])
+    with demos.open("a") as handle:  # 2 M tokens on one line: skipped unread
+        handle.write('{"prompt_ids": [1], "response_ids": [' + "4, " * 2_000_000 + '4], "model_mask": []}\n')
+    tracemalloc.start()
+    try:
+        with caplog.at_level("WARNING", logger="tapo.train.sft"):
+            loaded = load_demos(demos, lengths=DemoLengths(max_prompt_tokens=16, max_response_tokens=32))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [len(d.prompt_ids) for d in loaded] == [3, 16] and loaded[1].prompt_ids[-1] == 100
+    assert peak < 8 * 2**20  # the 6 MB line is never held whole, nor parsed
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "1 prompts over data.max_prompt_tokens=16 cut to their last 16 tokens" in line
+    assert "2 demonstrations over rollout.max_response_tokens=32 skipped (first: line 3, 40 response tokens)" in line

@@ -32,14 +32,17 @@ def trained_run(tmp_path_factory, tiny_checkpoint: str) -> tuple[Path, Path]:
     build_mini(mini, seed=3, sizes=MiniSizes(train=10, validation=10, test=10))
     demos = root / "demos.jsonl"
     write_jsonl(demos, [{"prompt_ids": [1, 2, 3], "response_ids": [4, 5], "model_mask": [1, 1]}])
-    result = runner.invoke(
-        app,
-        [
-            "sft", "--demos", str(demos), "--no-progress", f"model.name={tiny_checkpoint}", "sft.epochs=1",
-            f"run.output_dir={root}", "run.name=run", "run.torch_threads=1", *TRAINED_WITH,
-            f"tools.search.backend.index_dir={mini / 'index'}", "tools.search.cache.enabled=false",
-        ],
-    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        # issue 28: trained with a relative index path (as configs/tiny-cpu.yaml has), used from other directories
+        patch.chdir(root)
+        result = runner.invoke(
+            app,
+            [
+                "sft", "--demos", str(demos), "--no-progress", f"model.name={tiny_checkpoint}", "sft.epochs=1",
+                "run.output_dir=.", "run.name=run", "run.torch_threads=1", *TRAINED_WITH,
+                "tools.search.backend.index_dir=mini/index", "tools.search.cache.enabled=false",
+            ],
+        )  # fmt: skip
     assert result.exit_code == 0, result.output
     return root / "run", mini
 
@@ -50,6 +53,7 @@ def test_each_checkpoint_carries_its_config(trained_run):
     assert trained_config(model) == model / TRAINED_CONFIG_FILE
     carried = load_config(model / TRAINED_CONFIG_FILE)
     assert carried.data.template == "minimal" and carried.tools.search.backend.index_dir == str(mini / "index")
+    assert load_config(run / "config.yaml").run.output_dir == str(run.parent)  # recorded absolute, as given
 
 
 def test_a_checkpoint_without_its_own_copy_falls_back_to_its_runs_config(tmp_path):

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
-from tapo.cli.preflight import check_isolation, preflight
+from tapo.cli.preflight import check_eval_model, check_isolation, preflight
 from tapo.io.atomic import append_jsonl
 from tapo.rollout.trace import TraceRenderer
 
@@ -59,6 +59,8 @@ def chat(
     from tapo.prompts.templates import allowed_tools
 
     cfg, trained = config_for_model(config, overrides, model, use_trained)
+    with preflight():  # a missing run or a damaged model: one line, before the hub is asked or anything loads
+        check_eval_model(cfg, model)
     name = template or cfg.data.template
     try:
         allowed = allowed_tools(name)

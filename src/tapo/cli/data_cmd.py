@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from tapo.cli.common import config_or_exit, console, fail
+from tapo.cli.preflight import check_output_dir, preflight
 from tapo.config import TapoConfig
 from tapo.config.schema import MINI_SIZES
 from tapo.data.published import HUB_ID
@@ -53,6 +54,8 @@ def build_cmd(
     if data is not None and source_dir is not None:
         raise fail("--data and --source-dir both name the published data: give one")
     loaded = config_or_exit(config, None)
+    with preflight():  # a read-only or misplaced --out: one line now, not a traceback after the generation
+        check_output_dir(out, "--out")
     start = time.perf_counter()
     if name == PUBLISHED:
         _build_published(loaded, source_dir or data or f"hf:{HUB_ID}", out)
@@ -67,8 +70,12 @@ def build_cmd(
             validation=data.mini_validation if validation is None else validation,
             test=data.mini_test if test is None else test,
         )
-        with console.status("generating TAPO-mini and indexing its corpus"):
-            manifest = build_mini(out, seed=data.mini_seed if seed is None else seed, sizes=sizes, index=not no_index)
+        seed = data.mini_seed if seed is None else seed
+        try:
+            with console.status("generating TAPO-mini and indexing its corpus"):
+                manifest = build_mini(out, seed=seed, sizes=sizes, index=not no_index)
+        except OSError as error:  # the directory became unwritable, or the disk filled, while it was written
+            raise fail(f"cannot write {out}: {error}", code=1) from None
         counts = manifest["counts"]
         console.print(_counts_table("questions by kind", {split: row["kind"] for split, row in counts.items()}))
         console.print(_counts_table("questions by level", {split: row["level"] for split, row in counts.items()}))

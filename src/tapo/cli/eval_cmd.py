@@ -74,7 +74,8 @@ def eval_command(
         raise fail(f"--tools {mode!r}: choose one of {', '.join(TOOL_MODES)}")
     k = samples or cfg.eval.samples
     out_dir = out or default_out_dir(cfg, model, data, "ablation" if ablate else mode)
-    with preflight():  # where the results go, first: a whole evaluation must not be lost to it at the end
+    with preflight():  # the model, then where the results go: a whole evaluation must not be lost to it at the end
+        check_eval_model(cfg, model)
         check_output_dir(out_dir, "--out")
     try:
         setup = EvalSetup(k, greedy if greedy is not None else (cfg.eval.greedy and k == 1), cfg.eval.seed)
@@ -86,7 +87,6 @@ def eval_command(
         check_eval_templates(cfg.data.template, modes)
         check_tools(cfg, set().union(*(MODE_TOOLS[m] for m in modes)))
         check_engine(cfg)
-        check_eval_model(cfg, model)
         check_reward(cfg, {ex.data_source for ex in examples})
     say_trained_config(model, trained)
     engine = engine_or_exit(cfg, model)

@@ -141,12 +141,19 @@ def check_engine(config: TapoConfig) -> None:
             raise PreflightError(missing)
 
 
+# First parts of a name that mean a directory tapo writes, never a hub organisation: ``runs/my-sft`` is a missing
+# run wherever the command runs (the hub would be asked for it otherwise, and answer minutes later)
+LOCAL_PREFIXES = ("runs", "checkpoints", "models", "jobs")
+
+
 def _looks_like_path(name: str) -> bool:
-    """A name meant as a local path: absolute, relative to ``.``/``~``, more than ``org/name``, or ``dir/name``
-    where ``dir`` exists here (``runs/my-sft`` is a missing run, not a hub id)."""
+    """A name meant as a local path: absolute, relative to ``.``/``~``, more than ``org/name``, ``dir/name``
+    where ``dir`` exists here, or under one of :data:`LOCAL_PREFIXES`."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if name.startswith(("/", ".", "~")) or ("/" in name and Path(name).parent.is_dir()):
+        return True
+    if "/" in name and name.split("/", 1)[0] in LOCAL_PREFIXES:
         return True
     try:
         validate_repo_id(name)
@@ -171,19 +178,21 @@ def check_eval_model(config: TapoConfig, model: str) -> None:
 
 
 def check_model(name: str, key: str = "model.name") -> None:
-    """A local model must exist and its files must be readable (headers only); a hub id must be reachable."""
+    """The model-loading preflight of every command that loads one (train, sft, eval, chat): a local model (a
+    checkpoint, or a run's newest intact checkpoint) must load (config, weights, tokenizer, file headers: see
+    :func:`tapo.models.loadable.check_loadable`); a hub id must be reachable."""
     from huggingface_hub import constants, try_to_load_from_cache
 
-    from tapo.models.integrity import CorruptFileError, check_files
+    from tapo.models.loadable import ModelDirError, check_loadable
     from tapo.models.resolve import TINY_RANDOM, resolve_model
     from tapo.models.store import EMBEDDED_MODELS
 
     path = Path(name).expanduser()
     if path.is_dir():
         try:
-            check_files(Path(resolve_model(name, auto_pull=False)))
-        # a directory that is neither a checkpoint nor a run with one, or a file whose header does not read
-        except (FileNotFoundError, CorruptFileError) as error:
+            check_loadable(Path(resolve_model(name, auto_pull=False)))
+        # a directory that is neither a checkpoint nor a run with an intact one, or a model that would not load
+        except (FileNotFoundError, ModelDirError) as error:
             raise PreflightError(f"{key}={name!r}: {error}") from None
         return
     if name == TINY_RANDOM or name in EMBEDDED_MODELS:
@@ -192,7 +201,7 @@ def check_model(name: str, key: str = "model.name") -> None:
     if path.exists():
         raise PreflightError(f"{key}={name!r} is a file; a model is {known}")
     if _looks_like_path(name):
-        raise PreflightError(f"{key}={name!r}: no such directory; a model is {known}")
+        raise PreflightError(f"{key}={name!r}: no such directory ({path.absolute()}); a model is {known}")
     if constants.HF_HUB_OFFLINE and try_to_load_from_cache(name, "config.json") is None:
         raise PreflightError(f"{key}={name!r}: not a local directory, and the hub id is not cached (offline)")
 

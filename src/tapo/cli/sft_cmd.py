@@ -30,11 +30,12 @@ def sft(
     from transformers import AutoTokenizer
 
     from tapo.models.resolve import resolve_model
-    from tapo.train.sft import DemoError, load_demos
+    from tapo.train.sft import DemoError, DemoLengths, load_demos
 
     vocab_size = len(AutoTokenizer.from_pretrained(resolve_model(config.model.name)))
     try:
-        rows = load_demos(demos, config.sft.max_examples, vocab_size)
+        lengths = DemoLengths(config.data.max_prompt_tokens, config.rollout.max_response_tokens)
+        rows = load_demos(demos, config.sft.max_examples, vocab_size, lengths)
     except DemoError as error:
         raise fail(str(error)) from None
     set_threads(config.run.torch_threads)

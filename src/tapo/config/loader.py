@@ -14,7 +14,9 @@ import yaml
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
+from tapo.config.bounded_yaml import MAX_FILE_BYTES, YamlBudgetError, load_bounded, shown
 from tapo.config.migrate import upgrade
+from tapo.config.paths import resolve_file_paths
 from tapo.config.schema import Section, TapoConfig, kind_shorthand, section_model, variants
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -24,12 +26,14 @@ class ConfigError(ValueError):
     """A configuration problem, phrased as one line naming the key, the value and what is allowed."""
 
 
-def _parse_scalar(raw: str) -> Any:
-    """YAML scalar parsing, plus floats like ``5e-6`` that YAML 1.1 would leave as strings."""
+def _parse_scalar(raw: str, item: str) -> Any:
+    """YAML scalar parsing (bounded as a file's), plus floats like ``5e-6`` that YAML 1.1 would leave as strings."""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_bounded(raw) if raw.strip() else ""
     except yaml.YAMLError:
         return raw
+    except YamlBudgetError as error:
+        raise ConfigError(f"override {shown(item)}: {error}") from None
     if isinstance(value, str) and _SCIENTIFIC.match(value):
         return float(value)
     return value
@@ -46,8 +50,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, for example trainer.lr=5e-6")
-        value = _parse_scalar(raw)
+            raise ConfigError(f"override {shown(item)}: expected KEY=VALUE, for example trainer.lr=5e-6")
+        value = _parse_scalar(raw, item)
         node: dict[str, Any] = tree
         model: type[Section] | None = TapoConfig
         *parents, last = key.split(".")
@@ -57,7 +61,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             if variants(field):
                 child = node[part] = kind_shorthand(child)
             if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} was already set to a value")
+                raise ConfigError(f"override {shown(item)}: {part!r} was already set to a value")
             node, model = child, section_model(field)
         if isinstance(value, str) and isinstance(node.get(last), dict) and variants(_field(model, last)):
             node[last]["kind"] = value
@@ -105,9 +109,11 @@ def _upgrade(layer: dict[str, Any], base: dict[str, Any], model: type[Section] =
     return upgraded
 
 
-def _add_layer(data: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+def _add_layer(data: dict[str, Any], layer: dict[str, Any], source: Path | None = None) -> dict[str, Any]:
+    """``layer`` over ``data``; a layer read from the file ``source`` has its relative paths read against it."""
     try:
-        return _merge(data, _upgrade(layer, data))
+        upgraded = _upgrade(layer, data)
+        return _merge(data, resolve_file_paths(upgraded, source) if source is not None else upgraded)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
@@ -155,8 +161,9 @@ def _describe(error: ValidationError, data: dict[str, Any]) -> str:
         # a section's own check (trainer batch sizes): its message names the keys; the section's values would
         # print a whole config section on one line
         return f"bad config{f' {key}' if loc else ''}: {first['ctx']['error']}"
-    shown = f"{value!r}" if value is not None or loc else "(section)"
-    return f"bad config value {key}={shown}: {first['msg']}"
+    # a short prefix: the value may be a list of a million names
+    echoed = shown(value) if value is not None or loc else "(section)"
+    return f"bad config value {key}={echoed}: {first['msg']}"
 
 
 def build_config(data: dict[str, Any]) -> TapoConfig:
@@ -167,7 +174,10 @@ def build_config(data: dict[str, Any]) -> TapoConfig:
 
 
 def load_config(paths: list[str | Path] | str | Path | None = None, overrides: list[str] | None = None) -> TapoConfig:
-    """Merge YAML files left to right, then the overrides, and validate the result."""
+    """Merge YAML files left to right, then the overrides, and validate the result.
+
+    A relative path in a file is read against that file's directory, one in an override against the working
+    directory (:mod:`tapo.config.paths` says which keys are paths)."""
     if paths is None:
         paths = []
     elif isinstance(paths, str | Path):
@@ -177,13 +187,19 @@ def load_config(paths: list[str | Path] | str | Path | None = None, overrides: l
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"config file {str(path)!r} is larger than {MAX_FILE_BYTES} bytes: not a config")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = load_bounded(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}".replace("\n", " ")) from None
+        except YamlBudgetError as error:
+            raise ConfigError(f"config file {str(path)!r} is refused: {error}") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({error.reason})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-        data = _add_layer(data, loaded)
+        data = _add_layer(data, loaded, path)
     data = _add_layer(data, parse_overrides(overrides or []))
     return build_config(data)
 

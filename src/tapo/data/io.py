@@ -52,6 +52,8 @@ class LoadReport:
     other_split: int = 0
     problems: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
+    first_dropped: str | None = None
+    """Where and why the first row was dropped: the summary's counts alone do not say which line to look at."""
 
     def summary(self) -> str:
         parts = [f"{self.path}: {self.loaded}/{self.read} rows loaded"]
@@ -165,6 +167,7 @@ def read_examples(
         report.reasons[reason] += 1
         if dropped:
             report.dropped += 1
+            report.first_dropped = report.first_dropped or text
 
     for number, raw in _raw_rows(path):
         report.read += 1
@@ -197,9 +200,12 @@ def read_examples(
 
 
 def load_examples(path: str | os.PathLike[str], split: str | None = None, *, strict: bool = False) -> list[Example]:
-    """``read_examples`` without the report; repairs and drops are logged as one warning line."""
+    """``read_examples`` without the report; repairs and drops are logged as one warning line, naming the line of
+    the first dropped row (``tapo data check`` lists them all)."""
     examples, report = read_examples(path, split, strict=strict)
-    if report.repaired or report.dropped:
+    if report.dropped:
+        logger.warning("%s; first dropped: %s", report.summary(), report.first_dropped)
+    elif report.repaired:
         logger.warning("%s", report.summary())
     return examples
 

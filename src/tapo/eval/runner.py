@@ -8,6 +8,7 @@ one model over the four tool modes and adds one table with a row per mode.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from tapo.rollout.agent_loop import RolloutRunner
 
 # progress(done, total): trajectories finished of those the evaluation runs
 Progress = Callable[[int, int], None]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,12 +107,22 @@ def run_rollouts(
     setup: EvalSetup,
     allowed: frozenset[str],
     progress: Progress | None = None,
+    max_prompt_tokens: int | None = None,
 ) -> list[Trajectory]:
     """K trajectories per example in one rollout call (the engine batches them as they come), reporting
-    ``progress(done, total)`` as each trajectory finishes."""
+    ``progress(done, total)`` as each trajectory finishes. A prompt over ``max_prompt_tokens`` keeps its last
+    tokens, as in training (a 50 MB question took 3 GB uncut); how many were cut is one warning line."""
     from tapo.prompts.templates import render_prompt
 
     prompts = [render_prompt(runner.tokenizer, ex.question, template) for ex in examples]
+    if max_prompt_tokens is not None:
+        cut = sum(len(prompt) > max_prompt_tokens for prompt in prompts)
+        if cut:
+            log.warning(
+                "%d of %d prompts are over data.max_prompt_tokens=%d: cut to their last %d tokens, as training does",
+                cut, len(prompts), max_prompt_tokens, max_prompt_tokens,
+            )  # fmt: skip
+            prompts = [prompt[-max_prompt_tokens:] for prompt in prompts]
     jobs = [(p, ex) for p, ex in zip(prompts, examples, strict=True) for _ in range(setup.samples)]
     params = runner.sampling_params(seed=setup.seed, greedy=setup.greedy)
     done = 0
@@ -146,7 +159,8 @@ def evaluate_examples(
     runner = RolloutRunner(engine, tools if allowed else None, config.rollout, loop=loop)
     with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
         reward.check_sources({ex.data_source for ex in examples})
-        trajectories = run_rollouts(runner, examples, template, setup, allowed, progress)
+        cap = config.data.max_prompt_tokens
+        trajectories = run_rollouts(runner, examples, template, setup, allowed, progress, cap)
         reward.score_trajectories(trajectories)
     records = to_records(trajectories)
     return EvalResult(

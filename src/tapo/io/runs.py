@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from tapo.config.loader import dump_config
+from tapo.config.paths import absolute_paths
 from tapo.config.schema import TapoConfig
 from tapo.io.atomic import append_jsonl, read_jsonl, write_jsonl, write_text
 
@@ -73,6 +74,12 @@ class RunLock:
         self.release()
 
 
+def run_config_text(config: TapoConfig) -> str:
+    """The resolved config as a run records it (``config.yaml``, :data:`TRAINED_CONFIG_FILE`): YAML with every path
+    absolute, so ``tapo chat``/``tapo eval`` of the run find its data and index from any directory."""
+    return dump_config(absolute_paths(config))
+
+
 def trained_config(model_dir: Path) -> Path | None:
     """The config the model in ``model_dir`` was trained with: its own copy, else (a checkpoint written before
     checkpoints carried one) its run's ``config.yaml`` three levels up (``run/checkpoints/step-N/model``)."""
@@ -120,7 +127,7 @@ class RunDir:
         run = cls(Path(config.run.output_dir) / config.run.name)
         run.root.mkdir(parents=True, exist_ok=True)
         run.checkpoints.mkdir(exist_ok=True)
-        write_text(run.config_file, dump_config(config))
+        write_text(run.config_file, run_config_text(config))
         return run
 
     def trim(self, step: int) -> None:

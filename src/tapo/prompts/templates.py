@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tapo.config.bounded_yaml import load_bounded
 from tapo.protocol import TOOL_NAMES, TOOLS
 
 QUESTION = "{question}"
@@ -143,7 +142,7 @@ def load_template_file(path: str | Path) -> Template:
     file = Path(path)
     raw = file.read_text(encoding="utf-8")
     if file.suffix in (".yaml", ".yml", ".json"):
-        data: Any = json.loads(raw) if file.suffix == ".json" else yaml.safe_load(raw)
+        data: Any = json.loads(raw) if file.suffix == ".json" else load_bounded(raw)
         if not isinstance(data, dict) or "text" not in data:
             raise ValueError(f"{file}: a template file needs a 'text' field (and optionally 'tools')")
         tools = frozenset(data.get("tools", [t for t in TOOL_NAMES if f"<{t}>" in data["text"]]))

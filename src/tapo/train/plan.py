@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from tapo.config.bounded_yaml import load_bounded
 from tapo.config.schema import TapoConfig, TrainerConfig
 from tapo.models.architecture import Architecture
 
@@ -52,7 +51,7 @@ def read_launch(path: str | Path | None) -> Launch:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"run.accelerate_config={str(path)!r}: no such file (from {Path.cwd()})")
-    raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    raw = load_bounded(file.read_text(encoding="utf-8")) or {}  # a config file: measured before it is built
     processes = int(raw.get("num_processes", 1))
     kind = str(raw.get("distributed_type", "NO"))
     if kind == "FSDP":

@@ -9,6 +9,7 @@ precision and tracker aside: ``trainer.bf16``, ``trainer.tracker``), so RL's bat
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -19,14 +20,15 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from tapo.config.loader import dump_config
 from tapo.config.schema import TapoConfig
-from tapo.io.lines import JsonLineError, jsonl_lines
-from tapo.io.runs import RunDir
+from tapo.io.lines import JsonLineError, LineTooLong, jsonl_lines
+from tapo.io.runs import RunDir, run_config_text
 from tapo.records import upgrade_row
 from tapo.train.checkpoint import save_checkpoint
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.setup import optimizer_step, prepare_for_training
+
+log = logging.getLogger(__name__)
 
 
 class DemoError(ValueError):
@@ -75,24 +77,89 @@ def parse_demo(row: Any, vocab_size: int | None = None) -> Demo:
     return demo
 
 
-def load_demos(path: str | Path, limit: int | None = None, vocab_size: int | None = None) -> list[Demo]:
+BYTES_PER_TOKEN = 256
+"""A demonstration line's bytes per token of its budget: ids, mask, logprob, text and tool output of one token
+take well under this, so a line longer than the budget allows is a demonstration over it, skipped unread."""
+
+
+@dataclass
+class DemoLengths:
+    """The length budget of a demonstration, training's: the prompt's and the response's (None: no cap)."""
+
+    max_prompt_tokens: int | None = None
+    max_response_tokens: int | None = None
+    cut: int = 0
+    skipped: int = 0
+    first_skipped: str = ""
+
+    @property
+    def max_line_bytes(self) -> int | None:
+        if self.max_prompt_tokens is None or self.max_response_tokens is None:
+            return None
+        return BYTES_PER_TOKEN * (self.max_prompt_tokens + self.max_response_tokens)
+
+    def fit(self, demo: Demo) -> Demo:
+        """``demo`` with its prompt cut to its last ``max_prompt_tokens``, as training cuts a prompt."""
+        if self.max_prompt_tokens is None or len(demo.prompt_ids) <= self.max_prompt_tokens:
+            return demo
+        self.cut += 1
+        return Demo(demo.prompt_ids[-self.max_prompt_tokens :], demo.response_ids, demo.loss_mask)
+
+    def too_long(self, demo: Demo) -> bool:
+        return self.max_response_tokens is not None and len(demo.response_ids) > self.max_response_tokens
+
+    def skip(self, where: str) -> None:
+        self.skipped += 1
+        self.first_skipped = self.first_skipped or where
+
+    def summary(self, path: Path) -> str | None:
+        """One line saying what was cut and skipped, or None when every demonstration fit."""
+        parts = []
+        if self.cut:
+            parts.append(
+                f"{self.cut} prompts over data.max_prompt_tokens={self.max_prompt_tokens} cut to their last "
+                f"{self.max_prompt_tokens} tokens"
+            )
+        if self.skipped:
+            parts.append(
+                f"{self.skipped} demonstrations over rollout.max_response_tokens={self.max_response_tokens} "
+                f"skipped (first: {self.first_skipped})"
+            )
+        return f"{path}: {'; '.join(parts)}, as training does" if parts else None
+
+
+def load_demos(
+    path: str | Path, limit: int | None = None, vocab_size: int | None = None, lengths: DemoLengths | None = None
+) -> list[Demo]:
     """Read ``Trajectory.to_row()`` rows, validating every line (JSON, integer ids below ``vocab_size``,
-    consistent lengths) before any training: a bad line fails as ``DemoError`` naming the file and line."""
+    consistent lengths) before any training: a bad line fails as ``DemoError`` naming the file and line.
+
+    Within ``lengths`` (training's budget): a longer prompt keeps its last tokens, a longer response (or a line
+    too long to hold one, never read: an 8 M-token demonstration took 3 GB) is skipped; both are counted in one
+    warning line."""
     path = Path(path)
+    lengths = lengths or DemoLengths()
     if not path.is_file():
         raise DemoError(f"demonstration file {str(path)!r} does not exist")
     demos = []
-    for line, raw in jsonl_lines(path):
+    for line, raw in jsonl_lines(path, lengths.max_line_bytes):
+        if isinstance(raw, LineTooLong):
+            lengths.skip(f"line {line}, {raw}")
+            continue
         try:
             if isinstance(raw, JsonLineError):
                 raise raw
             demo = parse_demo(raw, vocab_size)
         except ValueError as error:
             raise DemoError(f"{path}:{line}: {error}") from None
-        if sum(demo.loss_mask):
-            demos.append(demo)
+        if lengths.too_long(demo):
+            lengths.skip(f"line {line}, {len(demo.response_ids)} response tokens")
+        elif sum(demo.loss_mask):
+            demos.append(lengths.fit(demo))
+    if note := lengths.summary(path):
+        log.warning("%s", note)
     if not demos:
-        raise DemoError(f"{path}: no demonstration with a mask-1 token")
+        raise DemoError(f"{path}: no demonstration with a mask-1 token within the length budget")
     return demos[:limit] if limit else demos
 
 
@@ -184,6 +251,6 @@ class SftTrainer:
             self.tokenizer,
             {"phase": "sft", "epochs": self.scfg.epochs, "demos": len(self.demos)},
             1,  # the one checkpoint SFT writes: a run directory holding a finished warm start is refused
-            dump_config(self.config),
+            run_config_text(self.config),
         )
         return rows

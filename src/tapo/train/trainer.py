@@ -27,10 +27,9 @@ from tapo.algo.advantages import broadcast_to_tokens, group_advantages
 from tapo.algo.correction import NO_MISMATCH, MismatchSums, correction_weights, mismatch_metrics, mismatch_sums
 from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
 from tapo.algo.loss import ClipConfig, dapo_loss
-from tapo.config.loader import dump_config
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
-from tapo.io.runs import RunDir
+from tapo.io.runs import RunDir, run_config_text
 from tapo.records import Trajectory
 from tapo.train.batch_metrics import rollout_metrics, sampled_metrics
 from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
@@ -351,7 +350,7 @@ class DapoTrainer:
             self.tokenizer,
             self.trainer_state(),
             self.tcfg.keep_checkpoints,
-            dump_config(self.config),
+            run_config_text(self.config),
         )
 
     def fit(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:

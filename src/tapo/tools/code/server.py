@@ -4,15 +4,18 @@
 ``stdout`` is already the model-facing text (truncated, with the traceback tail, a time-out or memory notice).
 Requests run concurrently, each in its own sandbox, up to ``tools.code.max_parallel`` at once. Oversized code (413),
 a body that is not JSON (400: bad syntax, bad UTF-8, nesting too deep for the parser, an integer too long) and JSON
-of the wrong shape (422) are refused with a one-line message before anything runs.
+of the wrong shape (422) are refused with a one-line message before anything runs; a client that hangs up mid-body
+is one log line, not a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from tapo.config.schema import SandboxCodeConfig
 from tapo.tools.code.sandbox import PythonSandbox
@@ -20,6 +23,8 @@ from tapo.tools.code.tool import run_text
 
 MAX_CODE_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 4 * MAX_CODE_BYTES  # JSON escaping can grow the code; anything beyond is refused unread
+
+log = logging.getLogger(__name__)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -50,7 +55,12 @@ def create_app(config: SandboxCodeConfig | None = None) -> FastAPI:
 
     @app.post("/run")
     async def run(request: Request) -> JSONResponse:
-        body = await _read_body(request)
+        try:
+            body = await _read_body(request)
+        except ClientDisconnect:  # nobody is left to answer; nothing ran
+            client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+            log.warning("/run: %s disconnected before the end of its request; dropped", client)
+            return _error(400, "client disconnected before the end of the body")
         if body is None:
             return _error(413, f"request body over {_MAX_BODY_BYTES} bytes")
         try:

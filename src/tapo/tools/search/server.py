@@ -8,13 +8,15 @@ request (512 prompts x 5 samples = 2,560), so the number of queries is not limit
 capped in bytes, queries are searched (and, for a dense index, embedded) ``SEARCH_BATCH`` at a time in the
 thread pool, and the reply is streamed batch by batch, so neither the search nor the reply holds a whole large
 request at once. A query over ``MAX_QUERY_BYTES`` is cut there (Search-R1's encoder truncates to 256 tokens
-too), and ``topk`` 0 or absent is the server's default, as in theirs. Invalid JSON, a wrong shape or a body
-over the cap gets a 4xx with a message.
+too), and ``topk`` 0 or absent is the server's default, as in theirs. Invalid JSON (bad syntax or UTF-8, nesting
+too deep for the parser, an integer over Python's digit limit), a wrong shape or a body over the cap gets a 4xx with
+a one-line message, as the code server's; a client that hangs up mid-body is one log line, not a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -23,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from tapo.tools.search.backend import SearchIndex
 from tapo.tools.search.corpus import Passage
@@ -31,6 +34,8 @@ MAX_QUERY_BYTES = 1024
 MAX_TOPK = 100
 MAX_BODY_BYTES = 32 * 1024 * 1024
 SEARCH_BATCH = 64
+
+log = logging.getLogger(__name__)
 
 
 class RetrieveRequest(BaseModel):
@@ -80,14 +85,23 @@ def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index") -
     @app.post("/retrieve")
     async def retrieve(request: Request) -> JSONResponse:
         body = bytearray()
-        async for chunk in request.stream():  # stop reading at the cap: a huge body never sits in memory
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
         try:
-            parsed = RetrieveRequest.model_validate(json.loads(body))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            async for chunk in request.stream():  # stop reading at the cap: a huge body never sits in memory
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        except ClientDisconnect:  # nobody is left to answer; the server goes on
+            client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+            log.warning("/retrieve: %s disconnected after %d bytes of its request; dropped", client, len(body))
+            return _error(400, "client disconnected before the end of the body")
+        try:
+            payload = json.loads(body)
+        except RecursionError:  # the parser recurses per nesting level: a body of 100k '[' is not a server error
+            return _error(400, "invalid JSON: nested too deeply")
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer over Python's digit limit
             return _error(400, f"invalid JSON: {error}")
+        try:
+            parsed = RetrieveRequest.model_validate(payload)
         except ValidationError as error:
             details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
             return _error(422, f"bad request: {details}")
