@@ -1,0 +1,54 @@
+"""Reaping the sandbox's orphans where this process is the one the kernel hands them to.
+
+bwrap's outer process exits as soon as its init (pid 1 of the call's pid namespace) reports the program's exit
+status, before that init has exited; the init is then re-parented to the nearest subreaper, or to pid 1. On a normal
+host that is the system's init, which reaps it. When tapo itself is pid 1 (a container's entrypoint without
+``--init``) or a child subreaper, the init becomes tapo's child, and nothing in asyncio waits for a pid it did not
+start: one zombie per call, until pids run out and every call fails. bwrap names its init's pid (``--info-fd``), so
+the sandbox waits for exactly that pid, and only where it is re-parented here; a blanket ``waitpid(-1)`` would steal
+the exit status of processes asyncio or ``subprocess`` wait for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import json
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+_PR_GET_CHILD_SUBREAPER = 37
+
+
+@functools.cache
+def reaps_orphans() -> bool:
+    """Whether orphaned descendants of this process become its children (pid 1, or a child subreaper); warns once
+    when this process is pid 1, as then every other orphan below it is left a zombie."""
+    if os.getpid() == 1:
+        log.warning(
+            "tapo runs as pid 1 without an init (a container entrypoint): it reaps the sandbox's own orphaned "
+            "processes, but any other orphan below it stays a zombie. Start the container with an init "
+            "(docker run --init, tini) to reap them."
+        )
+        return True
+    flag = ctypes.c_int(0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0) == 0 and flag.value != 0
+
+
+def init_pid(info: bytes) -> int | None:
+    """The host pid of bwrap's init from what bwrap wrote to ``--info-fd`` (None if it wrote nothing usable)."""
+    with contextlib.suppress(ValueError, AttributeError):
+        pid = json.loads(info).get("child-pid")
+        return pid if isinstance(pid, int) and pid > 1 else None
+    return None
+
+
+def reap(pid: int) -> None:
+    """Wait for ``pid`` if it is this process's child (re-parented here); blocks until it exits, which a call's
+    init does at once: its program has exited or been killed, and ``--die-with-parent`` kills it with bwrap."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
