@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tapo.config.schema import SandboxCodeConfig
+from tapo.tools.code import sandbox as sandbox_module
 from tapo.tools.code.cgroup import find_hierarchy
 from tapo.tools.code.sandbox import PythonSandbox
 from tapo.tools.code.tool import CodeTool
@@ -264,6 +265,10 @@ def test_namespace_creation_and_kernel_attack_surface_are_refused(sandbox):
         "personality_linux": ("personality", (0,)),
         "personality_query": ("personality", (0xFFFFFFFF,)),
         "clone3": ("clone3", (0, 0)),
+        # issue 27: a watch on the interpreter's tree saw the host open its files (and calls signal each other)
+        "inotify_init1": ("inotify_init1", (0,)),
+        "inotify_init": ("inotify_init", ()),
+        "fanotify_init": ("fanotify_init", (0, 0)),
     }
     result = run(sandbox, _syscall_probe(calls))
     seen = _probe_results(result)
@@ -379,10 +384,12 @@ def test_no_host_path_is_visible_inside(sandbox):
         "print(os.getcwd(), os.listdir('.'), os.listdir('/'), os.listdir('/opt'))\n"
         "print(sys.executable, sys.prefix, sys.path, os.environ)\n"
         "print(open('/proc/self/mounts').read(), open('/proc/self/cgroup').read())\n"
+        "print(open('/proc/1/cmdline').read())\n"  # issue 27: bwrap's argv, with every host path it binds
     )
     result = run(sandbox, code)
     assert result.exit_code == 0, result
     hosts = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.getcwd())} - {"/usr"}
+    hosts.add(os.path.dirname(sandbox_module.default_bwrap() or "/usr/bin/bwrap"))
     leaked = [h for h in hosts if h in result.stdout or os.path.basename(h) in result.stdout.split("'")]
     assert not leaked, result.stdout
     assert "/opt/python" in result.stdout or sys.base_prefix.startswith("/usr")
@@ -407,7 +414,6 @@ def test_require_isolation_stops_an_unisolated_start(command, tmp_path, monkeypa
 
     from tapo.cli.main import app
     from tapo.io.atomic import write_jsonl
-    from tapo.tools.code import sandbox as sandbox_module
 
     write_jsonl(tmp_path / "q.jsonl", [{"id": "q", "question": "1+1?", "data_source": "gsm8k", "golds": ["2"]}])
     broken = tmp_path / "bwrap"
