@@ -21,8 +21,9 @@ Both hierarchies are supported, found once per process from ``/proc/self/cgroup`
 The call's first process joins before it executes anything (:meth:`CallCgroup.join_argv`), so every process of
 the call is born inside. A call cgroup is named after its server's pid *and start time*: a server restarted with the
 same pid (pid 1 of a container, every time) must not meet the cgroups its killed predecessor left; those, and any
-other whose owner is gone, are removed when a process first looks for its hierarchy (:meth:`Hierarchy.remove_stale`). Elsewhere (no writable hierarchy with both controllers) :func:`find_hierarchy` returns
-None after one warning naming what is then not bounded.
+other whose owner is gone, are removed when a process first looks for its hierarchy (:meth:`Hierarchy.remove_stale`).
+Elsewhere (no writable hierarchy with both controllers) :func:`find_hierarchy` returns None after one warning naming
+what is then not bounded.
 """
 
 from __future__ import annotations

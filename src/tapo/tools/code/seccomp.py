@@ -9,9 +9,10 @@ processes: ``multiprocessing``, ``asyncio``, ``socketpair``). The network namesp
 families ignore it (``AF_VSOCK`` reaches the hypervisor's host on a VM, and a port bound in the sandbox is taken on
 the host), and socket buffers of loopback TCP and UDP are charged to no cgroup on v1 (a call held 450 MB of the
 host's socket memory against a 6 MB charge). inotify and fanotify watch files the host also uses (the interpreter's
-tree): a view of host activity and a channel between concurrent calls. Each refused call fails with ``EPERM`` (``clone3`` with
-``ENOSYS``: its flags sit in memory a filter cannot read, and glibc falls back to ``clone``, whose flags it can),
-so the program sees an ordinary error. Everything else is allowed: CPython, numpy and sympy run unchanged.
+tree): a view of host activity and a channel between concurrent calls. Each refused call fails with ``EPERM``
+(``clone3`` with ``ENOSYS``: its flags sit in memory a filter cannot read, and glibc falls back to ``clone``, whose
+flags it can), so the program sees an ordinary error. Everything else is allowed: CPython, numpy and sympy run
+unchanged.
 
 The filter is compiled by libseccomp (through the ctypes binding ``pyseccomp``) once per process into classic BPF,
 which bwrap installs (``--seccomp FD``) just before it executes the runner; it applies to every process of the call.
@@ -124,8 +125,8 @@ def filter_bpf() -> bytes | None:
     except (ImportError, RuntimeError, OSError) as error:
         refused = ", ".join(REFUSED)
         log.warning(
-            "PYTHON SANDBOX HAS NO SECCOMP FILTER (%s: %s). Not refused: namespace creation (unshare/clone), socket families other than AF_UNIX, %s; "
-            "install libseccomp2 and the pyseccomp package to refuse them.",
+            "PYTHON SANDBOX HAS NO SECCOMP FILTER (%s: %s). Not refused: namespace creation (unshare/clone), socket "
+            "families other than AF_UNIX, %s; install libseccomp2 and the pyseccomp package to refuse them.",
             type(error).__name__,
             error,
             refused,
