@@ -229,7 +229,7 @@ class PythonSandbox:
         self._slots = asyncio.Semaphore(self.config.max_parallel)  # used on the run's one event loop only
         self._uid_start = random.randrange(_UID_RANGE)
         self._calls = 0
-        self._reap = self.isolated and reaps_orphans()
+        self._reap = reaps_orphans() and self.isolated  # the pid-1 warning holds for the unisolated fallback too
 
     def _fresh_uid(self) -> int:
         """A uid no earlier call of this process ran as, from a random point of a high range (another process on
