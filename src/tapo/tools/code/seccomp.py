@@ -1,11 +1,11 @@
 """The sandbox's seccomp filter: the kernel entry points a Python program never needs and an escape often does.
 
-Namespaces, capabilities and uids stop a program from using what it reaches; this filter stops it from reaching
-more kernel. Without it, ``unshare(CLONE_NEWUSER)`` hands the program a full capability set in a fresh user
-namespace, where it can mount an uncapped tmpfs or reach nf_tables; the keyring carries data from one call to the
-next (keyrings belong to a uid, and the next call reuses it); io_uring, bpf and perf_event_open are the attack
-surface of most recent kernel privilege escalations. Sockets: only ``AF_UNIX`` (pipes between the program's own
-processes: ``multiprocessing``, ``asyncio``, ``socketpair``). The network namespace leaves ``lo`` only, but some
+Namespaces, capabilities and uids stop a program from using what it reaches; this filter stops it from reaching more
+kernel. Without it, ``unshare(CLONE_NEWUSER)`` hands the program a full capability set in a fresh user namespace,
+where it can mount an uncapped tmpfs or reach nf_tables; the keyring carries data from one call to the next
+(keyrings belong to a uid: without root every call runs as the same one); io_uring, bpf and perf_event_open are the
+attack surface of most recent kernel privilege escalations. Sockets: only ``AF_UNIX`` (pipes between the program's
+own processes: ``multiprocessing``, ``asyncio``, ``socketpair``). The network namespace leaves ``lo`` only, but some
 families ignore it (``AF_VSOCK`` reaches the hypervisor's host on a VM, and a port bound in the sandbox is taken on
 the host), and socket buffers of loopback TCP and UDP are charged to no cgroup on v1 (a call held 450 MB of the
 host's socket memory against a 6 MB charge). inotify and fanotify watch files the host also uses (the interpreter's
