@@ -6,6 +6,7 @@ Every test also checks, through the ``no_leftovers`` fixture, that no process st
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from tapo.config.schema import SandboxCodeConfig
+from tapo.tools.code import sandbox as sandbox_module
 from tapo.tools.code.cgroup import find_hierarchy
 from tapo.tools.code.sandbox import PythonSandbox
 from tapo.tools.code.tool import CodeTool
@@ -57,6 +59,8 @@ def run(sandbox: PythonSandbox, code: str):
 
 
 def test_network_connect_is_blocked(sandbox):
+    """The network namespace on its own (the filter, which refuses AF_INET first, is off: test_sandbox_sockets.py)."""
+    sandbox = PythonSandbox(sandbox.config, seccomp=False)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
@@ -264,6 +268,10 @@ def test_namespace_creation_and_kernel_attack_surface_are_refused(sandbox):
         "personality_linux": ("personality", (0,)),
         "personality_query": ("personality", (0xFFFFFFFF,)),
         "clone3": ("clone3", (0, 0)),
+        # issue 27: a watch on the interpreter's tree saw the host open its files (and calls signal each other)
+        "inotify_init1": ("inotify_init1", (0,)),
+        "inotify_init": ("inotify_init", ()),
+        "fanotify_init": ("fanotify_init", (0, 0)),
     }
     result = run(sandbox, _syscall_probe(calls))
     seen = _probe_results(result)
@@ -379,10 +387,12 @@ def test_no_host_path_is_visible_inside(sandbox):
         "print(os.getcwd(), os.listdir('.'), os.listdir('/'), os.listdir('/opt'))\n"
         "print(sys.executable, sys.prefix, sys.path, os.environ)\n"
         "print(open('/proc/self/mounts').read(), open('/proc/self/cgroup').read())\n"
+        "print(open('/proc/1/cmdline').read())\n"  # issue 27: bwrap's argv, with every host path it binds
     )
     result = run(sandbox, code)
     assert result.exit_code == 0, result
     hosts = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.getcwd())} - {"/usr"}
+    hosts.add(os.path.dirname(sandbox_module.default_bwrap() or "/usr/bin/bwrap"))
     leaked = [h for h in hosts if h in result.stdout or os.path.basename(h) in result.stdout.split("'")]
     assert not leaked, result.stdout
     assert "/opt/python" in result.stdout or sys.base_prefix.startswith("/usr")
@@ -407,7 +417,6 @@ def test_require_isolation_stops_an_unisolated_start(command, tmp_path, monkeypa
 
     from tapo.cli.main import app
     from tapo.io.atomic import write_jsonl
-    from tapo.tools.code import sandbox as sandbox_module
 
     write_jsonl(tmp_path / "q.jsonl", [{"id": "q", "question": "1+1?", "data_source": "gsm8k", "golds": ["2"]}])
     broken = tmp_path / "bwrap"
@@ -420,3 +429,67 @@ def test_require_isolation_stops_an_unisolated_start(command, tmp_path, monkeypa
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert "cannot isolate code" in lines[0] and "tools.code.require_isolation=false" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+# --- issue 27: core dumps, a uid per call, mount calls newer than libseccomp -------------------------------------
+
+
+def test_no_core_dump_can_be_enabled(sandbox):
+    """Issue 27: RLIMIT_CORE's hard limit was unlimited: a crash dumped a core (run through the host's core helper,
+    where ``core_pattern`` pipes to one)."""
+    code = (
+        "import resource\n"
+        "print(resource.getrlimit(resource.RLIMIT_CORE))\n"
+        "try:\n"
+        "    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+        "    print('raised')\n"
+        "except ValueError:\n"
+        "    print('refused')\n"
+    )
+    assert run(sandbox, code).stdout.split("\n")[:2] == ["(0, 0)", "refused"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root only: otherwise every call runs as the user bwrap maps")
+def test_every_call_runs_as_a_uid_of_its_own():
+    """Issue 27: calls reused a pool of uids, and RLIMIT_NPROC counts per uid: a call right after a fork-heavy one
+    on the same uid sometimes got EAGAIN on fork, while the processes before it were still exiting."""
+    box = PythonSandbox(SandboxCodeConfig(timeout_s=TIMEOUT_S, max_parallel=1))
+    uids = [run(box, "import os; print(os.getuid())").stdout.strip() for _ in range(3)]
+    assert len(set(uids)) == 3 and all(int(uid) >= 1_000_000_000 for uid in uids), uids
+
+
+FILTERED = """
+import ctypes, json, sys
+
+class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+bpf = open(sys.argv[1], "rb").read()
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+program = Program(len(bpf) // 8, bpf)
+assert libc.prctl(38, 1, 0, 0, 0) == 0 and libc.prctl(22, 2, ctypes.byref(program), 0, 0) == 0  # NNP, filter
+for label, (nr, args) in json.loads(sys.argv[2]).items():
+    ctypes.set_errno(0)
+    ret = libc.syscall(nr, *(a.encode() if isinstance(a, str) else a for a in args))
+    print(f"{label}={ctypes.get_errno() if ret < 0 else 'ok'}")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a host process without the privilege is refused anyway")
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="numbers of the shared syscall table")
+def test_mount_calls_newer_than_libseccomp_are_refused_by_the_filter(tmp_path):
+    """Issue 27: open_tree_attr (and statmount, listmount) were missing from the filter, refused in the sandbox only
+    for lack of privilege. Host-side: a root process under the filter alone, where the privilege is there."""
+    from tapo.tools.code.seccomp import filter_bpf
+
+    bpf = tmp_path / "filter.bpf"
+    bpf.write_bytes(filter_bpf() or b"")
+    at_fdcwd, open_tree_clone = -100, 1
+    calls = {"open_tree_attr": (467, [at_fdcwd, "/", open_tree_clone, None, 0]), "statmount": (457, [None, None, 0, 0])}
+    calls["listmount"] = (458, [None, None, 0, 0])
+    done = subprocess.run(
+        [sys.executable, "-c", FILTERED, str(bpf), json.dumps(calls)], capture_output=True, text=True, timeout=30
+    )
+    seen = dict(line.split("=", 1) for line in done.stdout.splitlines())
+    assert seen == dict.fromkeys(calls, str(EPERM)), (seen, done.stderr)

@@ -23,6 +23,7 @@ _LIMITS = {
     "fsize": resource.RLIMIT_FSIZE,
     "nofile": resource.RLIMIT_NOFILE,
     "nproc": resource.RLIMIT_NPROC,
+    "core": resource.RLIMIT_CORE,  # 0: a crash dumps no core (a host may pipe cores to a helper it then runs)
 }
 
 

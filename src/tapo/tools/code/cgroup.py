@@ -19,20 +19,24 @@ Both hierarchies are supported, found once per process from ``/proc/self/cgroup`
   group kill; the result still says the call went over); an OOM kill shows in ``memory.oom_control``.
 
 The call's first process joins before it executes anything (:meth:`CallCgroup.join_argv`), so every process of
-the call is born inside. Elsewhere (no writable hierarchy with both controllers) :func:`find_hierarchy` returns
-None after one warning naming what is then not bounded.
+the call is born inside. A call cgroup is named after its server's pid *and start time*: a server restarted with the
+same pid (pid 1 of a container, every time) must not meet the cgroups its killed predecessor left; those, and any
+other whose owner is gone, are removed when a process first looks for its hierarchy (:meth:`Hierarchy.remove_stale`).
+Elsewhere (no writable hierarchy with both controllers) :func:`find_hierarchy` returns None after one warning naming
+what is then not bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
 import os
+import re
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,28 @@ JOIN_MESSAGE = "tapo: the call cannot enter its cgroup"  # ... and what it write
 _CONTROLLERS = ("memory", "pids")
 _REMOVE_TRIES = 40  # 1 ms doubling to 50 ms, ~1.7 s in all: processes of a call can take a moment to leave
 _calls = itertools.count()
+_NAME = re.compile(r"tapo-code-(\d+)-(?:(\d+)-)?\d+")  # pid, start time (absent in names before issue 27), call
+
+
+def _start_time(pid: int | str) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of its stat), None if there is no such process:
+    with the pid, a name no other process has, before or after."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the process a call cgroup is named after still runs (a name of another form is left alone)."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return True
+    pid, start = match.group(1), match.group(2)
+    if start is None:  # the old form, pid only: stale once that pid is gone, or is this process (never that form)
+        return _start_time(pid) is not None and int(pid) != os.getpid()
+    return _start_time(pid) == start
 
 
 def _write(path: Path, value: str) -> None:
@@ -68,17 +94,18 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Hierarchy:
     """Where call cgroups are created: one parent directory per hierarchy (one for v2, memory + pids for v1)."""
 
     version: int
     memory_parent: Path
     pids_parent: Path
+    owner: str = dataclasses.field(default_factory=lambda: f"{os.getpid()}-{_start_time('self')}")
 
     def create(self, memory_bytes: int, max_pids: int) -> CallCgroup:
         """A fresh cgroup with the call's limits; the caller must :meth:`CallCgroup.remove` it."""
-        name = f"tapo-code-{os.getpid()}-{next(_calls)}"
+        name = f"tapo-code-{self.owner}-{next(_calls)}"
         dirs = (
             [self.memory_parent / name] if self.version == 2 else [self.memory_parent / name, self.pids_parent / name]
         )
@@ -103,8 +130,23 @@ class Hierarchy:
             raise
         return cgroup
 
+    def remove_stale(self) -> list[Path]:
+        """Remove the call cgroups whose server is gone (killed with calls in flight), and return them. Only empty
+        ones: the kernel refuses to remove a cgroup with a process in it, and nothing here kills a process."""
+        removed = []
+        for parent in {self.memory_parent, self.pids_parent}:
+            for directory in parent.glob("tapo-code-*"):
+                if _owner_alive(directory.name):
+                    continue
+                try:
+                    directory.rmdir()
+                    removed.append(directory)
+                except OSError as error:
+                    log.warning("could not remove the stale sandbox cgroup %s: %s", directory, error)
+        return removed
 
-@dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True)
 class CallCgroup:
     """One call's cgroup (a directory per hierarchy)."""
 
@@ -197,6 +239,7 @@ def find_hierarchy() -> Hierarchy | None:
         found = _v2(v2, own[""]) if v2 is not None and "" in own else None
         found = found or _v1(mounts, own)
         if found is not None:  # a trial call cgroup: a read-only or full hierarchy fails here, not in every call
+            found.remove_stale()
             found.create(64 * 2**20, 8).remove_now()
     except OSError as error:
         found, reason = None, f"{reason} ({error})"

@@ -10,8 +10,12 @@ Isolation comes in layers (docs/tools.md has the threat model, layer by layer):
   bpf, ptrace and the like;
 - a cgroup per call (:mod:`tapo.tools.code.cgroup`): one memory bound without swap and one process bound over
   all of the call's processes, memfds and ``/tmp`` files;
-- per-process resource limits (CPU seconds, address space, file size, open files, processes) set by the runner
-  before the code starts.
+- per-process resource limits (CPU seconds, address space, file size, open files, processes, no core dumps) set
+  by the runner before the code starts;
+- as root, a uid of its own per call, never used before by this process (:meth:`PythonSandbox._fresh_uid`).
+
+bwrap reads its options from a pipe (``--args``) and is started by name: its command line, which the sandbox
+sees as ``/proc/1/cmdline``, holds no host path.
 
 A wall-clock time-out kills the whole tree: the sandbox has its own pid namespace, so when bwrap's init dies the
 kernel kills every process in it, including daemonized grandchildren.
@@ -43,6 +47,7 @@ from pathlib import Path
 from tapo.config.schema import SandboxCodeConfig
 from tapo.tools.code.capture import BoundedCapture
 from tapo.tools.code.cgroup import JOIN_FAILED, JOIN_MESSAGE, CallCgroup, find_hierarchy
+from tapo.tools.code.orphans import init_pid, reap, reaps_orphans
 from tapo.tools.code.seccomp import filter_bpf
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,7 @@ _ENV = {
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _AS_ROOT = os.geteuid() == 0
 _UID_BASE = 1_000_000_000  # far above any real account; these uids own nothing on the host
+_UID_RANGE = 2**30  # call uids are _UID_BASE + (start + n) mod this: a process would need 2**30 calls to reuse one
 _STDERR_LINES = 6  # traceback lines shown to the model after its stdout
 _REAP_GRACE_S = 1.0  # how long to wait for the pipes to close once the process tree is gone
 _BWRAP_PIDS = 2  # bwrap and its init in the pid namespace, counted by the call's pids limit besides the program
@@ -108,7 +114,8 @@ def default_bwrap() -> str | None:
 @functools.cache
 def bwrap_usable(bwrap: str) -> bool:
     """Probe once per binary whether bwrap can create the namespaces we need here."""
-    probe = [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--", "/bin/true"]
+    # --as-pid-1: no init of its own, which bwrap would leave behind as an orphan (orphans.py)
+    probe = [bwrap, "--unshare-all", "--as-pid-1", "--die-with-parent", "--ro-bind", "/", "/", "--", "/bin/true"]
     try:
         return subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -220,10 +227,16 @@ class PythonSandbox:
         self._seccomp = filter_bpf() if seccomp and self.isolated else None
         self._cgroups = find_hierarchy() if cgroup else None
         self._slots = asyncio.Semaphore(self.config.max_parallel)  # used on the run's one event loop only
-        # One uid per concurrent sandbox, from a random high range so that other processes on this host
-        # (another trainer, a test run) almost surely use different ones: RLIMIT_NPROC counts per uid.
-        base = random.randrange(_UID_BASE, _UID_BASE + 2**29)
-        self._free_uids = [base + i for i in range(self.config.max_parallel)]
+        self._uid_start = random.randrange(_UID_RANGE)
+        self._calls = 0
+        self._reap = reaps_orphans() and self.isolated  # the pid-1 warning holds for the unisolated fallback too
+
+    def _fresh_uid(self) -> int:
+        """A uid no earlier call of this process ran as, from a random point of a high range (another process on
+        this host almost surely uses others): RLIMIT_NPROC counts per uid, and the processes of the last call on a
+        reused uid may still be exiting when the next one forks (EAGAIN, 1 fork-heavy call in 10)."""
+        self._calls += 1
+        return _UID_BASE + (self._uid_start + self._calls) % _UID_RANGE
 
     @property
     def layers(self) -> dict[str, bool]:
@@ -238,6 +251,7 @@ class PythonSandbox:
             "fsize": c.max_file_mb * 2**20,
             "nofile": c.max_open_files,
             "nproc": c.max_processes,
+            "core": 0,
         }
         if uid is not None:
             settings["uid"] = uid
@@ -262,11 +276,10 @@ class PythonSandbox:
             *(f"{k}={v}" for k, v in settings.items()),
         ]
 
-    def _bwrap_args(self, seccomp_fd: int | None) -> list[str]:
-        """bwrap's command line. As root, bwrap needs no user namespace: the runner drops to a real, unprivileged
-        uid instead (keeping only the capabilities to do that, and to empty the bounding set first); otherwise bwrap
-        maps the user into a new one."""
-        assert self._bwrap is not None
+    def _bwrap_options(self, seccomp_fd: int | None, info_fd: int | None) -> list[str]:
+        """bwrap's options (read from a pipe, so that no host path is on its command line). As root, bwrap needs no
+        user namespace: the runner drops to a real, unprivileged uid instead (keeping only the capabilities to do
+        that, and to empty the bounding set first); otherwise bwrap maps the user into a new one."""
         if _AS_ROOT:
             identity = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
             identity += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -278,10 +291,11 @@ class PythonSandbox:
         if library_path is not None:
             env["LD_LIBRARY_PATH"] = library_path
         filtered = ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
+        info = ["--info-fd", str(info_fd)] if info_fd is not None else []
         return [
-            self._bwrap,
             *identity,
             *filtered,
+            *info,
             "--die-with-parent",
             "--new-session",
             "--hostname", "sandbox",
@@ -293,7 +307,6 @@ class PythonSandbox:
             "--perms", "1777", "--size", str(self.config.tmpfs_mb * 2**20), "--tmpfs", "/dev/shm",
             "--chdir", "/tmp",
             "--clearenv", *(arg for item in env.items() for arg in ("--setenv", *item)),
-            "--",
         ]  # fmt: skip
 
     async def run(self, code: str) -> SandboxRun:
@@ -305,17 +318,26 @@ class PythonSandbox:
                     with tempfile.TemporaryDirectory(prefix="tapo-code-") as workdir:
                         env = {**_ENV, "HOME": workdir, "TMPDIR": workdir}
                         return await self._execute(self._python_args(None), workdir, code, cgroup, env=env)
-                uid = self._free_uids.pop() if _AS_ROOT else None
-                try:
-                    with _seccomp_fd(self._seccomp) as fd:
-                        argv = [*self._bwrap_args(fd), *self._python_args(uid)]
-                        return await self._execute(argv, None, code, cgroup, pass_fds=() if fd is None else (fd,))
-                finally:
-                    if uid is not None:
-                        self._free_uids.append(uid)
+                return await self._isolated(code, cgroup)
             finally:
                 if cgroup is not None:
                     await cgroup.remove()
+
+    async def _isolated(self, code: str, cgroup: CallCgroup | None) -> SandboxRun:
+        """One call under bwrap: options, filter and (where this process reaps orphans) the info pipe as fds."""
+        assert self._bwrap is not None
+        with contextlib.ExitStack() as fds:
+            seccomp_fd = None if self._seccomp is None else fds.enter_context(_readable(self._seccomp))
+            info = fds.enter_context(_InfoPipe()) if self._reap else None
+            info_fd = None if info is None else info.write_end
+            options = self._bwrap_options(seccomp_fd, info_fd)
+            args_fd = fds.enter_context(_readable(b"".join(f"{option}\0".encode() for option in options)))
+            passed = tuple(fd for fd in (args_fd, seccomp_fd, info_fd) if fd is not None)
+            uid = self._fresh_uid() if _AS_ROOT else None
+            # started by name from PATH: argv[0], the init's /proc/1/cmdline inside, is "bwrap", not a host path
+            directory, name = os.path.split(self._bwrap)
+            argv = [name, "--args", str(args_fd), "--", *self._python_args(uid)]
+            return await self._execute(argv, None, code, cgroup, env={"PATH": directory}, pass_fds=passed, info=info)
 
     def _new_cgroup(self) -> CallCgroup | None:
         if self._cgroups is None:
@@ -331,6 +353,7 @@ class PythonSandbox:
         cgroup: CallCgroup | None,
         env: dict[str, str] | None = None,
         pass_fds: tuple[int, ...] = (),
+        info: _InfoPipe | None = None,
     ) -> SandboxRun:
         start = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
@@ -343,6 +366,8 @@ class PythonSandbox:
             pass_fds=pass_fds,
             start_new_session=True,  # its own process group: one killpg reaches every child that stays in it
         )
+        if info is not None:
+            info.started()
         stdout, stderr = BoundedCapture(), BoundedCapture(head=0, tail=4096)
         readers = asyncio.gather(stdout.drain(process.stdout), stderr.drain(process.stderr))  # type: ignore[arg-type]
         timed_out = False
@@ -359,6 +384,9 @@ class PythonSandbox:
                 await asyncio.wait_for(readers, timeout=_REAP_GRACE_S)
             except TimeoutError:
                 readers.cancel()  # a setsid'ed child of the fallback still holds the pipe; stop reading it
+            orphan = None if info is None else init_pid(info.read())
+            if orphan is not None:
+                await asyncio.to_thread(reap, orphan)
         if cgroup is not None and process.returncode == JOIN_FAILED and JOIN_MESSAGE in stderr.text():
             raise OSError(f"the call could not enter its cgroup {cgroup.dirs[0]}")
         duration = time.perf_counter() - start
@@ -376,19 +404,41 @@ class PythonSandbox:
 
 
 @contextlib.contextmanager
-def _seccomp_fd(bpf: bytes | None) -> Iterator[int | None]:
-    """A pipe holding the compiled filter, its read end for bwrap (which reads it to EOF); closed afterwards.
-    The filter (a few KiB) fits in the pipe's buffer, so writing it all before bwrap starts cannot block."""
-    if bpf is None:
-        yield None
-        return
+def _readable(data: bytes) -> Iterator[int]:
+    """A pipe holding ``data`` (the compiled filter, bwrap's options), its read end for bwrap, which reads it to
+    EOF; closed afterwards. A few KiB fit in the pipe's buffer, so writing it all before bwrap starts cannot block."""
     read_end, write_end = os.pipe()
     try:
         with os.fdopen(write_end, "wb") as pipe:
-            pipe.write(bpf)
+            pipe.write(data)
         yield read_end
     finally:
         os.close(read_end)
+
+
+class _InfoPipe(contextlib.AbstractContextManager["_InfoPipe"]):
+    """The pipe bwrap writes its init's pid to (``--info-fd``), right after it creates the init, before the program
+    runs: by the time bwrap has exited, the few bytes are in the pipe, read without blocking."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe()
+        os.set_blocking(self.read_end, False)
+        self._open = [self.read_end, self.write_end]
+
+    def started(self) -> None:
+        """bwrap holds its copy now: close this process's, so that only bwrap writes."""
+        os.close(self.write_end)
+        self._open.remove(self.write_end)
+
+    def read(self) -> bytes:
+        try:
+            return os.read(self.read_end, 65536)
+        except BlockingIOError:
+            return b""
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self._open:
+            os.close(fd)
 
 
 async def _feed_and_wait(process: asyncio.subprocess.Process, code: str) -> None:
