@@ -1,4 +1,5 @@
-"""The async micro-batcher: concurrent requests with different token budgets still form one batch."""
+"""The async micro-batcher: concurrent requests with different token budgets still form one batch, each with its
+own seed."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from tapo.engines.scripted import ScriptedEngine
 
 def test_requests_with_different_budgets_share_one_batch_and_keep_their_own_budget(tokenizer):
     engine = ScriptedEngine(tokenizer, ["one two three four five six seven eight nine ten"])
-    batches: list[tuple[int, int]] = []
+    batches: list[tuple[int, int, list[int | None]]] = []
 
-    def generate(prompts, params):
-        batches.append((len(prompts), params.max_new_tokens))
+    def generate(prompts, params, seeds):
+        batches.append((len(prompts), params.max_new_tokens, seeds))
         return engine.generate(prompts, params)
 
     batcher = AsyncBatcher(generate, max_batch=8)
@@ -30,7 +31,7 @@ def test_requests_with_different_budgets_share_one_batch_and_keep_their_own_budg
         )
 
     results = asyncio.run(run())
-    assert batches == [(3, 50)]
+    assert batches == [(3, 50, [0, 1, 2])]  # one batch; every request keeps its own seed
     full = len(tokenizer("one two three four five six seven eight nine ten", add_special_tokens=False)["input_ids"])
     assert [len(r.token_ids) for r in results] == [2, 5, full + 1]  # + EOS
     assert [r.finish_reason for r in results] == ["length", "length", "eos"]

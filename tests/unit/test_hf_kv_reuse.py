@@ -122,9 +122,9 @@ def test_concurrent_trajectories_of_different_lengths_through_the_batcher(tiny_m
     batches: list[int] = []
     generate = engine._batcher._generate
 
-    def counted(batch_prompts, params):
+    def counted(batch_prompts, params, seeds):
         batches.append(len(batch_prompts))
-        return generate(batch_prompts, params)
+        return generate(batch_prompts, params, seeds)
 
     engine._batcher._generate = counted
 

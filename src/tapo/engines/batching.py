@@ -14,7 +14,8 @@ from dataclasses import replace
 
 from tapo.engines.base import Generation, SamplingParams
 
-BatchFn = Callable[[list[list[int]], SamplingParams], list[Generation]]
+# (prompts, shared sampling parameters, each request's own seed) -> one generation per prompt
+BatchFn = Callable[[list[list[int]], SamplingParams, list[int | None]], list[Generation]]
 
 Request = tuple[list[int], SamplingParams, "asyncio.Future[Generation]"]
 
@@ -28,9 +29,11 @@ class AsyncBatcher:
 
     async def submit(self, prompt: list[int], params: SamplingParams) -> Generation:
         future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
-        # Neither the seed nor the token budget is part of the key: one batch shares one RNG, seeded by its first
-        # request, and runs to the largest budget; each result is then cut to its own budget. (The rollout gives
-        # every trajectory the room it has left, so keying on the budget would split batches into singletons.)
+        # Neither the seed nor the token budget is part of the key: each request samples with its own seed (which
+        # batch it lands in depends on arrival time, so a shared random stream would make a seeded run depend on
+        # tool latency and load), and a batch runs to the largest budget; each result is then cut to its own
+        # budget. (The rollout gives every trajectory the room it has left, so keying on the budget would split
+        # batches into singletons.)
         self._pending.setdefault(replace(params, seed=None, max_new_tokens=0), []).append((prompt, params, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._drain())
@@ -47,7 +50,8 @@ class AsyncBatcher:
                 del self._pending[key]
             params = replace(batch[0][1], max_new_tokens=max(p.max_new_tokens for _, p, _ in batch))
             try:
-                results = await asyncio.to_thread(self._generate, [prompt for prompt, _, _ in batch], params)
+                prompts, seeds = [prompt for prompt, _, _ in batch], [own.seed for _, own, _ in batch]
+                results = await asyncio.to_thread(self._generate, prompts, params, seeds)
             except Exception as error:  # the callers see the engine's error, the worker goes on
                 for _, _, future in batch:
                     if not future.done():

@@ -20,7 +20,6 @@ soon as they stop, their KV stored for the trajectory's next turn.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 from collections.abc import Callable, Sequence
@@ -89,22 +88,31 @@ class HFEngine:
         self.store = PrefixKVStore(kv_cache_tokens) if kv_reuse and plain else None
         self.stats = self.store.stats if self.store is not None else KVStats()
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, seeds: Sequence[int | None] | None = None
+    ) -> list[Generation]:
         """Continue each prompt once, in batches of ``batch_size``: the batcher behind ``agenerate`` calls it with the
-        requests waiting at that moment; tests and benchmarks call it directly."""
+        requests waiting at that moment (each with its own seed); tests and benchmarks call it directly.
+
+        Every row samples from a random generator of its own, seeded by ``seeds[i]`` (default: derived from
+        ``params.seed`` and the row's index; None: unseeded). A row's tokens therefore do not depend on which other
+        requests share its batch, which is decided by arrival time: tool latency and machine load would otherwise
+        change what a seeded run samples."""
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
+        if seeds is None:
+            seeds = [None if params.seed is None else row_seed(params.seed, i) for i in range(len(prompts))]
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         # Similar lengths together: less padding per batch; results are put back in the callers' order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
-        seed_ctx = torch.random.fork_rng() if params.seed is not None else contextlib.nullcontext()
-        with seed_ctx:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                for i, generation in zip(chunk, self._generate_batch([prompts[i] for i in chunk], params), strict=True):
-                    results[i] = generation
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            generators = [row_generator(seeds[i]) for i in chunk]
+            batch = self._generate_batch([prompts[i] for i in chunk], params, generators)
+            for i, generation in zip(chunk, batch, strict=True):
+                results[i] = generation
         return [r for r in results if r is not None]
 
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
@@ -119,7 +127,9 @@ class HFEngine:
         """Nothing to stop: the model and the KV store live in this process and go with the engine."""
 
     @torch.no_grad()
-    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+    def _generate_batch(
+        self, prompts: list[list[int]], params: SamplingParams, generators: list[torch.Generator]
+    ) -> list[Generation]:
         rows = len(prompts)
         # Rows with identical ids are prefilled once (their KV is then repeated); without reuse every row is its own.
         unique = (
@@ -142,7 +152,7 @@ class HFEngine:
         active = list(range(rows))  # batch row j holds prompt active[j]
         stream = self.on_tokens if rows == 1 else None
         while True:
-            sampled, sampled_logprobs = self._sample(logits, params)  # [A], [A]
+            sampled, sampled_logprobs = self._sample(logits, params, [generators[row] for row in active])  # [A], [A]
             keep = []
             rows_now = zip(active, sampled.tolist(), sampled_logprobs.tolist(), strict=True)
             for j, (row, token, logprob) in enumerate(rows_now):
@@ -210,15 +220,22 @@ class HFEngine:
         return out.logits[:, -1].float()
 
     @staticmethod
-    def _sample(logits: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample(
+        logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Next tokens ``[B]`` and their log-probs ``[B]`` under the distribution drawn from (after temperature and
-        top-p, as transformers' warpers compute them)."""
+        top-p, as transformers' warpers compute them); row ``b`` draws with ``generators[b]``."""
         if not params.greedy and params.temperature != 1.0:
             logits = TemperatureLogitsWarper(params.temperature)(None, logits)
         if not params.greedy and params.top_p < 1.0:
             logits = TopPLogitsWarper(params.top_p)(None, logits)
         logprobs = torch.log_softmax(logits, dim=-1)  # [B, V]
-        tokens = logits.argmax(-1) if params.greedy else torch.multinomial(logprobs.exp(), num_samples=1)[:, 0]
+        if params.greedy:
+            tokens = logits.argmax(-1)  # [B]
+        else:
+            probs = logprobs.exp()  # [B, V]
+            draws = [torch.multinomial(row, 1, generator=g) for row, g in zip(probs, generators, strict=True)]
+            tokens = torch.cat(draws)  # [B]
         return tokens, logprobs.gather(1, tokens[:, None])[:, 0]
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
@@ -240,6 +257,17 @@ class HFEngine:
         with torch.no_grad():
             for name, value in state_dict.items():
                 own[name].copy_(value.to(own[name].device, own[name].dtype))
+
+
+def row_seed(seed: int, row: int) -> int:
+    """The seed of row ``row`` of a batch seeded with ``seed`` (rows must not share a random stream)."""
+    return (seed * 1_000_003 + row) % 2**63
+
+
+def row_generator(seed: int | None) -> torch.Generator:
+    """A CPU random generator of one row: seeded, or (``None``) seeded from torch's global generator."""
+    generator = torch.Generator()
+    return generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
 
 
 def _left_padded(hits: list[tuple[int, list[LayerKV] | None]], width: int) -> list[LayerKV]:
