@@ -55,7 +55,8 @@ def test_the_protocol_templates_and_modes_know_the_tools():
     base = get_template("base", protocol)
     assert "<convert_units>" in base.text and "Example:" in base.text  # TAPO's example shows the format
     assert get_template("compact_shout_only", protocol).tools == {"shout"}
-    assert "shout" in mode_tools(protocol) and template_for_mode("compact", "reverse", protocol) == "compact_reverse_only"
+    assert "shout" in mode_tools(protocol)
+    assert template_for_mode("compact", "reverse", protocol) == "compact_reverse_only"
     assert "I should put the text between <shout> and </shout>" in protocol.corrective_message(frozenset({"shout"}))
 
 
