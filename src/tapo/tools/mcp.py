@@ -69,22 +69,29 @@ class McpConnection:
         self.config = config
         self.closed = False
         self._client: Any = None
+        self._ready: asyncio.Future[Any] | None = None
         self._owner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._lock = asyncio.Lock()
+
+    def _live(self) -> bool:
+        """A session is open or being opened (a caller whose time-out expired left it opening for the next)."""
+        ready = self._ready
+        if ready is None or ready.cancelled():
+            return False
+        return not ready.done() or (ready.exception() is None and self._client is not None)
 
     async def client(self) -> Any:
-        """The open session, opened on first use within ``start_timeout_s``."""
-        async with self._lock:
-            if self._client is None:
-                ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                self._owner = asyncio.create_task(self._hold(ready))
-                self._client = await asyncio.wait_for(asyncio.shield(ready), self.config.start_timeout_s)
-            return self._client
+        """The open session; the first caller starts it, later ones wait for it, within ``start_timeout_s``."""
+        if not self._live():
+            self._ready = asyncio.get_running_loop().create_future()
+            self._owner = asyncio.create_task(self._hold(self._ready))
+        assert self._ready is not None
+        return await asyncio.wait_for(asyncio.shield(self._ready), self.config.start_timeout_s)
 
     async def _hold(self, ready: asyncio.Future[Any]) -> None:
         try:
             async with _client(self.config) as client:
+                self._client = client
                 ready.set_result(client)
                 await self._stop.wait()
         except BaseException as error:
@@ -141,6 +148,10 @@ class McpTool:
             await connection.aclose()  # a broken session is dropped: the next call opens a new one
             text = f"[The {self.name} tool's server failed: {type(error).__name__}: {error}]"
             return ToolResult(text, ok=False, error=f"{type(error).__name__}: {error}")
+
+    async def connect(self) -> None:
+        """Open the server's session now, so that the first call does not spend its time-out on the start-up."""
+        await self.server.connection().client()
 
     async def aclose(self) -> None:
         await self.server.connection().aclose()
