@@ -1,11 +1,11 @@
 """A tool is a user's Python file: a typed, documented function (sync or async) or a ``Tool`` class.
 
-The config names it by import path (``tools.extra: [mypkg.tools:convert_units]``) or by the name of a ``tapo.tools``
+The config names it by import path (``tools.extra: [mypkg.tools:to_celsius]``) or by the name of a ``tapo.tools``
 entry point. Everything the protocol needs derives from the object itself: the tag is its name, the prompt rule,
 the one-sentence rule and the corrective hint come from its docstring and argument schema, and the schema from its
 type hints (through pydantic). A function with one ``str`` parameter reads the raw text between its tags
 (``<lookup> Paris </lookup>``); any other signature reads a JSON object of its arguments
-(``<convert_units> {"value": 3, "unit": "km"} </convert_units>``), checked against the schema before the call, so
+(``<to_celsius> {"degrees": 451, "scale": "F"} </to_celsius>``), checked against the schema before the call, so
 a malformed call is text the model reads, never a crash. TAPO's ``search`` and ``code`` are :class:`ToolDef` s too
 (``tapo.tools.catalog``). A definition that cannot work is a :class:`ToolDefinitionError` of one line naming it,
 raised when the run resolves its tools, before any work.
