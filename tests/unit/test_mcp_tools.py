@@ -4,6 +4,8 @@ hanging or crashing server is text the model reads."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -139,3 +141,39 @@ def test_a_server_unreachable_mid_run_is_text():
     with EventLoopThread("test-mcp") as loop:
         result = loop.run(call())
     assert not result.ok and "server failed" in result.text
+
+
+@pytest.fixture
+def http_server():
+    """The same server on streamable HTTP, on a free loopback port; its URL once it accepts connections."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, SERVER, "--http", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_streamable_http_server(http_server):
+    catalog = resolve_tools(ToolsConfig(enabled=[], mcp=[McpServerConfig(url=http_server, tools=["add"])]))
+    registry = catalog.build()
+
+    async def call():
+        try:
+            return await registry.call("add", '{"a": 20, "b": 22}')
+        finally:
+            await registry.aclose()
+
+    with EventLoopThread("test-mcp") as loop:
+        result = loop.run(call())
+    assert result.ok and result.text == "42"

@@ -126,3 +126,14 @@ def test_a_bad_tool_is_refused_with_one_line_naming_it(extra, says):
 def test_the_default_catalog_is_tapos_protocol():
     catalog = resolve_tools(ToolsConfig())
     assert catalog.protocol is TAPO and catalog.enabled == {"search", "code"}
+
+
+def test_the_chat_trace_draws_a_users_tool_as_a_call():
+    from rich.panel import Panel
+
+    from tapo.rollout.trace import render_text
+
+    protocol = _catalog().protocol
+    panels = render_text("<think>loud</think><shout> hello </shout>", "model", protocol).renderables
+    assert [p.title for p in panels if isinstance(p, Panel)] == ["reasoning", "shout call"]
+    assert [p.title for p in render_text("<shout> hi </shout>", "model").renderables if isinstance(p, Panel)] == []
