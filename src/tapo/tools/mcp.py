@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -52,8 +53,6 @@ def result_from_mcp(result: Any) -> ToolResult:
         text = getattr(content, "text", None)
         parts.append(text if isinstance(text, str) else f"[{getattr(content, 'type', 'content')}]")
     if not parts and result.structured_content is not None:
-        import json
-
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
     text = "\n".join(parts)
     if result.is_error:
@@ -188,7 +187,8 @@ def mcp_tool_defs(config: McpServerConfig) -> list[ToolDef]:
             continue
         name = config.prefix + _NOT_TAG.sub("_", tool.name)
         schema = check_schema(tool.input_schema or {"type": "object"}, f"{what} tool {tool.name!r}")
-        spec = spec_from_schema(name, " ".join((tool.description or tool.title or tool.name).split()), schema)
+        description = (tool.description or tool.title or tool.name).strip().split("\n\n")[0]
+        spec = spec_from_schema(name, " ".join(description.split()), schema)
         defs.append(
             ToolDef(spec, _builder(name, tool.name, spec, schema, server), f"{what} tool {tool.name!r}", schema)
         )
