@@ -1,4 +1,4 @@
-"""``tapo eval``: evaluate a model under the TAPO protocol in one tool mode, or all four (``--ablate``)."""
+"""``tapo eval``: evaluate a model under the TAPO protocol in one tool mode, or every one (``--ablate``)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def eval_command(
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="first N questions only"),
     out: Path | None = typer.Option(None, "--out", "-o", help="output dir (default: <run.output_dir>/eval/...)"),
-    ablate: bool = typer.Option(False, "--ablate", help="run the four tool modes and add one table over them"),
+    ablate: bool = typer.Option(
+        False, "--ablate", help="run every tool mode (all, each tool, none) and add one table over them"
+    ),
     config: list[str] = typer.Option(
         None, "--config", "-c", help="YAML file(s), merged left to right over the config MODEL was trained with"
     ),

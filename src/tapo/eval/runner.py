@@ -3,7 +3,8 @@
 ``evaluate`` loads a model (a store name, a checkpoint or run dir, or ``openai:URL#MODEL``) and a data set
 (a JSONL/parquet file or a benchmark name), runs K samples per question in one tool mode, scores them and
 writes ``results.json``, ``results.md`` and ``trajectories.jsonl`` atomically. ``evaluate_ablation`` runs
-one model over the four tool modes and adds one table with a row per mode.
+one model over every tool mode of its tools (TAPO's four, one more per tool a user adds) and adds one table with a
+row per mode.
 """
 
 from __future__ import annotations
