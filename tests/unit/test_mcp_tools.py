@@ -127,19 +127,24 @@ def test_two_servers_with_one_tool_name_clash_unless_prefixed():
     assert names[2:] == ("add", "b_add")
 
 
-def test_a_server_unreachable_mid_run_is_text():
-    registry = resolve_tools(_tools()).build({"add"})
-    tool = registry.tools["add"]
-    tool.server.config = tool.server.config.model_copy(update={"command": ["/no/such/mcp-server"]})
+def _call_once(registry, name: str, tool_input: str):
+    """One call on a run's loop, then the registry closed there."""
 
     async def call():
         try:
-            return await registry.call("add", '{"a": 1, "b": 2}')
+            return await registry.call(name, tool_input)
         finally:
             await registry.aclose()
 
     with EventLoopThread("test-mcp") as loop:
-        result = loop.run(call())
+        return loop.run(call())
+
+
+def test_a_server_unreachable_mid_run_is_text():
+    registry = resolve_tools(_tools()).build({"add"})
+    tool = registry.tools["add"]
+    tool.server.config = tool.server.config.model_copy(update={"command": ["/no/such/mcp-server"]})
+    result = _call_once(registry, "add", '{"a": 1, "b": 2}')
     assert not result.ok and "server failed" in result.text
 
 
@@ -166,14 +171,5 @@ def http_server():
 
 def test_a_streamable_http_server(http_server):
     catalog = resolve_tools(ToolsConfig(enabled=[], mcp=[McpServerConfig(url=http_server, tools=["add"])]))
-    registry = catalog.build()
-
-    async def call():
-        try:
-            return await registry.call("add", '{"a": 20, "b": 22}')
-        finally:
-            await registry.aclose()
-
-    with EventLoopThread("test-mcp") as loop:
-        result = loop.run(call())
+    result = _call_once(catalog.build(), "add", '{"a": 20, "b": 22}')
     assert result.ok and result.text == "42"
