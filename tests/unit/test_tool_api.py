@@ -137,3 +137,22 @@ def test_the_chat_trace_draws_a_users_tool_as_a_call():
     panels = render_text("<think>loud</think><shout> hello </shout>", "model", protocol).renderables
     assert [p.title for p in panels if isinstance(p, Panel)] == ["reasoning", "shout call"]
     assert [p.title for p in render_text("<shout> hi </shout>", "model").renderables if isinstance(p, Panel)] == []
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "chat"])
+def test_the_commands_stop_on_a_bad_tool_before_any_work(command, tmp_path):
+    from typer.testing import CliRunner
+
+    from tapo.cli.main import app
+
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"id": "1", "question": "q", "golds": ["a"], "data_source": "default"}\n')
+    args = {
+        "train": ["train", f"data.train={data}", f"run.output_dir={tmp_path / 'runs'}"],
+        "eval": ["eval", "-m", "tiny-random", "-d", str(data), "-o", str(tmp_path / "eval")],
+        "chat": ["chat", "-m", "tiny-random", "-q", "hi"],
+    }[command]
+    result = CliRunner().invoke(app, [*args, 'tools.extra=["user_tools:undocumented"]'])
+    assert result.exit_code == 2, result.output
+    assert "tool user_tools:undocumented has no docstring" in result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "eval").exists()
