@@ -114,7 +114,7 @@ class RolloutWorker:
         from tapo.io.event_loop import EventLoopThread
         from tapo.prompts.templates import allowed_tools
         from tapo.rollout.agent_loop import RolloutRunner
-        from tapo.tools.registry import build_tools
+        from tapo.tools.catalog import build_tools
 
         self.loop = self.loop or EventLoopThread("bench-rollout")
         engine_key = json.dumps([config.model.model_dump(), config.rollout.engine.model_dump()], sort_keys=True)

@@ -74,7 +74,7 @@ class Engines:
         from tapo.engines.vllm_engine import VLLMEngine
         from tapo.io.event_loop import EventLoopThread
         from tapo.models.resolve import resolve_model
-        from tapo.tools.registry import build_tools
+        from tapo.tools.catalog import build_tools
 
         self.config = config
         path = resolve_model(MODEL)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
 from tapo.data.schema import Example
-from tapo.protocol import INVALID, TOOL_NAMES
+from tapo.protocol import INVALID, is_tool_action
 
 # Keys every trajectories.jsonl row carries (see Trajectory.to_row); a row without them is not this schema.
 ROW_KEYS = ("example", "prompt_ids", "response_ids", "model_mask", "logprobs", "turns", "finish_reason", "reward")
@@ -109,13 +109,13 @@ class Trajectory:
     def tool_calls(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for turn in self.turns:
-            if turn.action in TOOL_NAMES:
+            if is_tool_action(turn.action):
                 counts[turn.action] = counts.get(turn.action, 0) + 1
         return counts
 
     @property
     def tool_failures(self) -> int:
-        return sum(1 for t in self.turns if t.action in TOOL_NAMES and not t.ok)
+        return sum(1 for t in self.turns if is_tool_action(t.action) and not t.ok)
 
     def to_row(self, step: int | None = None) -> dict[str, Any]:
         """The ``trajectories.jsonl`` row: every field, plus ``step`` (training step, None elsewhere) and the

@@ -121,7 +121,7 @@ BUILDERS = {
     "tapo.train.setup.load_policy",
     "tapo.rollout.agent_loop",  # RolloutRunner
     "tapo.engines.factory.build_engine",
-    "tapo.tools.registry.build_tools",
+    "tapo.tools.catalog.build_tools",  # and ToolCatalog.build: a registry of started tools
 }
 
 

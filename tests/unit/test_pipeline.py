@@ -22,7 +22,7 @@ from tapo.pipeline.summary import NAMED_ARMS
 from tapo.prompts.templates import allowed_tools
 from tapo.protocol import parse_action
 from tapo.rewards.compute import RewardFunction
-from tapo.tools.registry import build_tools
+from tapo.tools.catalog import build_tools
 
 
 @pytest.fixture(scope="module")

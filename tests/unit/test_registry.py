@@ -9,8 +9,9 @@ import pytest
 
 from tapo.config.schema import ToolsConfig
 from tapo.tools.base import ToolResult
+from tapo.tools.catalog import build_tools
 from tapo.tools.code.tool import CodeTool
-from tapo.tools.registry import ToolRegistry, build_tools
+from tapo.tools.registry import ToolRegistry
 
 
 class SleepTool:

@@ -23,8 +23,8 @@ from tapo.io.event_loop import EventLoopThread
 from tapo.io.loopback import serve_in_thread
 from tapo.records import Trajectory
 from tapo.rollout.agent_loop import RolloutRunner
+from tapo.tools.catalog import build_tools
 from tapo.tools.code.server import create_app
-from tapo.tools.registry import build_tools
 from tapo.train.source import ToolRolloutSource
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
-from tapo.cli.preflight import check_eval_model, check_isolation, preflight
+from tapo.cli.preflight import check_eval_model, check_isolation, check_tool_definitions, preflight
 from tapo.io.atomic import append_jsonl
 from tapo.rollout.trace import TraceRenderer
 
@@ -62,23 +62,25 @@ def chat(
     with preflight():  # a missing run or a damaged model: one line, before the hub is asked or anything loads
         check_eval_model(cfg, model)
     name = template or cfg.data.template
+    with preflight():
+        catalog = check_tool_definitions(cfg)
     try:
-        allowed = allowed_tools(name)
+        allowed = allowed_tools(name, catalog.protocol)
     except (KeyError, ValueError, OSError) as error:
         raise fail(f"--template {name!r}: {error}") from None
     with preflight():
-        check_isolation(cfg, allowed & set(cfg.tools.enabled))
+        check_isolation(cfg, allowed & catalog.enabled)
     say_trained_config(model, trained)
     from tapo.rollout.chat import ChatSession, chat_tools
 
     engine = engine_or_exit(cfg, model)
     try:
-        tools = chat_tools(cfg, allowed, lambda warning: console.print(f"[yellow]{warning}[/]", highlight=False))
+        tools = chat_tools(catalog, allowed, lambda warning: console.print(f"[yellow]{warning}[/]", highlight=False))
     except (ValueError, OSError) as error:
         raise fail(f"cannot start the tools: {error}") from None
-    with ChatSession(cfg, engine, tools) as session:
+    with ChatSession(cfg, engine, tools, catalog.protocol) as session:
         for text in _questions(question):
-            renderer = TraceRenderer(stdout, engine.tokenizer)
+            renderer = TraceRenderer(stdout, engine.tokenizer, catalog.protocol)
             trajectory = session.ask(text, name, renderer, greedy=not sample, force=force or [])
             if save is not None:
                 append_jsonl(save, [trajectory.to_row()])

@@ -22,6 +22,7 @@ import typer
 from tapo.cli import preflight
 from tapo.cli.common import console, fail
 from tapo.config import TapoConfig
+from tapo.protocol import TAPO
 
 SHOWN = ("reward/mean", "tools/calls_per_traj", "actor/loss", "actor/grad_norm", "time/step_s")
 
@@ -81,10 +82,13 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
     report = Report()
     examples = _examples(config, report)
     report.attempt(preflight.check_output_dir, config.run.output_dir, "run.output_dir")
-    report.attempt(preflight.check_template, config.data.template)
+    catalog = report.attempt(preflight.check_tool_definitions, config)
+    protocol = catalog.protocol if catalog is not None else TAPO
+    report.attempt(preflight.check_template, config.data.template, "data.template", protocol)
     if config.rollout.engine.kind != "vllm":  # an in-process vLLM is replaced by transformers for the step
         report.attempt(preflight.check_engine, config)
-    report.attempt(preflight.check_tools, config, allowed_tools(config.data.template) & set(config.tools.enabled))
+    enabled = catalog.enabled if catalog is not None else frozenset(config.tools.enabled)
+    report.attempt(preflight.check_tools, config, allowed_tools(config.data.template, protocol) & enabled)
     report.attempt(preflight.check_reward, config, {example.data_source for example in examples})
     if Path(config.model.name).expanduser().exists():  # a local checkpoint: its files must read (headers only)
         report.attempt(preflight.check_model, config.model.name)

@@ -1,4 +1,4 @@
-"""``tapo eval``: evaluate a model under the TAPO protocol in one tool mode, or all four (``--ablate``)."""
+"""``tapo eval``: evaluate a model under the TAPO protocol in one tool mode, or every one (``--ablate``)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from tapo.cli.preflight import (
     check_eval_templates,
     check_output_dir,
     check_reward,
+    check_tool_definitions,
     check_tools,
     preflight,
 )
-from tapo.eval.modes import MODE_TOOLS, TOOL_MODES
+from tapo.eval.modes import mode_tools
 from tapo.eval.result_dir import EvalResult, ablation_table
 from tapo.eval.tables import ADAPTIVE_HEADERS, adaptive_table, metric_table, to_rich
 from tapo.io.progress import LiveProgress
@@ -57,7 +58,9 @@ def eval_command(
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="first N questions only"),
     out: Path | None = typer.Option(None, "--out", "-o", help="output dir (default: <run.output_dir>/eval/...)"),
-    ablate: bool = typer.Option(False, "--ablate", help="run the four tool modes and add one table over them"),
+    ablate: bool = typer.Option(
+        False, "--ablate", help="run every tool mode (all, each tool, none) and add one table over them"
+    ),
     config: list[str] = typer.Option(
         None, "--config", "-c", help="YAML file(s), merged left to right over the config MODEL was trained with"
     ),
@@ -70,8 +73,11 @@ def eval_command(
 
     cfg, trained = config_for_model(config, overrides, model, use_trained)
     mode = tools or cfg.eval.tools
-    if mode not in TOOL_MODES:
-        raise fail(f"--tools {mode!r}: choose one of {', '.join(TOOL_MODES)}")
+    with preflight():  # the run's tools (a user's, MCP servers'): their names are tool modes too
+        catalog = check_tool_definitions(cfg)
+    all_modes = mode_tools(catalog.protocol)
+    if mode not in all_modes:
+        raise fail(f"--tools {mode!r}: choose one of {', '.join(all_modes)}")
     k = samples or cfg.eval.samples
     out_dir = out or default_out_dir(cfg, model, data, "ablation" if ablate else mode)
     with preflight():  # the model, then where the results go: a whole evaluation must not be lost to it at the end
@@ -82,10 +88,10 @@ def eval_command(
         examples = load_eval_data(data, limit or cfg.eval.limit, cfg.eval.benchmark_dir)
     except (ValueError, FileNotFoundError) as error:
         raise fail(str(error)) from None
-    modes = TOOL_MODES if ablate else (mode,)
+    modes = tuple(all_modes) if ablate else (mode,)
     with preflight():  # everything else the evaluation acts on, before the model loads
-        check_eval_templates(cfg.data.template, modes)
-        check_tools(cfg, set().union(*(MODE_TOOLS[m] for m in modes)))
+        check_eval_templates(cfg.data.template, modes, catalog.protocol)
+        check_tools(cfg, set().union(*(all_modes[m] for m in modes)))
         check_engine(cfg)
         check_reward(cfg, {ex.data_source for ex in examples})
     say_trained_config(model, trained)
@@ -101,12 +107,16 @@ def eval_command(
                     data,
                     *args,
                     out_dir,
+                    modes=modes,
                     engine=engine,
                     progress=lambda m: _callback(progress, m, questions, setup.samples),
+                    catalog=catalog,
                 )
             else:
                 shown = _callback(progress, mode, questions, setup.samples)
-                results = [evaluate(cfg, model, data, mode, *args, out_dir, engine=engine, progress=shown)]
+                results = [
+                    evaluate(cfg, model, data, mode, *args, out_dir, engine=engine, progress=shown, catalog=catalog)
+                ]
     except (RuntimeError, ValueError, OSError) as error:
         raise fail(f"evaluation failed: {error}", code=1) from None
     for result in results:

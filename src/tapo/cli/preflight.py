@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tapo.cli.common import fail
@@ -25,6 +26,10 @@ from tapo.config.schema import (
     VLLMEngineConfig,
     VLLMServerEngineConfig,
 )
+from tapo.protocol import TAPO, Protocol
+
+if TYPE_CHECKING:
+    from tapo.tools.catalog import ToolCatalog
 
 
 class PreflightError(ValueError):
@@ -40,24 +45,36 @@ def preflight() -> Iterator[None]:
         raise fail(str(error)) from None
 
 
-def check_template(name: str, key: str = "data.template") -> None:
+def check_tool_definitions(config: TapoConfig) -> ToolCatalog:
+    """The run's tools, resolved: every ``tools.extra`` imported and checked, every ``tools.mcp`` server listed.
+    A tool the model could not call (import error, bad signature or schema, a name taken) is one line naming it."""
+    from tapo.tools.api import ToolDefinitionError
+    from tapo.tools.catalog import resolve_tools
+
+    try:
+        return resolve_tools(config.tools)
+    except ToolDefinitionError as error:
+        raise PreflightError(str(error)) from None
+
+
+def check_template(name: str, key: str = "data.template", protocol: Protocol = TAPO) -> None:
     from tapo.prompts.templates import get_template
 
     try:
-        get_template(name)
+        get_template(name, protocol)
     except KeyError as error:
         raise PreflightError(f"{key}={name!r}: {error.args[0]}") from None
     except (ValueError, OSError) as error:  # a template file that cannot be read or lacks a placeholder
         raise PreflightError(f"{key}={name!r}: {error}") from None
 
 
-def check_eval_templates(configured: str, modes: Iterable[str]) -> None:
+def check_eval_templates(configured: str, modes: Iterable[str], protocol: Protocol = TAPO) -> None:
     """The template each evaluated tool mode renders with (``tapo.eval.modes.template_for_mode``) exists."""
     from tapo.eval.modes import template_for_mode
 
     for mode in modes:
         try:
-            template_for_mode(configured, mode)
+            template_for_mode(configured, mode, protocol)
         except KeyError as error:
             raise PreflightError(f"data.template={configured!r}: {error.args[0]}") from None
         except (ValueError, OSError) as error:

@@ -15,6 +15,7 @@ from tapo.cli.preflight import (
     check_output_dir,
     check_reward,
     check_template,
+    check_tool_definitions,
     check_tools,
     preflight,
 )
@@ -67,9 +68,10 @@ def _check(config: TapoConfig) -> list[Example]:
         raise fail(f"data.train={config.data.train!r}: {problem}")
     with preflight():
         check_output_dir(config.run.output_dir, "run.output_dir")
-        check_template(config.data.template)
+        catalog = check_tool_definitions(config)
+        check_template(config.data.template, protocol=catalog.protocol)
         check_engine(config)
-        check_tools(config, allowed_tools(config.data.template) & set(config.tools.enabled))
+        check_tools(config, allowed_tools(config.data.template, catalog.protocol) & catalog.enabled)
         check_model(config.model.name)
     from tapo.data.io import load_examples
 

@@ -42,6 +42,15 @@ def iter_sections(model: type[Section] = TapoConfig, path: str = "") -> Iterator
         if sub:
             yield SectionDoc(dotted, sub)
             yield from iter_sections(sub, dotted)
+        if item := _item_section(field):  # a list of sections (tools.mcp): one table for its items
+            yield SectionDoc(f"{dotted}[]", item)
+            yield from iter_sections(item, f"{dotted}[]")
+
+
+def _item_section(field: FieldInfo) -> type[Section] | None:
+    """The section a list field holds items of, or None."""
+    args = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is list else ()
+    return args[0] if args and isinstance(args[0], type) and issubclass(args[0], Section) else None
 
 
 def _type(annotation: Any) -> str:
@@ -68,7 +77,7 @@ def _default(field: FieldInfo) -> str:
     if isinstance(value, Section):
         return f"`{value.kind}`" if "kind" in type(value).model_fields else ""  # type: ignore[attr-defined]
     text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n")
-    return f"`{text.strip()}`"
+    return f"`{text.strip()}`" if text.strip() else '`""`'
 
 
 def _row(name: str, field: FieldInfo) -> str:

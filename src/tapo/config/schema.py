@@ -332,9 +332,40 @@ CodeBackendConfig = Annotated[
 ]
 
 
-# The protocol's tool names (tapo.protocol.TOOLS), and the tool modes of an evaluation: all, one tool, none.
+class McpServerConfig(Section):
+    """An MCP server whose tools the policy may call (the `mcp` extra): a command on stdio, or a streamable-HTTP URL."""
+
+    command: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Command line that starts the server on stdio, e.g. `[python, -m, my_server]`; or set `url`.",
+    )
+    url: str | None = Field(
+        None, description="Streamable-HTTP endpoint of a running server, e.g. http://host:8000/mcp."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables of a stdio server (empty: the SDK's safe default set)."
+    )
+    cwd: str | None = Field(None, description="Working directory of a stdio server; None = this process's.")
+    tools: list[str] | None = Field(None, description="The server's tools to offer, by MCP name; None = all it lists.")
+    prefix: str = Field(
+        "",
+        pattern=r"^([A-Za-z][\w-]*)?$",
+        description="Prepended to the server's tool names (the tags the model writes), to keep servers apart.",
+    )
+    start_timeout_s: float = Field(
+        30.0, gt=0, description="Time to start the server and list its tools (at start-up) or to reconnect."
+    )
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs exactly one of `command` (stdio) and `url` (streamable HTTP)")
+        return self
+
+
+# TAPO's built-in tool names (tapo.protocol.TOOLS).
 ToolName = Literal[TOOL_NAMES]  # type: ignore[valid-type]
-ToolMode = Literal[("all", *TOOL_NAMES, "none")]  # type: ignore[valid-type]
 
 
 class ToolsConfig(Section):
@@ -342,7 +373,16 @@ class ToolsConfig(Section):
 
     enabled: list[ToolName] = Field(
         default_factory=lambda: list(TOOL_NAMES),
-        description="Tools available to the policy; TAPO uses both, `[]` is the no-tool (DAPO) ablation.",
+        description="TAPO's tools available to the policy; TAPO uses both, `[]` is the no-tool (DAPO) ablation. The "
+        "tools of `extra` and `mcp` are available whenever they are named.",
+    )
+    extra: list[str] = Field(
+        default_factory=list,
+        description="A user's tools, each `module:function`, `module:ToolClass` or the name of a `tapo.tools` entry "
+        "point; the model calls each as `<name> input </name>` (docs/tools.md).",
+    )
+    mcp: list[McpServerConfig] = Field(
+        default_factory=list, description="MCP servers whose tools the policy may call (docs/tools.md#mcp)."
     )
     max_concurrency: int = Field(
         32, ge=1, description="Tool calls in flight at once across the batch; raise it on big machines (256 on 8 GPUs)."
@@ -677,7 +717,11 @@ class EvalConfig(Section):
         True, description="Greedy decoding when samples = 1; sampled at `rollout.temperature` otherwise."
     )
     limit: int | None = Field(None, ge=1, description="Evaluate only the first N questions; None = all.")
-    tools: ToolMode = Field("all", description="Tools available during evaluation, as TAPO's ablations.")
+    tools: str = Field(
+        "all",
+        pattern=r"^[A-Za-z][\w-]*$",
+        description="Tools available during evaluation, as TAPO's ablations: `all`, one tool's name, or `none`.",
+    )
     seed: int = Field(0, ge=0, description="Sampling seed when samples are drawn at temperature > 0.")
     openai: OpenAIEndpointConfig = Field(
         default_factory=OpenAIEndpointConfig, description="OpenAI-compatible endpoint settings."

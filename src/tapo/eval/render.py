@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from tapo.protocol import INVALID, RESPONSE, TOOL_NAMES, Segment, format_observation, label, segments
+from tapo.protocol import INVALID, RESPONSE, Protocol, Segment, is_tool_action, label, segments
 from tapo.records import Trajectory, Turn
 
 
@@ -38,11 +38,11 @@ def render_segment(segment: Segment) -> str:
     return _block(segment.tag, title, segment.text)
 
 
-def _inserted(turn: Turn) -> str:
+def _inserted(turn: Turn, protocol: Protocol) -> str:
     """What the environment appended after ``turn``: a tool's output block or the corrective message ("" after the
     answer, and after the last turn allowed)."""
-    if turn.action in TOOL_NAMES:
-        return format_observation(turn.output)
+    if is_tool_action(turn.action):
+        return protocol.format_observation(turn.output)
     return turn.output if turn.action == INVALID else ""
 
 
@@ -64,9 +64,10 @@ def split_response(trajectory: Trajectory) -> list[Piece]:
     by its prefix at the end; text that cannot be matched is kept as the model's.
     """
     text, position, pieces = trajectory.response_text, 0, []
-    inserting = [turn for turn in trajectory.turns if _inserted(turn)]
+    protocol = Protocol.reading(trajectory.tool_calls)  # a user's tool is a tag too (its output escaped it)
+    inserting = [turn for turn in trajectory.turns if _inserted(turn, protocol)]
     for i, turn in enumerate(inserting):
-        inserted = _inserted(turn)
+        inserted = _inserted(turn, protocol)
         at = text.find(inserted, position)
         cut = False
         if at < 0 and i == len(inserting) - 1 and trajectory.finish_reason == "length":
@@ -81,13 +82,14 @@ def split_response(trajectory: Trajectory) -> list[Piece]:
     return [piece for piece in pieces if piece.text or piece.turn is not None]
 
 
-def render_piece(piece: Piece) -> str:
-    """Model text as its tagged blocks; a tool's output or the corrective message as one environment block."""
+def render_piece(piece: Piece, tags: tuple[str, ...]) -> str:
+    """Model text as its tagged blocks (``tags``: the protocol's); a tool's output or the corrective message as one
+    environment block."""
     turn = piece.turn
     if turn is None and not piece.text.strip():
         return _block("text", "model text: whitespace only", f"({len(piece.text)} whitespace characters)")
     if turn is None:
-        return "".join(render_segment(s) for s in segments(piece.text, unclosed=False))
+        return "".join(render_segment(s) for s in segments(piece.text, tags, unclosed=False))
     cut = " (cut at the response cap)" if piece.cut else ""
     if turn.action == INVALID:
         why = f": {turn.error}" if turn.error else ""
@@ -114,7 +116,8 @@ def render_trajectory(step: int | None, trajectory: Trajectory, model: str = "",
     ]
     who = " · ".join(x for x in (model, stage, f"step {step}" if step is not None else "") if x)
     tag = f'<span class="who">{esc(who)}</span> ' if who else ""
-    blocks = "".join(render_piece(piece) for piece in split_response(trajectory))
+    tags = Protocol.reading(trajectory.tool_calls).tags
+    blocks = "".join(render_piece(piece, tags) for piece in split_response(trajectory))
     return (
         f'<div class="traj {"ok" if reward.acc else "bad"}"><p>{tag}<b>Q:</b> '
         f'{esc(example.question if example else "")}</p><p class="meta">{esc(" · ".join(info))}</p>{blocks}</div>'

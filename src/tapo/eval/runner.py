@@ -3,7 +3,8 @@
 ``evaluate`` loads a model (a store name, a checkpoint or run dir, or ``openai:URL#MODEL``) and a data set
 (a JSONL/parquet file or a benchmark name), runs K samples per question in one tool mode, scores them and
 writes ``results.json``, ``results.md`` and ``trajectories.jsonl`` atomically. ``evaluate_ablation`` runs
-one model over the four tool modes and adds one table with a row per mode.
+one model over every tool mode of its tools (TAPO's four, one more per tool a user adds) and adds one table with a
+row per mode.
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
-from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
+from tapo.eval.modes import mode_tools, template_for_mode
 from tapo.eval.result_dir import EvalResult, save_ablation
 from tapo.eval.samples import to_records
 from tapo.io.event_loop import EventLoopThread
+from tapo.protocol import TAPO, Protocol
 from tapo.records import Trajectory
 from tapo.rewards.compute import RewardFunction
 from tapo.rollout.agent_loop import RolloutRunner
+
+if TYPE_CHECKING:
+    from tapo.tools.catalog import ToolCatalog
 
 # progress(done, total): trajectories finished of those the evaluation runs
 Progress = Callable[[int, int], None]
@@ -114,7 +119,7 @@ def run_rollouts(
     tokens, as in training (a 50 MB question took 3 GB uncut); how many were cut is one warning line."""
     from tapo.prompts.templates import render_prompt
 
-    prompts = [render_prompt(runner.tokenizer, ex.question, template) for ex in examples]
+    prompts = [render_prompt(runner.tokenizer, ex.question, template, runner.protocol) for ex in examples]
     if max_prompt_tokens is not None:
         cut = sum(len(prompt) > max_prompt_tokens for prompt in prompts)
         if cut:
@@ -149,15 +154,16 @@ def evaluate_examples(
     tools: Any | None = None,
     progress: Progress | None = None,
     loop: EventLoopThread | None = None,
+    protocol: Protocol = TAPO,
 ) -> EvalResult:
     """The core of an evaluation, given an engine and (for modes with tools) a tool registry and the event loop
-    its clients live on (the rollout runs there)."""
-    template = template_for_mode(config.data.template, tools_mode)
-    allowed = MODE_TOOLS[tools_mode]
+    its clients live on (the rollout runs there); ``protocol`` is the run's (TAPO's, or with a user's tools)."""
+    template = template_for_mode(config.data.template, tools_mode, protocol)
+    allowed = mode_tools(protocol)[tools_mode]
     if allowed and tools is None:
         raise ValueError(f"tools mode {tools_mode!r} needs a tool registry")
-    runner = RolloutRunner(engine, tools if allowed else None, config.rollout, loop=loop)
-    with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward:
+    runner = RolloutRunner(engine, tools if allowed else None, config.rollout, loop=loop, protocol=protocol)
+    with RewardFunction(config.reward, config.rollout.max_response_tokens, protocol) as reward:
         reward.check_sources({ex.data_source for ex in examples})
         cap = config.data.max_prompt_tokens
         trajectories = run_rollouts(runner, examples, template, setup, allowed, progress, cap)
@@ -177,17 +183,15 @@ def evaluate_examples(
 
 
 def _with_tools(
-    config: TapoConfig, tools_mode: str, run: Callable[[Any | None, EventLoopThread], EvalResult]
+    catalog: ToolCatalog, tools_mode: str, run: Callable[[Any | None, EventLoopThread], EvalResult]
 ) -> EvalResult:
     """Build the registry for the mode's tools on the event loop the rollout runs on, run, and close both whatever
     happens (the tools on the loop their clients live on)."""
     with EventLoopThread("tapo-eval") as loop:
-        enabled = set(MODE_TOOLS[tools_mode])
+        enabled = set(mode_tools(catalog.protocol)[tools_mode])
         if not enabled:
             return run(None, loop)
-        from tapo.tools.registry import build_tools
-
-        registry = build_tools(config.tools, enabled)
+        registry = catalog.build(enabled)
         try:
             return run(registry, loop)
         finally:
@@ -205,16 +209,22 @@ def evaluate(
     out_dir: str | Path,
     engine: GenerationEngine | None = None,
     progress: Progress | None = None,
+    catalog: ToolCatalog | None = None,
 ) -> EvalResult:
-    """Evaluate one model on one data set in one tool mode and write the results to ``out_dir``."""
+    """Evaluate one model on one data set in one tool mode and write the results to ``out_dir``; ``catalog`` is
+    the run's tools (None: resolved from ``config.tools``)."""
+    from tapo.tools.catalog import resolve_tools
+
+    catalog = catalog or resolve_tools(config.tools)
     setup = EvalSetup(samples, greedy, config.eval.seed)
     examples = load_eval_data(data_path, limit, config.eval.benchmark_dir)
     engine = engine or load_engine(config, model_name)
+    protocol = catalog.protocol
     result = _with_tools(
-        config,
+        catalog,
         tools_mode,
         lambda tools, loop: evaluate_examples(
-            config, engine, examples, tools_mode, setup, model_name, data_path, tools, progress, loop
+            config, engine, examples, tools_mode, setup, model_name, data_path, tools, progress, loop, protocol
         ),
     )
     result.save(Path(out_dir))
@@ -229,11 +239,17 @@ def evaluate_ablation(
     greedy: bool,
     limit: int | None,
     out_dir: str | Path,
-    modes: Sequence[str] = TOOL_MODES,
+    modes: Sequence[str] | None = None,
     engine: GenerationEngine | None = None,
     progress: Callable[[str], Progress] | None = None,
+    catalog: ToolCatalog | None = None,
 ) -> list[EvalResult]:
-    """One model, one data set, each tool mode in ``out_dir/<mode>``, plus ``ablation.md`` with a row per mode."""
+    """One model, one data set, each tool mode (None: all of the run's) in ``out_dir/<mode>``, plus ``ablation.md``
+    with a row per mode."""
+    from tapo.tools.catalog import resolve_tools
+
+    catalog = catalog or resolve_tools(config.tools)
+    modes = tuple(mode_tools(catalog.protocol)) if modes is None else modes
     engine = engine or load_engine(config, model_name)
     out = Path(out_dir)
     results = [
@@ -248,6 +264,7 @@ def evaluate_ablation(
             out / mode,
             engine=engine,
             progress=progress(mode) if progress else None,
+            catalog=catalog,
         )
         for mode in modes
     ]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tapo.data.mini.oracle_plan import OraclePlan
-from tapo.protocol import TOOL_NAMES
+from tapo.protocol import is_tool_action
 from tapo.records import RecordError, Trajectory
 
 
@@ -72,7 +72,7 @@ def record_from_trajectory(traj: Trajectory) -> SampleRecord:
         response_tokens=len(traj.response_ids),
         needs=_needs(traj.example.meta),
         kind=str(traj.example.meta["kind"]) if "kind" in traj.example.meta else None,
-        tool_sequence=tuple(turn.action for turn in traj.turns if turn.action in TOOL_NAMES),
+        tool_sequence=tuple(turn.action for turn in traj.turns if is_tool_action(turn.action)),
         plan=plan.tools if (plan := OraclePlan.of(traj.example)) else None,
     )
 

@@ -88,7 +88,7 @@ class MainJob:
         from tapo.models.resolve import resolve_model
         from tapo.pipeline.demos import DemoBuilder
         from tapo.rewards.compute import RewardFunction
-        from tapo.tools.registry import build_tools
+        from tapo.tools.catalog import build_tools
 
         config = load_config(self.config_file)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.profile.model))

@@ -3,17 +3,21 @@
 A template knows which tools it allows, so the rollout can refuse a tag the prompt never offered (the
 ablations: search only, code only, no tools). Prompts are rendered once through the model's own chat
 template and handed to the engine as token ids.
+
+The families and their ablations are functions of the run's protocol (:class:`tapo.protocol.Protocol`): a user's
+tool gets its rule in every family and a ``<family>_<tool>_only`` template, with TAPO's default templates unchanged.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from tapo.config.bounded_yaml import load_bounded
-from tapo.protocol import TOOL_NAMES, TOOLS
+from tapo.protocol import TAPO, Protocol
 
 QUESTION = "{question}"
 
@@ -77,27 +81,39 @@ class Template:
     def __post_init__(self) -> None:
         if QUESTION not in self.text:
             raise ValueError(f"template {self.name!r} has no {QUESTION} placeholder")
-        unknown = self.tools - set(TOOL_NAMES)
+
+    def check_tools(self, protocol: Protocol) -> Template:
+        """This template, if every tool it names is one of ``protocol``'s; else a ValueError naming them."""
+        unknown = self.tools - set(protocol.tool_names)
         if unknown:
-            raise ValueError(f"template {self.name!r} names unknown tools {sorted(unknown)}; known: {list(TOOL_NAMES)}")
+            known = list(protocol.tool_names)
+            raise ValueError(f"template {self.name!r} names unknown tools {sorted(unknown)}; known: {known}")
+        return self
 
     def fill(self, question: str) -> str:
         # str.replace, not str.format: templates contain code with braces.
         return self.text.replace(QUESTION, question.strip())
 
 
-def _instruction(tools: frozenset[str], example: bool) -> str:
-    rules = [_THINK, *(tool.rule for tool in TOOLS if tool.name in tools), _ANSWER]
+def _example(tools: frozenset[str]) -> str | None:
+    """The worked example of a tool set: TAPO's for its tools; with a user's tool, the example of TAPO's tools in
+    the set (it shows the format; the rules offer the rest); a user's tool alone has none."""
+    if tools in _EXAMPLES:
+        return _EXAMPLES[tools]
+    return _EXAMPLES.get(tools & frozenset(TAPO.tool_names)) if tools & frozenset(TAPO.tool_names) else None
+
+
+def _instruction(protocol: Protocol, tools: frozenset[str], example: bool) -> str:
+    rules = [_THINK, *(tool.rule for tool in protocol.tools if tool.name in tools), _ANSWER]
     numbered = "\n".join(f"{i}. {rule}" for i, rule in enumerate(rules, 1))
     head = "Answer the given question. Follow these rules:\n" + numbered
-    # a tool set without a worked example (a new tool's combinations) gets the rules alone
-    shown = f"\n\nExample:\n{_EXAMPLES[tools]}" if example and tools in _EXAMPLES else ""
+    shown = f"\n\nExample:\n{worked}" if example and (worked := _example(tools)) else ""
     return f"{head}{shown}\n\nQuestion: {QUESTION}"
 
 
-def _terse_instruction(tools: frozenset[str]) -> str:
+def _terse_instruction(protocol: Protocol, tools: frozenset[str]) -> str:
     """The four rules in three sentences: prompt tokens dominate the cost of a CPU training step."""
-    tool_rules = " ".join(tool.terse_rule for tool in TOOLS if tool.name in tools)
+    tool_rules = " ".join(tool.terse_rule for tool in protocol.tools if tool.name in tools)
     results = " Results come back in <response> </response>." if tools else ""
     return (
         f"Answer the question. Think in <think> </think>. {tool_rules}{results} "
@@ -105,16 +121,19 @@ def _terse_instruction(tools: frozenset[str]) -> str:
     ).replace("  ", " ")
 
 
-# Tool sets of the ablations, by the suffix their template names carry ("base" has all tools).
-_TOOL_SETS = {
-    "": frozenset(TOOL_NAMES),
-    **{f"{name}_only": frozenset({name}) for name in TOOL_NAMES},
-    "no_tools": frozenset(),
-}
+def _tool_sets(protocol: Protocol) -> dict[str, frozenset[str]]:
+    """Tool sets of the ablations, by the suffix their template names carry ("base" has all tools)."""
+    return {
+        "": frozenset(protocol.tool_names),
+        **{f"{name}_only": frozenset({name}) for name in protocol.tool_names},
+        "no_tools": frozenset(),
+    }
+
+
 # Template families: TAPO's (docs/method.md §5: rules + an example), "compact" (rules only), "minimal" (terse rules).
 _FAMILIES = {
-    "": lambda tools: _instruction(tools, example=True),
-    "compact": lambda tools: _instruction(tools, example=False),
+    "": lambda protocol, tools: _instruction(protocol, tools, example=True),
+    "compact": lambda protocol, tools: _instruction(protocol, tools, example=False),
     "minimal": _terse_instruction,
 }
 
@@ -123,48 +142,60 @@ def _family_name(family: str, suffix: str) -> str:
     return "_".join(part for part in (family, suffix) if part) or "base"
 
 
-TEMPLATES: dict[str, Template] = {
-    _family_name(family, suffix): Template(_family_name(family, suffix), text(tools), tools)
-    for family, text in _FAMILIES.items()
-    for suffix, tools in _TOOL_SETS.items()
-}
+@lru_cache(maxsize=8)
+def family_templates(protocol: Protocol) -> dict[str, Template]:
+    """Every family's template for every tool set of ``protocol`` (TAPO's: ``base``, ``compact_code_only``, ...)."""
+    return {
+        _family_name(family, suffix): Template(_family_name(family, suffix), text(protocol, tools), tools)
+        for family, text in _FAMILIES.items()
+        for suffix, tools in _tool_sets(protocol).items()
+    }
 
 
-def register_template(name: str, text: str, tools: frozenset[str] | set[str] | list[str]) -> Template:
-    """Add (or replace) a named template; ``text`` must contain ``{question}``."""
-    template = Template(name, text, frozenset(tools))
+# TAPO's families, plus the templates registered by name.
+TEMPLATES: dict[str, Template] = dict(family_templates(TAPO))
+
+
+def register_template(
+    name: str, text: str, tools: frozenset[str] | set[str] | list[str], protocol: Protocol = TAPO
+) -> Template:
+    """Add (or replace) a named template; ``text`` must contain ``{question}``, ``tools`` be ``protocol``'s."""
+    template = Template(name, text, frozenset(tools)).check_tools(protocol)
     TEMPLATES[name] = template
     return template
 
 
-def load_template_file(path: str | Path) -> Template:
+def load_template_file(path: str | Path, protocol: Protocol = TAPO) -> Template:
     """A template from a file: YAML/JSON ``{text, tools}``, or plain text whose tools are the tags it mentions."""
     file = Path(path)
     raw = file.read_text(encoding="utf-8")
+    names = protocol.tool_names
     if file.suffix in (".yaml", ".yml", ".json"):
         data: Any = json.loads(raw) if file.suffix == ".json" else load_bounded(raw)
         if not isinstance(data, dict) or "text" not in data:
             raise ValueError(f"{file}: a template file needs a 'text' field (and optionally 'tools')")
-        tools = frozenset(data.get("tools", [t for t in TOOL_NAMES if f"<{t}>" in data["text"]]))
-        return Template(str(file), data["text"], tools)
-    return Template(str(file), raw, frozenset(t for t in TOOL_NAMES if f"<{t}>" in raw))
+        tools = frozenset(data.get("tools", [t for t in names if f"<{t}>" in data["text"]]))
+        return Template(str(file), data["text"], tools).check_tools(protocol)
+    return Template(str(file), raw, frozenset(t for t in names if f"<{t}>" in raw))
 
 
-def get_template(name: str) -> Template:
-    """A registered template by name, or one loaded from a file path."""
-    if name in TEMPLATES:
-        return TEMPLATES[name]
+def get_template(name: str, protocol: Protocol = TAPO) -> Template:
+    """A template by name (``protocol``'s families first, then the registered ones), or one loaded from a file."""
+    found = family_templates(protocol).get(name) or TEMPLATES.get(name)
+    if found is not None:
+        return found.check_tools(protocol)
     if Path(name).expanduser().is_file():
-        return load_template_file(Path(name).expanduser())
-    raise KeyError(f"unknown prompt template {name!r}; known: {sorted(TEMPLATES)} (or a path to a template file)")
+        return load_template_file(Path(name).expanduser(), protocol)
+    known = sorted({*family_templates(protocol), *TEMPLATES})
+    raise KeyError(f"unknown prompt template {name!r}; known: {known} (or a path to a template file)")
 
 
-def allowed_tools(template: str) -> frozenset[str]:
-    return get_template(template).tools
+def allowed_tools(template: str, protocol: Protocol = TAPO) -> frozenset[str]:
+    return get_template(template, protocol).tools
 
 
-def render_prompt(tokenizer: Any, question: str, template: str) -> list[int]:
+def render_prompt(tokenizer: Any, question: str, template: str, protocol: Protocol = TAPO) -> list[int]:
     """Prompt token ids: the filled template as one user message through the model's chat template."""
-    messages = [{"role": "user", "content": get_template(template).fill(question)}]
+    messages = [{"role": "user", "content": get_template(template, protocol).fill(question)}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 
 from tapo.config.schema import RewardConfig
-from tapo.protocol import last_answer
+from tapo.protocol import TAPO, Protocol, last_answer
 from tapo.records import RewardBreakdown, Trajectory
 from tapo.rewards.format_check import check_format
 from tapo.rewards.registry import RewardError, ScorerRegistry
@@ -29,7 +29,7 @@ class RewardFunction:
     score + penalty + tool_bonus. Call :meth:`close` (or use ``with``) to stop the math worker process.
     """
 
-    def __init__(self, config: RewardConfig, max_response_tokens: int) -> None:
+    def __init__(self, config: RewardConfig, max_response_tokens: int, protocol: Protocol = TAPO) -> None:
         overlong = config.overlong
         if overlong.enabled and overlong.buffer >= max_response_tokens:
             raise RewardError(
@@ -38,6 +38,7 @@ class RewardFunction:
             )
         self.config = config
         self.max_response_tokens = max_response_tokens
+        self.protocol = protocol  # the run's tags: a user's tool is a tag the format check allows
         self.registry = ScorerRegistry(config)
 
     def penalty(self, n_model_tokens: int) -> float:
@@ -83,7 +84,7 @@ class RewardFunction:
         if isinstance(golds, str) or not golds:
             raise RewardError(f"golds must be a non-empty list of strings, got {golds!r}")
         penalty = self.penalty(n_model_tokens)
-        verdict = check_format(response_text)
+        verdict = check_format(response_text, self.protocol)
         if not verdict.ok or verdict.answer is None:
             score = self.config.format_penalty
             return RewardBreakdown(

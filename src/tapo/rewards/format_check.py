@@ -1,11 +1,11 @@
 """The strict output format of docs/method.md §3.
 
 A response is well formed when every tag in it belongs to a ``<name>…</name>`` pair of the protocol
-(:data:`tapo.protocol.TAGS`), pairs are not nested, and the last pair is the one ``answer``, followed only by
-whitespace. Plain text between pairs is allowed. Inside ``<response>`` (text the environment inserted: web
-snippets, program output, with protocol tags escaped) nothing is checked, since the model did not write it;
-inside a tool whose input may hold tag-like text (``<code>``: ``print("<b>")``) unknown tags are part of the
-input, but protocol tags are not.
+(:attr:`tapo.protocol.Protocol.tags`: TAPO's, or the run's with a user's tools), pairs are not nested, and the
+last pair is the one ``answer``, followed only by whitespace. Plain text between pairs is allowed. Inside
+``<response>`` (text the environment inserted: web snippets, program output, with protocol tags escaped) nothing
+is checked, since the model did not write it; inside a tool whose input may hold tag-like text (``<code>``:
+``print("<b>")``) unknown tags are part of the input, but protocol tags are not.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tapo.protocol import ANSWER, RESPONSE, TAGS, TOOLS
+from tapo.protocol import ANSWER, RESPONSE, TAPO, Protocol
 
-_TAG_RE = re.compile(r"<(/?)([A-Za-z][\w-]*)\s*>")
-_TAG_LIKE_INPUT = frozenset(tool.name for tool in TOOLS if tool.tag_like_input)
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][\w-]*)\s*>")  # protocol.TAG_NAME: what a tool may be named
 
 
 @dataclass(frozen=True)
@@ -28,33 +27,33 @@ class FormatCheck:
     answer: str | None = None
 
 
-def _inner_violation(name: str, inner: str) -> str:
+def _inner_violation(name: str, inner: str, protocol: Protocol) -> str:
     """Why the content of a ``name`` pair is not allowed, or "" when it is."""
     if name == RESPONSE:
         return ""
     for match in _TAG_RE.finditer(inner):
         tag = match.group(2)
-        if tag in TAGS:
+        if tag in protocol.tags:
             return f"<{match.group(1)}{tag}> nested inside <{name}>"
-        if name not in _TAG_LIKE_INPUT:
+        if name not in protocol.tag_like_input:
             return f"unknown tag <{match.group(1)}{tag}> inside <{name}>"
     return ""
 
 
-def check_format(text: str) -> FormatCheck:
+def check_format(text: str, protocol: Protocol = TAPO) -> FormatCheck:
     """Walk every tag pair of ``text`` in order; the first violation found is the reason."""
     position, last_name, last_inner, answers = 0, "", "", 0
     while match := _TAG_RE.search(text, position):
         closing, name = match.group(1), match.group(2)
         if closing:
             return FormatCheck(False, f"stray </{name}> at character {match.start()}")
-        if name not in TAGS:
-            return FormatCheck(False, f"unknown tag <{name}> (allowed: {', '.join(TAGS)})")
+        if name not in protocol.tags:
+            return FormatCheck(False, f"unknown tag <{name}> (allowed: {', '.join(protocol.tags)})")
         close = re.compile(rf"</{name}\s*>").search(text, match.end())
         if close is None:
             return FormatCheck(False, f"unclosed <{name}> at character {match.start()}")
         inner = text[match.end() : close.start()]
-        if violation := _inner_violation(name, inner):
+        if violation := _inner_violation(name, inner, protocol):
             return FormatCheck(False, violation)
         answers += name == ANSWER
         last_name, last_inner, position = name, inner, close.end()

@@ -22,7 +22,7 @@ from tapo.config.schema import RolloutConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine, SamplingParams
 from tapo.io.event_loop import EventLoopThread
-from tapo.protocol import INVALID, STOP_STRINGS, Action, corrective_message, format_observation, parse_action
+from tapo.protocol import INVALID, TAPO, Action, Protocol
 from tapo.records import Trajectory, Turn
 from tapo.rollout.stop_rules import AFTER_INSERTION, AFTER_MODEL_TURN, Stop, TurnEnd, first_stop
 from tapo.tools.registry import ToolRegistry
@@ -48,6 +48,7 @@ class RolloutRunner:
     ``on_step(trajectory_index, source, text)`` sees each piece as it joins a response (``source`` is
     ``"model"`` for a sampled turn, ``"environment"`` for an insertion), so ``tapo chat`` can show a trace live.
     ``loop`` is the run's event loop, the one the tools' clients belong to (None: a private one for this runner).
+    ``protocol`` is the run's (its tools' tags, stop strings, parsing and corrective message); TAPO's by default.
     """
 
     def __init__(
@@ -57,8 +58,10 @@ class RolloutRunner:
         config: RolloutConfig,
         on_step: StepCallback | None = None,
         loop: EventLoopThread | None = None,
+        protocol: Protocol = TAPO,
     ) -> None:
         self.engine = engine
+        self.protocol = protocol
         self.tools = tools
         self.config = config
         self.tokenizer = engine.tokenizer
@@ -71,7 +74,7 @@ class RolloutRunner:
             max_new_tokens=self.config.max_new_tokens_per_turn,
             temperature=0.0 if greedy else self.config.temperature,
             top_p=self.config.top_p,
-            stop=STOP_STRINGS,
+            stop=self.protocol.stop_strings,
             seed=seed,
         )
 
@@ -98,7 +101,7 @@ class RolloutRunner:
         if len(prompts) != len(examples):
             raise ValueError(f"{len(prompts)} prompts but {len(examples)} examples")
         usable = frozenset(allowed_tools) if self.tools is not None else frozenset()
-        stops = tuple(dict.fromkeys((*STOP_STRINGS, *params.stop)))
+        stops = tuple(dict.fromkeys((*self.protocol.stop_strings, *params.stop)))
 
         async def one(index: int, prompt: list[int], example: Example | None) -> Trajectory:
             trajectory = await self._trajectory(index, prompt, example, replace(params, stop=stops), usable)
@@ -139,7 +142,7 @@ class RolloutRunner:
         stop: Stop | None = None
         while stop is None:
             text = await self._model_turn(index, trajectory, params)
-            action = parse_action(text)
+            action = self.protocol.parse_action(text)
             stop = first_stop(AFTER_MODEL_TURN, TurnEnd(trajectory, self.config, text, action))
             if stop is None:
                 await self._environment_turn(index, trajectory, text, action, allowed)
@@ -179,10 +182,10 @@ class RolloutRunner:
         else the corrective message; either is recorded as a turn and inserted (mask 0)."""
         if self.tools is not None and action is not None and action.kind in allowed:
             turn = await self._call_tool(self.tools, action.kind, action.content)
-            inserted = format_observation(turn.output)
+            inserted = self.protocol.format_observation(turn.output)
         else:
             error = f"tool {action.kind!r} is not available" if action else "no valid action"
-            inserted = corrective_message(allowed)
+            inserted = self.protocol.corrective_message(allowed)
             turn = Turn(INVALID, action.content if action else text, inserted, ok=False, error=error)
         trajectory.turns.append(turn)
         self._insert(index, trajectory, inserted)

@@ -16,33 +16,38 @@ from tapo.engines.hf import HFEngine
 from tapo.io.closing import Closing
 from tapo.io.event_loop import EventLoopThread
 from tapo.prompts.templates import allowed_tools, render_prompt
+from tapo.protocol import TAPO, Protocol
 from tapo.records import Trajectory
 from tapo.rollout.agent_loop import RolloutRunner
 from tapo.rollout.trace import TraceRenderer
-from tapo.tools.registry import ToolRegistry, build_tools
+from tapo.tools.catalog import ToolCatalog
+from tapo.tools.registry import ToolRegistry
 
 
-def chat_tools(config: TapoConfig, allowed: frozenset[str], warn: Callable[[str], None]) -> ToolRegistry:
+def chat_tools(catalog: ToolCatalog, allowed: frozenset[str], warn: Callable[[str], None]) -> ToolRegistry:
     """The template's tools that the config enables. Search that cannot start here (no index) is left out with a
     warning, so chat works out of the box with the code tool alone; any other failure is raised (ValueError,
     OSError) for the caller to report."""
-    wanted = set(config.tools.enabled) & allowed
+    wanted = set(catalog.enabled) & allowed
     try:
-        return build_tools(config.tools, enabled=wanted)
+        return catalog.build(wanted)
     except (ValueError, OSError) as error:
         if "search" not in wanted:
             raise
         warn(f"search is off: {error}")
-        return build_tools(config.tools, enabled=wanted - {"search"})
+        return catalog.build(wanted - {"search"})
 
 
 class ChatSession(Closing):
     """Questions answered one by one on one engine, one set of tools and one event loop; close it at the end."""
 
-    def __init__(self, config: TapoConfig, engine: GenerationEngine, tools: ToolRegistry) -> None:
+    def __init__(
+        self, config: TapoConfig, engine: GenerationEngine, tools: ToolRegistry, protocol: Protocol = TAPO
+    ) -> None:
         self.config = config
         self.engine = engine
         self.tools = tools
+        self.protocol = protocol  # the run's tools' tags (a user's tool among them)
         self.loop = EventLoopThread("tapo-chat")
 
     def ask(self, question: str, template: str, renderer: TraceRenderer, greedy: bool, force: list[str]) -> Trajectory:
@@ -52,10 +57,14 @@ class ChatSession(Closing):
             engine.on_tokens = renderer.stream
         if force:
             engine = ForcedPrefixEngine(engine, force)
-        runner = RolloutRunner(engine, self.tools, self.config.rollout, on_step=renderer, loop=self.loop)
-        prompt = render_prompt(engine.tokenizer, question, template)
+        runner = RolloutRunner(
+            engine, self.tools, self.config.rollout, on_step=renderer, loop=self.loop, protocol=self.protocol
+        )
+        prompt = render_prompt(engine.tokenizer, question, template, self.protocol)
         params = runner.sampling_params(seed=None if greedy else self.config.run.seed, greedy=greedy)
-        allowed = allowed_tools(template) & frozenset(self.tools.names)  # the corrective message names only these
+        allowed = allowed_tools(template, self.protocol) & frozenset(
+            self.tools.names
+        )  # the corrective message names only these
         trajectory = runner.run([prompt], [None], params, allowed)[0]
         renderer.summary(trajectory)
         return trajectory

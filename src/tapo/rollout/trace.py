@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from tapo.protocol import RESPONSE, TAGS, Segment, label, segments
+from tapo.protocol import RESPONSE, TAPO, Protocol, Segment, label, segments
 from tapo.records import Trajectory
 
 # tag -> border style (a tool without an entry gets the default); text outside any tag is shown plain
@@ -34,10 +34,11 @@ def render_segment(segment: Segment, source: str) -> RenderableType:
     return Panel(body, title=label(segment.tag), title_align="left", border_style=STYLES.get(segment.tag, "white"))
 
 
-def render_text(text: str, source: str) -> Group:
+def render_text(text: str, source: str, protocol: Protocol = TAPO) -> Group:
     """All blocks of one appended piece. The environment writes only <response> blocks; its corrective message
     quotes tags as plain words, so only ``response`` is a tag there."""
-    return Group(*(render_segment(s, source) for s in segments(text, TAGS if source == "model" else (RESPONSE,))))
+    tags = protocol.tags if source == "model" else (RESPONSE,)
+    return Group(*(render_segment(s, source) for s in segments(text, tags)))
 
 
 class TraceRenderer:
@@ -47,15 +48,16 @@ class TraceRenderer:
     call it); the live view is replaced by the finished turn once the rollout reports it.
     """
 
-    def __init__(self, console: Console, tokenizer: Any = None) -> None:
+    def __init__(self, console: Console, tokenizer: Any = None, protocol: Protocol = TAPO) -> None:
         self.console = console
         self.tokenizer = tokenizer
+        self.protocol = protocol  # the session's tags: a user's tool gets its own panel
         self._live: Live | None = None
         self._streamed: list[int] = []
 
     def stream(self, ids: list[int]) -> None:
         self._streamed += ids
-        view = render_text(self.tokenizer.decode(self._streamed, skip_special_tokens=True), "model")
+        view = render_text(self.tokenizer.decode(self._streamed, skip_special_tokens=True), "model", self.protocol)
         if self._live is None:
             self._live = Live(view, console=self.console, refresh_per_second=8, transient=True)
             self._live.start()
@@ -66,7 +68,7 @@ class TraceRenderer:
         if self._live is not None:
             self._live.stop()
             self._live, self._streamed = None, []
-        self.console.print(render_text(text, source))
+        self.console.print(render_text(text, source, self.protocol))
 
     def summary(self, trajectory: Trajectory) -> None:
         """One line after the trace: why it ended, tool calls, model tokens."""

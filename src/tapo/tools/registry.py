@@ -2,6 +2,7 @@
 
 The rollout calls tools through the registry only, so whatever a tool does wrong (raises, hangs, is unknown)
 comes back as a :class:`ToolResult` with ``ok=False`` and text the model can read; the trajectory goes on.
+Which tools a run has is resolved from its config by :mod:`tapo.tools.catalog`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
-from tapo.config.schema import ToolsConfig
 from tapo.tools.base import Tool, ToolResult
 
 log = logging.getLogger(__name__)
@@ -67,29 +66,3 @@ class ToolRegistry:
                 await tool.aclose()
             except Exception as error:
                 log.warning("closing tool %s failed: %s", name, error)
-
-
-def _build_code(config: ToolsConfig) -> Tool:
-    from tapo.tools.code.factory import build_code_tool  # lazy: a search-only run starts no sandbox machinery
-
-    return build_code_tool(config.code)
-
-
-def _build_search(config: ToolsConfig) -> Tool:
-    from tapo.tools.search.factory import build_search_tool  # lazy: a code-only run loads no index library
-
-    return build_search_tool(config.search)
-
-
-# One builder per tool of the protocol (tapo.protocol.TOOLS), by its tag name.
-_BUILDERS: dict[str, Callable[[ToolsConfig], Tool]] = {"code": _build_code, "search": _build_search}
-
-
-def build_tools(config: ToolsConfig, enabled: set[str] | None = None) -> ToolRegistry:
-    """Build the registry from ``config.tools``; ``enabled`` (e.g. an ablation) overrides ``config.enabled``."""
-    wanted = set(config.enabled) if enabled is None else set(enabled)
-    unknown = wanted - set(_BUILDERS)
-    if unknown:
-        raise ValueError(f"unknown tools {sorted(unknown)}; known tools: {', '.join(sorted(_BUILDERS))}")
-    tools = {name: _BUILDERS[name](config) for name in sorted(wanted)}
-    return ToolRegistry(tools, max_concurrency=config.max_concurrency, call_timeout_s=config.call_timeout_s)

@@ -20,7 +20,8 @@ from tapo.stats import Interval, mean_interval, share_interval
 
 
 def rollout_metrics(trajs: Sequence[Trajectory]) -> dict[str, float]:
-    """Means over the trajectories; an unscored trajectory is an error (:attr:`Trajectory.scored`)."""
+    """Means over the trajectories; an unscored trajectory is an error (:attr:`Trajectory.scored`). A
+    ``tools/<name>_per_traj`` column for each of TAPO's tools, called or not, and for any other tool called."""
     if not trajs:
         return {}
     rewards = [t.scored for t in trajs]
@@ -41,7 +42,8 @@ def rollout_metrics(trajs: Sequence[Trajectory]) -> dict[str, float]:
         "response/total_tokens": statistics.fmean(len(t.response_ids) for t in trajs),
         "response/truncated_rate": sum(t.finish_reason == "length" for t in trajs) / n,
     }
-    for tool in TOOL_NAMES:
+    called = {tool for t in trajs for tool in t.tool_calls}
+    for tool in (*TOOL_NAMES, *sorted(called - set(TOOL_NAMES))):
         row[f"tools/{tool}_per_traj"] = sum(t.tool_calls.get(tool, 0) for t in trajs) / n
     return row
 

@@ -67,7 +67,7 @@ class ToolRolloutSource:
     ) -> None:
         from tapo.prompts.templates import allowed_tools
         from tapo.rollout.agent_loop import RolloutRunner
-        from tapo.tools.registry import build_tools
+        from tapo.tools.catalog import resolve_tools
 
         self.config = config
         self.tokenizer = tokenizer
@@ -76,16 +76,18 @@ class ToolRolloutSource:
 
             engine = build_engine(config.rollout, model, tokenizer, own_copy=own_engine_copy)
         self.engine = engine
-        self.allowed = allowed_tools(config.data.template) & frozenset(config.tools.enabled)
+        catalog = resolve_tools(config.tools)  # the run's tools, a user's and MCP servers' with TAPO's
+        self.protocol = catalog.protocol
+        self.allowed = allowed_tools(config.data.template, self.protocol) & catalog.enabled
         # no sandbox or index is started for a tool-less run (the no-tools baseline, benchmarks)
-        self.tools = build_tools(config.tools, set(self.allowed)) if self.allowed else None
+        self.tools = catalog.build(self.allowed) if self.allowed else None
         self.loop = EventLoopThread("tapo-rollout")
-        self.runner = RolloutRunner(self.engine, self.tools, config.rollout, loop=self.loop)
+        self.runner = RolloutRunner(self.engine, self.tools, config.rollout, loop=self.loop, protocol=self.protocol)
         self._reward = None
         if score is None:
             from tapo.rewards.compute import RewardFunction
 
-            self._reward = RewardFunction(config.reward, config.rollout.max_response_tokens)
+            self._reward = RewardFunction(config.reward, config.rollout.max_response_tokens, self.protocol)
             score = self._reward.score_trajectories
         self.score = score
         self._prompts: dict[str, list[int]] = {}
@@ -95,7 +97,7 @@ class ToolRolloutSource:
         if example.id not in self._prompts:
             from tapo.prompts.templates import render_prompt
 
-            ids = render_prompt(self.tokenizer, example.question, self.config.data.template)
+            ids = render_prompt(self.tokenizer, example.question, self.config.data.template, self.protocol)
             self._prompts[example.id] = ids[-self.config.data.max_prompt_tokens :]
         return self._prompts[example.id]
 
