@@ -22,6 +22,8 @@ from tapo.config import TapoConfig
 from tapo.config.schema import RemoteSearchConfig
 from tapo.data.io import save_examples
 from tapo.data.schema import Example
+from tapo.engines.base import SamplingParams
+from tapo.engines.openai_compat import OpenAICompatEngine, OpenAIEngineError
 from tapo.engines.scripted import ScriptedEngine
 from tapo.eval.result_dir import load_result
 from tapo.eval.runner import evaluate
@@ -103,6 +105,16 @@ def test_a_trickled_code_reply_is_a_failed_call_at_the_deadline() -> None:
         assert not result.ok and "did not answer" in result.text
         assert time.monotonic() - start < 5
         loop.run(tool.aclose())
+
+
+def test_a_trickled_reply_to_an_openai_compatible_engine_fails_at_its_deadline(tokenizer) -> None:
+    with trickling_server() as url:
+        engine = OpenAICompatEngine(url + "/v1", "m", tokenizer, timeout_s=0.5, max_retries=0)
+        start = time.monotonic()
+        with pytest.raises(OpenAIEngineError, match="no whole reply within"):
+            engine.generate([[1]], SamplingParams())
+        engine.close()
+        assert time.monotonic() - start < 5
 
 
 class HangsInClose:
