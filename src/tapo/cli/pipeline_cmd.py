@@ -9,6 +9,7 @@ import typer
 from tapo.cli.common import console, fail
 from tapo.config import ConfigError
 from tapo.engines.factory import vllm_missing
+from tapo.io.runs import RunLocked
 from tapo.pipeline.job import MainJob, StageFailed
 from tapo.pipeline.profiles import Engine, load_profile
 from tapo.tools.code.sandbox import SandboxUnavailableError
@@ -37,6 +38,8 @@ def run(
     job = MainJob(chosen, root, console)
     try:
         job.run()
+    except RunLocked as error:  # another `tapo pipeline run` writes this job directory
+        raise fail(str(error)) from None
     except (StageFailed, SandboxUnavailableError) as error:
         raise fail(str(error), code=1) from None
     console.print(f"\n[bold green]done.[/] results: {root / 'summary.md'}   report: {root / 'report' / 'report.html'}")

@@ -20,6 +20,7 @@ from tapo.config import load_config
 from tapo.config.loader import dump_config
 from tapo.io.atomic import write_jsonl, write_text
 from tapo.io.parent_death import die_with_parent_hook
+from tapo.io.runs import RunLock
 from tapo.models.resolve import latest_run_checkpoint
 from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, save_arms
 from tapo.pipeline.profiles import Profile
@@ -210,8 +211,13 @@ class MainJob:
         return stages
 
     def run(self) -> None:
-        self.write_config()
-        StageRunner(self.root / "pipeline-state.json", self.console).run(self.stages())
+        """Every stage not yet done, holding the job directory's lock throughout: a second ``tapo pipeline run``
+        on the same directory is refused at once (``RunLocked``, naming this process's pid) instead of rebuilding
+        the data and training the warm start again next to this one. The lock is taken before the state file is
+        read, so what is done is decided by the one writer."""
+        with RunLock(self.root):
+            self.write_config()
+            StageRunner(self.root / "pipeline-state.json", self.console).run(self.stages())
 
     def next_commands(self) -> list[tuple[str, str]]:
         """What to run next with the trained model: (what, command). The model's run directory carries the config
