@@ -12,6 +12,7 @@ from tapo.engines.factory import vllm_missing
 from tapo.io.runs import RunLocked
 from tapo.pipeline.job import MainJob, StageFailed
 from tapo.pipeline.profiles import Engine, load_profile
+from tapo.pipeline.stages import StageInterrupted
 from tapo.tools.code.sandbox import SandboxUnavailableError
 
 app = typer.Typer(help="The main job: train SmolLM2 with TAPO on TAPO-mini and show the gain.", no_args_is_help=True)
@@ -40,6 +41,16 @@ def run(
         job.run()
     except RunLocked as error:  # another `tapo pipeline run` writes this job directory
         raise fail(str(error)) from None
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: say where the job stopped and how to go on, exit 130
+        where = f"during {interrupt.stage}" if isinstance(interrupt, StageInterrupted) else "between stages"
+        again = f"tapo pipeline run --profile {profile} --out {root}" + (f" --engine {engine}" if engine else "")
+        console.print(
+            f"[yellow]interrupted {where}[/]; the finished stages are kept ({root / 'pipeline-state.json'}) and "
+            f"the interrupted one continues where it can. To resume: {again}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     except (StageFailed, SandboxUnavailableError) as error:
         raise fail(str(error), code=1) from None
     console.print(f"\n[bold green]done.[/] results: {root / 'summary.md'}   report: {root / 'report' / 'report.html'}")

@@ -30,6 +30,14 @@ from tapo.io.atomic import write_json
 from tapo.io.progress import JOB_ENV, JobLine
 
 
+class StageInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a stage ran: still a KeyboardInterrupt, naming the stage so the job can say where it stopped."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -107,6 +115,8 @@ class StageRunner:
             start = time.perf_counter()
             try:
                 stage.run()
+            except KeyboardInterrupt:
+                raise StageInterrupted(header) from None
             finally:
                 os.environ.pop(JOB_ENV, None)
             elapsed = time.perf_counter() - start
