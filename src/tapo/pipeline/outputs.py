@@ -13,10 +13,7 @@ import json
 from pathlib import Path
 
 from tapo.data.io import sha256_files
-from tapo.eval.result_dir import RESULTS_FILE, TRAJECTORIES_FILE, load_result
 from tapo.models.integrity import check_files
-from tapo.tools.search.corpus import read_meta
-from tapo.train.checkpoint import CheckpointError, list_checkpoints, set_aside, verify_checkpoint
 
 MANIFEST_FILE = "manifest.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -24,6 +21,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 def data_problem(data_dir: Path) -> str | None:
     """The data set and its index: every file the manifest lists with the hash it recorded, and a readable index."""
+    from tapo.tools.search.corpus import read_meta  # lazy: the search package loads its index libraries
+
     manifest = data_dir / MANIFEST_FILE
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8"))["sha256"]
@@ -60,6 +59,8 @@ def demos_problem(demos_file: Path) -> str | None:
 
 def eval_problem(out_dir: Path) -> str | None:
     """An evaluation: its ``results.json`` (written last) loads and its trajectories are there."""
+    from tapo.eval.result_dir import RESULTS_FILE, TRAJECTORIES_FILE, load_result  # lazy: the metrics' imports
+
     if not (out_dir / RESULTS_FILE).is_file():
         return f"{out_dir / RESULTS_FILE} is missing"
     try:
@@ -94,6 +95,8 @@ def _last_logged_step(metrics: Path) -> int:
 def run_problem(run_dir: Path) -> str | None:
     """A finished training run: its newest complete checkpoint verifies (every file's header), holds a model
     with weights, and is the step the run logged last (a finished run checkpoints its last step)."""
+    from tapo.train.checkpoint import CheckpointError, list_checkpoints, verify_checkpoint  # lazy: loads torch
+
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
         return f"{run_dir} has no complete checkpoint"
@@ -112,6 +115,8 @@ def run_problem(run_dir: Path) -> str | None:
 def set_aside_unusable(run_dir: Path) -> list[Path]:
     """Set aside (rename, never delete) every ``step-*`` of ``run_dir`` that fails the checks of resuming, so a
     stage that starts over is not refused for a finished run it cannot use; returns the new paths."""
+    from tapo.train.checkpoint import CheckpointError, set_aside, verify_checkpoint  # lazy: loads torch
+
     moved = []
     for checkpoint in sorted((run_dir / "checkpoints").glob("step-*")):
         try:
