@@ -8,6 +8,7 @@ The trickling server is real: a socket on 127.0.0.1 that promises a long JSON bo
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import socket
 import threading
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tapo.config import TapoConfig
 from tapo.config.schema import RemoteSearchConfig
@@ -28,9 +30,11 @@ from tapo.engines.scripted import ScriptedEngine
 from tapo.eval.result_dir import load_result
 from tapo.eval.runner import evaluate
 from tapo.io.event_loop import EventLoopThread
+from tapo.rollout.chat import ChatSession
+from tapo.rollout.trace import TraceRenderer
 from tapo.tools.base import ToolResult
 from tapo.tools.code.client import RemoteCodeTool
-from tapo.tools.registry import ToolRegistry
+from tapo.tools.registry import ToolRegistry, build_tools
 from tapo.tools.search.client import RetrievalClient
 from tapo.tools.search.http import SearchServiceError
 
@@ -168,3 +172,21 @@ def test_an_evaluation_against_a_trickling_search_server_finishes_and_writes_its
     assert result.overall.acc == 1.0 and result.overall.tool_failure_rate == 1.0
     assert load_result(out).overall.acc == 1.0
     assert json.loads((out / "results.json").read_text())["tools_mode"] == "search"
+
+
+def test_a_chat_session_against_a_trickling_search_server_answers_and_closes(tokenizer) -> None:
+    """`tapo chat` closes like evaluation and training: the question is answered with 'search unavailable' at the
+    time-out, and closing the session does not wait for the request the server still trickles."""
+    config = TapoConfig()
+    config.rollout = config.rollout.model_copy(update={"max_turns": 2, "max_response_tokens": 256})
+    config.tools.search.timeout_s = 0.5
+    config.tools.search.cache.enabled = False
+    script = ["<search> capital of France </search>", "<answer> Paris </answer>"]
+    with trickling_server() as url:
+        config.tools.search.backend = RemoteSearchConfig(url=url)
+        start = time.monotonic()
+        with ChatSession(config, ScriptedEngine(tokenizer, script), build_tools(config.tools, {"search"})) as chat:
+            renderer = TraceRenderer(Console(file=io.StringIO()), tokenizer)
+            trajectory = chat.ask("Capital of France?", config.data.template, renderer, greedy=True, force=[])
+        assert time.monotonic() - start < 15
+    assert trajectory.turns[0].output and "Paris" in trajectory.response_text
