@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tapo.cli.common import console, fail
 from tapo.config import ConfigError
@@ -44,12 +45,9 @@ def run(
     except KeyboardInterrupt as interrupt:  # Ctrl-C: say where the job stopped and how to go on, exit 130
         where = f"during {interrupt.stage}" if isinstance(interrupt, StageInterrupted) else "between stages"
         again = f"tapo pipeline run --profile {profile} --out {root}" + (f" --engine {engine}" if engine else "")
-        console.print(
-            f"[yellow]interrupted {where}[/]; the finished stages are kept ({root / 'pipeline-state.json'}) and "
-            f"the interrupted one continues where it can. To resume: {again}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        kept = f"the finished stages are kept ({root / 'pipeline-state.json'})"
+        said = f"{where}; {kept} and the interrupted one continues where it can. To resume: {again}"
+        console.print(f"[yellow]interrupted[/] {escape(said)}", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     except (StageFailed, SandboxUnavailableError) as error:
         raise fail(str(error), code=1) from None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from tapo.io.atomic import write_json
 from tapo.io.progress import JOB_ENV, JobLine
@@ -102,7 +103,7 @@ class StageRunner:
                     self.console.print(f"[dim]{header}: done earlier, skipped[/]")
                     continue
                 self.console.print(
-                    f"[yellow]{header}: done earlier, but {reason}: running it again[/]", highlight=False
+                    f"[yellow]{header}: done earlier, but {escape(reason)}: running it again[/]", highlight=False
                 )
                 del self.state[stage.name]  # not done until it finishes again
                 write_json(self.state_file, self.state)
