@@ -101,3 +101,29 @@ def test_killing_the_pipeline_kills_its_running_stage_and_a_rerun_resumes(tmp_pa
     assert rerun.returncode == 0
     assert "first ran" not in out and "done earlier, skipped" in out  # the finished stage is not run again
     assert "a stage that runs on: finished" in out  # the killed one is
+
+
+def test_ctrl_c_says_where_the_job_stopped_and_how_to_resume(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the terminal's whole process group: the pipeline and its running stage) while the first
+    stage runs: exit 130, one line naming the stage and the command that resumes the job."""
+    profile = Path(__file__).parent.parent / "fixtures" / "pipeline-smoke.yaml"
+    job, log = tmp_path / "job", tmp_path / "log.txt"
+    command = [sys.executable, "-m", "tapo", "pipeline", "run", "--profile", str(profile), "--out", str(job)]
+    env = {**os.environ, "COLUMNS": "250"}
+    with log.open("w") as out:
+        parent = subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while "$ tapo data build" not in log.read_text():  # the first stage's command has started
+            assert parent.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        os.killpg(parent.pid, signal.SIGINT)
+        parent.wait(60)
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait()
+    said = log.read_text()
+    assert parent.returncode == 130, said
+    assert "interrupted during [1/14] build TAPO-mini and its search index" in said
+    assert f"To resume: tapo pipeline run --profile {profile} --out {job}" in said

@@ -115,6 +115,42 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_checkpoi
     assert (run / LOCK_FILE).read_text().strip() == str(os.getpid())
 
 
+def test_the_lock_is_taken_before_the_finished_check(tmp_path, tiny_checkpoint) -> None:
+    """A second `tapo sft` or fresh `tapo train` on a run another process writes is refused for that, naming its
+    pid, whatever the directory holds: deciding "finished" or "not started" first let the second one, finding no
+    checkpoint yet, train again (over the first's metrics and config) as soon as the first released the lock."""
+    run = tmp_path / "runs" / "r"
+    (run / "checkpoints" / "step-1").mkdir(parents=True)  # what the live writer has written so far
+    holder = _hold_lock(run)
+    try:
+        result = _train(*_settings(tmp_path, tiny_checkpoint), "trainer.max_steps=1")
+        assert result.exit_code == 2 and f"pid {holder.pid}" in result.output, result.output
+        demos = tmp_path / "demos.jsonl"
+        write_jsonl(demos, [{"prompt_ids": [1, 2], "response_ids": [3], "model_mask": [1]}])
+        args = ["sft", "--demos", str(demos), f"run.output_dir={tmp_path / 'runs'}", "run.name=r"]
+        result = CliRunner().invoke(app, [*args, f"model.name={tiny_checkpoint}", "--no-progress"])
+        assert result.exit_code == 2 and f"pid {holder.pid}" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_pipeline_on_one_job_directory_is_refused_at_once(tmp_path) -> None:
+    """Two `tapo pipeline run` on one job directory: the second stops with one line naming the first's pid,
+    before it writes the job's config or runs any stage."""
+    job = tmp_path / "job"
+    holder = _hold_lock(job)
+    try:
+        result = CliRunner().invoke(app, ["pipeline", "run", "--out", str(job)])
+        assert result.exit_code == 2 and f"pid {holder.pid}" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert sorted(p.name for p in job.iterdir()) == [LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def _corrupt(path) -> None:
     write_text(path, "\x00\x01 not a safetensors header")
 

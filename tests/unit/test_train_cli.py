@@ -33,11 +33,13 @@ def test_resume_needs_a_run_directory(tmp_path) -> None:
     assert result.exit_code == 2 and "no config.yaml" in result.output
 
 
-def test_existing_run_is_not_overwritten(tmp_path) -> None:
+def test_existing_run_is_not_overwritten(tmp_path, tiny_checkpoint) -> None:
     data = tmp_path / "train.jsonl"
     write_text(data, '{"id": "a", "question": "q?", "data_source": "nq", "golds": ["x"]}\n')
     (tmp_path / "runs" / "r" / "checkpoints" / "step-1").mkdir(parents=True)
-    result = _invoke("train", f"data.train={data}", f"run.output_dir={tmp_path / 'runs'}", "run.name=r")
+    # a valid run: what the directory holds is looked at under the run's lock, after the checks of the input
+    settings = [f"model.name={tiny_checkpoint}", "data.template=compact_no_tools"]
+    result = _invoke("train", f"data.train={data}", f"run.output_dir={tmp_path / 'runs'}", "run.name=r", *settings)
     assert result.exit_code == 2 and "--resume" in result.output
 
 

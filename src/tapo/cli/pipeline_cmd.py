@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tapo.cli.common import console, fail
 from tapo.config import ConfigError
 from tapo.engines.factory import vllm_missing
+from tapo.io.runs import RunLocked
 from tapo.pipeline.job import MainJob, StageFailed
 from tapo.pipeline.profiles import Engine, load_profile
+from tapo.pipeline.stages import StageInterrupted
 from tapo.tools.code.sandbox import SandboxUnavailableError
 
 app = typer.Typer(help="The main job: train SmolLM2 with TAPO on TAPO-mini and show the gain.", no_args_is_help=True)
@@ -37,6 +40,15 @@ def run(
     job = MainJob(chosen, root, console)
     try:
         job.run()
+    except RunLocked as error:  # another `tapo pipeline run` writes this job directory
+        raise fail(str(error)) from None
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: say where the job stopped and how to go on, exit 130
+        where = f"during {interrupt.stage}" if isinstance(interrupt, StageInterrupted) else "between stages"
+        again = f"tapo pipeline run --profile {profile} --out {root}" + (f" --engine {engine}" if engine else "")
+        kept = f"the finished stages are kept ({root / 'pipeline-state.json'})"
+        said = f"{where}; {kept} and the interrupted one continues where it can. To resume: {again}"
+        console.print(f"[yellow]interrupted[/] {escape(said)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     except (StageFailed, SandboxUnavailableError) as error:
         raise fail(str(error), code=1) from None
     console.print(f"\n[bold green]done.[/] results: {root / 'summary.md'}   report: {root / 'report' / 'report.html'}")

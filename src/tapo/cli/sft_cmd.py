@@ -25,8 +25,6 @@ def sft(
     with preflight():
         check_output_dir(config.run.output_dir, "run.output_dir")
         check_model(config.model.name)
-    if any(run_root.glob("checkpoints/step-*")):  # SFT saves only at its end: this warm start is finished
-        raise fail(f"{run_root} already has a finished warm start (checkpoints/step-*): choose another run.name")
     from transformers import AutoTokenizer
 
     from tapo.models.resolve import resolve_model
@@ -47,7 +45,11 @@ def sft(
 
     run = RunDir(run_root)
     accelerator = make_accelerator(config, run.root)
+    # One writer per run directory, taken before the "finished" decision: a second `tapo sft` that looked first
+    # would find no checkpoint while this one trains, and train again (over its metrics and config) once it ends.
     with run_lock(run.root, accelerator.is_main_process):
+        if any(run.checkpoints.glob("step-*")):  # SFT saves only at its end: this warm start is finished
+            raise fail(f"{run.root} already has a finished warm start (checkpoints/step-*): choose another run.name")
         if accelerator.is_main_process:
             RunDir.create(config)
         accelerator.wait_for_everyone()

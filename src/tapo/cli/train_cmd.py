@@ -56,6 +56,22 @@ def _resume_point(run_root: Path, resume_from: str) -> Path:
     return checkpoint
 
 
+def _starting_point(run_root: Path, resume: bool, resume_from: str | None) -> Path | None:
+    """The checkpoint to resume from (None: step 0), read under the run's lock; a fresh run over a directory that
+    already has checkpoints is refused (exit 2, one line)."""
+    from tapo.train.checkpoint import CheckpointError, choose_checkpoint
+
+    if not resume:
+        if any(run_root.glob("checkpoints/step-*")):
+            raise fail(f"{run_root} already has checkpoints: pass --resume {run_root} or choose another run.name")
+        return None
+    try:  # a corrupt newest checkpoint: a warning and the previous one, still before the model loads
+        explicit = _resume_point(run_root, resume_from) if resume_from else None
+        return choose_checkpoint(run_root / "checkpoints", explicit)
+    except CheckpointError as error:
+        raise fail(str(error)) from None
+
+
 def _check(config: TapoConfig) -> list[Example]:
     """Everything the run will act on, before any work and before runs/NAME is created (exit 2, one line)."""
     from tapo.prompts.templates import allowed_tools
@@ -115,16 +131,7 @@ def train(
         raise fail("--resume-from needs --resume RUN_DIR")
     if resume is not None and resume.resolve() != run_root.resolve():
         raise fail(f"--resume {resume} does not match run.output_dir/run.name = {run_root}")
-    if resume is None and any(run_root.glob("checkpoints/step-*")):
-        raise fail(f"{run_root} already has checkpoints: pass --resume {run_root} or choose another run.name")
     examples = _check(config)
-    from tapo.train.checkpoint import CheckpointError, choose_checkpoint
-
-    try:  # a corrupt newest checkpoint: a warning and the previous one, still before the model loads
-        explicit = _resume_point(run_root, resume_from) if resume_from else None
-        checkpoint = choose_checkpoint(run_root / "checkpoints", explicit) if resume else None
-    except CheckpointError as error:
-        raise fail(str(error)) from None
     set_threads(config.run.torch_threads)
 
     from tapo.io.runs import RunDir
@@ -132,7 +139,10 @@ def train(
 
     run = RunDir(run_root)
     accelerator = make_accelerator(config, run.root)
-    with run_lock(run.root, accelerator.is_main_process):  # one writer per run directory, for the whole run
+    # One writer per run directory, for the whole run, taken before anything is decided from what the directory
+    # holds: a second command that looked first could find no checkpoint yet and train again once this one ends.
+    with run_lock(run.root, accelerator.is_main_process):
+        checkpoint = _starting_point(run_root, resume is not None, resume_from)
         if accelerator.is_main_process:
             if resume is None:  # a fresh run over an earlier attempt that never checkpointed starts clean
                 run.trim(0)

@@ -21,7 +21,9 @@ tag (``</search>`` → ``<search>``) was written last is taken, which is what th
 
 The engine keeps one pooled httpx client and one concurrency limit on an event loop of its own (as the vLLM
 engine does): the rollout awaits it from the run's loop, the batch ``generate`` (tests) calls it from sync code,
-and the connections live as long as the engine, whichever loop asks. ``close()`` releases them.
+and the connections live as long as the engine, whichever loop asks. ``close()`` releases them. Each attempt of a
+request has ``timeout_s`` in all (httpx's time-out is per read, which a server trickling its reply resets with
+every byte), and closing waits a bounded time (:mod:`tapo.io.deadline`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, Literal
 import httpx
 
 from tapo.engines.base import FinishReason, Generation, SamplingParams
+from tapo.io.deadline import close_all
 from tapo.io.event_loop import EventLoopThread
 
 OpenAIApi = Literal["completions", "chat"]
@@ -205,7 +208,11 @@ class OpenAICompatEngine:
             if attempt:
                 await asyncio.sleep(min(self.retry_backoff_s * 2 ** (attempt - 1), 8.0))
             try:
-                response = await self._client.post(self.base_url + path, json=body, headers=self._headers)
+                async with asyncio.timeout(self.timeout_s):
+                    response = await self._client.post(self.base_url + path, json=body, headers=self._headers)
+            except TimeoutError:
+                error = f"no whole reply within {self.timeout_s:g} s"
+                continue
             except httpx.TransportError as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 continue
@@ -245,5 +252,5 @@ class OpenAICompatEngine:
     def close(self) -> None:
         """Close the connections and stop the engine's loop; closing twice is a no-op."""
         if not self._io.closed:
-            self._io.run(self._client.aclose())
+            self._io.run(close_all({"the HTTP client": self._client.aclose}))
             self._io.close()

@@ -13,10 +13,14 @@ nodes), then every vLLM worker runs ``reload_weights(weights_path=...)`` through
 ``/collective_rpc`` route and the prefix cache is dropped. The engine keeps running: no restart, no reload
 of the KV-cache memory or the compiled graphs. Those routes are vLLM's development routes, served when the
 server starts with ``VLLM_SERVER_DEV_MODE=1``.
+
+Every request, the model query and the reload routes included, goes through the engine's own loop under a
+deadline on the whole request (httpx's time-out is per read, which a server trickling its reply resets).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -46,17 +50,34 @@ class VLLMServerEngine(OpenAICompatEngine):
         self.weights_dir = Path(weights_dir) if weights_dir else None
         super().__init__(
             self.root + "/v1",
-            self._served_model(),
+            "",  # asked of the server next, on the engine's loop
             tokenizer,
             api="completions",
             timeout_s=timeout_s,
             max_retries=max_retries,
             max_concurrency=max_concurrency,
         )
+        try:
+            self.model = self._served_model()
+        except BaseException:
+            self.close()
+            raise
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None, timeout_s: float) -> httpx.Response:
+        """One request to the server within ``timeout_s`` in all; a late reply is an ``httpx.TimeoutException``."""
+
+        async def send() -> httpx.Response:
+            async with asyncio.timeout(timeout_s):
+                return await self._client.request(method, self.root + path, json=body)
+
+        try:
+            return self._io.run(send())
+        except TimeoutError:
+            raise httpx.TimeoutException(f"no whole reply within {timeout_s:g} s") from None
 
     def _served_model(self) -> str:
         try:
-            response = httpx.get(self.root + "/v1/models", timeout=30.0)
+            response = self._request("GET", "/v1/models", None, 30.0)
             response.raise_for_status()
             return response.json()["data"][0]["id"]
         except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as error:
@@ -125,7 +146,7 @@ class VLLMServerEngine(OpenAICompatEngine):
 
     def _control(self, path: str, body: dict[str, Any] | None) -> None:
         try:
-            response = httpx.post(self.root + path, json=body, timeout=self.timeout_s)
+            response = self._request("POST", path, body, self.timeout_s)
         except httpx.HTTPError as error:
             raise OpenAIEngineError(f"{self.root}{path} could not be reached: {error}") from error
         if response.status_code == 404:

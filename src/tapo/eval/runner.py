@@ -186,7 +186,8 @@ def _with_tools(
     catalog: ToolCatalog, tools_mode: str, run: Callable[[Any | None, EventLoopThread], EvalResult]
 ) -> EvalResult:
     """Build the registry for the mode's tools on the event loop the rollout runs on, run, and close both whatever
-    happens (the tools on the loop their clients live on)."""
+    happens (the tools on the loop their clients live on, within the close deadline of :mod:`tapo.io.deadline`).
+    ``run`` writes its results before it returns, so they are on disk before any tool closes."""
     with EventLoopThread("tapo-eval") as loop:
         enabled = set(mode_tools(catalog.protocol)[tools_mode])
         if not enabled:
@@ -211,24 +212,24 @@ def evaluate(
     progress: Progress | None = None,
     catalog: ToolCatalog | None = None,
 ) -> EvalResult:
-    """Evaluate one model on one data set in one tool mode and write the results to ``out_dir``; ``catalog`` is
-    the run's tools (None: resolved from ``config.tools``)."""
+    """Evaluate one model on one data set in one tool mode and write the results to ``out_dir``: before the tools
+    close, so a tool that fails or hangs in closing cannot cost the evaluation. ``catalog`` is the run's tools
+    (None: resolved from ``config.tools``)."""
     from tapo.tools.catalog import resolve_tools
 
     catalog = catalog or resolve_tools(config.tools)
     setup = EvalSetup(samples, greedy, config.eval.seed)
     examples = load_eval_data(data_path, limit, config.eval.benchmark_dir)
     engine = engine or load_engine(config, model_name)
-    protocol = catalog.protocol
-    result = _with_tools(
-        catalog,
-        tools_mode,
-        lambda tools, loop: evaluate_examples(
-            config, engine, examples, tools_mode, setup, model_name, data_path, tools, progress, loop, protocol
-        ),
-    )
-    result.save(Path(out_dir))
-    return result
+
+    def run_and_save(tools: Any | None, loop: EventLoopThread) -> EvalResult:
+        result = evaluate_examples(
+            config, engine, examples, tools_mode, setup, model_name, data_path, tools, progress, loop, catalog.protocol
+        )
+        result.save(Path(out_dir))
+        return result
+
+    return _with_tools(catalog, tools_mode, run_and_save)
 
 
 def evaluate_ablation(

@@ -6,6 +6,9 @@ with (:data:`TRAINED_CONFIG_FILE`), so using the model later needs neither guess
 One process writes a run at a time: :class:`RunLock` holds an ``flock`` on ``runs/<name>/.lock`` for the life of
 the run, so a second ``tapo train``/``tapo sft`` on the same directory stops with one line naming the holder's
 pid instead of interleaving rows with it. The kernel drops the lock when the holder dies, even by ``kill -9``.
+``tapo pipeline run`` holds the same lock on its job directory. Each command takes it before it decides anything
+from what the directory holds ("finished", "not started", which checkpoint to resume): a decision made before
+would be stale by the time the lock is free.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -20,8 +22,17 @@ from tapo.config import load_config
 from tapo.config.loader import dump_config
 from tapo.io.atomic import write_jsonl, write_text
 from tapo.io.parent_death import die_with_parent_hook
+from tapo.io.runs import RunLock
 from tapo.models.resolve import latest_run_checkpoint
 from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, save_arms
+from tapo.pipeline.outputs import (
+    data_problem,
+    demos_problem,
+    eval_problem,
+    report_problem,
+    run_problem,
+    set_aside_unusable,
+)
 from tapo.pipeline.profiles import Profile
 from tapo.pipeline.stages import Stage, StageRunner
 
@@ -124,14 +135,24 @@ class MainJob:
         )  # fmt: skip
 
     def train_sft(self) -> None:
+        """``tapo sft``, unless the warm start is finished and intact (a rerun keeps it: SFT saves only at its end,
+        and ``tapo sft`` refuses a finished run); checkpoints that fail the checks are set aside first."""
+        run_dir = self.root / SFT.name
+        set_aside_unusable(run_dir)
+        if run_problem(run_dir) is None:
+            self.console.print(f"{run_dir}: the warm start is finished and intact, kept", highlight=False)
+            return
         self._tapo(
             "sft", "--config", str(self.config_file), "--demos", str(self.demos_file),
             f"run.name={SFT.name}", f"model.name={self.profile.model}", *self.profile.sft,
         )  # fmt: skip
 
     def train_rl(self, arm: Arm) -> None:
+        """``tapo train``, resuming the arm's run from its newest intact checkpoint when it has one (checkpoints
+        that fail the checks are set aside first), else from the warm start."""
         run_dir = self.root / arm.name
-        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
+        set_aside_unusable(run_dir)
+        if any((run_dir / "checkpoints").glob("step-*")):
             self._tapo("train", "--resume", str(run_dir))
             return
         self._tapo(
@@ -173,45 +194,93 @@ class MainJob:
         steps = trainer.max_steps or trainer.epochs * max(1, self.profile.data.train // trainer.prompts_per_step)
         return questions, self.profile.demos * sft.epochs, steps * trainer.prompts_per_step * trainer.group_size
 
+    def _eval_stage(
+        self, name: str, title: str, run: Callable[[], None], questions: float, trained_by: str | None = None
+    ) -> Stage:
+        """Evaluation ``eval/NAME``: it reads the test split and, for a trained model, that training's run."""
+        needs = ("data", trained_by) if trained_by else ("data",)
+        verify = partial(eval_problem, self.root / "eval" / name)
+        return Stage(f"eval-{name}", title, run, questions, "eval", needs=needs, verify=verify)
+
     def stages(self) -> list[Stage]:
+        """The plan, each stage with the stages whose outputs it reads and the check of its own outputs."""
         model = self.profile.model
         questions, demos, trajectories = self.planned_work()
         stages = [
-            Stage("data", "build TAPO-mini and its search index", self.build_data),
-            Stage("demos", "replay oracle plans into warm-start demonstrations", self.build_demos),
             Stage(
-                f"eval-{BASE.name}",
+                "data",
+                "build TAPO-mini and its search index",
+                self.build_data,
+                verify=partial(data_problem, self.data_dir),
+            ),
+            Stage(
+                "demos",
+                "replay oracle plans into warm-start demonstrations",
+                self.build_demos,
+                needs=("data",),
+                verify=partial(demos_problem, self.demos_file),
+            ),
+            self._eval_stage(
+                BASE.name,
                 f"evaluate the {BASE.title} ({model})",
                 lambda: self.evaluate(BASE.name, model, overrides=self.profile.base_eval),
                 questions,
-                "eval",
             ),
-            Stage(SFT.name, "supervised warm start on the demonstrations", self.train_sft, demos, "sft"),
             Stage(
-                f"eval-{SFT.name}",
+                SFT.name,
+                "supervised warm start on the demonstrations",
+                self.train_sft,
+                demos,
+                "sft",
+                needs=("demos",),
+                verify=partial(run_problem, self.root / SFT.name),
+            ),
+            self._eval_stage(
+                SFT.name,
                 "evaluate the warm start",
                 lambda: self.evaluate(SFT.name, self.warm_start),
                 questions,
-                "eval",
+                SFT.name,
             ),
         ]
         for arm in self.arms():
-            stages.append(Stage(arm.name, arm.title, lambda a=arm: self.train_rl(a), trajectories, "rl"))
             stages.append(
                 Stage(
-                    f"eval-{arm.name}",
+                    arm.name,
+                    arm.title,
+                    lambda a=arm: self.train_rl(a),
+                    trajectories,
+                    "rl",
+                    needs=("data", SFT.name),
+                    verify=partial(run_problem, self.root / arm.name),
+                )
+            )
+            stages.append(
+                self._eval_stage(
+                    arm.name,
                     f"evaluate {arm.title}",
                     lambda a=arm: self.evaluate(a.name, str(self.root / a.name), a.tools),
                     questions,
-                    "eval",
+                    arm.name,
                 )
             )
-        stages.append(Stage("report", "results table, plots and HTML report", self.report, collects=True))
-        return stages
+        report = Stage(
+            "report",
+            "results table, plots and HTML report",
+            self.report,
+            collects=True,
+            verify=partial(report_problem, self.root),
+        )
+        return [*stages, report]
 
     def run(self) -> None:
-        self.write_config()
-        StageRunner(self.root / "pipeline-state.json", self.console).run(self.stages())
+        """Every stage not yet done, holding the job directory's lock throughout: a second ``tapo pipeline run``
+        on the same directory is refused at once (``RunLocked``, naming this process's pid) instead of rebuilding
+        the data and training the warm start again next to this one. The lock is taken before the state file is
+        read, so what is done is decided by the one writer."""
+        with RunLock(self.root):
+            self.write_config()
+            StageRunner(self.root / "pipeline-state.json", self.console).run(self.stages())
 
     def next_commands(self) -> list[tuple[str, str]]:
         """What to run next with the trained model: (what, command). The model's run directory carries the config

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 
+from tapo.io.deadline import CLOSE_TIMEOUT_S, close_all
 from tapo.tools.base import Tool, ToolResult
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,7 @@ class ToolRegistry:
         """Run calls concurrently (under the limit); results in the order of ``calls``."""
         return list(await asyncio.gather(*(self.call(name, tool_input) for name, tool_input in calls)))
 
-    async def aclose(self) -> None:
-        """Close every tool; one failing to close does not stop the others."""
-        for name, tool in self.tools.items():
-            try:
-                await tool.aclose()
-            except Exception as error:
-                log.warning("closing tool %s failed: %s", name, error)
+    async def aclose(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Close every tool at once within ``timeout_s`` in all; one that fails or hangs in closing (a request a
+        server trickles out) is logged and left behind, so the caller goes on to write its results."""
+        await close_all({f"the {name} tool": tool.aclose for name, tool in self.tools.items()}, timeout_s)

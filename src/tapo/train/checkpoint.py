@@ -158,15 +158,21 @@ def set_aside_after(checkpoints: Path, step: int) -> list[Path]:
     moved = []
     for checkpoint in list_checkpoints(checkpoints):
         if _step_of(checkpoint) > step:
-            target = checkpoints / f"{SET_ASIDE_PREFIX}{checkpoint.name}"
-            suffix = 1
-            while target.exists():
-                suffix += 1
-                target = checkpoints / f"{SET_ASIDE_PREFIX}{checkpoint.name}.{suffix}"
-            os.replace(checkpoint, target)
-            log.warning("set %s aside as %s: the run continues from step %d", checkpoint, target.name, step)
-            moved.append(target)
+            moved.append(set_aside(checkpoint, f"the run continues from step {step}"))
     return moved
+
+
+def set_aside(checkpoint: Path, why: str) -> Path:
+    """Rename ``checkpoint`` to ``set-aside-<name>`` (a free variant of it), kept, never deleted, and out of every
+    ``step-*`` pattern; a warning says ``why``. Returns the new path."""
+    target = checkpoint.parent / f"{SET_ASIDE_PREFIX}{checkpoint.name}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = checkpoint.parent / f"{SET_ASIDE_PREFIX}{checkpoint.name}.{suffix}"
+    os.replace(checkpoint, target)
+    log.warning("set %s aside as %s: %s", checkpoint, target.name, why)
+    return target
 
 
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -48,21 +49,29 @@ def _failed(start: float, error: Exception, template: str) -> ToolResult:
 
 
 class RemoteCodeTool:
-    """Sends each ``<code>`` block to ``POST {url}/run``; a server failure becomes text, never an exception."""
+    """Sends each ``<code>`` block to ``POST {url}/run``; a server failure becomes text, never an exception.
+
+    A request has ``timeout_s`` plus network slack in all, not per read: a server trickling its reply would
+    otherwise hold the call for as long as it trickles."""
 
     name = "code"
 
     def __init__(self, url: str, timeout_s: float = 2.0, client: httpx.AsyncClient | None = None) -> None:
         self.url = url.rstrip("/") + "/run"
         self.timeout_s = timeout_s
-        self._client = client or httpx.AsyncClient(timeout=timeout_s + _NETWORK_SLACK_S)
+        self.deadline_s = timeout_s + _NETWORK_SLACK_S
+        self._client = client or httpx.AsyncClient(timeout=self.deadline_s)
 
     async def call(self, tool_input: str) -> ToolResult:
         start = time.perf_counter()
         try:
-            response = await self._client.post(self.url, json={"code": tool_input})
+            async with asyncio.timeout(self.deadline_s):
+                response = await self._client.post(self.url, json={"code": tool_input})
             response.raise_for_status()
             payload = response.json()
+        except TimeoutError:
+            late = TimeoutError(f"no whole reply within {self.deadline_s:g} s")
+            return _failed(start, late, "The code server did not answer ({}). The code's result is unknown.")
         except (httpx.HTTPError, ValueError) as error:
             return _failed(start, error, "The code server is unavailable ({}). The code was not run.")
         try:

@@ -98,8 +98,12 @@ class RetrievalClient:
                 future.set_result(hits)
 
     async def aclose(self) -> None:
+        """Send what waits for its batch window, wait for the requests in flight (each ends by its deadline; a
+        request still running after one more time-out is cancelled), then close the connections."""
         for k in list(self._pending):
             self._flush(k)
         if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+            _, late = await asyncio.wait(self._sending, timeout=self._poster.timeout_s)
+            for task in late:
+                task.cancel()
         await self._poster.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -12,8 +13,10 @@ class SearchServiceError(RuntimeError):
 
 
 class JsonPoster:
-    """POSTs JSON to one URL and returns the decoded reply.
+    """POSTs JSON to one URL and returns the decoded reply, within ``timeout_s`` for the whole request.
 
+    The deadline is on the whole request, not on each read (httpx's own time-out): a server that trickles its
+    reply a byte at a time would otherwise hold the request, and every caller that waits for it, without bound.
     Its httpx connection pool belongs to the event loop that first uses it: the run's one loop (``tapo.io.event_loop``).
     """
 
@@ -24,7 +27,11 @@ class JsonPoster:
         self._client = httpx.AsyncClient(timeout=timeout_s, headers=self.headers)
 
     async def post(self, payload: dict[str, Any]) -> Any:
-        response = await self._client.post(self.url, json=payload)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self._client.post(self.url, json=payload)
+        except TimeoutError:
+            raise SearchServiceError(f"{self.url} did not answer within {self.timeout_s:g} s") from None
         if response.status_code >= 400:
             raise SearchServiceError(f"{self.url} answered {response.status_code}: {response.text[:200]}")
         try:
