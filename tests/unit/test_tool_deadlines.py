@@ -33,8 +33,9 @@ from tapo.io.event_loop import EventLoopThread
 from tapo.rollout.chat import ChatSession
 from tapo.rollout.trace import TraceRenderer
 from tapo.tools.base import ToolResult
+from tapo.tools.catalog import build_tools
 from tapo.tools.code.client import RemoteCodeTool
-from tapo.tools.registry import ToolRegistry, build_tools
+from tapo.tools.registry import ToolRegistry
 from tapo.tools.search.client import RetrievalClient
 from tapo.tools.search.http import SearchServiceError
 
