@@ -608,6 +608,13 @@ class TrainerConfig(Section):
     micro_batch_size: int = Field(
         4, ge=1, description="Trajectories per forward/backward (gradient accumulation); a memory knob only."
     )
+    logprob_chunk_tokens: int = Field(
+        512,
+        ge=1,
+        description="Response positions projected onto the vocabulary at once when computing log-probs and entropy "
+        "(update, old-policy pass, SFT warm start): the logits of one chunk (512 x 49,152 x 4 bytes = 100 MB at "
+        "SmolLM2's vocabulary) are all that is held, never the micro-batch's. A memory knob only: results are equal.",
+    )
     epochs: int = Field(2, ge=1, description="Passes over the training prompts; TAPO uses 2.")
     max_steps: int | None = Field(None, ge=1, description="Hard cap on training steps; None = run the epochs out.")
     clip_low: float = Field(0.2, ge=0, description="Lower clip of the ratio, 1 - clip_low (DAPO's clip-higher: 0.2).")

@@ -7,8 +7,9 @@ print and the failures, one line each, so every failure is reported at once.
 The memory estimate is an order of magnitude, not a measurement: weights, gradients and AdamW states follow from
 the parameter count, dtype and sharding; activations use the per-token, per-layer figure of Korthikanti et al.
 (2022) for bf16 with flash attention (34 bytes x hidden size, only each layer's input kept under gradient
-checkpointing); the log-prob head holds the micro-batch's response logits several times over (bf16 logits, their
-float32 copy, softmax for the entropy, the gradient), which at Qwen's 152K vocabulary is the largest term.
+checkpointing); the log-prob head holds one chunk of ``trainer.logprob_chunk_tokens`` positions' logits several times
+over (bf16 logits, their float32 copy, softmax for the entropy, the gradient), never the micro-batch's
+(:mod:`tapo.train.logprobs`).
 After each step the weight sync gathers the full weights on every process (:mod:`tapo.train.full_weights`): one float32
 copy under FSDP, a bf16 copy and its clone under DeepSpeed ZeRO-3; the peak counts the larger of that and the
 activations, on top of what stays resident (shards, optimizer states, the vLLM share).
@@ -167,7 +168,8 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     per_layer = ACTIVATION_BYTES_PER_HIDDEN * h * tokens * (1 if t.bf16 else 2)  # float32 doubles it
     layers = architecture.num_hidden_layers
     kept = layers * 2 * h * tokens + per_layer if config.model.gradient_checkpointing else layers * per_layer
-    logits = LOGIT_BYTES * micro * config.rollout.max_response_tokens * architecture.vocab_size
+    chunk = min(t.logprob_chunk_tokens, micro * config.rollout.max_response_tokens)  # positions projected at once
+    logits = LOGIT_BYTES * chunk * architecture.vocab_size
     sync = "weight sync (gathered full weights, transient)"
     if launch.deepspeed and t.bf16:
         # DeepSpeed trains bf16 weights and keeps the float32 master copy with the optimizer states; the sync
@@ -184,7 +186,7 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     parts |= {
         "AdamW states (2 x float32)": share(trained * 8, launch.shard_optimizer),
         "activations (one micro-batch)": kept,
-        "log-prob head (one micro-batch)": logits,
+        "log-prob head (one chunk of positions)": logits,
         sync: gathered if launch.shard_weights else 0.0,
     }
     engine = config.rollout.engine

@@ -220,7 +220,11 @@ class DapoTrainer:
         )
         with self.accelerator.autocast():
             logp, entropy = response_logprobs(
-                model or self.model, batch, self.config.rollout.temperature, with_entropy=with_entropy
+                model or self.model,
+                batch,
+                self.config.rollout.temperature,
+                with_entropy=with_entropy,
+                chunk_tokens=self.tcfg.logprob_chunk_tokens,
             )
         return batch, logp, entropy
 
