@@ -120,6 +120,7 @@ def test_single_mini_batch_is_exactly_on_policy(tmp_path, tiny_checkpoint) -> No
     assert row["actor/ratio_mean"] == pytest.approx(1.0, abs=1e-6)
     assert row["actor/clip_frac_low"] == row["actor/clip_frac_high"] == row["actor/clip_frac_dual"] == 0.0
     assert row["actor/grad_norm"] > 0
+    assert row["kv/sampled"] > 0 and row["kv/evicted_positions"] == row["kv/evicted_bytes"] == 0  # the step's counts
 
 
 def test_a_step_reports_its_rollout_trajectory_by_trajectory_then_its_update(tmp_path, tiny_checkpoint) -> None:

@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -414,13 +414,20 @@ class TransformersEngineConfig(Section):
         description="Keep each sequence's KV cache between its turns and prefill only the new tokens (tool output, "
         "last sampled token); a prompt's n samples are prefilled once. Off: every turn prefills its whole context.",
     )
-    kv_cache_tokens: int = Field(
-        32768,
-        ge=1,
-        description="Cap on the positions kept by kv_reuse over all live sequences (SmolLM2-135M: 46 KB each in "
-        "float32, half in bf16, so 1.5 GB at the default); past it, the least recently used sequences are dropped "
-        "and prefill their whole context at their next turn.",
+    kv_cache_gib: float | Literal["auto"] = Field(
+        "auto",
+        description="Cap on the memory kv_reuse keeps over all live sequences, in GiB (a position costs layers x 2 "
+        "x KV heads x head size x dtype bytes: SmolLM2-135M 46 KB in float32, half in bf16); auto = 1/8 of the "
+        "memory available when the engine starts, at most 1 GiB. Past it, the least recently used sequences are "
+        "dropped and prefill their whole context at their next turn (kv/evicted_positions in the step metrics).",
     )
+
+    @field_validator("kv_cache_gib")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if value != "auto" and not float(value) > 0:
+            raise ValueError(f"must be auto or a positive number of GiB, got {value}")
+        return value
 
 
 class VLLMEngineConfig(Section):

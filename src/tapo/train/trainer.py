@@ -328,6 +328,7 @@ class DapoTrainer:
         row: dict[str, float] = {"step": float(self.step), "epoch": float(self.cursor.epoch)}
         row.update(rollout_metrics(trajs))
         row.update(sampling)
+        row.update(self.source.engine_metrics())
         row.update(update)
         model_tokens = sum(t.n_model_tokens for t in trajs)
         row["time/rollout_s"] = t1 - t0
