@@ -615,6 +615,12 @@ class TrainerConfig(Section):
     micro_batch_size: int = Field(
         4, ge=1, description="Trajectories per forward/backward (gradient accumulation); a memory knob only."
     )
+    length_buckets: bool = Field(
+        True,
+        description="Cut each process's share of a mini-batch into micro-batches after sorting it by length (prompt + "
+        "response), so that little of the update is padding (actor/pad_frac). The token-mean is over the whole "
+        "mini-batch, so the gradient is the same sum in another order.",
+    )
     logprob_chunk_tokens: int = Field(
         512,
         ge=1,
