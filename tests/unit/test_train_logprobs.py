@@ -52,15 +52,9 @@ def test_bad_batches_raise() -> None:
 def _full_logits_reference(model, batch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The full-logits computation chunking replaced: ``[B, T, V]`` float32 logits, log-softmax and softmax."""
     width = batch.response_len
-    position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=width + 1,
-        use_cache=False,
-    )
-    logits = out.logits[:, :-1, :].float() / temperature  # [B, T, V]
+    positions = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)
+    every = model(batch.input_ids, attention_mask=batch.attention_mask, position_ids=positions).logits  # [B, P+T, V]
+    logits = every[:, -width - 1 : -1, :].float() / temperature  # [B, T, V]
     log_norm = torch.logsumexp(logits, dim=-1)
     token = logits.gather(-1, batch.input_ids[:, -width:].unsqueeze(-1)).squeeze(-1)
     logp = (token - log_norm) * batch.response_mask
@@ -129,3 +123,24 @@ def test_empty_responses_keep_the_graph(tiny_model) -> None:
     batch = pad_batch([[1, 2]], [[]], pad_id=0)
     logp, _ = response_logprobs(tiny_model, batch)
     assert logp.tolist() == [[0.0]] and logp.requires_grad
+
+
+def test_a_peft_model_with_lora_on_its_head_gives_the_same_values_and_gradients() -> None:
+    """Through peft's wrapper, with adapters on the attention and on the output head itself."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        _llama(256, torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "lm_head"], init_lora_weights=False),
+    )
+    batch = pad_batch([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], pad_id=0)
+    ref_logp, _ = _full_logits_reference(model, batch, 0.8)
+    ref_logp.sum().backward()
+    ref_grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    logp, _ = response_logprobs(model, batch, 0.8, chunk_tokens=2)
+    logp.sum().backward()
+    assert torch.allclose(logp, ref_logp, atol=1e-6, rtol=0)
+    assert any("lm_head" in name for name in ref_grads)
+    for name, grad in ref_grads.items():
+        assert torch.allclose(dict(model.named_parameters())[name].grad, grad, atol=1e-6, rtol=1e-6), name
