@@ -2,7 +2,7 @@
 compute bound, every variant interleaved with the others (benchmarks/harness.py).
 
 A variant is a list of config overrides on top of the main job's settings (the ``default`` pipeline profile), so a
-new engine option is benchmarked by naming it, without code: ``--variant "mine=rollout.engine.kv_cache_tokens=4096"``.
+new engine option is benchmarked by naming it, without code: ``--variant "mine=rollout.engine.kv_cache_gib=0.25"``.
 A variant whose overrides do not validate in this checkout is skipped with the reason. Variants run in long-lived
 worker processes (all transformers variants share one, vLLM variants run in the vLLM environment when this one has
 no vLLM), each engine loaded and warmed up once before the first round.

@@ -31,6 +31,9 @@ class RecordedGroups:
     def sync(self, state_dict) -> None:
         return None
 
+    def engine_metrics(self) -> dict[str, float]:
+        return {}
+
 
 def main(groups_file: str, *overrides: str) -> None:
     torch.set_num_threads(1)

@@ -164,8 +164,21 @@ OLD_KEYS = [
 
 def test_the_table_covers_every_deprecated_key():
     tested = {override.partition("=")[0] for overrides, _, _ in OLD_KEYS for override in overrides}
-    plain = {old for old in DEPRECATED_KEYS if " " not in old and "=" not in old and old != "data.strict"}
+    dropped = {"data.strict", "rollout.engine.kv_cache_tokens"}  # no value moves: each has a test of its own
+    plain = {old for old in DEPRECATED_KEYS if " " not in old and "=" not in old and old not in dropped}
     assert plain <= tested
+
+
+def test_the_kv_positions_cap_gives_way_to_the_bytes_cap(tmp_path, caplog):
+    """An old run directory's config holds kv_cache_tokens (every saved config had the default): it still loads."""
+    config = load_config(None, ["rollout.engine.kv_cache_tokens=4096"])
+    assert config.rollout.engine.kv_cache_gib == "auto"
+    assert "rollout.engine.kv_cache_tokens is replaced by rollout.engine.kv_cache_gib" in caplog.text
+    path = tmp_path / "old.yaml"
+    path.write_text("rollout:\n  engine:\n    kind: transformers\n    kv_cache_tokens: 32768\n    kv_cache_gib: 0.5\n")
+    assert load_config(path).rollout.engine.kv_cache_gib == 0.5
+    with pytest.raises(ConfigError, match="kv_cache_gib"):
+        load_config(None, ["rollout.engine.kv_cache_gib=0"])
 
 
 @pytest.mark.parametrize(("overrides", "key", "value"), OLD_KEYS, ids=lambda v: v[-1] if isinstance(v, list) else "")

@@ -74,7 +74,7 @@ def test_every_failure_is_reported_together(tmp_path, monkeypatch):
         ROOT / "configs" / "qwen2.5-7b-2node.yaml",
         f"data.train={tmp_path / 'missing.parquet'}",
         f"tools.search.backend.index_dir={tmp_path / 'no-index'}",
-        "trainer.micro_batch_size=2",
+        "rollout.engine.gpu_memory_utilization=0.9",
     )
     assert result.exit_code == 1
     assert "3 problem(s) would stop this run" in result.output
@@ -101,3 +101,15 @@ def test_memory_estimate_shards_over_the_accelerate_config(monkeypatch, tmp_path
     alone = memory_estimate(config, architecture, Launch(), 80)
     assert sharded.parts["AdamW states (2 x float32)"] * 8 == pytest.approx(alone.parts["AdamW states (2 x float32)"])
     assert sharded.peak < 80 * 1024**3 < alone.peak
+
+
+def test_a_cpu_run_shows_each_holder_and_fails_over_the_memory_available(mini, tmp_path, monkeypatch):
+    args = [f"data.train={mini / 'train.jsonl'}", f"tools.search.backend.index_dir={mini / 'index'}"]
+    monkeypatch.setenv("TAPO_MEMORY_GIB", "0.1")
+    result = _dry_run(ROOT / "configs" / "smollm2-cpu.yaml", *args, "trainer.kl_coef=0.01")
+    assert result.exit_code == 1
+    assert "memory (estimate, this machine's CPU run)" in result.output
+    holders = ("weights (135 M", "AdamW states", "reference copy", "KV store bound", "log-prob head", "activations")
+    assert all(holder in result.output for holder in holders)
+    assert "over the 0.1 GiB available; lower trainer.micro_batch_size" in result.output
+    assert "dry-run step" not in result.output

@@ -17,6 +17,7 @@ import torch
 from tapo.config.schema import RolloutConfig
 from tapo.engines.base import SamplingParams
 from tapo.engines.hf import HFEngine
+from tapo.engines.kv_cache import KVStats, position_bytes, store_bytes
 from tapo.rollout.agent_loop import RolloutRunner
 from tapo.train.logprobs import pad_batch, response_logprobs
 
@@ -95,24 +96,46 @@ def test_caches_are_freed_and_do_not_grow_over_50_batches(tiny_model, tokenizer)
     assert engine.stats.reused > 0
 
 
-def test_the_token_cap_falls_back_to_a_full_prefill(tiny_model, tokenizer):
+def test_the_byte_cap_falls_back_to_a_full_prefill(tiny_model, tokenizer):
     prompts = _prompts(tokenizer, 4)
-    cap = max(len(p) for p in prompts) + 12  # room for about one trajectory's context
-    capped = HFEngine(tiny_model, tokenizer, batch_size=4, kv_cache_tokens=cap)
+    config = tiny_model.config
+    per_position = position_bytes(config.num_hidden_layers, config.num_key_value_heads, config.head_dim, 4)
+    cap = (max(len(p) for p in prompts) + 12) * per_position  # room for about one trajectory's context
+    capped = HFEngine(tiny_model, tokenizer, batch_size=4, kv_cache_gib=cap / 1024**3)
+    assert capped.store.max_bytes == cap
     stored: list[int] = []
     store = capped.store.store
 
     def watched(*args, **kwargs):
         store(*args, **kwargs)
-        stored.append(capped.store.tokens)
+        stored.append(capped.store.bytes)
+        assert capped.store.bytes == capped.store.tokens * per_position
 
     capped.store.store = watched  # type: ignore[method-assign]
     cached = _rollout(capped, prompts, greedy=True)
     full = _rollout(HFEngine(tiny_model, tokenizer, batch_size=4, kv_reuse=False), prompts, greedy=True)
     assert capped.stats.evicted > 0 and max(stored) <= cap
+    assert capped.stats.evicted_bytes == capped.stats.evicted_positions * per_position > 0
+    metrics = capped.stats.metrics()
+    assert metrics["kv/evicted_positions"] == capped.stats.evicted_positions and metrics["kv/sampled"] > 0
     assert [t.response_ids for t in cached] == [t.response_ids for t in full]
     gaps = _full_forward_gaps(tiny_model, prompts, [t.response_ids for t in cached], [t.logprobs for t in cached])
     assert gaps.max() < 1e-4
+
+
+def test_the_cap_is_gib_or_a_share_of_available_memory():
+    assert store_bytes(0.5, available=10 * 1024**3) == 512 * 1024**2
+    assert store_bytes("auto", available=4 * 1024**3) == 512 * 1024**2  # an eighth of what is available
+    assert store_bytes("auto", available=64 * 1024**3) == 1024**3  # at most 1 GiB
+    assert position_bytes(layers=30, kv_heads=3, head_dim=64, dtype_bytes=4) == 46_080  # SmolLM2-135M, float32
+
+
+def test_metrics_count_since_a_snapshot():
+    stats = KVStats(prefilled=10, evicted=1, evicted_positions=5, evicted_bytes=500)
+    before = stats.snapshot()
+    stats.evicted_positions += 7
+    assert stats.metrics(before)["kv/evicted_positions"] == 7.0 and stats.metrics(before)["kv/prefilled"] == 0.0
+    assert stats.metrics()["kv/evicted_positions"] == 12.0
 
 
 def test_concurrent_trajectories_of_different_lengths_through_the_batcher(tiny_model, tokenizer):

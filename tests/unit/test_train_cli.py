@@ -46,3 +46,26 @@ def test_existing_run_is_not_overwritten(tmp_path, tiny_checkpoint) -> None:
 def test_sft_needs_demonstrations(tmp_path) -> None:
     result = _invoke("sft", "--demos", str(tmp_path / "none.jsonl"))
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_train_refuses_a_run_over_the_memory_available_before_loading_the_model(
+    tmp_path, tiny_checkpoint, monkeypatch
+) -> None:
+    """The CPU estimate (tiny model: ~0.5 GiB, mostly the runtime) against a forced 0.1 GiB: one line naming the
+    setting to lower, exit 2, no model loaded and no run directory made."""
+    import tapo.train.setup
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(tapo.train.setup, "load_policy", no_load)
+    monkeypatch.setenv("TAPO_MEMORY_GIB", "0.1")
+    data = tmp_path / "train.jsonl"
+    write_text(data, '{"id": "a", "question": "q?", "data_source": "nq", "golds": ["x"]}\n')
+    args = [f"data.train={data}", f"run.output_dir={tmp_path / 'runs'}", f"model.name={tiny_checkpoint}"]
+    result = _invoke("train", *args, "tools.enabled=[]", "trainer.max_steps=1")
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())  # one line, however the terminal wraps it
+    assert line.startswith("error: memory: this CPU run needs about") and line.count("memory:") == 1
+    assert "over the 0.1 GiB available; lower " in line
+    assert not (tmp_path / "runs").exists()

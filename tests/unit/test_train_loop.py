@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from tapo.records import RewardBreakdown, Trajectory, Turn
 from tapo.train.batch_metrics import sampled_metrics
 from tapo.train.run import build_rl_run
 from tapo.train.setup import make_accelerator
-from tapo.train.trainer import DapoTrainer, loss_mask_for
+from tapo.train.trainer import DapoTrainer, Prepared, loss_mask_for
 from tiny_task import SETTINGS, examples, lower_half
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,6 +121,32 @@ def test_single_mini_batch_is_exactly_on_policy(tmp_path, tiny_checkpoint) -> No
     assert row["actor/ratio_mean"] == pytest.approx(1.0, abs=1e-6)
     assert row["actor/clip_frac_low"] == row["actor/clip_frac_high"] == row["actor/clip_frac_dual"] == 0.0
     assert row["actor/grad_norm"] > 0
+    assert row["kv/sampled"] > 0 and row["kv/evicted_positions"] == row["kv/evicted_bytes"] == 0  # the step's counts
+    assert 0 <= row["actor/pad_frac"] < 1 and row["perf/update_tokens_per_s"] > 0
+
+
+def test_length_buckets_leave_the_gradient_of_a_mini_batch_unchanged(tmp_path, tiny_checkpoint) -> None:
+    """Micro-batches cut by length hold less padding, and the mini-batch's accumulated gradient is the same (1e-6)."""
+    trainer = _trainer(tmp_path, tiny_checkpoint, "trainer.mini_batch_size=16", "trainer.micro_batch_size=4")
+    rng = random.Random(0)
+    items = []
+    for _ in range(16):  # lengths of prompts (1-12) and responses (1-24) that differ, as real rollouts' do
+        response = [rng.randrange(5, 500) for _ in range(rng.randint(1, 24))]
+        mask = [int(rng.random() < 0.8) for _ in response]  # some inserted (tool) tokens
+        traj = Trajectory([rng.randrange(5, 500) for _ in range(rng.randint(1, 12))], response, mask)
+        items.append(Prepared(traj, rng.choice([-1.0, 0.5, 1.0]), loss_mask_for(traj, True)))
+    global_tokens = sum(item.tokens for item in items)
+    grads, positions = {}, {}
+    for buckets in (False, True):
+        trainer.tcfg = trainer.tcfg.model_copy(update={"length_buckets": buckets})
+        trainer.optimizer.zero_grad(set_to_none=True)
+        _, _, positions[buckets] = trainer.accumulate(items, global_tokens)
+        grads[buckets] = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+    assert grads[True] and len(grads[True]) == len(grads[False])
+    for bucketed, plain in zip(grads[True], grads[False], strict=True):
+        assert torch.allclose(bucketed, plain, atol=1e-6, rtol=1e-6), (bucketed - plain).abs().max()
+    (real, padded), (real_plain, padded_plain) = positions[True], positions[False]
+    assert real == real_plain and padded < padded_plain  # same tokens, less padding
 
 
 def test_a_step_reports_its_rollout_trajectory_by_trajectory_then_its_update(tmp_path, tiny_checkpoint) -> None:

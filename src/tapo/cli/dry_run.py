@@ -111,38 +111,30 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
         report.add("model", [f"{config.model.name}: {architecture.model_type}, {params} parameters ({origin})"])
         report.add("tokens", *plan.token_budgets(config, architecture.max_position_embeddings))
         on_gpu = config.rollout.engine.kind != "transformers"
-        estimate = plan.memory_estimate(config, architecture, launch, gpu_gib)
-        report.add("memory (estimate, real model)", *plan.memory_lines(estimate, gpu_gib, on_gpu))
-    if examples and not report.failures:
-        report.add("tokens", [_prompt_lengths(config, examples)])
+        if examples:
+            lengths, line = _prompt_lengths(config, examples)
+            report.add("tokens", [line])
+        if preflight.cpu_run(config):  # what this machine's CPU run holds, against the memory available here
+            available = plan.available_memory()
+            longest = min(max(lengths), config.data.max_prompt_tokens) if examples else None
+            parts = plan.cpu_memory_estimate(config, architecture, available, longest)
+            report.add("memory (estimate, this machine's CPU run)", *plan.cpu_memory_lines(parts, available))
+        else:
+            estimate = plan.memory_estimate(config, architecture, launch, gpu_gib)
+            report.add("memory (estimate, real model)", *plan.memory_lines(estimate, gpu_gib, on_gpu))
     if config.rollout.engine.kind == "vllm" and importlib.util.find_spec("vllm") is None:
         report.add("engine", ["vllm is not installed here: the dry-run step generates with transformers instead"])
     return report, examples, architecture
 
 
-def _stand_in_tokenizer(name: str) -> tuple[Any, str]:
-    """The real tokenizer when it is on this machine, else the SmolLM2 one the project ships."""
-    from transformers import AutoTokenizer
-
-    from tapo.models.resolve import resolve_model
-    from tapo.models.tiny import load_store_tokenizer
-
-    try:  # a local checkpoint, run or store name, else a hub id that may be in the hub cache
-        return AutoTokenizer.from_pretrained(
-            resolve_model(name, auto_pull=False), local_files_only=True
-        ), "the model's own"
-    except (OSError, ValueError, RuntimeError):  # RuntimeError: ModelStoreError, a store model not pulled
-        return load_store_tokenizer(), "SmolLM2's (the real one is not on this machine)"
-
-
-def _prompt_lengths(config: TapoConfig, examples: list[Any], sample: int = 500) -> str:
+def _prompt_lengths(config: TapoConfig, examples: list[Any]) -> tuple[list[int], str]:
     """How long the rendered prompts are against ``data.max_prompt_tokens`` (longer ones keep their last tokens)."""
-    from tapo.prompts.templates import render_prompt
+    from tapo.train.plan import prompt_lengths
 
-    tokenizer, where = _stand_in_tokenizer(config.model.name)
-    lengths = [len(render_prompt(tokenizer, ex.question, config.data.template)) for ex in examples[:sample]]
+    tokenizer, where = preflight.stand_in_tokenizer(config.model.name)
+    lengths = prompt_lengths(config, examples, tokenizer)
     over = sum(length > config.data.max_prompt_tokens for length in lengths)
-    return (
+    return lengths, (
         f"rendered prompts ({len(lengths)} of {len(examples)}, template {config.data.template}, tokenizer {where}): "
         f"longest {max(lengths)} tokens; {over} over data.max_prompt_tokens={config.data.max_prompt_tokens} "
         "would lose their first tokens"
@@ -187,7 +179,7 @@ def one_step(config: TapoConfig, architecture: Any, examples: list[Any], tokens:
     from tapo.train.setup import make_accelerator
 
     transformers_logging.disable_progress_bar()  # a tiny model's "writing shards" bars say nothing
-    tokenizer, where = _stand_in_tokenizer(config.model.name)
+    tokenizer, where = preflight.stand_in_tokenizer(config.model.name)
     stand_in = build_stand_in(architecture, tokenizer)
     console.print(
         f"[bold]dry-run step[/]\n  stand-in: {type(stand_in).__name__}, "

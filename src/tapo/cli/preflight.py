@@ -9,10 +9,10 @@ first one into the CLI's exit code 2. Nothing is loaded beyond headers, ``meta.j
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tapo.cli.common import fail
@@ -23,12 +23,14 @@ from tapo.config.schema import (
     RemoteSearchConfig,
     SandboxCodeConfig,
     SerperSearchConfig,
+    TransformersEngineConfig,
     VLLMEngineConfig,
     VLLMServerEngineConfig,
 )
 from tapo.protocol import TAPO, Protocol
 
 if TYPE_CHECKING:
+    from tapo.data.schema import Example
     from tapo.tools.catalog import ToolCatalog
 
 
@@ -156,6 +158,50 @@ def check_engine(config: TapoConfig) -> None:
         missing = vllm_missing()
         if missing:
             raise PreflightError(missing)
+
+
+def stand_in_tokenizer(name: str) -> tuple[Any, str]:
+    """The real tokenizer when it is on this machine, else the SmolLM2 one the project ships."""
+    from transformers import AutoTokenizer
+
+    from tapo.models.resolve import resolve_model
+    from tapo.models.tiny import load_store_tokenizer
+
+    try:  # a local checkpoint, run or store name, else a hub id that may be in the hub cache
+        return AutoTokenizer.from_pretrained(
+            resolve_model(name, auto_pull=False), local_files_only=True
+        ), "the model's own"
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: ModelStoreError, a store model not pulled
+        return load_store_tokenizer(), "SmolLM2's (the real one is not on this machine)"
+
+
+def cpu_run(config: TapoConfig) -> bool:
+    """A run whose training and sampling both live in this machine's memory: the transformers engine, no GPU."""
+    import torch
+
+    return isinstance(config.rollout.engine, TransformersEngineConfig) and not torch.cuda.is_available()
+
+
+def check_cpu_memory(config: TapoConfig, examples: Sequence[Example], protocol: Protocol = TAPO) -> None:
+    """A CPU run's estimated peak (:func:`tapo.train.plan.cpu_memory_estimate`, for the longest of the first
+    ``examples``' rendered prompts) must fit the memory available, checked before the model is loaded; the line
+    names the setting to lower. A model whose shape cannot be read here is left to :func:`check_model`."""
+    if not cpu_run(config):
+        return
+    from tapo.models.resolve import read_architecture
+    from tapo.train import plan
+
+    try:
+        architecture, _ = read_architecture(config.model.name)
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return
+    tokenizer, _ = stand_in_tokenizer(config.model.name)
+    longest = min(max(plan.prompt_lengths(config, examples, tokenizer, protocol)), config.data.max_prompt_tokens)
+    available = plan.available_memory()
+    parts = plan.cpu_memory_estimate(config, architecture, available, longest)
+    _, failures = plan.cpu_memory_lines(parts, available)
+    if failures:
+        raise PreflightError(failures[0])
 
 
 # First parts of a name that mean a directory tapo writes, never a hub organisation: ``runs/my-sft`` is a missing

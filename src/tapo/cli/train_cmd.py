@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, run_lock, set_threads
 from tapo.cli.preflight import (
+    check_cpu_memory,
     check_engine,
     check_model,
     check_output_dir,
@@ -99,6 +100,7 @@ def _check(config: TapoConfig) -> list[Example]:
         raise fail(f"data.train={config.data.train!r} holds no usable example")
     with preflight():
         check_reward(config, {ex.data_source for ex in examples})
+        check_cpu_memory(config, examples, catalog.protocol)  # the estimated peak, before the model is loaded
     return examples
 
 

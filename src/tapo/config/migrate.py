@@ -126,7 +126,26 @@ def _rollout(owner: type[Section], raw: Raw, base: Raw) -> Raw:
                 "rollout.vllm_server_url needs rollout.engine=vllm (now: rollout.engine.kind=vllm-server "
                 "rollout.engine.url=...)"
             )
+    raw = _drop_kv_cache_tokens(raw)
     return _move_keys(raw, base, owner, "rollout", "engine", _ROLLOUT_MOVES)
+
+
+def _drop_kv_cache_tokens(raw: Raw) -> Raw:
+    """``rollout.engine.kv_cache_tokens`` (positions) became ``kv_cache_gib`` (bytes): a position's size depends on
+    the model and dtype, unknown here, so the old cap is dropped and the bound is ``kv_cache_gib`` (auto unless set).
+    Every run directory written before has the key (its saved config holds the defaults): it must still resume."""
+    engine = raw.get("engine")
+    if not isinstance(engine, dict) or "kv_cache_tokens" not in engine:
+        return raw
+    engine = dict(engine)
+    tokens = engine.pop("kv_cache_tokens")
+    log.warning(
+        "config key rollout.engine.kv_cache_tokens is replaced by rollout.engine.kv_cache_gib (GiB or auto): "
+        "its %s positions are dropped; the KV store is bounded by kv_cache_gib=%s",
+        tokens,
+        engine.get("kv_cache_gib", "auto"),
+    )
+    return {**raw, "engine": engine}
 
 
 def _eval(owner: type[Section], raw: Raw, base: Raw) -> Raw:
@@ -163,6 +182,7 @@ DEPRECATED_KEYS: dict[str, str] = {
     "rollout.engine=vllm with rollout.vllm_server_url": "rollout.engine.kind=vllm-server",
     "tools.code.backend": "tools.code.kind",
     "data.strict": "",
+    "rollout.engine.kv_cache_tokens": "rollout.engine.kv_cache_gib",
 }
 """Old key -> its new place ("" = removed), as the docs list them."""
 

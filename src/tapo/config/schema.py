@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -414,13 +414,20 @@ class TransformersEngineConfig(Section):
         description="Keep each sequence's KV cache between its turns and prefill only the new tokens (tool output, "
         "last sampled token); a prompt's n samples are prefilled once. Off: every turn prefills its whole context.",
     )
-    kv_cache_tokens: int = Field(
-        32768,
-        ge=1,
-        description="Cap on the positions kept by kv_reuse over all live sequences (SmolLM2-135M: 46 KB each in "
-        "float32, half in bf16, so 1.5 GB at the default); past it, the least recently used sequences are dropped "
-        "and prefill their whole context at their next turn.",
+    kv_cache_gib: float | Literal["auto"] = Field(
+        "auto",
+        description="Cap on the memory kv_reuse keeps over all live sequences, in GiB (a position costs layers x 2 "
+        "x KV heads x head size x dtype bytes: SmolLM2-135M 46 KB in float32, half in bf16); auto = 1/8 of the "
+        "memory available when the engine starts, at most 1 GiB. Past it, the least recently used sequences are "
+        "dropped and prefill their whole context at their next turn (kv/evicted_positions in the step metrics).",
     )
+
+    @field_validator("kv_cache_gib")
+    @classmethod
+    def _positive(cls, value: float | str) -> float | str:
+        if value != "auto" and not float(value) > 0:
+            raise ValueError(f"must be auto or a positive number of GiB, got {value}")
+        return value
 
 
 class VLLMEngineConfig(Section):
@@ -607,6 +614,19 @@ class TrainerConfig(Section):
     )
     micro_batch_size: int = Field(
         4, ge=1, description="Trajectories per forward/backward (gradient accumulation); a memory knob only."
+    )
+    length_buckets: bool = Field(
+        True,
+        description="Cut each process's share of a mini-batch into micro-batches after sorting it by length (prompt + "
+        "response), so that little of the update is padding (actor/pad_frac). The token-mean is over the whole "
+        "mini-batch, so the gradient is the same sum in another order.",
+    )
+    logprob_chunk_tokens: int = Field(
+        512,
+        ge=1,
+        description="Response positions projected onto the vocabulary at once when computing log-probs and entropy "
+        "(update, old-policy pass, SFT warm start): the logits of one chunk (512 x 49,152 x 4 bytes = 100 MB at "
+        "SmolLM2's vocabulary) are all that is held, never the micro-batch's. A memory knob only: results are equal.",
     )
     epochs: int = Field(2, ge=1, description="Passes over the training prompts; TAPO uses 2.")
     max_steps: int | None = Field(None, ge=1, description="Hard cap on training steps; None = run the epochs out.")

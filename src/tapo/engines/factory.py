@@ -33,7 +33,7 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bo
     if isinstance(engine, TransformersEngineConfig):
         from tapo.engines.hf import HFEngine
 
-        # the section's fields (batch_size, dtype, kv_reuse, kv_cache_tokens) are HFEngine's keyword arguments
+        # the section's fields (batch_size, dtype, kv_reuse, kv_cache_gib) are HFEngine's keyword arguments
         return HFEngine(model, tokenizer, own_copy=own_copy, **engine.model_dump(exclude={"kind"}))
     path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
     if isinstance(engine, VLLMServerEngineConfig):

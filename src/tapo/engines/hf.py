@@ -25,13 +25,14 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import psutil
 import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.cache_utils import DynamicLayer
 
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.batching import AsyncBatcher
-from tapo.engines.kv_cache import KVStats, LayerKV, PrefixKVStore
+from tapo.engines.kv_cache import KVStats, LayerKV, PrefixKVStore, store_bytes
 from tapo.engines.state_dict import require_weights
 from tapo.engines.stops import Cut, StopScanner, eos_token_ids
 
@@ -54,9 +55,10 @@ class HFEngine:
     holds the trainer's own model object (the usual single-process CPU setup) the weights are already current and
     nothing is copied. Either way the stored KV caches are dropped: they belong to the old weights.
 
-    ``kv_reuse`` keeps each sequence's KV cache between its turns, up to ``kv_cache_tokens`` positions over all
-    sequences; ``release(ids)`` drops what a finished trajectory left. ``stats`` counts prefilled, reused and
-    sampled positions.
+    ``kv_reuse`` keeps each sequence's KV cache between its turns, up to ``kv_cache_gib`` GiB over all sequences
+    (``"auto"``: a share of the memory available at start, :func:`~tapo.engines.kv_cache.store_bytes`);
+    ``release(ids)`` drops what a finished trajectory left. ``stats`` counts prefilled, reused, sampled and evicted
+    positions (and evicted bytes).
 
     ``on_tokens``, when set, receives each token of a one-sequence batch as it is sampled (``tapo chat`` shows
     the turn growing); the returned generation is the same.
@@ -71,7 +73,7 @@ class HFEngine:
         batch_size: int = 64,
         dtype: Dtype = "auto",
         kv_reuse: bool = True,
-        kv_cache_tokens: int = 32768,
+        kv_cache_gib: float | Literal["auto"] = "auto",
         own_copy: bool = False,
     ) -> None:
         self.model = sampling_model(model, dtype, own_copy)
@@ -85,7 +87,9 @@ class HFEngine:
         self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         # Sliding-window or linear-attention layers drop or fold positions: only plain full-attention caches are kept.
         plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
-        self.store = PrefixKVStore(kv_cache_tokens) if kv_reuse and plain else None
+        self.store = None
+        if kv_reuse and plain:
+            self.store = PrefixKVStore(store_bytes(kv_cache_gib, psutil.virtual_memory().available))
         self.stats = self.store.stats if self.store is not None else KVStats()
 
     def generate(

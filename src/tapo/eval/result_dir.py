@@ -38,6 +38,7 @@ class EvalResult:
     accuracy_by_searches: dict[int, tuple[float, int]]
     out_dir: Path | None = None
     trajectories: list[Trajectory] = field(default_factory=list, repr=False)
+    engine: dict[str, float] = field(default_factory=dict)  # kv/*: the transformers engine's KV-store counters
 
     @property
     def overall(self) -> SourceMetrics:
@@ -53,6 +54,7 @@ class EvalResult:
             "greedy": self.greedy,
             "metrics": {name: m.to_dict() for name, m in self.metrics.items()},
             "accuracy_by_searches": {str(n): list(v) for n, v in self.accuracy_by_searches.items()},
+            "engine": self.engine,
         }
 
     @classmethod
@@ -67,6 +69,7 @@ class EvalResult:
             metrics={name: metrics_from_dict(m) for name, m in row["metrics"].items()},
             accuracy_by_searches={int(n): (float(a), int(c)) for n, (a, c) in row["accuracy_by_searches"].items()},
             out_dir=out_dir,
+            engine=dict(row.get("engine", {})),  # results written before engine counters were kept have none
         )
 
     def markdown(self) -> str:

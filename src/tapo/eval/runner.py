@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
+from tapo.engines.kv_cache import KVStats
 from tapo.eval.metrics import accuracy_by_searches, compute_metrics
 from tapo.eval.modes import mode_tools, template_for_mode
 from tapo.eval.result_dir import EvalResult, save_ablation
@@ -163,6 +164,8 @@ def evaluate_examples(
     if allowed and tools is None:
         raise ValueError(f"tools mode {tools_mode!r} needs a tool registry")
     runner = RolloutRunner(engine, tools if allowed else None, config.rollout, loop=loop, protocol=protocol)
+    stats = getattr(engine, "stats", None)  # the transformers engine's KV-store counters: this evaluation's share
+    before = stats.snapshot() if isinstance(stats, KVStats) else None
     with RewardFunction(config.reward, config.rollout.max_response_tokens, protocol) as reward:
         reward.check_sources({ex.data_source for ex in examples})
         cap = config.data.max_prompt_tokens
@@ -179,6 +182,7 @@ def evaluate_examples(
         metrics=compute_metrics(records),
         accuracy_by_searches=accuracy_by_searches(records),
         trajectories=trajectories,
+        engine=stats.metrics(before) if isinstance(stats, KVStats) else {},
     )
 
 

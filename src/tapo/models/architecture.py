@@ -44,13 +44,21 @@ class Architecture:
         )
 
     @property
-    def parameters(self) -> int:
-        """Parameter count: embeddings, attention (grouped K/V), SwiGLU MLP, two norms per layer, final norm, head."""
-        h, kv = self.hidden_size, self.hidden_size * self.num_key_value_heads // self.num_attention_heads
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def layer_parameters(self) -> int:
+        """Parameters of one decoder layer: attention (grouped K/V), SwiGLU MLP, two norms."""
+        h, kv = self.hidden_size, self.head_dim * self.num_key_value_heads
         attention = 2 * h * h + 2 * h * kv + ((h + 2 * kv) if self.attention_bias else 0)
-        layer = attention + 3 * h * self.intermediate_size + 2 * h
-        embeddings = self.vocab_size * h * (1 if self.tie_word_embeddings else 2)
-        return embeddings + self.num_hidden_layers * layer + h
+        return attention + 3 * h * self.intermediate_size + 2 * h
+
+    @property
+    def parameters(self) -> int:
+        """Parameter count: embeddings, the decoder layers, final norm, head."""
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        return embeddings + self.num_hidden_layers * self.layer_parameters + self.hidden_size
 
 
 _QWEN25 = {"model_type": "qwen2", "attention_bias": True}

@@ -1,18 +1,21 @@
 """Per-token log-probs and entropies of response tokens, for padded batches of prompt + response ids.
 
 Prompts are left-padded and responses right-padded so every response starts in the same column; the
-model then only has to project the last ``T + 1`` hidden states onto the vocabulary
-(``logits_to_keep``), which is most of the memory of a forward pass. Position ids are computed from the
+model only hands the last ``T + 1`` hidden states to its output head (``logits_to_keep``). Even those, as
+``[B, T, V]`` float32 logits with their log-softmax and the entropy's softmax, were most of a CPU run's memory
+(several GB at a 49K vocabulary): the head here projects a chunk of positions at a time and keeps only the
+chosen token's log-prob and the entropy (:func:`response_logprobs`). Position ids are computed from the
 attention mask so padding never shifts positions: the same sequence gets the same log-probs whatever
 batch it is in (the rollout engine, the old-policy pass and the update must agree token for token).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -62,37 +65,165 @@ def pad_rows(rows: Sequence[Sequence[float]], width: int, value: float = 0.0) ->
     return out
 
 
+DEFAULT_CHUNK_TOKENS = 512
+"""Positions projected onto the vocabulary at once (``trainer.logprob_chunk_tokens``): 512 x 49,152 float32 logits
+are 100 MB, against 1.6 GB for a whole micro-batch of 8 x 1,024 response tokens."""
+
+
 def response_logprobs(
     model: torch.nn.Module,
     batch: TokenBatch,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs ``[B, T]`` of each response token (0 on padding), and optionally the policy entropy there.
 
     Logits are divided by the sampling temperature so the ratio compares the distribution that was
     actually sampled from. The entropy is a statistic only and is computed without gradient.
+
+    The forward goes through ``model`` itself (a DDP, FSDP, DeepSpeed or peft wrapper keeps its hooks and
+    gradients), but its output head never builds the ``[B, T, V]`` logits: :class:`ChosenTokenHead` takes the
+    final hidden states and projects ``chunk_tokens`` real response positions at a time, each under activation
+    checkpointing, so neither the forward nor the backward holds more than one chunk's logits.
     """
     width = batch.response_len  # T
     position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [B, P + T]
-    out = model(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=width + 1,
-        use_cache=False,
-    )
-    # out.logits [B, T + 1, V]: column t predicts response token t, so the last column is dropped
-    logits = out.logits[:, :-1, :].float()  # [B, T, V]
+    targets = batch.input_ids[:, -width:]  # [B, T]
+    head = ChosenTokenHead(output_head(model), targets, batch.response_mask, temperature, with_entropy, chunk_tokens)
+    with head:
+        out = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=width + 1,
+            use_cache=False,
+        )
+    stats = out.logits  # [B, T, 2]: (log-prob, entropy) of each response token, in place of the logits
+    return stats[..., 0], (stats[..., 1].detach() if with_entropy else None)
+
+
+def output_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The module that projects hidden states onto the vocabulary, under any accelerate or peft wrapper."""
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    if getattr(getattr(inner, "config", None), "final_logit_softcapping", None):
+        raise ValueError(f"{type(inner).__name__} caps its logits after the head: chunked log-probs do not apply")
+    head = inner.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(inner).__name__} has no output embeddings to compute log-probs with")
+    return head
+
+
+class ChosenTokenHead:
+    """While entered, the output head returns ``[B, T, 2]`` (log-prob, entropy) of the chosen tokens instead of
+    ``[B, T + 1, V]`` logits.
+
+    A forward pre-hook keeps the hidden states the model hands its head (``[B, T + 1, H]``, the last ``T + 1``
+    columns: ``logits_to_keep``) and passes on none of them, so the head projects nothing; a forward hook then
+    computes the statistics from the kept states in chunks (:func:`chosen_token_stats`) and returns them as the
+    head's output. Both run inside the head's own call, so a sharded head's weights are gathered, and the result
+    flows out of the model's forward as its ``logits``, where the wrappers' backward hooks expect it."""
+
+    def __init__(
+        self,
+        head: torch.nn.Module,
+        targets: torch.Tensor,
+        mask: torch.Tensor,
+        temperature: float,
+        with_entropy: bool,
+        chunk_tokens: int,
+    ) -> None:
+        self.head = head
+        self.targets = targets  # [B, T]
+        self.mask = mask  # [B, T]
+        self.temperature = temperature
+        self.with_entropy = with_entropy
+        self.chunk_tokens = chunk_tokens
+        self._hidden: torch.Tensor | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> ChosenTokenHead:
+        self._handles = [
+            self.head.register_forward_pre_hook(self._keep_input),
+            # first among the forward hooks: before a sharding wrapper's post-forward frees the gathered weights
+            self.head.register_forward_hook(self._replace_output, prepend=True),
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles, self._hidden = [], None
+
+    def _keep_input(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        hidden = args[0]  # [B, T + 1, H]: column t predicts response token t; the last column predicts nothing
+        self._hidden = hidden[:, :-1]  # [B, T, H]
+        return (hidden[:, :0], *args[1:])  # [B, 0, H]: the head projects no position
+
+    def _replace_output(self, module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        hidden, self._hidden = self._hidden, None
+        if hidden is None:
+            raise RuntimeError("the output head ran without its input being kept")
+        return chosen_token_stats(
+            module.forward,  # the head's own computation (LoRA included), without running these hooks again
+            hidden,
+            self.targets,
+            self.mask,
+            self.temperature,
+            self.with_entropy,
+            self.chunk_tokens,
+        )
+
+
+def chosen_token_stats(
+    project: Callable[[torch.Tensor], torch.Tensor],
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+    with_entropy: bool,
+    chunk_tokens: int,
+) -> torch.Tensor:
+    """``[B, T, 2]`` float32: log-prob of ``targets`` and entropy (0 unless ``with_entropy``, no gradient) at each
+    position where ``mask`` is 1, zeros elsewhere, projecting ``chunk_tokens`` masked positions at a time.
+
+    Padding is never projected. With gradients on, each chunk is checkpointed: the backward recomputes that chunk's
+    logits instead of keeping them, one chunk at a time."""
+    rows, width, size = hidden.shape  # B, T, H
+    real = mask.reshape(-1).nonzero()[:, 0]  # [N] flat indices of real response positions
+    states = hidden.reshape(-1, size)[real]  # [N, H]
+    chosen = targets.reshape(-1)[real]  # [N]
+    checkpointed = torch.is_grad_enabled() and states.requires_grad
+    pieces = []
+    for start in range(0, len(real), chunk_tokens) or [0]:  # one (empty) chunk keeps the graph when N = 0
+        part = (states[start : start + chunk_tokens], chosen[start : start + chunk_tokens])
+        if checkpointed:
+            pieces.append(checkpoint(_chunk_stats, project, *part, temperature, with_entropy, use_reentrant=False))
+        else:
+            pieces.append(_chunk_stats(project, *part, temperature, with_entropy))
+    stats = torch.cat(pieces)  # [N, 2]
+    out = stats.new_zeros(rows * width, 2).index_copy(0, real, stats)  # [B * T, 2]
+    return out.view(rows, width, 2)
+
+
+def _chunk_stats(
+    project: Callable[[torch.Tensor], torch.Tensor],
+    states: torch.Tensor,
+    chosen: torch.Tensor,
+    temperature: float,
+    with_entropy: bool,
+) -> torch.Tensor:
+    """``[n, 2]``: (log-prob of ``chosen``, entropy) from ``states`` ``[n, H]``, through ``[n, V]`` logits."""
+    logits = project(states).float()  # [n, V]
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
-    targets = batch.input_ids[:, -width:]  # [B, T]
-    log_norm = torch.logsumexp(logits, dim=-1)  # [B, T]
-    token_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [B, T]
-    logprobs = (token_logits - log_norm) * batch.response_mask  # [B, T]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            probs = torch.softmax(logits.detach(), dim=-1)
-            entropy = (log_norm.detach() - (probs * logits.detach()).sum(-1)) * batch.response_mask  # [B, T]
-    return logprobs, entropy
+    log_norm = torch.logsumexp(logits, dim=-1)  # [n]
+    logprobs = logits.gather(-1, chosen[:, None])[:, 0] - log_norm  # [n]
+    if not with_entropy:
+        return torch.stack([logprobs, torch.zeros_like(log_norm)], dim=-1)
+    with torch.no_grad():
+        detached = logits.detach()
+        entropy = log_norm.detach() - (torch.softmax(detached, dim=-1) * detached).sum(-1)  # [n]
+    return torch.stack([logprobs, entropy], dim=-1)

@@ -7,8 +7,9 @@ print and the failures, one line each, so every failure is reported at once.
 The memory estimate is an order of magnitude, not a measurement: weights, gradients and AdamW states follow from
 the parameter count, dtype and sharding; activations use the per-token, per-layer figure of Korthikanti et al.
 (2022) for bf16 with flash attention (34 bytes x hidden size, only each layer's input kept under gradient
-checkpointing); the log-prob head holds the micro-batch's response logits several times over (bf16 logits, their
-float32 copy, softmax for the entropy, the gradient), which at Qwen's 152K vocabulary is the largest term.
+checkpointing); the log-prob head holds one chunk of ``trainer.logprob_chunk_tokens`` positions' logits several times
+over (bf16 logits, their float32 copy, softmax for the entropy, the gradient), never the micro-batch's
+(:mod:`tapo.train.logprobs`).
 After each step the weight sync gathers the full weights on every process (:mod:`tapo.train.full_weights`): one float32
 copy under FSDP, a bf16 copy and its clone under DeepSpeed ZeRO-3; the peak counts the larger of that and the
 activations, on top of what stays resident (shards, optimizer states, the vLLM share).
@@ -16,12 +17,16 @@ activations, on top of what stays resident (shards, optimizer states, the vLLM s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tapo.config.bounded_yaml import load_bounded
 from tapo.config.schema import TapoConfig, TrainerConfig
+from tapo.data.schema import Example
 from tapo.models.architecture import Architecture
+from tapo.protocol import TAPO, Protocol
 
 GIB = 1024**3
 ACTIVATION_BYTES_PER_HIDDEN = 34
@@ -167,7 +172,8 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     per_layer = ACTIVATION_BYTES_PER_HIDDEN * h * tokens * (1 if t.bf16 else 2)  # float32 doubles it
     layers = architecture.num_hidden_layers
     kept = layers * 2 * h * tokens + per_layer if config.model.gradient_checkpointing else layers * per_layer
-    logits = LOGIT_BYTES * micro * config.rollout.max_response_tokens * architecture.vocab_size
+    chunk = min(t.logprob_chunk_tokens, micro * config.rollout.max_response_tokens)  # positions projected at once
+    logits = LOGIT_BYTES * chunk * architecture.vocab_size
     sync = "weight sync (gathered full weights, transient)"
     if launch.deepspeed and t.bf16:
         # DeepSpeed trains bf16 weights and keeps the float32 master copy with the optimizer states; the sync
@@ -184,7 +190,7 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     parts |= {
         "AdamW states (2 x float32)": share(trained * 8, launch.shard_optimizer),
         "activations (one micro-batch)": kept,
-        "log-prob head (one micro-batch)": logits,
+        "log-prob head (one chunk of positions)": logits,
         sync: gathered if launch.shard_weights else 0.0,
     }
     engine = config.rollout.engine
@@ -208,3 +214,130 @@ def memory_lines(estimate: MemoryEstimate, gpu_gib: float, on_gpu: bool) -> tupl
             "trainer.micro_batch_size, rollout.engine.gpu_memory_utilization, or shard over more processes"
         )
     return lines, failures
+
+
+RUNTIME_BYTES = GIB // 2
+"""Python, torch, transformers, tapo and a tokenizer before any model: 474 MiB RSS measured (SmolLM2's tokenizer)."""
+MEMORY_ENV = "TAPO_MEMORY_GIB"
+"""Overrides the memory :func:`available_memory` reports (tests; a container whose limit psutil cannot see)."""
+
+
+def available_memory() -> int:
+    """Bytes this run may use: ``$TAPO_MEMORY_GIB`` GiB when set, else what psutil reports as available now."""
+    import os
+
+    import psutil
+
+    override = os.environ.get(MEMORY_ENV)
+    return int(float(override) * GIB) if override else int(psutil.virtual_memory().available)
+
+
+def trainable_parameters(config: TapoConfig, architecture: Architecture) -> int:
+    """Parameters the optimizer steps: the top ``model.trainable_layers`` and the final norm, LoRA's adapters
+    (negligible: 0), or all of them."""
+    if config.model.lora.enabled:
+        return 0
+    layers = config.model.trainable_layers
+    if layers is None:
+        return architecture.parameters
+    return min(layers, architecture.num_hidden_layers) * architecture.layer_parameters + architecture.hidden_size
+
+
+@dataclass(frozen=True)
+class CpuPart:
+    """One holder of a CPU run's memory: its bytes, the setting that sizes it ("" if none) and its phase (resident
+    for the whole run, or held during the rollout or the update only)."""
+
+    bytes: float
+    setting: str
+    phase: str  # "resident", "rollout" or "update"
+
+
+def prompt_lengths(
+    config: TapoConfig, examples: Sequence[Example], tokenizer: Any, protocol: Protocol = TAPO, sample: int = 500
+) -> list[int]:
+    """Token counts of the first ``sample`` examples' rendered prompts (before ``data.max_prompt_tokens`` cuts them)."""
+    from tapo.prompts.templates import render_prompt
+
+    return [len(render_prompt(tokenizer, ex.question, config.data.template, protocol)) for ex in examples[:sample]]
+
+
+def cpu_memory_estimate(
+    config: TapoConfig, architecture: Architecture, available: int, prompt_tokens: int | None = None
+) -> dict[str, CpuPart]:
+    """What a one-process CPU run (the transformers engine sharing the trainer's model) holds, by holder.
+
+    Sequences are ``prompt_tokens`` (default: the cap, ``data.max_prompt_tokens``) plus the response cap long: the
+    caller passes the longest rendered prompt where it knows the data, as prompts are often far below their cap.
+
+    The peak (:func:`cpu_peak`) is the resident parts plus the larger of the rollout's and the update's: the KV store
+    and the generation batch's cache are released before the update (finished trajectories free their entries) and
+    the update's activations are gone before the next rollout."""
+    from tapo.engines.kv_cache import position_bytes, store_bytes
+
+    n, width = architecture.parameters, _DTYPE_BYTES[config.model.dtype]
+    trained = trainable_parameters(config, architecture)
+    t, engine = config.trainer, config.rollout.engine
+    parts = {
+        "Python, torch, transformers, tokenizer (measured once)": CpuPart(RUNTIME_BYTES, "", "resident"),
+        f"weights ({n / 1e6:,.0f} M parameters, {config.model.dtype})": CpuPart(n * width, "", "resident"),
+        f"gradients ({trained / 1e6:,.1f} M trainable)": CpuPart(trained * width, "model.trainable_layers", "resident"),
+        "AdamW states (2 x float32)": CpuPart(trained * 8, "model.trainable_layers", "resident"),
+    }
+    if t.kl_coef > 0:
+        parts["reference copy (trainer.kl_coef > 0)"] = CpuPart(n * width, "trainer.kl_coef", "resident")
+    sampling = width
+    if engine.kind == "transformers" and engine.dtype not in ("auto", config.model.dtype):
+        sampling = _DTYPE_BYTES[engine.dtype]
+        parts[f"{engine.dtype} sampling copy (rollout.engine.dtype)"] = CpuPart(
+            n * sampling, "rollout.engine.dtype", "resident"
+        )
+    context = (prompt_tokens or config.data.max_prompt_tokens) + config.rollout.max_response_tokens
+    per_position = position_bytes(
+        architecture.num_hidden_layers, architecture.num_key_value_heads, architecture.head_dim, sampling
+    )
+    if engine.kind == "transformers":
+        parts[f"generation batch's KV ({engine.batch_size} x {context} positions)"] = CpuPart(
+            engine.batch_size * context * per_position, "rollout.engine.batch_size", "rollout"
+        )
+        if engine.kv_reuse:
+            parts[f"KV store bound (kv_cache_gib={engine.kv_cache_gib})"] = CpuPart(
+                store_bytes(engine.kv_cache_gib, available), "rollout.engine.kv_cache_gib", "rollout"
+            )
+    micro = micro_batch(config, 1)
+    per_layer = ACTIVATION_BYTES_PER_HIDDEN * architecture.hidden_size * micro * context * (1 if t.bf16 else 2)
+    kept = (config.model.trainable_layers or architecture.num_hidden_layers) if trained else 0
+    if config.model.lora.enabled:  # adapters in every layer: every layer's activations are kept
+        kept = architecture.num_hidden_layers
+    parts[f"activations ({micro} x {context} tokens, {kept} layers kept)"] = CpuPart(
+        per_layer * max(1, kept), "trainer.micro_batch_size", "update"
+    )
+    chunk = min(t.logprob_chunk_tokens, micro * config.rollout.max_response_tokens)
+    parts[f"log-prob head ({chunk} positions x {architecture.vocab_size:,} entries)"] = CpuPart(
+        LOGIT_BYTES * chunk * architecture.vocab_size, "trainer.logprob_chunk_tokens", "update"
+    )
+    return parts
+
+
+def cpu_peak(parts: dict[str, CpuPart]) -> float:
+    """Resident parts plus the larger of the rollout's and the update's."""
+    resident = sum(p.bytes for p in parts.values() if p.phase == "resident")
+    return resident + max(sum(p.bytes for p in parts.values() if p.phase == phase) for phase in ("rollout", "update"))
+
+
+def cpu_memory_lines(parts: dict[str, CpuPart], available: int) -> tuple[list[str], list[str]]:
+    """Each holder's size, the peak against the memory available, and the one-line failure when it does not fit,
+    naming the setting of the largest part that has one."""
+    lines = [f"{name} [{part.phase}]: {part.bytes / GIB:.2f} GiB" for name, part in parts.items()]
+    peak = cpu_peak(parts)
+    lines.append(
+        f"peak (resident + the larger of rollout and update): {peak / GIB:.1f} GiB of {available / GIB:.1f} GiB "
+        f"available (${MEMORY_ENV} overrides)"
+    )
+    if peak <= available:
+        return lines, []
+    name, part = max(((k, p) for k, p in parts.items() if p.setting), key=lambda item: item[1].bytes)
+    return lines, [
+        f"memory: this CPU run needs about {peak / GIB:.1f} GiB at peak, over the {available / GIB:.1f} GiB "
+        f"available; lower {part.setting} (its {name.split(' (')[0]}: {part.bytes / GIB:.1f} GiB)"
+    ]

@@ -204,7 +204,7 @@ class SftTrainer:
             tokens = pad_batch([d.prompt_ids for d in micro], [d.response_ids for d in micro], self.pad_id)
             tokens = tokens.to(accelerator.device)
             with accelerator.autocast():
-                logp, _ = response_logprobs(self.model, tokens)
+                logp, _ = response_logprobs(self.model, tokens, chunk_tokens=self.config.trainer.logprob_chunk_tokens)
             mask = pad_rows([d.loss_mask for d in micro], tokens.response_len).to(logp.device)
             loss = -(logp.float() * mask).sum() / global_tokens
             accelerator.backward(loss * accelerator.num_processes)

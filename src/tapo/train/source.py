@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
+from tapo.engines.kv_cache import KVStats
 from tapo.io.event_loop import EventLoopThread
 from tapo.records import Trajectory
 
@@ -37,6 +38,10 @@ class RolloutSource(Protocol):
 
     def sync(self, state_dict: dict[str, Any]) -> None:
         """Load the new policy weights (the full state dict, on every process) into the generation engine."""
+        ...
+
+    def engine_metrics(self) -> dict[str, float]:
+        """The engine's counters since the last call (``kv/*`` of the transformers engine's KV store), or none."""
         ...
 
 
@@ -92,6 +97,7 @@ class ToolRolloutSource:
         self.score = score
         self._prompts: dict[str, list[int]] = {}
         self.process_index = process_index
+        self._counted = KVStats()
 
     def _prompt(self, example: Example) -> list[int]:
         if example.id not in self._prompts:
@@ -122,6 +128,16 @@ class ToolRolloutSource:
         """
         if self.config.rollout.engine.kind != "vllm-server" or self.process_index == 0:
             self.engine.update_weights(state_dict)
+
+    def engine_metrics(self) -> dict[str, float]:
+        """``kv/*``: the transformers engine's KV-store counters (prefilled, reused, evicted positions and bytes)
+        since the last call; none for engines without a store."""
+        stats = getattr(self.engine, "stats", None)
+        if not isinstance(stats, KVStats):
+            return {}
+        metrics = stats.metrics(self._counted)
+        self._counted = stats.snapshot()
+        return metrics
 
     def close(self) -> None:
         """Close the tools on the loop their clients live on, then the loop, the reward and the engine (a vLLM

@@ -36,6 +36,7 @@ from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_check
 from tapo.train.cursor import PromptCursor
 from tapo.train.full_weights import full_state_dict
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
+from tapo.train.micro_batches import cut, padded_positions, sequence_length
 from tapo.train.mismatch import drop_rejected, reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
 from tapo.train.plan import total_steps
 from tapo.train.setup import optimizer_step, prepare_for_training
@@ -73,10 +74,6 @@ def loss_mask_for(traj: Trajectory, mask_tool_tokens: bool) -> list[int]:
     ablation: the loss uses the attention mask (every response token, tool output included) while the
     advantage stays on model tokens only, so tool tokens inflate the token-mean denominator."""
     return list(traj.model_mask) if mask_tool_tokens else [1] * len(traj.response_ids)
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class DapoTrainer:
@@ -220,15 +217,25 @@ class DapoTrainer:
         )
         with self.accelerator.autocast():
             logp, entropy = response_logprobs(
-                model or self.model, batch, self.config.rollout.temperature, with_entropy=with_entropy
+                model or self.model,
+                batch,
+                self.config.rollout.temperature,
+                with_entropy=with_entropy,
+                chunk_tokens=self.tcfg.logprob_chunk_tokens,
             )
         return batch, logp, entropy
+
+    def _micro_batches(self, items: Sequence[Prepared]) -> list[list[Prepared]]:
+        """``items`` in micro-batches of ``trainer.micro_batch_size``, cut by length unless
+        ``trainer.length_buckets`` is off (:mod:`tapo.train.micro_batches`)."""
+        lengths = [sequence_length(item.traj) for item in items] if self.tcfg.length_buckets else None
+        return cut(items, self.tcfg.micro_batch_size, lengths)
 
     @torch.no_grad()
     def _record_old_logprobs(self, items: Sequence[Prepared]) -> None:
         """Old (and reference) log-probs from the training model before any update of this step."""
         self.model.eval()
-        for micro in _chunks(items, self.tcfg.micro_batch_size):
+        for micro in self._micro_batches(items):
             _, logp, _ = self._forward(micro, with_entropy=False)
             ref = self._forward(micro, False, self.reference)[1] if self.reference is not None else None
             for i, item in enumerate(micro):
@@ -242,7 +249,7 @@ class DapoTrainer:
         accelerator = self.accelerator
         items = self.prepare(groups)
         random.Random(self.config.run.seed * 7919 + self.step).shuffle(items)
-        minis = _chunks(items, self.tcfg.mini_batch_size)
+        minis = cut(items, self.tcfg.mini_batch_size)
         local = [mini[accelerator.process_index :: accelerator.num_processes] for mini in minis]
         self.on_phase("update", 0, len(minis))
         if len(minis) > 1 or self.reference is not None or self.correction == "seq_mis":
@@ -253,29 +260,54 @@ class DapoTrainer:
         sums: dict[str, float] = {}
         mismatch = NO_MISMATCH
         grad_norms = []
+        positions = [0, 0]  # real and padded-to positions of this process's update micro-batches
+        started = time.perf_counter()
         for mini, share in zip(minis, local, strict=True):
             global_tokens = max(1, sum(item.tokens for item in mini))
-            micros = _chunks(share, self.tcfg.micro_batch_size)
-            for index, micro in enumerate(micros):
-                sync = accelerator.no_sync(self.model) if index < len(micros) - 1 else contextlib.nullcontext()
-                with sync:
-                    micro_stats, micro_mismatch = self._micro_step(micro, global_tokens)
-                for key, value in micro_stats.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                mismatch = mismatch + micro_mismatch
+            mini_sums, mini_mismatch, mini_positions = self.accumulate(share, global_tokens)
+            for key, value in mini_sums.items():
+                sums[key] = sums.get(key, 0.0) + value
+            mismatch = mismatch + mini_mismatch
+            positions = [a + b for a, b in zip(positions, mini_positions, strict=True)]
             grad_norms.append(optimizer_step(accelerator, self.model, self.optimizer, self.tcfg.max_grad_norm))
             self.on_phase("update", len(grad_norms), len(minis))
+        seconds = time.perf_counter() - started
         self.scheduler.step()
+        keys = sorted(sums)
         totals = accelerator.reduce(
-            torch.tensor([sums[k] for k in sorted(sums)], device=accelerator.device), "sum"
+            torch.tensor([sums[k] for k in keys] + [float(p) for p in positions], device=accelerator.device), "sum"
         ).tolist()
-        stats = {f"actor/{k}": v / len(minis) for k, v in zip(sorted(sums), totals, strict=True)}
+        stats = {f"actor/{k}": v / len(minis) for k, v in zip(keys, totals[: len(keys)], strict=True)}
+        real, padded = totals[len(keys) :]
+        stats["actor/pad_frac"] = 1.0 - real / max(1.0, padded)  # padding's share of the positions run
+        stats["perf/update_tokens_per_s"] = real / max(1e-9, seconds)  # real positions forward + backward per s
         stats["actor/grad_norm"] = sum(grad_norms) / len(grad_norms)
         stats["actor/lr"] = self.scheduler.get_last_lr()[0]
         stats["actor/loss_tokens"] = float(sum(item.tokens for item in items))
         stats.update(mismatch_metrics(reduce_sums(accelerator, mismatch)))
         warn_if_mismatched(self.step + 1, stats, self.config.rollout.mismatch_warn, self.correction)
         return stats
+
+    def accumulate(
+        self, share: Sequence[Prepared], global_tokens: int
+    ) -> tuple[dict[str, float], MismatchSums, tuple[int, int]]:
+        """Forward and backward of this process's ``share`` of one mini-batch in micro-batches, gradients summed
+        into ``.grad`` (synchronised over processes on the last one): the summed loss stats, the mismatch sums and
+        the (real, padded-to) positions."""
+        sums: dict[str, float] = {}
+        mismatch = NO_MISMATCH
+        real = padded = 0
+        micros = self._micro_batches(share)
+        for index, micro in enumerate(micros):
+            last = index == len(micros) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                micro_stats, micro_mismatch = self._micro_step(micro, global_tokens)
+            for key, value in micro_stats.items():
+                sums[key] = sums.get(key, 0.0) + value
+            mismatch = mismatch + micro_mismatch
+            micro_real, micro_padded = padded_positions([item.traj for item in micro])
+            real, padded = real + micro_real, padded + micro_padded
+        return sums, mismatch, (real, padded)
 
     def _micro_step(self, micro: Sequence[Prepared], global_tokens: int) -> tuple[dict[str, float], MismatchSums]:
         """Forward, loss and backward of one micro-batch; the loss stats and the sampler/learner mismatch sums.
@@ -324,6 +356,7 @@ class DapoTrainer:
         row: dict[str, float] = {"step": float(self.step), "epoch": float(self.cursor.epoch)}
         row.update(rollout_metrics(trajs))
         row.update(sampling)
+        row.update(self.source.engine_metrics())
         row.update(update)
         model_tokens = sum(t.n_model_tokens for t in trajs)
         row["time/rollout_s"] = t1 - t0
