@@ -16,7 +16,7 @@ from pydantic.fields import FieldInfo
 
 from tapo.config.bounded_yaml import MAX_FILE_BYTES, YamlBudgetError, load_bounded, shown
 from tapo.config.migrate import upgrade
-from tapo.config.paths import resolve_file_paths
+from tapo.config.relative_paths import resolve_file_paths
 from tapo.config.schema import Section, TapoConfig, kind_shorthand, section_model, variants
 
 _SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
@@ -177,7 +177,7 @@ def load_config(paths: list[str | Path] | str | Path | None = None, overrides: l
     """Merge YAML files left to right, then the overrides, and validate the result.
 
     A relative path in a file is read against that file's directory, one in an override against the working
-    directory (:mod:`tapo.config.paths` says which keys are paths)."""
+    directory (:mod:`tapo.config.relative_paths` says which keys are paths)."""
     if paths is None:
         paths = []
     elif isinstance(paths, str | Path):

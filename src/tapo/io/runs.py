@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from tapo.config.loader import dump_config
-from tapo.config.paths import absolute_paths
+from tapo.config.relative_paths import absolute_paths
 from tapo.config.schema import TapoConfig
 from tapo.io.atomic import append_jsonl, read_jsonl, write_jsonl, write_text
 
