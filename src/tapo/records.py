@@ -24,6 +24,12 @@ RENAMED_ROW_KEYS = {"loss_mask": "model_mask"}
 # Why a trajectory ended, as its row writes it; each is a stop rule of the agent loop (tapo.rollout.stop_rules):
 # the model answered, the response reached max_response_tokens, or the turn after the last tool turn did not answer.
 TrajectoryFinish = Literal["answer", "length", "max_turns"]
+# Who wrote a trajectory's model tokens: the policy (sampled by the engine), or an expert (an oracle plan replayed
+# by a scripted engine: the warm start's demonstrations, and the trainer's guidance in groups with no success).
+Origin = Literal["policy", "expert"]
+# Keys added to the row schema since it was first written, with the value an older row means: rows before ``origin``
+# were all sampled by the policy (demonstration files were re-made when it came, but any older one reads as policy).
+ADDED_ROW_KEYS: dict[str, Any] = {"origin": "policy"}
 
 
 class RecordError(ValueError):
@@ -79,6 +85,9 @@ class Trajectory:
     response_text: str = ""
     example: Example | None = None  # None only for bare token sequences (unit tests of the update)
     reward: RewardBreakdown | None = None
+    # "expert": not sampled by the policy, so its sampler log-probs say nothing of the policy; the update trains it
+    # with the off-policy correction of tapo.algo.guidance, and the rollout correction leaves it out
+    origin: Origin = "policy"
 
     @property
     def n_model_tokens(self) -> int:
@@ -147,11 +156,14 @@ class Trajectory:
             response_text=str(row.get("response_text", "")),
             example=Example.model_validate(row["example"]) if row["example"] is not None else None,
             reward=RewardBreakdown(**row["reward"]) if row["reward"] is not None else None,
+            origin=cast(Origin, str(row["origin"])),
         )
 
 
 def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with today's key names (:data:`RENAMED_ROW_KEYS`), so files written before a rename still read."""
-    if not any(old in row for old in RENAMED_ROW_KEYS):
+    """A row with today's key names (:data:`RENAMED_ROW_KEYS`) and every key added since (:data:`ADDED_ROW_KEYS`,
+    with the value an older row means), so files written before a change still read."""
+    if not any(old in row for old in RENAMED_ROW_KEYS) and all(key in row for key in ADDED_ROW_KEYS):
         return row
-    return {RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}
+    renamed = {RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}
+    return {**ADDED_ROW_KEYS, **renamed}

@@ -14,7 +14,7 @@ from tapo.data.mini import MiniSizes, build_mini
 from tapo.data.mini.oracle_plan import OraclePlan, SearchStep
 from tapo.io.event_loop import EventLoopThread
 from tapo.pipeline.arms import ARMS_FILE, BASE, SFT, ArmsError, load_arms
-from tapo.pipeline.demos import DemoBuilder, plan_turns
+from tapo.pipeline.demos import DemoBuilder
 from tapo.pipeline.job import MainJob
 from tapo.pipeline.profiles import load_profile
 from tapo.pipeline.stages import Stage, StageRunner
@@ -22,6 +22,7 @@ from tapo.pipeline.summary import NAMED_ARMS
 from tapo.prompts.templates import allowed_tools
 from tapo.protocol import parse_action
 from tapo.rewards.compute import RewardFunction
+from tapo.rollout.oracle import plan_turns
 from tapo.tools.catalog import build_tools
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline_run import ARMS, TITLES, build_pipeline_run
 from tapo.eval.result_dir import load_trajectories
-from tapo.io.atomic import write_jsonl
+from tapo.io.atomic import read_jsonl, write_jsonl
 from tapo.pipeline.summary import load_model, seed_spread, write_results
 
 INTERVAL = r"\d+\.\d \[\d+\.\d, \d+\.\d\]"
@@ -71,6 +71,20 @@ def test_seed_spread(run: Path, tmp_path: Path):
     assert line.startswith("TAPO (RL on the warm start): 2 seeds, accuracy 35.0, 22.5 (mean 28.7")
     assert "range 12.5 points" in line
     assert seed_spread({"tapo": models["tapo"]}) == []
+
+
+def test_the_summary_says_when_guidance_was_on(run: Path, tmp_path: Path):
+    copy = tmp_path / "job"
+    shutil.copytree(run, copy)
+    assert "guidance" not in write_results(copy, ARMS)  # the TAPO run logged no guidance/*: it was off
+    rows = read_jsonl(copy / "tapo" / "metrics.jsonl")
+    tallies = [{"guidance/failed_groups": 3.0, "guidance/injected": 2.0}, {"guidance/failed_groups": 1.0,
+               "guidance/injected": 1.0}]  # fmt: skip
+    write_jsonl(copy / "tapo" / "metrics.jsonl", [row | tally for row, tally in zip(rows, tallies, strict=True)])
+    text = write_results(copy, ARMS)
+    assert "TAPO (RL on the warm start): guidance on (trainer.guidance, not in TAPO" in text
+    assert "3 expert trajectories" in text and "3 of the 4 sampled groups with no right answer, over 2 steps" in text
+    assert any("guidance on" in note for note in json.loads((copy / "summary.json").read_text())["notes"])
 
 
 def test_following_the_plan_means_its_tools_in_its_order():

@@ -27,6 +27,7 @@ from tapo.stats import Interval
 # Panel title -> key pattern; a key lands in the first panel whose pattern it matches. The trainer logs
 # keys like reward/mean, reward/acc, tools/search_per_traj, response/model_tokens, sampling/filtered_frac.
 CURVE_PANELS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("guidance: groups with no success, experts injected", re.compile(r"^guidance/", re.I)),
     ("filtered-group fraction", re.compile(r"filter|constant_group|kept", re.I)),
     ("accuracy", re.compile(r"(^|[/_.])acc(uracy)?($|[/_.])", re.I)),
     ("format-error rate", re.compile(r"format", re.I)),

@@ -23,6 +23,7 @@ from tapo.eval.samples import SampleRecord, to_records
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_text
 from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, load_arms, seed_of
+from tapo.pipeline.levers import lever_notes
 from tapo.stats import Interval, Verdict, mean_interval, paired_difference, share_interval, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
@@ -298,16 +299,19 @@ def write_results(root: Path, arms: Sequence[Arm]) -> str:
     parts = tables(models)
     checks = goals(models)
     spread = seed_spread(models)
+    levers = lever_notes(root, arms)
     text = "\n".join(f"{t.caption}\n\n{to_markdown(t.headers, t.rows)}" for t in parts)
     if checks:
         text += "\nGoals:\n\n" + "\n".join(f"- {g.line()}" for g in checks) + "\n"
     if spread:
         text += "\nSeeds:\n\n" + "\n".join(f"- {line}" for line in spread) + "\n"
+    if levers:
+        text += "\nLevers beyond TAPO:\n\n" + "\n".join(f"- {line}" for line in levers) + "\n"
     text += f"\n{METHOD}\n"
     write_text(root / "summary.md", text)
     JobSummary(
         tables=parts,
-        notes=[*spread, METHOD],
+        notes=[*spread, *levers, METHOD],
         labels=labels(arms),
         goals=[g.result() for g in checks],
         comparisons=dict(comparisons(models)),

@@ -22,6 +22,7 @@ from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
 from tapo.io.closing import Closing
 from tapo.io.runs import RunDir
+from tapo.train.guidance import ExpertGuide
 from tapo.train.setup import load_policy
 from tapo.train.sft import Demo, SftTrainer
 from tapo.train.source import ScoreFn, ToolRolloutSource
@@ -91,7 +92,8 @@ def build_rl_run(
         own_engine_copy=_sharded(accelerator),
     )
     try:
-        trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
+        guide = ExpertGuide(source, config.trainer.guidance) if config.trainer.guidance.enabled else None
+        trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples, guide)
     except BaseException:
         source.close()
         raise

@@ -99,7 +99,9 @@ class ToolRolloutSource:
         self.process_index = process_index
         self._counted = KVStats()
 
-    def _prompt(self, example: Example) -> list[int]:
+    def prompt(self, example: Example) -> list[int]:
+        """The example's prompt ids (rendered once, cut to ``data.max_prompt_tokens``): every member of its group
+        starts from these, a guidance expert too."""
         if example.id not in self._prompts:
             from tapo.prompts.templates import render_prompt
 
@@ -111,7 +113,7 @@ class ToolRolloutSource:
         self, examples: Sequence[Example], step: int, round: int, on_done: Callable[[], None] | None = None
     ) -> list[Group]:
         n = self.config.trainer.group_size
-        prompts = [self._prompt(ex) for ex in examples for _ in range(n)]
+        prompts = [self.prompt(ex) for ex in examples for _ in range(n)]
         repeated = [ex for ex in examples for _ in range(n)]
         seed = sampling_seed(self.config.run.seed, step, self.process_index, round)
         params = self.runner.sampling_params(seed=seed)

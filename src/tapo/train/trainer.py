@@ -26,7 +26,8 @@ from accelerate.utils import gather_object
 from tapo.algo.advantages import broadcast_to_tokens, group_advantages
 from tapo.algo.correction import NO_MISMATCH, MismatchSums, correction_weights, mismatch_metrics, mismatch_sums
 from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
-from tapo.algo.loss import ClipConfig, dapo_loss
+from tapo.algo.guidance import mixed_policy_loss
+from tapo.algo.loss import ClipConfig
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
 from tapo.io.runs import RunDir, run_config_text
@@ -35,6 +36,7 @@ from tapo.train.batch_metrics import rollout_metrics, sampled_metrics
 from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
 from tapo.train.cursor import PromptCursor
 from tapo.train.full_weights import full_state_dict
+from tapo.train.guidance import ExpertGuide, GuidanceTally
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.micro_batches import cut, padded_positions, sequence_length
 from tapo.train.mismatch import drop_rejected, reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
@@ -86,6 +88,7 @@ class DapoTrainer:
         tokenizer: Any,
         source: RolloutSource,
         examples: Sequence[Example],
+        guide: ExpertGuide | None = None,
     ) -> None:
         tcfg = config.trainer
         if tcfg.mini_batch_size % accelerator.num_processes:
@@ -112,6 +115,7 @@ class DapoTrainer:
         self.clip = ClipConfig(tcfg.clip_low, tcfg.clip_high, tcfg.dual_clip)
         self.correction = resolve_correction(config)
         self.on_phase: PhaseFn = _no_phase
+        self.guide = guide  # trainer.guidance: expert members in groups with no success (None: off, as TAPO)
 
     # ---- schedule -------------------------------------------------------------------------------------------
     @property
@@ -152,12 +156,15 @@ class DapoTrainer:
         target = self.tcfg.prompts_per_step
         state: SamplingState[Group] = SamplingState()
         sampled: list[Group] = []  # every group of every round, before filtering: what the policy does
+        guided = GuidanceTally()
         while True:
             indices = self.cursor.take(target)
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
             groups = self._sample(local, state.rounds)
             groups = gather_object(groups) if accelerator.num_processes > 1 else groups
             sampled += groups
+            # guidance (trainer.guidance): an expert member in groups with no success, before the filter sees them
+            groups = self.guide.inject(groups, guided) if self.guide is not None else groups
             # acc (+ the tool-cost bonus when it is on): (groups, group_size)
             signals = torch.tensor([[t.scored.signal for t in g] for g in groups])
             flags = (
@@ -182,6 +189,7 @@ class DapoTrainer:
             "sampling/filtered_frac": state.filtered / max(1, state.seen),
             "sampling/filled_groups": float(filled),
             **sampled_metrics(sampled),
+            **(guided.metrics() if self.guide is not None else {}),
         }
         return batch, stats
 
@@ -334,7 +342,9 @@ class DapoTrainer:
         )
         sampler, sampled = (t.to(device) for t in sampler_tensors([item.traj for item in micro], width))  # [B, T]
         applied = correction_weights(old, sampler, sampled, self.correction, self.tcfg.rollout_is_cap)
-        out = dapo_loss(logp.float(), old, adv, mask, global_tokens, self.clip, ref, self.tcfg.kl_coef, applied.weights)
+        expert = torch.tensor([item.traj.origin == "expert" for item in micro], device=device)  # [B] guidance
+        loss_args = (global_tokens, self.tcfg.guidance.shaping_gamma, self.clip, ref, self.tcfg.kl_coef)
+        out = mixed_policy_loss(logp.float(), old, adv, mask, expert, *loss_args, applied.weights)  # DAPO's w/o experts
         # Gradients are averaged over processes by DDP; the token-mean is already global, so undo the average.
         self.accelerator.backward(out.loss * self.accelerator.num_processes)
         stats = dict(out.stats)
