@@ -154,13 +154,14 @@ def test_profiles_validate(tmp_path):
 
 
 def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
-    """The long profile runs TAPO + tool cost as its own arm; the reward of every other arm stays TAPO's."""
+    """The long profile runs TAPO + tool cost as its own arm; the reward of every other arm stays TAPO's. It runs TAPO
+    on three seeds (issue 32: its goals about RL are decided on all of them)."""
     from tapo.pipeline.job import MainJob
 
     job = MainJob(load_profile("long"), tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
     job.write_config()
     arms = {arm.name: arm.overrides for arm in job.arms()}
-    assert set(arms) == {"tapo", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"}
+    assert set(arms) == {"tapo", "tapo-seed1", "tapo-seed2", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"}
     for name, extra in arms.items():
         config = load_config(job.config_file, [*job.profile.rl, *extra])
         assert config.reward.tool_cost.enabled is (name == "tapo-tool-cost"), name

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_run import ARMS, TITLES, build_pipeline_run
+from pipeline_run import ARMS, QUESTIONS, TITLES, build_pipeline_run, eval_result, question, tool_trajectory
 from tapo.eval.result_dir import load_trajectories
 from tapo.io.atomic import read_jsonl, write_jsonl
-from tapo.pipeline.summary import load_model, seed_spread, write_results
+from tapo.pipeline.arms import TAPO, seed_of
+from tapo.pipeline.summary import KINDS, load_model, seed_spread, write_results
 
 INTERVAL = r"\d+\.\d \[\d+\.\d, \d+\.\d\]"
 
@@ -107,3 +108,54 @@ def test_following_the_plan_means_its_tools_in_its_order():
     assert follows("search", "search", "search") is False
     example.meta.pop("plan")
     assert follows("search") is None
+
+
+def _with_seeds(run: Path, root: Path, right: dict[str, int]) -> str:
+    """``run`` with TAPO evaluated on more seeds: ``right[name]`` questions right (the first ones), as
+    ``tapo-seed1``, ...; returns the rebuilt summary.md."""
+    shutil.copytree(run, root)
+    arms = [TAPO]
+    for name, n in right.items():
+        trajectories = [tool_trajectory(question(i), i < n) for i in range(QUESTIONS)]
+        eval_result(trajectories, name, data="data/test.jsonl", template="minimal").save(root / "eval" / name)
+        if name != TAPO.name:
+            seed = seed_of(name)[1]
+            arms.append(TAPO.seeded(seed, seed))
+    return write_results(root, arms)
+
+
+def test_seeds_give_each_gain_with_its_interval_the_mean_and_sd_and_gains_by_kind(run: Path, tmp_path: Path):
+    # the warm start gets questions 0-8 right; TAPO's seeds 0-13, 0-19 and 0-17: +12.5, +27.5, +22.5 points
+    text = _with_seeds(run, tmp_path / "job", {"tapo-seed1": 20, "tapo-seed2": 18})
+    summary = json.loads((tmp_path / "job" / "summary.json").read_text())
+    (table,) = [t for t in summary["tables"] if "seed by seed" in t["caption"]]
+    assert table["headers"][:3] == ["seed", "questions", "RL − warm start [95 % CI]"]
+    assert table["headers"][3:] == [f"{kind} Δ" for kind in KINDS]
+    seeds, mean, sd = table["rows"][:3], table["rows"][3], table["rows"][4]
+    assert [row[:2] for row in seeds] == [["seed 0", "40"], ["seed 1", "40"], ["seed 2", "40"]]
+    assert [row[2].split(" [")[0] for row in seeds] == ["+12.5", "+27.5", "+22.5"]
+    assert all(re.fullmatch(r"\+\d+\.\d \[\+\d+\.\d, \+\d+\.\d\]", row[2]) for row in seeds)
+    # seed 1 gained questions 9-19; of the single_hop ones (i % 5 == 0) that is 10 and 15: 2 of 8
+    assert seeds[1][3].startswith("+25.0 [")
+    assert mean[0] == "mean of seeds" and mean[2].startswith("+20.8 [")  # the seeds' mean accuracy per question
+    assert sd[0] == "sd of seeds (n − 1)" and sd[2] == "7.6"  # sample sd of 12.5, 27.5, 22.5
+    goals = {g["goal"]: g for g in summary["goals"]}
+    raised = goals["RL raises accuracy over the warm start (on every seed)"]
+    assert raised["verdict"] == "met"  # every seed's interval above 0
+    assert raised["measured"].startswith("seed 0 +12.5 [") and "mean +20.8, sd 7.6 points over 3 seeds" in text
+    assert goals["RL raises accuracy over the warm start by ≥ 10 points (on every seed)"]["verdict"] == "met"
+    assert "RL raises accuracy over the warm start by ≥ 10 points" not in goals  # not decided on one run
+
+
+def test_a_goal_about_rl_is_not_met_when_one_seed_lost_and_in_the_noise_when_one_gained_nothing(
+    run: Path, tmp_path: Path
+):
+    _with_seeds(run, tmp_path / "flat", {"tapo-seed1": 20, "tapo-seed2": 9})  # +12.5, +27.5, +0.0
+    goals = {g["goal"]: g["verdict"] for g in json.loads((tmp_path / "flat" / "summary.json").read_text())["goals"]}
+    # the mean gain (+13.3) meets 10 points, but one seed's interval reaches 0: no seed may be left unproven
+    assert goals["RL raises accuracy over the warm start (on every seed)"] == "inside the noise"
+    assert goals["RL raises accuracy over the warm start by ≥ 10 points (on every seed)"] == "inside the noise"
+    _with_seeds(run, tmp_path / "lost", {"tapo-seed1": 20, "tapo-seed2": 4})  # +12.5, +27.5, -12.5
+    goals = {g["goal"]: g["verdict"] for g in json.loads((tmp_path / "lost" / "summary.json").read_text())["goals"]}
+    assert goals["RL raises accuracy over the warm start (on every seed)"] == "not met"  # seed 2 is wholly below 0
+    assert goals["RL raises accuracy over the warm start by ≥ 10 points (on every seed)"] == "not met"
