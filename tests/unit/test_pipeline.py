@@ -143,14 +143,31 @@ def test_profiles_validate(tmp_path):
     with pytest.raises(ConfigError, match="known profiles: default, long"):
         load_profile("nope")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\ndemos: 0\n")
-    with pytest.raises(ConfigError, match="demos"):
-        load_profile(str(bad))
+    for wrong in ("0", "most"):
+        bad.write_text(f"name: x\ndemos: {wrong}\n")
+        with pytest.raises(ConfigError, match=r"demos: .*a number of training questions \(1 or more\) or `all`"):
+            load_profile(str(bad))
     for name in ("default", "long"):
         profile = load_profile(name)
         load_config(None, [*profile.common, *profile.sft, *profile.rl])
         base = load_config(None, [*profile.common, *profile.base_eval])  # the starting model's shorter cap
         RewardFunction(base.reward, base.rollout.max_response_tokens).close()  # its overlong buffer must fit
+
+
+def test_demos_all_or_a_count_at_or_above_the_split_takes_every_training_question(tmp_path):
+    """A stronger warm start: every training question replayed as a demonstration (the job prices and slices by
+    ``demo_questions``)."""
+    from tapo.pipeline.job import MainJob
+
+    every = tmp_path / "every.yaml"
+    every.write_text("name: every\ndemos: all\ndata: {train: 120, validation: 20, test: 20}\n")
+    profile = load_profile(str(every))
+    assert profile.demos == "all" and profile.demo_questions() == 120
+    assert profile.model_copy(update={"demos": 5000}).demo_questions() == 120
+    assert profile.model_copy(update={"demos": 40}).demo_questions() == 40
+    job = MainJob(profile, tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+    job.write_config()
+    assert job.planned_work()[1] == 120 * load_config(job.config_file, profile.sft).sft.epochs
 
 
 def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):

@@ -159,3 +159,20 @@ def test_a_goal_about_rl_is_not_met_when_one_seed_lost_and_in_the_noise_when_one
     goals = {g["goal"]: g["verdict"] for g in json.loads((tmp_path / "lost" / "summary.json").read_text())["goals"]}
     assert goals["RL raises accuracy over the warm start (on every seed)"] == "not met"  # seed 2 is wholly below 0
     assert goals["RL raises accuracy over the warm start by ≥ 10 points (on every seed)"] == "not met"
+
+
+def test_the_warm_start_table_puts_its_demonstrations_beside_its_plans_followed_by_kind(run: Path, tmp_path: Path):
+    copy = tmp_path / "job"
+    shutil.copytree(run, copy)
+    assert not [t for t in json.loads((copy / "summary.json").read_text())["tables"] if t["headers"][0] == "kind"]
+    demos = [tool_trajectory(question(i), True) for i in (0, 5, 10, 2)]  # kinds: 3 single_hop, 1 code
+    write_jsonl(copy / "demos.jsonl", [d.to_row() for d in demos])
+    write_results(copy, ARMS)
+    (table,) = [t for t in json.loads((copy / "summary.json").read_text())["tables"] if t["headers"][0] == "kind"]
+    assert table["caption"].startswith("warm start (SFT) by question kind: the demonstrations it was trained on (4 in")
+    rows = {row[0]: row[1:] for row in table["rows"]}
+    assert list(rows) == list(KINDS)
+    assert rows["single_hop"][:2] == ["3", "8"] and rows["code"][:2] == ["1", "8"] and rows["search_code"][0] == "0"
+    # the synthetic warm start calls every plan's tools (8 of 8 of each kind) and gets questions 0-8 right
+    assert rows["search_code"][2] == "100.0 [67.6, 100.0]"
+    assert rows["single_hop"][3] == "25.0 [7.1, 59.1]"  # questions 0 and 5 of 0, 5, ..., 35

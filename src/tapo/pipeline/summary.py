@@ -10,6 +10,7 @@ interval is on the right side of the bound, "not met" when the whole interval is
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from tapo.pipeline.seeds import (
     seeded_arms,
     spread,
 )
+from tapo.pipeline.warm_start import DEMOS_FILE, demos_by_kind, warm_start_table
 from tapo.stats import Interval, Verdict, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
@@ -165,7 +167,7 @@ def seed_spread(models: dict[str, ModelResults]) -> list[str]:
     return lines
 
 
-def tables(models: dict[str, ModelResults]) -> list[SummaryTable]:
+def tables(models: dict[str, ModelResults], demos: Counter[str] | None = None) -> list[SummaryTable]:
     """The summary's tables (caption, headers, rows): headline numbers, accuracy by question kind, differences."""
     counts = sorted({len(m.acc) for m in models.values()})
     questions = "/".join(map(str, counts))
@@ -222,6 +224,7 @@ def tables(models: dict[str, ModelResults]) -> list[SummaryTable]:
         ],
     )
     sft = models.get(SFT.name)
+    warm = [warm_start_table(sft, demos, kinds)] if sft and demos else []
     seeded = [
         seed_table(models[arm].title, seed_gains(runs, sft, kinds), pooled_gain(runs, sft), kinds)
         for arm, runs in seeded_arms(models).items()
@@ -232,7 +235,7 @@ def tables(models: dict[str, ModelResults]) -> list[SummaryTable]:
         headers=["comparison", "questions", "difference [95 % CI]"],
         rows=[[label, str(d.n) if d else "0", _pct(d, signed=True)] for label, d in diffs],
     )
-    return [main, by_kind] + ([plans] if plans.rows else []) + ([paired] if diffs else []) + seeded
+    return [main, by_kind] + ([plans] if plans.rows else []) + warm + ([paired] if diffs else []) + seeded
 
 
 def labels(arms: Sequence[Arm]) -> dict[str, str]:
@@ -255,7 +258,7 @@ def write_results(root: Path, arms: Sequence[Arm]) -> str:
     }
     if not models:
         raise FileNotFoundError(f"no finished evaluation under {root / 'eval'}: run the evaluation stages first")
-    parts = tables(models)
+    parts = tables(models, demos_by_kind(root / DEMOS_FILE))
     checks = goals(models)
     spread = seed_spread(models)
     levers = lever_notes(root, arms)
