@@ -96,6 +96,23 @@ def mini(tmp_path_factory):
     return out
 
 
+def _config(tmp_path, mini, tiny_checkpoint, *overrides: str):
+    """The pipeline profiles' caps (every oracle plan fits them), TAPO-mini's index, 2 prompts x 4, guidance on."""
+    return load_config(
+        None,
+        [
+            f"model.name={tiny_checkpoint}", f"run.output_dir={tmp_path}", "run.name=guided",
+            f"tools.search.backend.index_dir={mini / 'index'}", "tools.search.cache.enabled=false",
+            "tools.search.topk=1", "data.template=minimal", "data.shuffle=false",
+            "rollout.max_turns=3", "rollout.max_obs_tokens=128", "rollout.max_response_tokens=512",
+            "rollout.max_new_tokens_per_turn=96", "reward.overlong.buffer=128",
+            "trainer.prompts_per_step=2", "trainer.group_size=4", "trainer.mini_batch_size=8",
+            "trainer.micro_batch_size=4", "trainer.max_num_gen_batches=1", "trainer.warmup_steps=0",
+            "trainer.guidance.enabled=true", *overrides,
+        ],
+    )  # fmt: skip
+
+
 def _policy(tokenizer, right: set[str]) -> ScriptedEngine:
     """A "policy" that answers at once: the gold answer to the questions in ``right``, a wrong one to the others."""
 
@@ -114,19 +131,7 @@ def test_a_group_with_no_success_gets_one_expert_that_succeeds_and_a_group_with_
     train = load_examples(mini / "train.jsonl")
     solved = next(e for e in train if e.meta["kind"] == "single_hop")
     unsolved = next(e for e in train if e.meta["kind"] == "search_code")
-    config = load_config(
-        None,
-        [
-            f"model.name={tiny_checkpoint}", f"run.output_dir={tmp_path}", "run.name=guided",
-            f"tools.search.backend.index_dir={mini / 'index'}", "tools.search.cache.enabled=false",
-            "tools.search.topk=1", "data.template=minimal", "data.shuffle=false",
-            "rollout.max_turns=3", "rollout.max_obs_tokens=128", "rollout.max_response_tokens=512",
-            "rollout.max_new_tokens_per_turn=96", "reward.overlong.buffer=128",
-            "trainer.prompts_per_step=2", "trainer.group_size=4", "trainer.mini_batch_size=8",
-            "trainer.micro_batch_size=4", "trainer.max_num_gen_batches=1", "trainer.warmup_steps=0",
-            "trainer.guidance.enabled=true", "trainer.guidance.max_per_step=2",
-        ],
-    )  # fmt: skip
+    config = _config(tmp_path, mini, tiny_checkpoint, "trainer.guidance.max_per_step=2")
     run = RunDir.create(config)
     accelerator = make_accelerator(config, run.root)
     right = {f"{solved.question}\0{solved.meta['answer']}"}
@@ -164,3 +169,21 @@ def test_an_expert_row_round_trips_and_old_rows_read_as_the_policys():
     old = traj.to_row()
     del old["origin"]
     assert Trajectory.from_row(old).origin == "policy"
+
+
+@pytest.mark.slow
+def test_a_tiny_model_that_never_succeeds_gets_experts_up_to_the_budget_and_trains_on_them(
+    tmp_path, mini, tiny_checkpoint
+):
+    """The tiny random model samples (it answers nothing right): of its two all-fail groups, max_per_step=1 lets one
+    get an expert; a training step then runs on the mixed group."""
+    train = load_examples(mini / "train.jsonl")
+    questions = [next(e for e in train if e.meta["kind"] == kind) for kind in ("multi_hop", "code")]
+    config = _config(tmp_path, mini, tiny_checkpoint, "trainer.guidance.max_per_step=1", "trainer.max_steps=1")
+    run = RunDir.create(config)
+    with build_rl_run(config, run, make_accelerator(config, run.root), questions) as rl:
+        (row,) = rl.trainer.fit()
+    assert row["guidance/failed_groups"] == 2.0 and row["guidance/injected"] == 1.0
+    assert row["sampled/acc"] == 0.0  # what the policy did: the expert is not counted as its success
+    assert row["reward/acc"] == 1 / 8  # the trained batch: one expert among 2 x 4
+    assert row["actor/guided_token_frac"] > 0
