@@ -52,7 +52,9 @@ class ExpertGuide:
         self._replays: dict[str, Trajectory | None] = {}  # question id -> its successful replay, None if unusable
 
     def _replay(self, examples: list[Example]) -> None:
-        """Replay and score the plans of ``examples`` not yet replayed; keep each success, None for the rest."""
+        """Replay and score the plans of ``examples`` not yet replayed; keep each success, None for the rest. A replay
+        in which a tool failed (a time-out on a loaded machine) is not kept either way: it is tried again when its
+        question next needs an expert."""
         source = self.source
         todo = {ex.id: ex for ex in examples if ex.id not in self._replays}
         scripted = [(ex, plan_turns(ex, source.allowed)) for ex in todo.values()]
@@ -67,7 +69,8 @@ class ExpertGuide:
         )  # fmt: skip
         source.score(trajectories)
         for trajectory, (example, _) in zip(trajectories, ready, strict=True):
-            self._replays[example.id] = trajectory if unusable(trajectory, example) is None else None
+            if not trajectory.tool_failures:
+                self._replays[example.id] = trajectory if unusable(trajectory, example) is None else None
 
     def inject(self, groups: list[Group], tally: GuidanceTally) -> list[Group]:
         """``groups`` with the last member of each group without a right answer replaced by its question's expert,
@@ -82,7 +85,7 @@ class ExpertGuide:
         self._replay(list(examples.values()))
         out = list(groups)
         for index in chosen:
-            expert = self._replays[examples[index].id] if index in examples else None
+            expert = self._replays.get(examples[index].id) if index in examples else None
             if expert is None:
                 tally.unavailable += 1
             else:
