@@ -654,6 +654,11 @@ class TrainerConfig(Section):
         ge=0,
         description="Spread of acc (plus reward.tool_cost's bonus when on) below which a group counts as constant.",
     )
+    stratify_kinds: bool = Field(
+        False,
+        description="Order each epoch's prompts so that every step draws question kinds (meta.kind, else "
+        "data_source) in proportion to the training set; every prompt is still drawn once per epoch.",
+    )
     mask_tool_tokens: bool = Field(
         True,
         description="Leave tool tokens out of the loss and its denominator; false = the original TAPO's defect, "

@@ -28,6 +28,7 @@ from tapo.algo.correction import NO_MISMATCH, MismatchSums, correction_weights, 
 from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
 from tapo.algo.loss import ClipConfig, dapo_loss
 from tapo.config.schema import TapoConfig
+from tapo.data.kinds import kind_of
 from tapo.data.schema import Example
 from tapo.io.runs import RunDir, run_config_text
 from tapo.records import Trajectory
@@ -107,7 +108,10 @@ class DapoTrainer:
         self.model, self.optimizer, self.scheduler = prepare_for_training(
             accelerator, model, tcfg.lr, tcfg.weight_decay, tcfg.warmup_steps
         )
-        self.cursor = PromptCursor(len(self.examples), seed=config.run.seed, shuffle=config.data.shuffle)
+        # -- prompt selection (issue #32): kinds in proportion per step; off by default --
+        strata = [kind_of(e) for e in self.examples] if tcfg.stratify_kinds else None
+        self.cursor = PromptCursor(len(self.examples), config.run.seed, config.data.shuffle, strata=strata)
+        # -- end prompt selection --
         self.step = 0
         self.clip = ClipConfig(tcfg.clip_low, tcfg.clip_high, tcfg.dual_clip)
         self.correction = resolve_correction(config)
