@@ -1,10 +1,15 @@
-"""Stratified prompt order: every step's prompts hold the kinds in proportion, every prompt is drawn once per epoch."""
+"""Stratified prompt order: every step's prompts hold the kinds in proportion, every prompt is drawn once per epoch,
+and it composes with skipping."""
 
 from __future__ import annotations
 
 from collections import Counter
 
+from tapo.algo.prompt_skipping import ALL_RIGHT
+from tapo.config.schema import SkipConstantConfig
+from tapo.data.schema import Example
 from tapo.train.cursor import PromptCursor
+from tapo.train.prompt_history import PromptDrawer
 from tapo.train.strata import group_by_kind, stratified_order
 
 KINDS = ["single_hop"] * 50 + ["multi_hop"] * 30 + ["code"] * 20  # 5 : 3 : 2
@@ -49,3 +54,21 @@ def test_unshuffled_stratification_keeps_each_kinds_data_order():
 
 def test_without_strata_the_order_is_the_plain_shuffle():
     assert PromptCursor(100, seed=5, strata=None).take(100) == PromptCursor(100, seed=5).take(100)
+
+
+def test_skipping_draws_from_the_stratified_order():
+    examples = [
+        Example(id=f"q{i}", question="?", data_source="tapo_mini", golds=["x"], meta={"kind": kind})
+        for i, kind in enumerate(KINDS)
+    ]
+    config = SkipConstantConfig(enabled=True, kind_window=0, explore_init=1e-6, explore_min=1e-6)
+    drawer = PromptDrawer(PromptCursor(len(KINDS), seed=2, strata=KINDS), examples, config, seed=0)
+    assert drawer.history is not None
+    solved = [i for i, kind in enumerate(KINDS) if kind == "code"]
+    for i in solved:  # every code question solved: skipped with probability 1 - 1e-6
+        drawer.history.record(examples[i], ALL_RIGHT, step=0)
+    drawn = drawer.take(40, step=1, round=0)
+    assert not set(drawn) & set(solved)
+    counts = Counter(KINDS[i] for i in drawn)
+    assert abs(counts["single_hop"] - 25) <= 1 and abs(counts["multi_hop"] - 15) <= 1  # 5 : 3 among the rest
+    assert drawer.end_step()["sampling/skipped_prompts"] == 10  # the code questions among the 50 candidates
