@@ -1,9 +1,12 @@
-"""Skipping inside the real DAPO loop (tiny model, real transformers engine)."""
+"""Skipping and the informative share inside the real DAPO loop (tiny model, real transformers engine)."""
 
 from __future__ import annotations
 
 import pytest
+from test_prompt_skipping import _example, _group
 from test_train_loop import _trainer
+
+from tapo.train.informative import informative_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -14,9 +17,22 @@ SKIPPING = [
 ]
 
 
-def test_default_off_keeps_no_history(tmp_path, tiny_checkpoint):
+def test_informative_share_counts_trajectories_overall_and_per_kind():
+    code, other = _example(0, kind="code"), _example(1, kind="multi_hop")
+    groups = [_group(code, [True, False]), _group(code, [True, True]), _group(other, [False] * 4)]
+    row = informative_metrics(groups, [False, True, True])
+    assert row == {
+        "sampling/informative_frac": 2 / 8,
+        "sampling/informative_frac/code": 2 / 4,
+        "sampling/informative_frac/multi_hop": 0.0,
+    }
+    assert informative_metrics([], []) == {}
+
+
+def test_default_off_logs_the_informative_share_and_keeps_no_history(tmp_path, tiny_checkpoint):
     trainer = _trainer(tmp_path, tiny_checkpoint, "trainer.max_steps=1", "trainer.save_every=100")
     (row,) = trainer.fit()
+    assert 0.0 <= row["sampling/informative_frac"] == row["sampling/informative_frac/test"] <= 1.0
     assert "sampling/skipped_prompts" not in row
     assert trainer.prompts.history is None and "prompt_history" not in trainer.trainer_state()
 

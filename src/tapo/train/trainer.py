@@ -36,6 +36,7 @@ from tapo.train.batch_metrics import rollout_metrics, sampled_metrics
 from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
 from tapo.train.cursor import PromptCursor
 from tapo.train.full_weights import full_state_dict
+from tapo.train.informative import informative_metrics
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.micro_batches import cut, padded_positions, sequence_length
 from tapo.train.mismatch import drop_rejected, reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
@@ -159,6 +160,7 @@ class DapoTrainer:
         target = self.tcfg.prompts_per_step
         state: SamplingState[Group] = SamplingState()
         sampled: list[Group] = []  # every group of every round, before filtering: what the policy does
+        sampled_constant: list[bool] = []  # whether each of them is constant, whether or not the filter is on
         while True:
             indices = self.prompts.take(target, self.step, state.rounds)  # the cursor's, less skipped prompts
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
@@ -170,6 +172,7 @@ class DapoTrainer:
             constant = constant_groups(signals, self.tcfg.constant_group_tol).tolist()
             flags = constant if self.tcfg.filter_groups else [False] * len(groups)
             self.prompts.record(groups, constant, self.step)  # skipping's history (nothing when off)
+            sampled_constant += constant
             state = add_round(state, groups, flags, target)
             if batch_full(state, target) or state.rounds >= self.tcfg.max_num_gen_batches:
                 break
@@ -187,6 +190,7 @@ class DapoTrainer:
             "sampling/filtered_frac": state.filtered / max(1, state.seen),
             "sampling/filled_groups": float(filled),
             **sampled_metrics(sampled),
+            **informative_metrics(sampled, sampled_constant),
             **self.prompts.end_step(),
         }
         return batch, stats
