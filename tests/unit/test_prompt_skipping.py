@@ -189,5 +189,5 @@ def test_the_history_round_trips_through_the_trainer_state():
 
 
 def test_explore_floor_above_start_is_one_clear_error():
-    with pytest.raises(ValueError, match=r"explore_min=0\.6 is above explore_init=0\.5"):
+    with pytest.raises(ValueError, match=r"explore_min=0\.6 is above explore_init=0\.5: the floor"):
         SkipConstantConfig(explore_min=0.6, explore_init=0.5)

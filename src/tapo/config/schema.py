@@ -646,7 +646,8 @@ class SkipConstantConfig(Section):
     def _floor_below_start(self) -> SkipConstantConfig:
         if self.explore_min > self.explore_init:
             raise ValueError(
-                f"trainer.skip_constant.explore_min={self.explore_min} is above explore_init={self.explore_init}"
+                f"explore_min={self.explore_min} is above explore_init={self.explore_init}: the floor of the "
+                "exploration probability must be at or below where it starts"
             )
         return self
 
