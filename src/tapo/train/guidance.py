@@ -72,23 +72,25 @@ class ExpertGuide:
             if not trajectory.tool_failures:
                 self._replays[example.id] = trajectory if unusable(trajectory, example) is None else None
 
-    def inject(self, groups: list[Group], tally: GuidanceTally) -> list[Group]:
+    def inject(self, groups: list[Group], dropped: list[bool], tally: GuidanceTally) -> tuple[list[Group], list[bool]]:
         """``groups`` with the last member of each group without a right answer replaced by its question's expert,
-        the first ones up to ``max_per_step`` in the step ``tally`` counts; the groups given are left as they are
-        (they are what the policy sampled)."""
+        the first ones up to ``max_per_step`` in the step ``tally`` counts, and the filter's ``dropped`` flags with
+        those groups kept (an expert's success among failures is never a constant group). The groups given are left
+        as they are: they are what the policy sampled, and what skipping and the informative share count."""
         if not groups:
-            return groups
+            return groups, dropped
         acc = torch.tensor([[float(t.scored.acc) for t in g] for g in groups])  # [groups, group_size]
         tally.failed_groups += len(groups_to_guide(acc, len(groups)))
         chosen = groups_to_guide(acc, self.settings.max_per_step - tally.injected)
         examples = {i: ex for i in chosen if (ex := groups[i][0].example) is not None}
         self._replay(list(examples.values()))
-        out = list(groups)
+        out, keep = list(groups), list(dropped)
         for index in chosen:
             expert = self._replays.get(examples[index].id) if index in examples else None
             if expert is None:
                 tally.unavailable += 1
             else:
                 out[index] = [*groups[index][:-1], copy.deepcopy(expert)]
+                keep[index] = False
                 tally.injected += 1
-        return out
+        return out, keep
