@@ -152,6 +152,8 @@ def test_a_group_with_no_success_gets_one_expert_that_succeeds_and_a_group_with_
         assert expert.prompt_ids == guided[0].prompt_ids  # the same prompt as its group
         assert stats["guidance/injected"] == 1.0 and stats["guidance/failed_groups"] == 1.0
         assert stats["guidance/unavailable"] == 0.0
+        # both groups the policy sampled were constant (all right, all wrong): the expert does not change that count
+        assert stats["sampling/informative_frac"] == 0.0
         prepared = {id(p.traj): p for p in trainer.prepare(batch)}
         assert prepared[id(expert)].advantage > 0
         assert all(prepared[id(t)].advantage < 0 for t in guided[:3])
