@@ -108,15 +108,20 @@ class NativeChat:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         own = getattr(tokenizer, "chat_template", None)
-        if isinstance(own, str) and self._renders_hermes_calls(own):
-            self.template, self.fallback = own, False
-        elif {"<|im_start|>", "<|im_end|>"} <= set(tokenizer.get_vocab()):
+        calls = self._probe_calls(own) if isinstance(own, str) else None
+        if calls == "hermes":
+            self.template, self.fallback = str(own), False
+        elif calls is None and {"<|im_start|>", "<|im_end|>"} <= set(tokenizer.get_vocab()):
             self.template, self.fallback = HERMES_CHATML, True
+        elif calls is None:
+            raise NativeFormatError(
+                "tools.call_format=native: the model's chat template has no tool support and its tokenizer is not "
+                "ChatML, so tapo has no native format for it; use tools.call_format=tags"
+            )
         else:
             raise NativeFormatError(
-                "tools.call_format=native: the model's chat template does not write tool calls as "
-                "<tool_call>{json}</tool_call> and its tokenizer is not ChatML, so tapo has no native format for it; "
-                "use tools.call_format=tags"
+                "tools.call_format=native: the model's chat template writes tool calls in its own way, not as "
+                "<tool_call>{json}</tool_call>, which is the native format tapo reads; use tools.call_format=tags"
             )
         turn = self.render([STAND_IN_USER, {"role": "assistant", "content": _PROBE_TEXT}])
         self.end_of_turn = turn[turn.rindex(_PROBE_TEXT) + len(_PROBE_TEXT) :]
@@ -127,21 +132,25 @@ class NativeChat:
                 "so no insertion can extend the model's tokens; use tools.call_format=tags"
             )
 
-    def _renders_hermes_calls(self, template: str) -> bool:
-        """Whether ``template`` lists tools and renders a call as ``<tool_call>{"name": …, "arguments": …}``."""
+    def _probe_calls(self, template: str) -> str | None:
+        """How ``template`` writes a probe call: ``"hermes"`` (it lists the tools and writes
+        ``<tool_call>{"name": …, "arguments": …}</tool_call>``), ``"other"`` (it lists the tools, or fails on them,
+        and writes calls some other way), None (no tool support: it ignores ``tools`` and ``tool_calls``)."""
         try:
             text = self._apply(
                 template, [STAND_IN_USER, assistant_call("", _PROBE_CALL)], [_PROBE_TOOL], generation_prompt=False
             )
         except Exception:  # a template that raises on tools or tool calls has no tool support tapo can use
-            return False
+            return "other"
+        if "probe_tool" not in text:
+            return None
         start, end = text.rfind(f"<{TOOL_CALL}>"), text.rfind(f"</{TOOL_CALL}>")
         if "probe_argument" not in text[: max(start, 0)] or not 0 <= start < end:
-            return False
+            return "other"
         try:
-            return bool(json.loads(text[start + len(TOOL_CALL) + 2 : end]) == _PROBE_CALL)
+            return "hermes" if json.loads(text[start + len(TOOL_CALL) + 2 : end]) == _PROBE_CALL else "other"
         except json.JSONDecodeError:
-            return False
+            return "other"
 
     def _apply(
         self, template: str, messages: Sequence[Message], tools: list[dict[str, Any]] | None, generation_prompt: bool
