@@ -3,7 +3,6 @@ the code sandbox) whose calls come back as tool messages and whose trajectory th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
