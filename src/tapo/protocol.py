@@ -286,8 +286,9 @@ def last_answer(text: str) -> str | None:
 
 def label(tag: str) -> str:
     """What a reader calls the content of ``tag`` (trace panels, report blocks)."""
-    names = {THINK: "reasoning", RESPONSE: "tool output", TOOL_RESPONSE: "tool output", ANSWER: "answer"}
-    return names.get(tag, f"{tag} call".replace("_", " "))
+    names = {THINK: "reasoning", RESPONSE: "tool output", ANSWER: "answer"}
+    names |= {TOOL_CALL: "tool call", TOOL_RESPONSE: "tool output"}  # the native format's blocks
+    return names.get(tag, f"{tag} call")
 
 
 @dataclass(frozen=True)

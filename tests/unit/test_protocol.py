@@ -21,6 +21,7 @@ from tapo.protocol import (
     corrective_message,
     escape_tool_output,
     format_observation,
+    label,
     parse_action,
     segments,
     text_argument,
@@ -174,3 +175,8 @@ def test_the_tags_format_is_unchanged_by_the_native_fields():
     assert Protocol(TOOLS) == Protocol(TOOLS, "tags") == TAPO and NATIVE != TAPO
     assert TAPO.stop_strings == STOP_STRINGS == ("</search>", "</code>", "</answer>")
     assert all(spec.schema["required"] == [text_argument(spec.schema)] for spec in TOOLS)
+
+
+def test_readers_name_the_native_blocks():
+    assert [label(tag) for tag in NATIVE.tags] == ["reasoning", "tool call", "tool output", "answer"]
+    assert label("to_celsius") == "to_celsius call" and label("response") == "tool output"
