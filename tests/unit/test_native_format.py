@@ -3,18 +3,21 @@ the code sandbox) whose calls come back as tool messages and whose trajectory th
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from test_search_service import ROWS  # the three passages the search tests index
 from transformers import AutoTokenizer
 
+from tapo.cli.preflight import PreflightError, check_call_format
 from tapo.config.schema import (
     BM25SearchConfig,
     RewardConfig,
     RolloutConfig,
     SearchCacheConfig,
     SearchConfig,
+    TapoConfig,
     ToolsConfig,
 )
 from tapo.data.schema import Example
@@ -100,3 +103,13 @@ def test_a_native_rollout_with_the_real_tools_scores_with_the_real_reward(fresh_
         reward.score_trajectories([traj])
     assert traj.scored.format_ok and traj.scored.acc and traj.scored.answer == "89" and traj.scored.score == 1.0
     assert traj.tool_calls == {"search": 1, "code": 1}
+
+
+def test_a_run_whose_template_native_cannot_use_stops_before_any_work(fresh_tokenizer, smollm2_path, tmp_path):
+    fresh_tokenizer.chat_template = OTHER_STYLE
+    fresh_tokenizer.save_pretrained(tmp_path / "model")
+    shutil.copy(Path(smollm2_path) / "config.json", tmp_path / "model")  # a checkpoint's tokenizer, as a run has
+    config = TapoConfig(model={"name": str(tmp_path / "model")}, tools={"call_format": "native"})
+    with pytest.raises(PreflightError, match=r"model.name=.*writes tool calls in its own way"):
+        check_call_format(config, resolve_tools(config.tools).protocol)
+    check_call_format(config.model_copy(update={"tools": ToolsConfig()}), resolve_tools(ToolsConfig()).protocol)
