@@ -171,7 +171,11 @@ def test_a_users_tools_are_called_in_the_native_format_too():
         ("convert_units", {"value": 3, "unit": "mi"}, "3.0 mi = 4.828 km"),
         ("shout", {"text": "hi"}, "HI"),
         ("reverse", {"text": "abc"}, "cba"),
-        ("convert_units", {"value": 3, "unit": "ly"}, "Invalid call of convert_units: unit: Input should be"),
+        (
+            "convert_units",
+            {"value": 3, "unit": "ly"},
+            'I should write <tool_call>{"name": "convert_units", "arguments"',
+        ),
     ]
     try:
         for name, arguments, says in calls:

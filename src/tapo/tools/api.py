@@ -14,6 +14,7 @@ raised when the run resolves its tools, before any work.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import importlib.metadata
 import inspect
@@ -27,7 +28,7 @@ import pydantic
 import pydantic_core
 
 from tapo.config.schema import ToolsConfig
-from tapo.protocol import ToolSpec, text_argument
+from tapo.protocol import TOOL_CALL, ToolSpec, text_argument
 from tapo.tools.base import Tool, ToolResult
 
 ENTRY_POINT_GROUP = "tapo.tools"
@@ -112,6 +113,15 @@ def spec_from_schema(name: str, description: str, schema: Mapping[str, Any], tag
         description=description,
         parameters=json.dumps(dict(schema)),
     )
+
+
+def in_format(spec: ToolSpec, config: ToolsConfig) -> ToolSpec:
+    """``spec`` with the corrective hint of the run's call format: a native call is JSON in ``<tool_call>``, so a
+    wrong one must not be told to use the tool's tags."""
+    if config.call_format != "native":
+        return spec
+    call = f'<{TOOL_CALL}>{{"name": "{spec.name}", "arguments": <its arguments as a JSON object>}}</{TOOL_CALL}>'
+    return dataclasses.replace(spec, hint=f"If I want to use {spec.name}, I should write {call}.")
 
 
 def parse_arguments(tool_input: str, schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,7 +221,7 @@ def function_tool(function: Callable[..., Any], origin: str) -> ToolDef:
     model = _arguments_model(function, what)
     schema = check_schema(model.model_json_schema(), what)
     spec = spec_from_schema(name, description, schema)
-    return ToolDef(spec, lambda _config: FunctionTool(function, spec, model), origin, schema)
+    return ToolDef(spec, lambda config: FunctionTool(function, in_format(spec, config), model), origin, schema)
 
 
 # --- Tool classes -----------------------------------------------------------------------------------------------
