@@ -22,7 +22,7 @@ from tapo.config.schema import (
 )
 from tapo.data.schema import Example
 from tapo.engines.scripted import ScriptedEngine
-from tapo.prompts.native import HERMES_CHATML, NativeChat, NativeFormatError
+from tapo.prompts.native import HERMES_CHATML, STAND_IN_USER, NativeChat, NativeFormatError, assistant_call
 from tapo.prompts.templates import render_prompt
 from tapo.rewards.compute import RewardFunction
 from tapo.rollout.agent_loop import RolloutRunner
@@ -113,3 +113,18 @@ def test_a_run_whose_template_native_cannot_use_stops_before_any_work(fresh_toke
     with pytest.raises(PreflightError, match=r"model.name=.*writes tool calls in its own way"):
         check_call_format(config, resolve_tools(config.tools).protocol)
     check_call_format(config.model_copy(update={"tools": ToolsConfig()}), resolve_tools(ToolsConfig()).protocol)
+
+
+def test_a_template_that_rewrites_earlier_turns_gets_the_message_after_a_stand_in(fresh_tokenizer, caplog):
+    # Like reasoning models' templates: an assistant turn's <think> block is dropped once another message follows.
+    shown = "{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}"
+    dropped = "{%- if message.content %}{{- '\\n' + (message.content if loop.last else 'x') }}{%- endif %}"
+    assert shown in HERMES_CHATML
+    fresh_tokenizer.chat_template = HERMES_CHATML.replace(shown, dropped)
+    chat = NativeChat(fresh_tokenizer)  # its probe call has no content, so the start-up check passes
+    assert not chat.fallback
+    history = [STAND_IN_USER, assistant_call("<think> q </think>", {"name": "search", "arguments": {"query": "q"}})]
+    ids = chat.insertion_ids(history, {"role": "tool", "content": "found"}, "</tool_call>", [])
+    tool_message = "<|im_start|>user\n<tool_response>\nfound\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    assert fresh_tokenizer.decode(ids) == "<|im_end|>\n" + tool_message
+    assert "rewrites earlier turns" in caplog.text

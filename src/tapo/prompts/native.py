@@ -125,12 +125,15 @@ class NativeChat:
             )
         turn = self.render([STAND_IN_USER, {"role": "assistant", "content": _PROBE_TEXT}])
         self.end_of_turn = turn[turn.rindex(_PROBE_TEXT) + len(_PROBE_TEXT) :]
-        probe = [STAND_IN_USER, assistant_call("", _PROBE_CALL)]
-        if not self.render([*probe, {"role": "tool", "content": _PROBE_TEXT}], True).startswith(self.render(probe)):
-            raise NativeFormatError(
-                "tools.call_format=native: the chat template rewrites earlier turns when a tool message follows, "
-                "so no insertion can extend the model's tokens; use tools.call_format=tags"
-            )
+        self._probe = [STAND_IN_USER, assistant_call("", _PROBE_CALL)]
+        for role in ("tool", "user"):
+            if not self.render([*self._probe, {"role": role, "content": _PROBE_TEXT}], True).startswith(
+                self.render(self._probe)
+            ):
+                raise NativeFormatError(
+                    f"tools.call_format=native: the chat template rewrites earlier turns when a {role} message "
+                    "follows, so no insertion can extend the model's tokens; use tools.call_format=tags"
+                )
 
     def _probe_calls(self, template: str) -> str | None:
         """How ``template`` writes a probe call: ``"hermes"`` (it lists the tools and writes
@@ -192,7 +195,8 @@ class NativeChat:
         """The ids appended after the model's turn (``turn_text``, the last message of ``history``): the rest of
         its end of turn, then ``message`` and the next assistant header as the template renders them after
         ``history``. When the render without ``message`` is not an exact prefix of the render with it (a template
-        that rewrites earlier turns), the insertion is the same message after a stand-in conversation instead."""
+        that rewrites earlier turns), the insertion is the same message as it renders after the stand-in call checked
+        at the start."""
         end = self._ids(self.turn_end(turn_text))
         before, after = self.render(history, False, tools), self.render([*history, message], True, tools)
         before_ids, after_ids = self._ids(before), self._ids(after)
@@ -203,8 +207,8 @@ class NativeChat:
         logger.warning(
             "the chat template rewrites earlier turns: a %s message inserted as after a stand-in", message["role"]
         )
-        probe = [STAND_IN_USER, {"role": "assistant", "content": _PROBE_TEXT}]
-        return end + self._ids(self.render([*probe, message], True, tools)[len(self.render(probe, False, tools)) :])
+        stand_in = self.render(self._probe)  # checked at the start: a prefix of its render with either message
+        return end + self._ids(self.render([*self._probe, message], True)[len(stand_in) :])
 
 
 @lru_cache(maxsize=4)
