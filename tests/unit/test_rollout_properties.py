@@ -116,11 +116,22 @@ def check_invariants(traj: Trajectory, recorder: Recording, tokenizer, config: R
     assert traj.finish_reason in ("answer", "length", "max_turns")
 
 
+# Turns of either call format: an answer, or any text at all.
+answers = st.builds(lambda a: f"<answer> {a} </answer>", st.text("xyz0123 ", max_size=8))
+noise = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+# The limits and tool sets a scripted rollout runs under, in either call format.
+limits = {
+    "max_turns": st.integers(0, 4),
+    "max_obs": st.integers(1, 40),
+    "repeat": st.integers(1, 20),
+    "tools": st.sampled_from([frozenset({"search", "code"}), frozenset({"search"}), frozenset()]),
+}
+
 pieces = st.one_of(
     st.builds(lambda q: f"<think>hm</think><search> {q} </search>", st.text("abcdefgh ", min_size=1, max_size=12)),
     st.builds(lambda q: f"<code>print({q})</code> extra", st.integers(0, 999)),
-    st.builds(lambda a: f"<answer> {a} </answer>", st.text("xyz0123 ", max_size=8)),
-    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30),
+    answers,
+    noise,
     st.just("<search>unclosed"),
     st.just("<browse>www</browse>"),
 )
@@ -128,13 +139,7 @@ pieces = st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    script=st.lists(pieces, min_size=1, max_size=8),
-    max_turns=st.integers(0, 4),
-    max_response=st.integers(8, 200),
-    max_obs=st.integers(1, 40),
-    repeat=st.integers(1, 20),
-    tools=st.sampled_from([frozenset({"search", "code"}), frozenset({"search"}), frozenset()]),
-    group=st.integers(1, 3),
+    script=st.lists(pieces, min_size=1, max_size=8), max_response=st.integers(8, 200), group=st.integers(1, 3), **limits
 )
 def test_scripted_rollouts_keep_every_invariant(
     tokenizer, script, max_turns, max_response, max_obs, repeat, tools, group
@@ -301,8 +306,8 @@ native_pieces = st.one_of(
         lambda q: "<think>hm</think>\n" + native_call("search", {"query": q}), st.text("abcdefgh <>/", max_size=12)
     ),
     st.builds(lambda k: native_call("code", {"code": f"print({k})"}) + " extra", st.integers(0, 999)),
-    st.builds(lambda a: f"<answer> {a} </answer>", st.text("xyz0123 ", max_size=8)),
-    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30),
+    answers,
+    noise,
     st.just('<tool_call>{"name": "search", "arguments": {"query": </tool_call>'),  # not JSON
     st.just(native_call("browse", {"url": "x"})),  # no such tool
     st.just(native_call("search", {"q": "x"})),  # a wrong argument
@@ -312,14 +317,7 @@ native_pieces = st.one_of(
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    script=st.lists(native_pieces, min_size=1, max_size=8),
-    max_turns=st.integers(0, 4),
-    max_response=st.integers(8, 300),
-    max_obs=st.integers(1, 40),
-    repeat=st.integers(1, 20),
-    tools=st.sampled_from([frozenset({"search", "code"}), frozenset({"search"}), frozenset()]),
-)
+@given(script=st.lists(native_pieces, min_size=1, max_size=8), max_response=st.integers(8, 300), **limits)
 def test_native_rollouts_keep_every_invariant(chat_tokenizer, script, max_turns, max_response, max_obs, repeat, tools):
     config = RolloutConfig(
         max_turns=max_turns, max_response_tokens=max_response, max_obs_tokens=max_obs, max_new_tokens_per_turn=64
