@@ -7,11 +7,13 @@ import pytest
 from tapo.prompts.templates import (
     TEMPLATES,
     allowed_tools,
+    family_templates,
     get_template,
     load_template_file,
     register_template,
     render_prompt,
 )
+from tapo.protocol import TAPO, TOOLS, Protocol
 
 
 def test_base_has_four_rules_and_an_example_with_two_searches_and_one_code_call():
@@ -75,3 +77,12 @@ def test_templates_load_from_files(tmp_path, tokenizer):
     broken.write_text("- a list\n")
     with pytest.raises(ValueError, match="'text' field"):
         load_template_file(broken)
+
+
+def test_native_templates_leave_the_tools_to_the_chat_template():
+    native = family_templates(Protocol(TOOLS, "native"))
+    assert set(native) == set(family_templates(TAPO))  # the same families and ablations, with the same tools
+    for name, template in native.items():
+        assert template.tools == TEMPLATES[name].tools and "<answer>" in template.text
+        assert "<search>" not in template.text and "<code>" not in template.text and "Example:" not in template.text
+        assert ("tools you are given" in template.text) == bool(template.tools)

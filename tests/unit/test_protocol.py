@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tapo.protocol import (
     STOP_STRINGS,
     TAGS,
+    TAPO,
     TOOL_NAMES,
     TOOLS,
     Action,
+    Protocol,
     Segment,
+    ToolSpec,
     corrective_message,
     escape_tool_output,
     format_observation,
+    label,
     parse_action,
     segments,
+    text_argument,
 )
 from tapo.rewards.format_check import check_format
 
@@ -83,3 +91,92 @@ def test_segments_keep_an_open_block_only_when_asked():
         Segment("answer", "b"),
         Segment(None, "tail"),
     ]
+
+
+# --- the native call format ----------------------------------------------------------------------------------------
+
+NATIVE = Protocol(TOOLS, "native")
+
+
+def test_native_calls_parse_into_the_tool_input_the_tags_would_give():
+    call = '<tool_call>\n{"name": "search", "arguments": {"query": " capital of France "}}\n</tool_call>'
+    assert NATIVE.parse_action("<think>x</think>" + call) == Action("search", "capital of France")
+    code = '<tool_call>{"name": "code", "arguments": "{\\"code\\": \\"print(1)\\"}"}</tool_call>'  # a JSON string
+    assert NATIVE.parse_action(code) == Action("code", "print(1)")
+    assert NATIVE.parse_action("<answer> 42 </answer>") == Action("answer", "42")
+    assert NATIVE.parse_action("<search> tags are plain text here </search>") is None
+    assert NATIVE.stop_strings == ("</tool_call>", "</answer>")
+    assert NATIVE.tags == ("think", "tool_call", "tool_response", "answer")
+
+
+def test_a_json_tool_gets_its_arguments_as_json():
+    spec = ToolSpec(
+        "convert",
+        "",
+        "",
+        "",
+        parameters=json.dumps(
+            {
+                "type": "object",
+                "properties": {"value": {"type": "number"}, "unit": {"type": "string"}},
+                "required": ["value"],
+            }
+        ),
+    )
+    protocol = Protocol((*TOOLS, spec), "native")
+    action = protocol.parse_action(
+        '<tool_call>{"name": "convert", "arguments": {"value": 3, "unit": "km"}}</tool_call>'
+    )
+    assert action is not None and action.kind == "convert"
+    assert json.loads(action.content) == {"value": 3, "unit": "km"}
+    missing = protocol.parse_action('<tool_call>{"name": "convert", "arguments": {"unit": "km"}}</tool_call>')
+    assert missing == Action("invalid", '{"name": "convert", "arguments": {"unit": "km"}}', missing.error)
+    assert "value" in missing.error
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ('{"name": "search", "arguments": {"query": "x"}', "not JSON"),
+        ('["search", "x"]', "a call is a JSON object"),
+        ('{"arguments": {"query": "x"}}', "a call is a JSON object"),
+        ('{"name": "browse", "arguments": {"url": "x"}}', "there is no tool 'browse'"),
+        ('{"name": "search", "arguments": [1]}', "must be a JSON object"),
+        ('{"name": "search", "arguments": {"q": "x"}}', "needs the argument(s) query"),
+        ('{"name": "search", "arguments": {"query": 3}}', 'takes one argument, "query", a string'),
+        ('{"name": "code", "arguments": {"code": "1", "lang": "py"}}', 'takes one argument, "code"'),
+    ],
+)
+def test_a_call_that_cannot_be_made_is_an_invalid_action_saying_why(body, why):
+    action = NATIVE.parse_action(f"<tool_call>{body}</tool_call>")
+    assert action is not None and action.kind == "invalid" and action.content == body
+    assert why in action.error
+    message = NATIVE.call_error(action.error, frozenset({"search"}))
+    assert why in message and "<tool_call>" in message and "To call a tool (search)," in message
+
+
+def test_native_messages_name_only_the_allowed_tools():
+    assert "search, code" in NATIVE.corrective_message(frozenset({"search", "code"}))
+    assert "No tool is available" in NATIVE.corrective_message(frozenset())
+    assert NATIVE.corrective_message(frozenset()) != corrective_message(frozenset())
+    assert NATIVE.observation(" </tool_response> <answer>x</answer> ") == (
+        "&lt;/tool_response&gt; &lt;answer&gt;x&lt;/answer&gt;"
+    )
+
+
+@given(st.sampled_from(["search", "code"]), st.text(), st.text())
+def test_any_native_call_parses_back(name, argument, tail):
+    arguments = {"query" if name == "search" else "code": argument}
+    text = f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>{tail}"
+    assert NATIVE.parse_action(text) == Action(name, argument.strip())
+
+
+def test_the_tags_format_is_unchanged_by_the_native_fields():
+    assert Protocol(TOOLS) == Protocol(TOOLS, "tags") == TAPO and NATIVE != TAPO
+    assert TAPO.stop_strings == STOP_STRINGS == ("</search>", "</code>", "</answer>")
+    assert all(spec.schema["required"] == [text_argument(spec.schema)] for spec in TOOLS)
+
+
+def test_readers_name_the_native_blocks():
+    assert [label(tag) for tag in NATIVE.tags] == ["reasoning", "tool call", "tool output", "answer"]
+    assert label("to_celsius") == "to_celsius call" and label("response") == "tool output"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tapo.protocol import TAPO, TOOLS, Protocol
 from tapo.protocol import last_answer as extract_answer
-from tapo.rewards.format_check import check_format
+from tapo.rewards.format_check import FormatCheck, check_format
 
 LONG = "word " * 20_000
 
@@ -70,3 +71,32 @@ def test_broken(text, reason):
 def test_extract_answer_is_lenient_and_takes_the_last():
     assert extract_answer("<answer>1</answer> then <answer> 2 </answer> junk") == "2"
     assert extract_answer("no answer") is None
+
+
+NATIVE = Protocol(TOOLS, "native")
+_CALL = '<tool_call>\n{"name": "code", "arguments": {"code": "print(\\"<b>\\")"}}\n</tool_call>'
+_RESULT = (
+    "<|im_end|>\n<|im_start|>user\n<tool_response>\n<b> </search>\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+)
+
+
+def test_the_native_format_is_checked_over_its_own_tags():
+    text = f"<think> compute </think>\n{_CALL}{_RESULT}<answer> 2 </answer>"
+    assert check_format(text, NATIVE) == FormatCheck(True, answer="2")
+    assert not check_format(text, TAPO).ok  # the tags format knows no <tool_call>
+    tags_text = "<search> x </search>\n\n<response>r</response>\n\n<answer> 2 </answer>"
+    assert check_format(tags_text, NATIVE).reason.startswith("unknown tag <search>")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (f"{_CALL}{_RESULT}", "the last tag pair is <tool_response>"),
+        ('<tool_call>{"name": "search", "arguments": {"query": "<answer>"}}</tool_call><answer>1</answer>', "nested"),
+        ("<tool_call>{}", "unclosed <tool_call>"),
+        ("<answer> 1 </answer> more", "text after </answer>"),
+    ],
+)
+def test_broken_native_responses(text, reason):
+    verdict = check_format(text, NATIVE)
+    assert not verdict.ok and reason in verdict.reason

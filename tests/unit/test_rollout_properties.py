@@ -7,16 +7,23 @@ through transformers), with real Tool objects behind the real ToolRegistry.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transformers import AutoTokenizer
 
 from tapo.config.schema import RolloutConfig
 from tapo.engines.base import Generation, SamplingParams
+from tapo.engines.forced import ForcedPrefixEngine
 from tapo.engines.hf import HFEngine
 from tapo.engines.scripted import ScriptedEngine
-from tapo.protocol import corrective_message, format_observation
+from tapo.prompts.native import native_chat
+from tapo.prompts.templates import get_template, render_prompt
+from tapo.protocol import TOOLS, Protocol, corrective_message, format_observation
 from tapo.records import Trajectory
 from tapo.rollout.agent_loop import RolloutRunner
 from tapo.tools.base import ToolResult
@@ -109,11 +116,22 @@ def check_invariants(traj: Trajectory, recorder: Recording, tokenizer, config: R
     assert traj.finish_reason in ("answer", "length", "max_turns")
 
 
+# Turns of either call format: an answer, or any text at all.
+answers = st.builds(lambda a: f"<answer> {a} </answer>", st.text("xyz0123 ", max_size=8))
+noise = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+# The limits and tool sets a scripted rollout runs under, in either call format.
+limits = {
+    "max_turns": st.integers(0, 4),
+    "max_obs": st.integers(1, 40),
+    "repeat": st.integers(1, 20),
+    "tools": st.sampled_from([frozenset({"search", "code"}), frozenset({"search"}), frozenset()]),
+}
+
 pieces = st.one_of(
     st.builds(lambda q: f"<think>hm</think><search> {q} </search>", st.text("abcdefgh ", min_size=1, max_size=12)),
     st.builds(lambda q: f"<code>print({q})</code> extra", st.integers(0, 999)),
-    st.builds(lambda a: f"<answer> {a} </answer>", st.text("xyz0123 ", max_size=8)),
-    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30),
+    answers,
+    noise,
     st.just("<search>unclosed"),
     st.just("<browse>www</browse>"),
 )
@@ -121,13 +139,7 @@ pieces = st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    script=st.lists(pieces, min_size=1, max_size=8),
-    max_turns=st.integers(0, 4),
-    max_response=st.integers(8, 200),
-    max_obs=st.integers(1, 40),
-    repeat=st.integers(1, 20),
-    tools=st.sampled_from([frozenset({"search", "code"}), frozenset({"search"}), frozenset()]),
-    group=st.integers(1, 3),
+    script=st.lists(pieces, min_size=1, max_size=8), max_response=st.integers(8, 200), group=st.integers(1, 3), **limits
 )
 def test_scripted_rollouts_keep_every_invariant(
     tokenizer, script, max_turns, max_response, max_obs, repeat, tools, group
@@ -228,3 +240,139 @@ def test_tiny_model_rollouts_keep_every_invariant(tokenizer, tiny_model, seed, m
         check_invariants(traj, recorder, tokenizer, config, frozenset({"search", "code"}))
         assert traj.finish_reason in ("length", "max_turns")
         assert any(t.action == "invalid" for t in traj.turns)
+
+
+# --- the native call format (tools.call_format: native) ------------------------------------------------------------
+# The same invariants through a chat template: SmolLM2's has no tool support, so its native format is tapo's
+# Hermes-style ChatML fallback; Qwen2.5's own template (tests/fixtures/chat_templates) runs on the SmolLM2 tokenizer.
+
+NATIVE = Protocol(TOOLS, "native")
+QWEN2_5 = Path(__file__).resolve().parents[1] / "fixtures" / "chat_templates" / "qwen2_5.jinja"
+HEADER, END = "<|im_start|>assistant\n", "<|im_end|>"
+
+
+@pytest.fixture(scope="module", params=["smollm2", "qwen2.5"])
+def chat_tokenizer(request, smollm2_path):
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path)  # a tokenizer of its own: its native format is cached
+    if request.param == "qwen2.5":
+        tokenizer.chat_template = QWEN2_5.read_text(encoding="utf-8")
+    assert native_chat(tokenizer).fallback == (request.param == "smollm2")
+    return tokenizer
+
+
+def native_call(name: str, arguments: dict) -> str:
+    return f"<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call>"
+
+
+def expected_insertion(model_text: str, turn) -> str:
+    """What ChatML templates (Qwen2.5's and tapo's fallback alike) render after a model turn: the rest of its end
+    of turn, the result (or why the call failed) in a tool message, or the corrective note in a user message."""
+    end = "\n" if model_text.endswith(END) else f"{END}\n"
+    if turn.error == "no valid action":
+        return f"{end}<|im_start|>user\n{turn.output}{END}\n{HEADER}"
+    content = NATIVE.observation(turn.output) if turn.action in ("search", "code") else turn.output
+    return f"{end}<|im_start|>user\n<tool_response>\n{content}\n</tool_response>{END}\n{HEADER}"
+
+
+def check_native_invariants(traj: Trajectory, recorder: Recording, tokenizer, config: RolloutConfig, allowed) -> None:
+    n = len(traj.response_ids)
+    assert len(traj.model_mask) == n == len(traj.logprobs) and n <= config.max_response_tokens
+    assert all((lp is None) == (m == 0) for lp, m in zip(traj.logprobs, traj.model_mask, strict=True))
+    segments = runs(traj.model_mask)
+    texts: list[str] = []
+    for value, start, end in segments:
+        if value == 1:  # exactly the ids the engine sampled for this context
+            sampled = recorder.by_context[tuple(traj.prompt_ids + traj.response_ids[:start])]
+            assert traj.response_ids[start:end] == sampled.token_ids
+            texts.append(tokenizer.decode(sampled.token_ids, skip_special_tokens=False))
+    answered = [t for t in traj.turns if t.output]
+    inserted = [(s, e) for v, s, e in segments if v == 0]
+    assert len(inserted) == len(answered) <= len(texts)
+    for (start, end), turn, model_text in zip(inserted, answered, texts, strict=False):
+        ids = traj.response_ids[start:end]
+        text = expected_insertion(model_text, turn)
+        assert ids == tokenizer(text, add_special_tokens=False)["input_ids"][: len(ids)]  # only the cap cuts
+        if end < n or traj.finish_reason != "length":
+            assert tokenizer.decode(ids, clean_up_tokenization_spaces=False) == text
+        if turn.action == "invalid":
+            assert not turn.ok and turn.error
+            expected = NATIVE.corrective_message(allowed) if turn.error == "no valid action" else None
+            assert turn.output == (expected or NATIVE.call_error(turn.error, allowed))
+    assert traj.response_text == tokenizer.decode(traj.response_ids, clean_up_tokenization_spaces=False)
+
+
+native_pieces = st.one_of(
+    st.builds(
+        lambda q: "<think>hm</think>\n" + native_call("search", {"query": q}), st.text("abcdefgh <>/", max_size=12)
+    ),
+    st.builds(lambda k: native_call("code", {"code": f"print({k})"}) + " extra", st.integers(0, 999)),
+    answers,
+    noise,
+    st.just('<tool_call>{"name": "search", "arguments": {"query": </tool_call>'),  # not JSON
+    st.just(native_call("browse", {"url": "x"})),  # no such tool
+    st.just(native_call("search", {"q": "x"})),  # a wrong argument
+    st.just("<search> the tags are plain text here </search>"),
+    st.just("<tool_call>unclosed"),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=st.lists(native_pieces, min_size=1, max_size=8), max_response=st.integers(8, 300), **limits)
+def test_native_rollouts_keep_every_invariant(chat_tokenizer, script, max_turns, max_response, max_obs, repeat, tools):
+    config = RolloutConfig(
+        max_turns=max_turns, max_response_tokens=max_response, max_obs_tokens=max_obs, max_new_tokens_per_turn=64
+    )
+    recorder = Recording(ScriptedEngine(chat_tokenizer, script))
+    runner = RolloutRunner(recorder, registry(repeat), config, protocol=NATIVE)
+    prompt = render_prompt(chat_tokenizer, "Q?", "base", NATIVE)
+    (traj,) = runner.run([prompt], [None], runner.sampling_params(), tools)
+    check_native_invariants(traj, recorder, chat_tokenizer, config, tools)
+    assert all(turn.action in tools for turn in traj.turns if turn.action in ("search", "code"))
+
+
+def test_a_native_conversation_is_the_chat_templates_own_render(chat_tokenizer):
+    """Model turns written as the template writes calls: the whole token stream is the template's render of the
+    conversation (prompt with the tools' schemas, calls, tool messages, headers), token for token."""
+    calls = [("search", {"query": "eiffel tower"}), ("code", {"code": "print(6 * 7)"})]
+    script = [native_call(name, arguments) for name, arguments in calls] + ["<answer> 42 </answer>"]
+    runner = RolloutRunner(ScriptedEngine(chat_tokenizer, script), registry(), RolloutConfig(), protocol=NATIVE)
+    prompt = render_prompt(chat_tokenizer, "What is 6 times 7?", "compact", NATIVE)
+    (traj,) = runner.run([prompt], [None], runner.sampling_params(), frozenset({"search", "code"}))
+    assert [t.action for t in traj.turns] == ["search", "code", "answer"] and traj.finish_reason == "answer"
+    assert [t.output for t in traj.turns[:2]] == ["search: rewot leffie", "code: )7 * 6(tnirp"]
+    messages = [{"role": "user", "content": get_template("compact", NATIVE).fill("What is 6 times 7?")}]
+    for (name, arguments), turn in zip(calls, traj.turns, strict=False):
+        call = {"type": "function", "function": {"name": name, "arguments": arguments}}
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": turn.output},
+        ]
+    schemas = [
+        {"type": "function", "function": {"name": s.name, "description": s.description, "parameters": s.schema}}
+        for s in TOOLS
+    ]
+    template = native_chat(chat_tokenizer).template  # SmolLM2: tapo's fallback; Qwen2.5: its own
+    rendered = chat_tokenizer.apply_chat_template(
+        messages, tools=schemas, chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+    assert "<tools>" in rendered and '"name": "search"' in rendered.split("<|im_start|>user")[0]
+    expected = chat_tokenizer(rendered + "<answer> 42 </answer>", add_special_tokens=False)["input_ids"]
+    assert traj.prompt_ids + traj.response_ids == expected
+    sampled = [i for i, m in zip(traj.response_ids, traj.model_mask, strict=True) if m]
+    assert chat_tokenizer.decode(sampled) == "".join(script)  # the mask covers the model's tokens, and only them
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**16))
+def test_tiny_model_native_rollouts_keep_every_invariant(chat_tokenizer, tiny_model, one_thread, seed):
+    # The first turn is a forced native call (a random model writes none), every later turn is sampled.
+    config = RolloutConfig(max_turns=2, max_response_tokens=128, max_obs_tokens=12, max_new_tokens_per_turn=32)
+    engine = ForcedPrefixEngine(
+        HFEngine(tiny_model, chat_tokenizer, batch_size=4), [native_call("search", {"query": "a b"})]
+    )
+    recorder = Recording(engine)
+    runner = RolloutRunner(recorder, registry(repeat=8), config, protocol=NATIVE)
+    prompt = render_prompt(chat_tokenizer, "question", "minimal", NATIVE)
+    (traj,) = runner.run([prompt], [None], runner.sampling_params(seed=seed), frozenset({"search", "code"}))
+    check_native_invariants(traj, recorder, chat_tokenizer, config, frozenset({"search", "code"}))
+    assert traj.turns[0].action == "search" and traj.turns[0].output.startswith("search: b a b a")

@@ -4,6 +4,7 @@ point; the protocol, templates, parsing, format check and eval modes pick it up;
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tapo.cli.preflight import PreflightError, check_tool_definitions
 from tapo.config import load_config
 from tapo.config.schema import ToolsConfig
 from tapo.eval.modes import mode_tools, template_for_mode
+from tapo.prompts.native import tool_schemas
 from tapo.prompts.templates import get_template
 from tapo.protocol import TAPO, Action
 from tapo.rewards.format_check import check_format
@@ -156,3 +158,31 @@ def test_the_commands_stop_on_a_bad_tool_before_any_work(command, tmp_path):
     assert result.exit_code == 2, result.output
     assert "tool user_tools:undocumented has no docstring" in result.output
     assert not (tmp_path / "runs").exists() and not (tmp_path / "eval").exists()
+
+
+def test_a_users_tools_are_called_in_the_native_format_too():
+    catalog = resolve_tools(ToolsConfig(enabled=[], extra=EXTRA, call_format="native"))
+    protocol, registry = catalog.protocol, catalog.build()
+    schemas = {tool["function"]["name"]: tool["function"] for tool in tool_schemas(protocol, catalog.enabled)}
+    assert schemas["convert_units"]["description"] == "Convert a distance between kilometres and miles."
+    assert schemas["convert_units"]["parameters"]["properties"]["unit"]["enum"] == ["km", "mi"]
+    assert schemas["reverse"]["parameters"]["required"] == ["text"]  # a Tool class's one text argument
+    calls = [
+        ("convert_units", {"value": 3, "unit": "mi"}, "3.0 mi = 4.828 km"),
+        ("shout", {"text": "hi"}, "HI"),
+        ("reverse", {"text": "abc"}, "cba"),
+        (
+            "convert_units",
+            {"value": 3, "unit": "ly"},
+            'I should write <tool_call>{"name": "convert_units", "arguments"',
+        ),
+    ]
+    try:
+        for name, arguments, says in calls:
+            action = protocol.parse_action(
+                f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+            )
+            assert action is not None and action.kind == name
+            assert says in asyncio.run(registry.call(name, action.content)).text
+    finally:
+        asyncio.run(registry.aclose())

@@ -160,6 +160,9 @@ def check_engine(config: TapoConfig) -> None:
             raise PreflightError(missing)
 
 
+OWN_TOKENIZER = "the model's own"  # what stand_in_tokenizer says when it found the real one
+
+
 def stand_in_tokenizer(name: str) -> tuple[Any, str]:
     """The real tokenizer when it is on this machine, else the SmolLM2 one the project ships."""
     from transformers import AutoTokenizer
@@ -168,11 +171,26 @@ def stand_in_tokenizer(name: str) -> tuple[Any, str]:
     from tapo.models.tiny import load_store_tokenizer
 
     try:  # a local checkpoint, run or store name, else a hub id that may be in the hub cache
-        return AutoTokenizer.from_pretrained(
-            resolve_model(name, auto_pull=False), local_files_only=True
-        ), "the model's own"
+        return AutoTokenizer.from_pretrained(resolve_model(name, auto_pull=False), local_files_only=True), OWN_TOKENIZER
     except (OSError, ValueError, RuntimeError):  # RuntimeError: ModelStoreError, a store model not pulled
         return load_store_tokenizer(), "SmolLM2's (the real one is not on this machine)"
+
+
+def check_call_format(config: TapoConfig, protocol: Protocol) -> None:
+    """``tools.call_format: native`` needs a chat template it can use (``tapo.prompts.native``): the model's own
+    Hermes-style one, or a ChatML tokenizer for tapo's fallback. Checked when the model's tokenizer is on this
+    machine; otherwise the run stops with the same line at its first prompt."""
+    if not protocol.native:
+        return
+    from tapo.prompts.native import NativeFormatError, native_chat
+
+    tokenizer, whose = stand_in_tokenizer(config.model.name)
+    if whose != OWN_TOKENIZER:
+        return
+    try:
+        native_chat(tokenizer)
+    except NativeFormatError as error:
+        raise PreflightError(f"model.name={config.model.name!r}: {error}") from None
 
 
 def cpu_run(config: TapoConfig) -> bool:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, run_lock, set_threads
 from tapo.cli.preflight import (
+    check_call_format,
     check_cpu_memory,
     check_engine,
     check_model,
@@ -90,6 +91,7 @@ def _check(config: TapoConfig) -> list[Example]:
         check_engine(config)
         check_tools(config, allowed_tools(config.data.template, catalog.protocol) & catalog.enabled)
         check_model(config.model.name)
+        check_call_format(config, catalog.protocol)
     from tapo.data.io import load_examples
 
     try:

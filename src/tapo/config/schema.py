@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from tapo.protocol import TOOL_NAMES
+from tapo.protocol import TOOL_NAMES, CallFormat
 
 Raw = dict[str, Any]
 
@@ -383,6 +383,12 @@ class ToolsConfig(Section):
     )
     mcp: list[McpServerConfig] = Field(
         default_factory=list, description="MCP servers whose tools the policy may call (docs/tools.md#mcp)."
+    )
+    call_format: CallFormat = Field(
+        "tags",
+        description="How the model calls tools: `tags` is TAPO's `<search> q </search>`; `native` is the JSON tool "
+        'calls of the model\'s chat template (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, results '
+        "as tool messages; docs/tools.md#call-formats). The answer is `<answer> </answer>` in both.",
     )
     max_concurrency: int = Field(
         32, ge=1, description="Tool calls in flight at once across the batch; raise it on big machines (256 on 8 GPUs)."

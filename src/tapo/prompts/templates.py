@@ -6,6 +6,8 @@ template and handed to the engine as token ids.
 
 The families and their ablations are functions of the run's protocol (:class:`tapo.protocol.Protocol`): a user's
 tool gets its rule in every family and a ``<family>_<tool>_only`` template, with TAPO's default templates unchanged.
+In the native call format the chat template lists the tools (``tapo.prompts.native``), so a family's rules say only
+to call them, and no family shows a worked example (TAPO's are written in tags).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tapo.config.bounded_yaml import load_bounded
+from tapo.prompts.native import native_chat, tool_schemas
 from tapo.protocol import TAPO, Protocol
 
 QUESTION = "{question}"
@@ -28,6 +31,12 @@ _THINK = (
 _ANSWER = (
     "When you know the answer, give only the answer between <answer> and </answer>, "
     "without explanation, for example <answer> Beijing </answer>."
+)
+
+# The native format's one tool rule: the chat template lists the tools, their descriptions and how to call them.
+_NATIVE_TOOLS = (
+    "If you lack knowledge or need to compute, call one of the tools you are given; its result comes back in a tool "
+    "message. You may call tools as often as you need."
 )
 
 _EXAMPLES = {
@@ -104,17 +113,23 @@ def _example(tools: frozenset[str]) -> str | None:
 
 
 def _instruction(protocol: Protocol, tools: frozenset[str], example: bool) -> str:
-    rules = [_THINK, *(tool.rule for tool in protocol.tools if tool.name in tools), _ANSWER]
+    if protocol.native:
+        rules = [_THINK, *([_NATIVE_TOOLS] if tools else []), _ANSWER]
+    else:
+        rules = [_THINK, *(tool.rule for tool in protocol.tools if tool.name in tools), _ANSWER]
     numbered = "\n".join(f"{i}. {rule}" for i, rule in enumerate(rules, 1))
     head = "Answer the given question. Follow these rules:\n" + numbered
-    shown = f"\n\nExample:\n{worked}" if example and (worked := _example(tools)) else ""
+    shown = f"\n\nExample:\n{worked}" if example and not protocol.native and (worked := _example(tools)) else ""
     return f"{head}{shown}\n\nQuestion: {QUESTION}"
 
 
 def _terse_instruction(protocol: Protocol, tools: frozenset[str]) -> str:
     """The four rules in three sentences: prompt tokens dominate the cost of a CPU training step."""
-    tool_rules = " ".join(tool.terse_rule for tool in protocol.tools if tool.name in tools)
-    results = " Results come back in <response> </response>." if tools else ""
+    if protocol.native:
+        tool_rules, results = ("Call the tools you are given when you need them." if tools else ""), ""
+    else:
+        tool_rules = " ".join(tool.terse_rule for tool in protocol.tools if tool.name in tools)
+        results = " Results come back in <response> </response>." if tools else ""
     return (
         f"Answer the question. Think in <think> </think>. {tool_rules}{results} "
         f"Give only the final answer in <answer> </answer>.\n\nQuestion: {QUESTION}"
@@ -195,7 +210,11 @@ def allowed_tools(template: str, protocol: Protocol = TAPO) -> frozenset[str]:
 
 
 def render_prompt(tokenizer: Any, question: str, template: str, protocol: Protocol = TAPO) -> list[int]:
-    """Prompt token ids: the filled template as one user message through the model's chat template."""
-    messages = [{"role": "user", "content": get_template(template, protocol).fill(question)}]
+    """Prompt token ids: the filled template as one user message through the model's chat template (native call
+    format: with the template's tools' JSON schemas, ``tapo.prompts.native``)."""
+    chosen = get_template(template, protocol)
+    messages = [{"role": "user", "content": chosen.fill(question)}]
+    if protocol.native:
+        return native_chat(tokenizer).prompt_ids(messages, tool_schemas(protocol, chosen.tools))
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])

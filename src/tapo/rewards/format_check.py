@@ -6,6 +6,11 @@ last pair is the one ``answer``, followed only by whitespace. Plain text between
 ``<response>`` (text the environment inserted: web snippets, program output, with protocol tags escaped) nothing
 is checked, since the model did not write it; inside a tool whose input may hold tag-like text (``<code>``:
 ``print("<b>")``) unknown tags are part of the input, but protocol tags are not.
+
+The native call format (``tools.call_format: native``) is checked by the same walk over its tags: ``<tool_call>``
+blocks (JSON arguments, which may hold any tag-like text but no protocol tag) and the ``<tool_response>`` blocks
+its chat template wraps tool messages in (environment text, not checked); the chat template's own markers
+(``<|im_end|>``, ``<|im_start|>user``) are no tags, and the answer still ends the response.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tapo.protocol import ANSWER, RESPONSE, TAPO, Protocol
+from tapo.protocol import ANSWER, RESPONSE, TAPO, TOOL_RESPONSE, Protocol
 
 _TAG_RE = re.compile(r"<(/?)([A-Za-z][\w-]*)\s*>")  # protocol.TAG_NAME: what a tool may be named
 
@@ -29,7 +34,7 @@ class FormatCheck:
 
 def _inner_violation(name: str, inner: str, protocol: Protocol) -> str:
     """Why the content of a ``name`` pair is not allowed, or "" when it is."""
-    if name == RESPONSE:
+    if name in (RESPONSE, TOOL_RESPONSE):  # the environment's text, in either call format
         return ""
     for match in _TAG_RE.finditer(inner):
         tag = match.group(2)

@@ -1,10 +1,11 @@
 """The agent loop of docs/method.md §1, token in and token out, one asyncio task per trajectory.
 
 Each trajectory alternates model turns (the engine's sampled ids, appended unchanged, mask 1) and
-environment insertions (tool outputs in ``<response>`` blocks or the corrective message, tokenized on
-their own, mask 0). Trajectories never wait for each other: a slow tool call holds back only its own
-trajectory, while the others keep generating (continuous batching with vLLM; with transformers, the
-engine batches whichever requests are waiting at that moment).
+environment insertions (mask 0) in the run's call format (:mod:`tapo.rollout.insertions`): with TAPO's tags, tool
+outputs in ``<response>`` blocks or the corrective message, tokenized on their own; in the native format, the
+tool or user message the model's chat template renders after its turn. Trajectories never wait for each other: a
+slow tool call holds back only its own trajectory, while the others keep generating (continuous batching with vLLM;
+with transformers, the engine batches whichever requests are waiting at that moment).
 
 Every batch of a runner runs on one long-lived event loop (:class:`tapo.io.event_loop.EventLoopThread`), the one its
 tools' async clients live on: the owner of a run passes its loop in and closes the tools on it; a runner given
@@ -24,6 +25,7 @@ from tapo.engines.base import GenerationEngine, SamplingParams
 from tapo.io.event_loop import EventLoopThread
 from tapo.protocol import INVALID, TAPO, Action, Protocol
 from tapo.records import Trajectory, Turn
+from tapo.rollout.insertions import Insertions, insertions_for
 from tapo.rollout.stop_rules import AFTER_INSERTION, AFTER_MODEL_TURN, Stop, TurnEnd, first_stop
 from tapo.tools.registry import ToolRegistry
 
@@ -124,10 +126,10 @@ class RolloutRunner:
             text.strip() if len(ids) <= self.config.max_obs_tokens else self._decode(ids[: self.config.max_obs_tokens])
         )
 
-    def _insert(self, index: int, trajectory: Trajectory, text: str) -> None:
-        """Append environment text (mask 0), cut where the response cap is."""
+    def _insert(self, index: int, trajectory: Trajectory, inserted: list[int]) -> None:
+        """Append environment ids (mask 0), cut where the response cap is."""
         room = self.config.max_response_tokens - len(trajectory.response_ids)
-        ids = self._tokenize(text)[:room]
+        ids = inserted[:room]
         if self.on_step is not None:
             self.on_step(index, "environment", self._decode(ids))
         trajectory.response_ids += ids
@@ -139,13 +141,14 @@ class RolloutRunner:
     ) -> Trajectory:
         """Model turn, then the environment's, until a stop rule (:mod:`tapo.rollout.stop_rules`) ends it."""
         trajectory = Trajectory(prompt_ids=list(prompt), example=example)
+        insertions = insertions_for(self.protocol, self.tokenizer, allowed)
         stop: Stop | None = None
         while stop is None:
             text = await self._model_turn(index, trajectory, params)
             action = self.protocol.parse_action(text)
             stop = first_stop(AFTER_MODEL_TURN, TurnEnd(trajectory, self.config, text, action))
             if stop is None:
-                await self._environment_turn(index, trajectory, text, action, allowed)
+                await self._environment_turn(index, trajectory, text, action, allowed, insertions)
                 stop = first_stop(AFTER_INSERTION, TurnEnd(trajectory, self.config))
         if stop.last_turn is not None:
             trajectory.turns.append(stop.last_turn)
@@ -176,19 +179,28 @@ class RolloutRunner:
         return text
 
     async def _environment_turn(
-        self, index: int, trajectory: Trajectory, text: str, action: Action | None, allowed: frozenset[str]
+        self,
+        index: int,
+        trajectory: Trajectory,
+        text: str,
+        action: Action | None,
+        allowed: frozenset[str],
+        insertions: Insertions,
     ) -> None:
         """Answer a model turn that did not end the trajectory: an allowed tool call gets the tool's output, anything
-        else the corrective message; either is recorded as a turn and inserted (mask 0)."""
+        else the corrective message (native format: a call block that cannot be made gets why, as its tool
+        message); either is recorded as a turn and inserted (mask 0)."""
         if self.tools is not None and action is not None and action.kind in allowed:
             turn = await self._call_tool(self.tools, action.kind, action.content)
-            inserted = self.protocol.format_observation(turn.output)
         else:
-            error = f"tool {action.kind!r} is not available" if action else "no valid action"
-            inserted = self.protocol.corrective_message(allowed)
-            turn = Turn(INVALID, action.content if action else text, inserted, ok=False, error=error)
+            error = (action.error or f"tool {action.kind!r} is not available") if action else "no valid action"
+            if self.protocol.native and action is not None:
+                output = self.protocol.call_error(error, allowed)
+            else:
+                output = self.protocol.corrective_message(allowed)
+            turn = Turn(INVALID, action.content if action else text, output, ok=False, error=error)
         trajectory.turns.append(turn)
-        self._insert(index, trajectory, inserted)
+        self._insert(index, trajectory, insertions(text, action, turn))
 
     async def _call_tool(self, tools: ToolRegistry, name: str, tool_input: str) -> Turn:
         start = time.perf_counter()

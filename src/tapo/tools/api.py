@@ -14,6 +14,7 @@ raised when the run resolves its tools, before any work.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import importlib.metadata
 import inspect
@@ -27,7 +28,7 @@ import pydantic
 import pydantic_core
 
 from tapo.config.schema import ToolsConfig
-from tapo.protocol import ToolSpec
+from tapo.protocol import TOOL_CALL, ToolSpec, text_argument
 from tapo.tools.base import Tool, ToolResult
 
 ENTRY_POINT_GROUP = "tapo.tools"
@@ -79,16 +80,6 @@ def _json_type(schema: Mapping[str, Any]) -> str:
     return {"array": "list", "integer": "integer"}.get(kind, kind) if isinstance(kind, str) else "|".join(kind)
 
 
-def text_argument(schema: Mapping[str, Any]) -> str | None:
-    """The one argument a tool reads as raw text (its schema's single property, a string), or None: JSON."""
-    properties = schema.get("properties") or {}
-    if len(properties) == 1:
-        (name, prop), required = next(iter(properties.items())), schema.get("required", [])
-        if prop.get("type") == "string" and name in required:
-            return str(name)
-    return None
-
-
 def check_schema(schema: Any, what: str) -> Mapping[str, Any]:
     """An argument schema a model can write a call for: a JSON object schema whose properties are named by
     identifiers; anything else is refused."""
@@ -119,7 +110,18 @@ def spec_from_schema(name: str, description: str, schema: Mapping[str, Any], tag
         terse_rule=f"{_first_sentence(description)} Write {call}.",
         hint=f"If I want to use {name}, I should put {what} between <{name}> and </{name}>.",
         tag_like_input=tag_like_input,
+        description=description,
+        parameters=json.dumps(dict(schema)),
     )
+
+
+def in_format(spec: ToolSpec, config: ToolsConfig) -> ToolSpec:
+    """``spec`` with the corrective hint of the run's call format: a native call is JSON in ``<tool_call>``, so a
+    wrong one must not be told to use the tool's tags."""
+    if config.call_format != "native":
+        return spec
+    call = f'<{TOOL_CALL}>{{"name": "{spec.name}", "arguments": <its arguments as a JSON object>}}</{TOOL_CALL}>'
+    return dataclasses.replace(spec, hint=f"If I want to use {spec.name}, I should write {call}.")
 
 
 def parse_arguments(tool_input: str, schema: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,7 +221,7 @@ def function_tool(function: Callable[..., Any], origin: str) -> ToolDef:
     model = _arguments_model(function, what)
     schema = check_schema(model.model_json_schema(), what)
     spec = spec_from_schema(name, description, schema)
-    return ToolDef(spec, lambda _config: FunctionTool(function, spec, model), origin, schema)
+    return ToolDef(spec, lambda config: FunctionTool(function, in_format(spec, config), model), origin, schema)
 
 
 # --- Tool classes -----------------------------------------------------------------------------------------------
@@ -244,7 +246,10 @@ def class_tool(cls: type, origin: str) -> ToolDef:
     tag_like = bool(getattr(cls, "tag_like_input", False))
     own = {key: cls.__dict__.get(key) for key in ("rule", "terse_rule", "hint")}
     if all(isinstance(value, str) for value in own.values()):
-        spec = ToolSpec(name, own["rule"], own["terse_rule"], own["hint"], tag_like)  # type: ignore[arg-type]
+        rule, terse, hint = own["rule"], own["terse_rule"], own["hint"]
+        doc = cls.__dict__.get("__doc__")
+        description = _description(doc, what) if doc and doc.strip() else rule
+        spec = ToolSpec(name, rule, terse, hint, tag_like, description, json.dumps(schema))  # type: ignore[arg-type]
     else:
         spec = spec_from_schema(name, _description(cls.__dict__.get("__doc__"), what), schema, tag_like)
     return ToolDef(spec, lambda _config: _with_aclose(cls()), origin, None)

@@ -48,8 +48,9 @@ class ToolCatalog:
 
     @cached_property
     def protocol(self) -> Protocol:
-        """The run's protocol: TAPO's when it has only TAPO's tools (byte for byte), else theirs and the user's."""
-        protocol = Protocol(tuple(tool.spec for tool in self.defs))
+        """The run's protocol in its call format (``tools.call_format``): TAPO's when it has only TAPO's tools in
+        the tags format (byte for byte), else theirs and the user's."""
+        protocol = Protocol(tuple(tool.spec for tool in self.defs), self.config.call_format)
         return TAPO if protocol == TAPO else protocol
 
     @cached_property

@@ -21,7 +21,15 @@ from typing import Any
 from tapo.config.schema import McpServerConfig, ToolsConfig
 from tapo.io.event_loop import EventLoopThread
 from tapo.protocol import ToolSpec
-from tapo.tools.api import ToolDef, ToolDefinitionError, argument_error, check_schema, parse_arguments, spec_from_schema
+from tapo.tools.api import (
+    ToolDef,
+    ToolDefinitionError,
+    argument_error,
+    check_schema,
+    in_format,
+    parse_arguments,
+    spec_from_schema,
+)
 from tapo.tools.base import ToolResult
 
 log = logging.getLogger(__name__)
@@ -196,7 +204,7 @@ def mcp_tool_defs(config: McpServerConfig) -> list[ToolDef]:
 
 
 def _builder(name: str, remote: str, spec: ToolSpec, schema: Mapping[str, Any], server: McpServer):
-    def build(_config: ToolsConfig) -> McpTool:
-        return McpTool(name, remote, spec, schema, server)
+    def build(config: ToolsConfig) -> McpTool:
+        return McpTool(name, remote, in_format(spec, config), schema, server)
 
     return build
