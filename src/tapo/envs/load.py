@@ -18,8 +18,8 @@ from tapo.envs.bundle import EnvError, Environment, check
 ENTRY_POINT_GROUP = "tapo.envs"
 """The entry-point group a package registers its environments in: ``[project.entry-points."tapo.envs"]``."""
 
-BUILTIN: dict[str, str] = {}
-"""Environments tapo ships, by the names ``env.name`` takes."""
+BUILTIN = {"tapo-mini": "tapo.envs.builtin:tapo_mini", "tapo-published": "tapo.envs.builtin:tapo_published"}
+"""TAPO's two datasets as environments, by the names ``env.name`` takes."""
 
 
 def _target(reference: str) -> Any:
