@@ -140,3 +140,15 @@ def test_without_an_environment_the_config_is_unchanged():
     overrides = ["data.template=compact", "tools.enabled=[code]"]
     assert configure(None, overrides) == load_config(None, overrides)
     assert load_config(None, ["env=tapo-mini"]).env.name == "tapo-mini"  # the shorthand of env.name
+
+
+def test_an_installed_package_names_its_environment_by_entry_point(module, tmp_path):
+    """A distribution on the path (its dist-info, as pip writes it) registers ``sums`` in ``tapo.envs``."""
+    module("sums_pkg_env", '\nsums = Environment(name="sums", dataset=rows, tools=(add,))\n')
+    info = tmp_path / "sums_pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sums-pkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[tapo.envs]\nsums = sums_pkg_env:sums\n")
+    config = configure(None, ["env.name=sums"])
+    assert config.tools.extra == ["sums_pkg_env:add"]
+    assert config.data.template == "compact_add_only" and config.reward.custom_scorers == {}

@@ -124,8 +124,9 @@ def test_a_scripted_policy_calls_the_tool_and_the_reward_decides(home, tiny_chec
     assert result.overall.tool_calls_mean["convert_units"] == 1.0
 
 
-def test_train_and_eval_commands_take_the_environment(home, tiny_checkpoint):
-    """`tapo train --env` and `tapo eval --env` with the transformers engine: what a user runs on a CPU."""
+def test_train_eval_and_chat_commands_take_the_environment(home, tiny_checkpoint):
+    """`tapo train --env`, `tapo eval --env` and `tapo chat --env` with the transformers engine over a tiny model:
+    what a user runs on a CPU."""
     common = [f"model.name={tiny_checkpoint}", f"run.output_dir={home}", "run.name=units-cli", *TINY_RUN]
     common += ["run.torch_threads=1", "rollout.max_new_tokens_per_turn=16", "rollout.max_response_tokens=48"]
     runner = CliRunner()
@@ -141,6 +142,12 @@ def test_train_and_eval_commands_take_the_environment(home, tiny_checkpoint):
     assert (home / "ev" / "trajectories.jsonl").is_file()
     results = json.loads((home / "ev" / "results.json").read_text())
     assert results["tools_mode"] == "convert_units"
+    call = '<convert_units> {"value": 3, "from_unit": "km", "to_unit": "mi"} </convert_units>'
+    chatted = runner.invoke(
+        app, ["chat", "--env", "units_env:units", "-m", tiny_checkpoint, "-q", "3 km in miles?", "--force", call]
+    )
+    assert chatted.exit_code == 0, chatted.output
+    assert "3.0 km = 1.8641 mi" in chatted.output  # the environment's tool ran in the chat's rollout
 
 
 def test_a_bad_environment_is_one_line_per_problem(home, monkeypatch):

@@ -88,7 +88,10 @@ def _check(config: TapoConfig) -> list[Example]:
 
     env_data_or_exit(config)  # the environment's rows, where its settings point data.*
     if config.data.train is None:
-        raise fail("data.train is not set: give a training JSONL (e.g. from `tapo data build mini --out DIR`)")
+        raise fail(
+            "data.train is not set: give a training JSONL (e.g. from `tapo data build mini --out DIR`) or an "
+            "environment (--env tapo-mini)"
+        )
     from tapo.data.io import dataset_file_problem
 
     if problem := dataset_file_problem(Path(config.data.train)):
