@@ -142,9 +142,23 @@ def test_train_eval_and_chat_commands_take_the_environment(home, tiny_checkpoint
     assert (home / "ev" / "trajectories.jsonl").is_file()
     results = json.loads((home / "ev" / "results.json").read_text())
     assert results["tools_mode"] == "convert_units"
+    chat_caps = ["rollout.max_new_tokens_per_turn=48", "rollout.max_response_tokens=128"]  # room for the call
     call = '<convert_units> {"value": 3, "from_unit": "km", "to_unit": "mi"} </convert_units>'
     chatted = runner.invoke(
-        app, ["chat", "--env", "units_env:units", "-m", tiny_checkpoint, "-q", "3 km in miles?", "--force", call]
+        app,
+        [
+            "chat",
+            "--env",
+            "units_env:units",
+            "-m",
+            tiny_checkpoint,
+            "-q",
+            "3 km?",
+            "--force",
+            call,
+            *common,
+            *chat_caps,
+        ],
     )
     assert chatted.exit_code == 0, chatted.output
     assert "3.0 km = 1.8641 mi" in chatted.output  # the environment's tool ran in the chat's rollout

@@ -12,15 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tapo.cli.common import (
-    config_for_model,
-    console,
-    engine_or_exit,
-    env_data_or_exit,
-    env_override,
-    fail,
-    say_trained_config,
-)
+from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
 from tapo.cli.preflight import check_eval_model, check_isolation, check_tool_definitions, preflight
 from tapo.io.atomic import append_jsonl
 from tapo.rollout.trace import TraceRenderer
@@ -67,8 +59,7 @@ def chat(
     """Chat with MODEL under the TAPO protocol: the trace streams with tool calls, outputs and the answer marked."""
     from tapo.prompts.templates import allowed_tools
 
-    cfg, trained = config_for_model(config, env_override(overrides, env), model, use_trained)
-    env_data_or_exit(cfg)  # what an environment's tools read (TAPO-mini's index) is built with its rows
+    cfg, trained = config_for_model(config, overrides, model, use_trained, env)
     with preflight():  # a missing run or a damaged model: one line, before the hub is asked or anything loads
         check_eval_model(cfg, model)
     name = template or cfg.data.template

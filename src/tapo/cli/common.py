@@ -68,14 +68,22 @@ def trained_config_of(model: str) -> Path | None:
 
 
 def config_for_model(
-    config_files: list[str] | None, overrides: list[str] | None, model: str, use_trained: bool = True
+    config_files: list[str] | None,
+    overrides: list[str] | None,
+    model: str,
+    use_trained: bool = True,
+    env: str | None = None,
 ) -> tuple[TapoConfig, Path | None]:
     """The config of a command that runs MODEL, and the file it started from: the config MODEL was trained with
     (template, tools, search index, rollout caps) when it is a tapo run or checkpoint, with ``--config`` files and
-    overrides on top (they win). Say which with :func:`say_trained_config` once the command's checks have passed
-    (bad input is one line)."""
+    overrides on top (they win), ``--env`` last. The rows of its environment (if it names one) are written where
+    its ``data.*`` point, so the data and the tools' files exist when the command's checks run. Say which config
+    with :func:`say_trained_config` once the command's checks have passed (bad input is one line)."""
     trained = trained_config_of(model) if use_trained else None
-    return config_or_exit([*([str(trained)] if trained else []), *(config_files or [])], overrides), trained
+    files = [*([str(trained)] if trained else []), *(config_files or [])]
+    config = config_or_exit(files, env_override(overrides, env))
+    env_data_or_exit(config)
+    return config, trained
 
 
 def say_trained_config(model: str, trained: Path | None) -> None:

@@ -9,15 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from tapo.cli.common import (
-    config_for_model,
-    console,
-    engine_or_exit,
-    env_data_or_exit,
-    env_override,
-    fail,
-    say_trained_config,
-)
+from tapo.cli.common import config_for_model, console, engine_or_exit, fail, say_trained_config
 from tapo.cli.preflight import (
     check_engine,
     check_eval_model,
@@ -84,8 +76,7 @@ def eval_command(
     """Evaluate MODEL on DATA with the training rollout and rewards; writes results.json/.md and trajectories."""
     from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
 
-    cfg, trained = config_for_model(config, env_override(overrides, env), model, use_trained)
-    env_data_or_exit(cfg)  # an environment's rows: its test split is data.test
+    cfg, trained = config_for_model(config, overrides, model, use_trained, env)
     data = data or cfg.data.test
     if data is None:
         raise fail("--data is not given and data.test is not set: name a file, a benchmark or an environment (--env)")

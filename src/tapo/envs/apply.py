@@ -27,6 +27,8 @@ from tapo.envs.load import load_environment
 from tapo.paths import tapo_home
 from tapo.prompts.templates import Template, family_templates, get_template, register_template
 from tapo.protocol import TOOL_NAMES, Protocol
+from tapo.tools.api import ToolDefinitionError
+from tapo.tools.catalog import resolve_tools
 
 FAMILIES = {"base": "", "compact": "compact", "minimal": "minimal"}
 """Template families by the name an environment gives, and the prefix of their variants' names."""
@@ -94,9 +96,6 @@ def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
 
 def settings(env: Environment, args: Mapping[str, Any]) -> dict[str, Any]:
     """The config layer of ``env`` (with ``args``): its data files, template, tools, rewards and own settings."""
-    from tapo.tools.api import ToolDefinitionError
-    from tapo.tools.catalog import resolve_tools
-
     references = [tool_reference(tool) for tool in env.tools]
     enabled = [ref for ref in references if ref in TOOL_NAMES]
     extra = [ref for ref in references if ref not in TOOL_NAMES]
