@@ -164,6 +164,17 @@ def test_train_eval_and_chat_commands_take_the_environment(home, tiny_checkpoint
     assert "3.0 km = 1.8641 mi" in chatted.output  # the environment's tool ran in the chat's rollout
 
 
+def test_the_dry_run_checks_render_the_environments_template(home, tiny_checkpoint):
+    """`tapo train --env ... --dry-run` reads its prompts with the run's protocol (the tool's template exists)."""
+    from tapo.cli.dry_run import check_run
+
+    config = configure(None, ["env.name=units_env:units", f"model.name={tiny_checkpoint}", f"run.output_dir={home}"])
+    write_data(config)
+    report, examples, _ = check_run(config, gpu_gib=80.0)
+    assert report.failures == [] and len(examples) == 300
+    assert any("template compact_convert_units_only" in line for line in report.sections["tokens"])
+
+
 def test_a_bad_environment_is_one_line_per_problem(home, monkeypatch):
     monkeypatch.syspath_prepend(str(home))
     runner = CliRunner()
