@@ -26,6 +26,17 @@ SETTINGS = [
     "reward.overlong.enabled=false",
 ]
 
+# One training step of two prompts with two samples each, every group kept whatever its rewards: the tool-run tests
+# (a user's tools, an environment) check one step's metrics, not learning.
+ONE_STEP = [
+    "trainer.max_steps=1",
+    "trainer.prompts_per_step=2",
+    "trainer.group_size=2",
+    "trainer.mini_batch_size=4",
+    "trainer.micro_batch_size=4",
+    "trainer.filter_groups=false",
+]
+
 
 def lower_half(trajs: list[Trajectory]) -> None:
     """Reward = share of the model's sampled ids below vocab/2; acc = that share above one half."""

@@ -219,3 +219,20 @@ def test_any_seed_and_size_gives_consistent_golds(seed, train, test):
 def test_negative_sizes_are_rejected():
     with pytest.raises(ValueError, match="train size"):
         MiniSizes(train=-1)
+
+
+def test_tapo_mini_as_an_environment_is_the_same_rows_and_index(tmp_path, monkeypatch):
+    """``env.name=tapo-mini``: the rows `generate_mini` gives for that seed and those sizes, TAPO's prompt and tools,
+    and the search index built beside them; the reward needs no setting (tapo_mini has its scorer)."""
+    from tapo.config.schema import RewardConfig
+    from tapo.envs.apply import configure, write_data
+
+    monkeypatch.setenv("TAPO_HOME", str(tmp_path))
+    config = configure(None, ["env.name=tapo-mini", "env.args={seed: 3, train: 12, validation: 4, test: 4}"])
+    files = write_data(config)
+    for split, rows in generate_mini(3, MiniSizes(12, 4, 4)).splits.items():
+        assert load_examples(files[split]) == rows and Path(getattr(config.data, split)) == files[split]
+    assert config.data.template == "base" and config.eval.tools == "all"
+    assert config.tools.enabled == ["search", "code"] and config.tools.extra == []
+    assert (Path(config.tools.search.backend.index_dir) / "meta.json").is_file()
+    assert config.reward == RewardConfig()

@@ -159,3 +159,17 @@ def test_cli_reports_scorers_and_each_kind_of_repair_and_drop(published, tmp_pat
     assert json.loads((out / "manifest.json").read_text())["scorers"]["nq"] == "nq"
     missing = CliRunner().invoke(app, ["data", "build", "tapo", "--data", str(tmp_path / "nowhere"), "--out", str(out)])
     assert missing.exit_code == 1 and "train.parquet" in missing.output
+
+
+def test_published_data_as_an_environment_is_the_same_rows(published, tmp_path, monkeypatch):
+    """``env.name=tapo-published``: the rows `tapo data build tapo` writes, scored as TAPO's code scored them."""
+    from tapo.envs.apply import configure, write_data
+
+    monkeypatch.setenv("TAPO_HOME", str(tmp_path / "home"))
+    config = configure(None, ["env.name=tapo-published", f"env.args={{location: {published}}}"])
+    files = write_data(config)
+    assert set(files) == {"train", "validation"} and config.data.test is None
+    build_published(published, tmp_path / "direct", _tapo_scorer)
+    for split in files:
+        assert load_examples(files[split]) == load_examples(tmp_path / "direct" / f"{split}.parquet")
+    assert config.reward.preset == "tapo" and config.tools.enabled == ["search", "code"]

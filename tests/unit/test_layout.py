@@ -34,6 +34,7 @@ STAGES: dict[str, int] = {
     "tapo.rollout": 7,  # produces trajectories ...
     "tapo.rewards": 7,  # ... and scores text: neither imports the other
     "tapo.algo": 8,
+    "tapo.envs": 8,  # a user's task: dataset rows, template, tools and scorers as one bundle of config settings
     "tapo.train": 9,
     "tapo.eval": 10,
     "tapo.pipeline": 11,

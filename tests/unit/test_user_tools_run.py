@@ -24,6 +24,7 @@ from tapo.eval.runner import evaluate
 from tapo.io.runs import RunDir
 from tapo.train.run import build_rl_run
 from tapo.train.setup import make_accelerator
+from tiny_task import ONE_STEP
 
 pytest.importorskip("mcp")
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("one_thread")]
@@ -67,12 +68,7 @@ def config(tmp_path, tiny_checkpoint, monkeypatch):
             f"tools.mcp=[{server}]".replace("'", '"'),
             "tools.call_timeout_s=60",
             "data.template=compact",
-            "trainer.max_steps=1",
-            "trainer.prompts_per_step=2",
-            "trainer.group_size=2",
-            "trainer.mini_batch_size=4",
-            "trainer.micro_batch_size=4",
-            "trainer.filter_groups=false",
+            *ONE_STEP,
             "rollout.max_turns=3",
             "rollout.max_new_tokens_per_turn=48",
             "rollout.max_response_tokens=256",

@@ -43,6 +43,7 @@ def chat(
     ),
     question: str | None = typer.Option(None, "--question", "-q", help="ask once and exit (default: a prompt loop)"),
     template: str | None = typer.Option(None, "--template", "-t", help="prompt template name or file"),
+    env: str | None = typer.Option(None, "--env", help="environment (module:name, entry point): its template, tools"),
     sample: bool = typer.Option(False, "--sample", help="sample (rollout.temperature, run.seed) instead of greedy"),
     force: list[str] = typer.Option(
         None, "--force", help="text of a forced first turn, e.g. '<search>x</search>' (repeat for more turns)"
@@ -58,7 +59,7 @@ def chat(
     """Chat with MODEL under the TAPO protocol: the trace streams with tool calls, outputs and the answer marked."""
     from tapo.prompts.templates import allowed_tools
 
-    cfg, trained = config_for_model(config, overrides, model, use_trained)
+    cfg, trained = config_for_model(config, overrides, model, use_trained, env)
     with preflight():  # a missing run or a damaged model: one line, before the hub is asked or anything loads
         check_eval_model(cfg, model)
     name = template or cfg.data.template

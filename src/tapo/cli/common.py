@@ -21,10 +21,36 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def config_or_exit(config_files: list[str] | None, overrides: list[str] | None) -> TapoConfig:
-    """Load the config or exit with code 2 and one line, before any work or any file is written."""
+    """Load the config (over the settings of the environment it names, ``env.name``) or exit with code 2 and one
+    line per problem, before any work or any file is written."""
     try:
-        return load_config(config_files or [], overrides or [])
+        config = load_config(config_files or [], overrides or [])
+        if config.env.name is None:
+            return config
+        from tapo.envs.apply import with_environment  # lazy: a config without one imports no environment
+
+        return with_environment(config, config_files, overrides)
     except ConfigError as error:
+        raise fail(str(error)) from None
+    except ValueError as error:  # EnvError: the environment, one line per problem
+        raise fail(str(error)) from None
+
+
+def env_override(overrides: list[str] | None, env: str | None) -> list[str]:
+    """``--env REF`` is the override ``env.name=REF``, after the others (it wins over a file's ``env``)."""
+    return [*(overrides or []), *([f"env.name={env}"] if env else [])]
+
+
+def env_data_or_exit(config: TapoConfig) -> None:
+    """Write the rows of the config's environment (if it names one) where its ``data.*`` settings point."""
+    if config.env.name is None:
+        return
+    from tapo.envs.apply import write_data
+
+    try:
+        with console.status(f"writing the rows of env {config.env.name}"):
+            write_data(config)
+    except ValueError as error:  # EnvError, or a DataError of a built-in's files
         raise fail(str(error)) from None
 
 
@@ -42,14 +68,22 @@ def trained_config_of(model: str) -> Path | None:
 
 
 def config_for_model(
-    config_files: list[str] | None, overrides: list[str] | None, model: str, use_trained: bool = True
+    config_files: list[str] | None,
+    overrides: list[str] | None,
+    model: str,
+    use_trained: bool = True,
+    env: str | None = None,
 ) -> tuple[TapoConfig, Path | None]:
     """The config of a command that runs MODEL, and the file it started from: the config MODEL was trained with
     (template, tools, search index, rollout caps) when it is a tapo run or checkpoint, with ``--config`` files and
-    overrides on top (they win). Say which with :func:`say_trained_config` once the command's checks have passed
-    (bad input is one line)."""
+    overrides on top (they win), ``--env`` last. The rows of its environment (if it names one) are written where
+    its ``data.*`` point, so the data and the tools' files exist when the command's checks run. Say which config
+    with :func:`say_trained_config` once the command's checks have passed (bad input is one line)."""
     trained = trained_config_of(model) if use_trained else None
-    return config_or_exit([*([str(trained)] if trained else []), *(config_files or [])], overrides), trained
+    files = [*([str(trained)] if trained else []), *(config_files or [])]
+    config = config_or_exit(files, env_override(overrides, env))
+    env_data_or_exit(config)
+    return config, trained
 
 
 def say_trained_config(model: str, trained: Path | None) -> None:

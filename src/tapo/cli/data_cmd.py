@@ -102,19 +102,12 @@ def _build_published(config: TapoConfig, location: str | Path, out: Path) -> Non
     """TAPO's published splits into OUT, each source checked against the scorer ``reward.preset=tapo`` gives it."""
     from tapo.data.io import DataError
     from tapo.data.published import build_published
-    from tapo.rewards.registry import RewardError, ScorerRegistry
+    from tapo.rewards.registry import ScorerRegistry
 
     registry = ScorerRegistry(config.reward.model_copy(update={"preset": "tapo"}))
-
-    def scorer_for(source: str) -> str | None:
-        try:
-            return registry.resolve(source)[0]
-        except RewardError:
-            return None
-
     try:
         with console.status(f"reading {location}"):
-            manifest = build_published(location, out, scorer_for)
+            manifest = build_published(location, out, registry.name_for)
     except (DataError, ValueError, OSError) as error:  # datasets raises FileNotFoundError/ValueError on bad files
         raise fail(str(error), code=1) from None
     finally:

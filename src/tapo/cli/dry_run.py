@@ -22,7 +22,7 @@ import typer
 from tapo.cli import preflight
 from tapo.cli.common import console, fail
 from tapo.config import TapoConfig
-from tapo.protocol import TAPO
+from tapo.protocol import TAPO, Protocol
 
 SHOWN = ("reward/mean", "tools/calls_per_traj", "actor/loss", "actor/grad_norm", "time/step_s")
 
@@ -112,7 +112,7 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
         report.add("tokens", *plan.token_budgets(config, architecture.max_position_embeddings))
         on_gpu = config.rollout.engine.kind != "transformers"
         if examples:
-            lengths, line = _prompt_lengths(config, examples)
+            lengths, line = _prompt_lengths(config, examples, protocol)
             report.add("tokens", [line])
         if preflight.cpu_run(config):  # what this machine's CPU run holds, against the memory available here
             available = plan.available_memory()
@@ -127,12 +127,13 @@ def check_run(config: TapoConfig, gpu_gib: float) -> tuple[Report, list[Any], An
     return report, examples, architecture
 
 
-def _prompt_lengths(config: TapoConfig, examples: list[Any]) -> tuple[list[int], str]:
-    """How long the rendered prompts are against ``data.max_prompt_tokens`` (longer ones keep their last tokens)."""
+def _prompt_lengths(config: TapoConfig, examples: list[Any], protocol: Protocol) -> tuple[list[int], str]:
+    """How long the rendered prompts are against ``data.max_prompt_tokens`` (longer ones keep their last tokens),
+    rendered with the run's ``protocol`` (a user's tools have templates of their own)."""
     from tapo.train.plan import prompt_lengths
 
     tokenizer, where = preflight.stand_in_tokenizer(config.model.name)
-    lengths = prompt_lengths(config, examples, tokenizer)
+    lengths = prompt_lengths(config, examples, tokenizer, protocol)
     over = sum(length > config.data.max_prompt_tokens for length in lengths)
     return lengths, (
         f"rendered prompts ({len(lengths)} of {len(examples)}, template {config.data.template}, tokenizer {where}): "

@@ -48,7 +48,12 @@ def _show(result: EvalResult) -> None:
 def eval_command(
     overrides: list[str] = typer.Argument(None, help="dotted config overrides, e.g. rollout.max_turns=2"),
     model: str = typer.Option(..., "--model", "-m", help="store name, checkpoint dir, run dir, or openai:URL#MODEL"),
-    data: str = typer.Option(..., "--data", "-d", help="JSONL/parquet file or benchmark name (nq, gsm8k, ...)"),
+    data: str | None = typer.Option(
+        None, "--data", "-d", help="JSONL/parquet file or benchmark name (nq, gsm8k, ...); default: data.test"
+    ),
+    env: str | None = typer.Option(
+        None, "--env", help="environment (module:name, entry point, tapo-mini): its test split, tools and rewards"
+    ),
     tools: str | None = typer.Option(None, "--tools", help="all | search | code | none (default: eval.tools)"),
     samples: int | None = typer.Option(
         None, "--samples", "-k", min=1, help="samples per question (default: eval.samples)"
@@ -71,7 +76,10 @@ def eval_command(
     """Evaluate MODEL on DATA with the training rollout and rewards; writes results.json/.md and trajectories."""
     from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
 
-    cfg, trained = config_for_model(config, overrides, model, use_trained)
+    cfg, trained = config_for_model(config, overrides, model, use_trained, env)
+    data = data or cfg.data.test
+    if data is None:
+        raise fail("--data is not given and data.test is not set: name a file, a benchmark or an environment (--env)")
     mode = tools or cfg.eval.tools
     with preflight():  # the run's tools (a user's, MCP servers'): their names are tool modes too
         catalog = check_tool_definitions(cfg)

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, run_lock, set_threads
+from tapo.cli.common import (
+    config_or_exit,
+    console,
+    disk_full_exits,
+    env_data_or_exit,
+    env_override,
+    fail,
+    run_lock,
+    set_threads,
+)
 from tapo.cli.preflight import (
     check_call_format,
     check_cpu_memory,
@@ -78,8 +87,12 @@ def _check(config: TapoConfig) -> list[Example]:
     """Everything the run will act on, before any work and before runs/NAME is created (exit 2, one line)."""
     from tapo.prompts.templates import allowed_tools
 
+    env_data_or_exit(config)  # the environment's rows, where its settings point data.*
     if config.data.train is None:
-        raise fail("data.train is not set: give a training JSONL (e.g. from `tapo data build mini --out DIR`)")
+        raise fail(
+            "data.train is not set: give a training JSONL (e.g. from `tapo data build mini --out DIR`) or an "
+            "environment (--env tapo-mini)"
+        )
     from tapo.data.io import dataset_file_problem
 
     if problem := dataset_file_problem(Path(config.data.train)):
@@ -113,6 +126,9 @@ def train(
     resume_from: str | None = typer.Option(
         None, "--resume-from", help="with --resume: continue from this kept checkpoint (step-N) instead of the newest"
     ),
+    env: str | None = typer.Option(
+        None, "--env", help="environment: module:name, a `tapo.envs` entry point, tapo-mini or tapo-published"
+    ),
     progress: bool = typer.Option(True, help="show the live progress display"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="check the run at its scale and run one step of a tiny stand-in model, then stop"
@@ -123,11 +139,13 @@ def train(
     ),
 ) -> None:
     """Train a policy with DAPO and tools on `data.train`, checkpointing into runs/NAME."""
+    overrides = env_override(overrides, env)
     config = _resume_config(resume, config_files, overrides) if resume else config_or_exit(config_files, overrides)
     if dry_run:
         from tapo.cli.dry_run import dry_run as check_and_step
 
         set_threads(config.run.torch_threads)
+        env_data_or_exit(config)
         check_and_step(config, gpu_memory_gib, dry_run_tokens)
         return
     run_root = Path(config.run.output_dir) / config.run.name

@@ -173,16 +173,22 @@ def build_config(data: dict[str, Any]) -> TapoConfig:
         raise ConfigError(_describe(error, data)) from None
 
 
-def load_config(paths: list[str | Path] | str | Path | None = None, overrides: list[str] | None = None) -> TapoConfig:
+def load_config(
+    paths: list[str | Path] | str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> TapoConfig:
     """Merge YAML files left to right, then the overrides, and validate the result.
 
-    A relative path in a file is read against that file's directory, one in an override against the working
-    directory (:mod:`tapo.config.relative_paths` says which keys are paths)."""
+    ``base`` is a layer under the files (an environment's settings, :mod:`tapo.envs`): the schema's defaults as
+    that environment wants them, which a file or an override still changes. A relative path in a file is read
+    against that file's directory, one in an override against the working directory
+    (:mod:`tapo.config.relative_paths` says which keys are paths)."""
     if paths is None:
         paths = []
     elif isinstance(paths, str | Path):
         paths = [paths]
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = _add_layer({}, base) if base else {}
     for path in paths:
         path = Path(path)
         if not path.is_file():

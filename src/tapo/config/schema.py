@@ -848,6 +848,33 @@ class EvalConfig(Section):
     )
 
 
+# --- environment ---------------------------------------------------------------------------------------------------
+
+
+def name_shorthand(value: Any) -> Any:
+    """``env: mypkg.envs:units`` stands for ``env: {name: mypkg.envs:units}``, that environment with no arguments;
+    ``env: null`` for no environment."""
+    if value is None:
+        return {}
+    return {"name": value} if isinstance(value, str) else value
+
+
+class EnvConfig(Section):
+    """An environment: a bundle of dataset, prompt template, tools and rewards a user ships (docs/environments.md).
+    Its settings are the defaults of the run's config; files and overrides still win."""
+
+    name: str | None = Field(
+        None,
+        min_length=1,
+        description="`module:attribute` (an `Environment`, or a function returning one), the name of a `tapo.envs` "
+        "entry point, or a built-in: `tapo-mini`, `tapo-published`. None = no environment: the config alone.",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of the environment's function (`tapo-mini`: seed, train, validation, test).",
+    )
+
+
 class TapoConfig(Section):
     """The whole configuration: one section per part of the system."""
 
@@ -860,3 +887,7 @@ class TapoConfig(Section):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="RL training (DAPO).")
     sft: SftConfig = Field(default_factory=SftConfig, description="Supervised warm start.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+    env: Annotated[EnvConfig, BeforeValidator(name_shorthand)] = Field(
+        default_factory=EnvConfig,
+        description="The environment whose dataset, template, tools and rewards the run uses.",
+    )

@@ -133,6 +133,13 @@ class ScorerRegistry:
             f"(add one with reward.custom_scorers={{{data_source}: em}} or a 'module:function')"
         )
 
+    def name_for(self, data_source: str) -> str | None:
+        """The scorer name ``data_source`` gets, or None when no scorer knows it (a filter, not an error)."""
+        try:
+            return self.resolve(data_source)[0]
+        except RewardError:
+            return None
+
     def check_sources(self, data_sources: Iterable[str]) -> None:
         """Resolve every source up front, so a run fails before any GPU time is spent."""
         for source in set(data_sources):
