@@ -71,8 +71,8 @@ browser:
 
 lint: setup
 	@echo "==> lint: ruff check and ruff format --check"
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 test: model lint browser
 	@echo "==> running the test suite"
