@@ -79,6 +79,11 @@ class Trajectory:
     response_text: str = ""
     example: Example | None = None  # None only for bare token sequences (unit tests of the update)
     reward: RewardBreakdown | None = None
+    # The policy version (optimizer steps the sampling weights had seen) the trajectory started under, and per
+    # response token the version that sampled it: they differ when new weights arrive mid-trajectory (asynchronous
+    # training, docs/training.md). Only model tokens' entries mean something; inserted tokens repeat the last one.
+    policy_version: int = 0
+    token_versions: list[int] = field(default_factory=list)
 
     @property
     def n_model_tokens(self) -> int:
@@ -147,11 +152,20 @@ class Trajectory:
             response_text=str(row.get("response_text", "")),
             example=Example.model_validate(row["example"]) if row["example"] is not None else None,
             reward=RewardBreakdown(**row["reward"]) if row["reward"] is not None else None,
+            policy_version=int(row["policy_version"]),
+            token_versions=list(row["token_versions"]),
         )
 
 
 def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with today's key names (:data:`RENAMED_ROW_KEYS`), so files written before a rename still read."""
-    if not any(old in row for old in RENAMED_ROW_KEYS):
-        return row
-    return {RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}
+    """A row with today's key names (:data:`RENAMED_ROW_KEYS`) and fields, so files written before still read.
+
+    Rows from before policy versions were recorded were all sampled synchronously: a training row of step s by the
+    weights of s - 1 updates, any other row (evaluation, chat) by the weights it loaded, version 0."""
+    if any(old in row for old in RENAMED_ROW_KEYS):
+        row = {RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}
+    if "policy_version" not in row:
+        step = row.get("step")
+        version = step - 1 if isinstance(step, int) and step > 0 else 0
+        row = {**row, "policy_version": version, "token_versions": [version] * len(row.get("response_ids", []))}
+    return row
