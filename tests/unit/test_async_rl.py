@@ -100,6 +100,21 @@ def test_the_bound_holds_and_every_token_carries_its_version(tmp_path, tiny_chec
 
 
 @pytest.mark.slow
+def test_asynchronous_training_still_learns_the_task(tmp_path, tiny_checkpoint) -> None:
+    # test_train_loop's learnability check with samples up to one version old, corrected by token TIS
+    with _run(
+        tmp_path,
+        tiny_checkpoint,
+        "learns",
+        "trainer.max_staleness=1",
+        "trainer.max_steps=8",
+        "rollout.temperature=0.1",
+    ) as rl:
+        rewards = [row["reward/mean"] for row in rl.train()]
+    assert sum(rewards[-2:]) / 2 > sum(rewards[:2]) / 2 + 0.1, rewards
+
+
+@pytest.mark.slow
 def test_multi_turn_scripted_rollouts_stay_within_the_bound(tmp_path, tiny_checkpoint) -> None:
     # Every group of the script is constant: each step runs max_num_gen_batches rounds, two per step, so the
     # producer is always one round ahead of a trainer that takes several per step.
