@@ -24,11 +24,12 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import Figure, Worker, interleave, rotated, serve
+from harness import Figure, Worker, interleave_workers, serve
 from recording import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,19 @@ def worker(args: argparse.Namespace, staleness: int, out_dir: Path) -> None:
     index = BM25Index.build(PASSAGES, out_dir / "index")
     checkpoint = save_tiny_checkpoint(out_dir / "model")
     per_step = args.prompts * args.group
+    rollout_settings = {"max_turns": args.searches, "max_new_tokens_per_turn": 32, "max_response_tokens": 512}
+    trainer_settings = {  # one mini-batch per step, no dynamic sampling: every step takes one round
+        "max_staleness": staleness,
+        "prompts_per_step": args.prompts,
+        "group_size": args.group,
+        "mini_batch_size": per_step,
+        "micro_batch_size": args.group,
+        "filter_groups": "false",
+        "warmup_steps": 0,
+        "log_trajectories": 0,
+        "max_steps": 100_000,
+        "save_every": 100_000,
+    }
     with serve_in_thread(create_app(index, default_topk=2, delay_s=args.delay)) as url:
         config = load_config(
             None,
@@ -79,20 +93,9 @@ def worker(args: argparse.Namespace, staleness: int, out_dir: Path) -> None:
                 "tools.search.backend=remote",
                 f"tools.search.url={url}",
                 "tools.search.cache.enabled=false",
-                f"rollout.max_turns={args.searches}",
-                "rollout.max_new_tokens_per_turn=32",
-                "rollout.max_response_tokens=512",
                 "reward.overlong.enabled=false",
-                "trainer.warmup_steps=0",
-                f"trainer.prompts_per_step={args.prompts}",
-                f"trainer.group_size={args.group}",
-                f"trainer.mini_batch_size={per_step}",
-                f"trainer.micro_batch_size={args.group}",
-                "trainer.filter_groups=false",
-                "trainer.log_trajectories=0",
-                "trainer.max_steps=100000",
-                "trainer.save_every=100000",
-                f"trainer.max_staleness={staleness}",
+                *(f"rollout.{key}={value}" for key, value in rollout_settings.items()),
+                *(f"trainer.{key}={value}" for key, value in trainer_settings.items()),
             ],
         )
         run = RunDir.create(config)
@@ -154,11 +157,6 @@ def worker_command(args: argparse.Namespace, variant: str, delay: float) -> list
     ]
 
 
-def _measure(workers: dict[str, Worker]) -> Any:
-    """``interleave``'s measure over this latency's workers: one request of timed steps."""
-    return lambda name, _round: workers[name].request({"op": "steps"})
-
-
 def main() -> None:
     import torch
 
@@ -180,40 +178,37 @@ def main() -> None:
             f"per request, {args.threads} torch thread(s) per worker"
         )
         for delay in args.latencies:
-            logs = args.out / "logs"
-            workers = {
-                n: Worker(worker_command(args, n, delay), logs / f"async_rl-{n.replace(' ', '_')}-{delay:g}s.log")
-                for n in names
-            }
-            try:
-                figure = Figure(
-                    f"RL steps with {delay:g} s added per search call",
-                    "traj_s",
-                    "trajectories/s",
-                    names[0],
-                    names,
-                    columns={
-                        "step_s": "step s",
-                        "wait_s": "trainer wait s",
-                        "tools_s": "tool s",
-                        "update_s": "update s",
-                        "lag": "staleness",
-                    },
-                    settings={"added_search_s": delay, "prompts": args.prompts, "group": args.group},
-                )
-                for name in rotated(names, 0):  # one untimed request each: imports, index, first steps
-                    say(f"warming up {name} ({delay:g} s)")
-                    try:
-                        workers[name].request({"op": "steps"})
-                    except RuntimeError as error:
-                        figure.skipped[name] = f"failed to start: {error}"
-                measure = _measure(workers)
-                interleave(figure, measure, args.rounds, say)
-                run.figures.append(figure)
-                say(figure_markdown(asdict(figure), run.command, args.quick))
-            finally:
-                for w in workers.values():
-                    w.close()
+            figure = Figure(
+                f"RL steps with {delay:g} s added per search call",
+                "traj_s",
+                "trajectories/s",
+                names[0],
+                names,
+                columns={
+                    "step_s": "step s",
+                    "wait_s": "trainer wait s",
+                    "tools_s": "tool s",
+                    "update_s": "update s",
+                    "lag": "staleness",
+                },
+                settings={"added_search_s": delay, "prompts": args.prompts, "group": args.group},
+            )
+            with ExitStack() as workers_of_this_latency:
+                workers = {
+                    n: workers_of_this_latency.enter_context(
+                        Worker(
+                            worker_command(args, n, delay), args.out / "logs" / f"async_rl-{_slug(n)}-{delay:g}s.log"
+                        )
+                    )
+                    for n in names
+                }
+                interleave_workers(figure, workers, {"op": "steps"}, args.rounds, say, f" ({delay:g} s)")
+            run.figures.append(figure)
+            say(figure_markdown(asdict(figure), run.command, args.quick))
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_")
 
 
 if __name__ == "__main__":

@@ -102,14 +102,8 @@ def test_the_bound_holds_and_every_token_carries_its_version(tmp_path, tiny_chec
 @pytest.mark.slow
 def test_asynchronous_training_still_learns_the_task(tmp_path, tiny_checkpoint) -> None:
     # test_train_loop's learnability check with samples up to one version old, corrected by token TIS
-    with _run(
-        tmp_path,
-        tiny_checkpoint,
-        "learns",
-        "trainer.max_staleness=1",
-        "trainer.max_steps=8",
-        "rollout.temperature=0.1",
-    ) as rl:
+    learnable = ("trainer.max_staleness=1", "trainer.max_steps=8", "rollout.temperature=0.1")
+    with _run(tmp_path, tiny_checkpoint, "learns", *learnable) as rl:
         rewards = [row["reward/mean"] for row in rl.train()]
     assert sum(rewards[-2:]) / 2 > sum(rewards[:2]) / 2 + 0.1, rewards
 
@@ -118,18 +112,9 @@ def test_asynchronous_training_still_learns_the_task(tmp_path, tiny_checkpoint) 
 def test_multi_turn_scripted_rollouts_stay_within_the_bound(tmp_path, tiny_checkpoint) -> None:
     # Every group of the script is constant: each step runs max_num_gen_batches rounds, two per step, so the
     # producer is always one round ahead of a trainer that takes several per step.
-    with _run(
-        tmp_path,
-        tiny_checkpoint,
-        "scripted",
-        "trainer.max_staleness=2",
-        "trainer.max_steps=3",
-        "rollout.max_turns=3",
-        "rollout.max_response_tokens=64",
-        "rollout.max_new_tokens_per_turn=16",
-        "trainer.log_trajectories=16",
-        scripted=True,
-    ) as rl:
+    turns = ("rollout.max_turns=3", "rollout.max_response_tokens=64", "rollout.max_new_tokens_per_turn=16")
+    trainer = ("trainer.max_staleness=2", "trainer.max_steps=3", "trainer.log_trajectories=16")
+    with _run(tmp_path, tiny_checkpoint, "scripted", *turns, *trainer, scripted=True) as rl:
         rows = rl.train()
     assert all(r["sampling/gen_rounds"] == 2 and r["async/dropped_trajectories"] == 0 for r in rows)
     assert all(r["async/staleness_0"] + r["async/staleness_1"] + r["async/staleness_2"] == 32 for r in rows)
