@@ -118,10 +118,12 @@ def build_pipeline_run(root: Path) -> Path:
     steps = [
         {"step": 1.0, "reward/acc": 0.5, "tools/calls_per_traj": 1.0, "batch/trajectories": 24.0}
         | {"sampled/acc": 0.25, "sampled/acc_ci_lo": 0.1, "sampled/acc_ci_hi": 0.45}
+        | {"sampling/informative_frac": 0.5, "sampling/informative_frac/single_hop": 0.25}
         | {"sampled/calls_per_question": 1.0, "sampled/calls_per_question_ci_lo": 0.7}
         | {"sampled/calls_per_question_ci_hi": 1.3, "sampled/prompts": 6.0},
         {"step": 2.0, "reward/acc": 0.5, "tools/calls_per_traj": 1.2, "batch/trajectories": 24.0}
         | {"sampled/acc": 0.4, "sampled/acc_ci_lo": 0.2, "sampled/acc_ci_hi": 0.6}
+        | {"sampling/informative_frac": 0.75, "sampling/informative_frac/single_hop": 0.5}
         | {"sampled/calls_per_question": 1.2, "sampled/calls_per_question_ci_lo": 0.9}
         | {"sampled/calls_per_question_ci_hi": 1.5, "sampled/prompts": 6.0},
     ]

@@ -126,6 +126,10 @@ def test_curve_panels_follow_the_trainer_keys():
         "response/model_tokens": 40.0,
         "response/truncated_rate": 0.0,
         "sampling/filtered_frac": 0.25,
+        "sampling/informative_frac": 0.6,
+        "sampling/informative_frac/code": 0.0,
+        "sampling/skipped_frac": 0.3,
+        "sampling/explore_all_right": 0.4,
         "actor/loss": 0.01,
         "actor/loss_tokens": 900.0,
         "time/step_s": 3.0,
@@ -138,6 +142,8 @@ def test_curve_panels_follow_the_trainer_keys():
         "tool failure rate": ["tools/failure_rate"],
         "response length (tokens)": ["response/model_tokens"],
         "filtered-group fraction": ["sampling/filtered_frac"],
+        "informative share of sampled trajectories": ["sampling/informative_frac", "sampling/informative_frac/code"],
+        "prompt skipping (share skipped, exploration)": ["sampling/explore_all_right", "sampling/skipped_frac"],
         "loss": ["actor/loss"],
     }
     assert curve_panels([{"step": 1, "name": "x"}]) == {}
@@ -196,6 +202,7 @@ def test_main_job_report_names_models_and_stages(tmp_path: Path):
     assert "<caption>Accuracy (%) on 40 questions" in page and "35.0 [22.1, 50.5]" in page
     assert '<span class="verdict noise">inside the noise</span>' in page
     assert "8 of 125 trajectories" in page and "RL over steps" in page and "Tool calls by question kind" in page
+    assert "sampled trajectories in informative groups" in page  # the RL run logged the share
     assert "the 5 trajectories the trainer logged of the 48 trained on" in page
     for title in TITLES.values():
         assert f'<span class="who">{title} · evaluation on test.jsonl, tools: all</span>' in page

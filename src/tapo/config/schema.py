@@ -596,6 +596,62 @@ class RewardConfig(Section):
     )
 
 
+class SkipConstantConfig(Section):
+    """GRESO-style skipping before rollout (arXiv 2506.02177; docs/training.md): a prompt whose group was constant
+    (all right or all wrong) in its latest samplings is skipped with probability 1 - p ** streak, p adapting per
+    outcome toward a target share of constant groups. Not part of TAPO: off by default."""
+
+    enabled: bool = Field(
+        False, description="Skip prompts predicted to give a constant group again; off = DAPO's dynamic sampling only."
+    )
+    history: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Outcomes (mixed, all right, all wrong) kept per prompt; the streak that sets the skip "
+        "probability is at most this long.",
+    )
+    kind_window: int = Field(
+        8,
+        ge=0,
+        le=1024,
+        description="A prompt never sampled yet counts as a streak of one when the last this-many groups of its "
+        "kind (meta.kind, else data_source) all had one constant outcome; 0 = no per-kind prior.",
+    )
+    explore_init: float = Field(
+        0.5, gt=0.0, le=1.0, description="Exploration probability p of each constant outcome at the first step."
+    )
+    explore_min: float = Field(
+        0.05,
+        gt=0.0,
+        le=1.0,
+        description="Floor of p: a prompt with a streak of z is still rolled out with probability at least "
+        "explore_min ** z, so none is dropped for good.",
+    )
+    explore_step: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Change of p per step: down when the outcome's share of rolled-out groups is above its target, "
+        "up otherwise (0 = p stays at explore_init).",
+    )
+    target_all_right: float = Field(
+        0.15, ge=0.0, le=1.0, description="Share of rolled-out groups with every answer right that p aims for."
+    )
+    target_all_wrong: float = Field(
+        0.15, ge=0.0, le=1.0, description="Share of rolled-out groups with every answer wrong that p aims for."
+    )
+
+    @model_validator(mode="after")
+    def _floor_below_start(self) -> SkipConstantConfig:
+        if self.explore_min > self.explore_init:
+            raise ValueError(
+                f"explore_min={self.explore_min} is above explore_init={self.explore_init}: the floor of the "
+                "exploration probability must be at or below where it starts"
+            )
+        return self
+
+
 class TrainerConfig(Section):
     """DAPO as TAPO uses it (docs/method.md §4): groups, clip-higher, token-mean loss, dynamic sampling, AdamW."""
 
@@ -653,6 +709,15 @@ class TrainerConfig(Section):
         1e-6,
         ge=0,
         description="Spread of acc (plus reward.tool_cost's bonus when on) below which a group counts as constant.",
+    )
+    skip_constant: SkipConstantConfig = Field(
+        default_factory=SkipConstantConfig,
+        description="Skip prompts predicted to give a constant group before rolling them out (GRESO).",
+    )
+    stratify_kinds: bool = Field(
+        False,
+        description="Order each epoch's prompts so that every step draws question kinds (meta.kind, else "
+        "data_source) in proportion to the training set; every prompt is still drawn once per epoch.",
     )
     mask_tool_tokens: bool = Field(
         True,

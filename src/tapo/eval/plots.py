@@ -28,6 +28,8 @@ from tapo.stats import Interval
 # keys like reward/mean, reward/acc, tools/search_per_traj, response/model_tokens, sampling/filtered_frac.
 CURVE_PANELS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("filtered-group fraction", re.compile(r"filter|constant_group|kept", re.I)),
+    ("informative share of sampled trajectories", re.compile(r"informative_frac", re.I)),
+    ("prompt skipping (share skipped, exploration)", re.compile(r"skipped_frac|explore_all", re.I)),
     ("accuracy", re.compile(r"(^|[/_.])acc(uracy)?($|[/_.])", re.I)),
     ("format-error rate", re.compile(r"format", re.I)),
     ("reward", re.compile(r"reward|score", re.I)),
@@ -46,6 +48,9 @@ RL_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("accuracy per question", ("sampled/acc", "reward/acc")),
     ("tool calls per question", ("sampled/calls_per_question", "tools/calls_per_traj")),
 )
+# A share with no interval (a count over the step's trajectories, not an estimate over prompts), drawn below the
+# panels above when a run logged it: older runs did not.
+INFORMATIVE_PANEL = ("sampled trajectories in informative groups (share)", "sampling/informative_frac")
 
 
 def _save(fig: Figure, out: Path) -> Path:
@@ -151,20 +156,33 @@ def plot_tool_call_distribution(metrics: Mapping[str, SourceMetrics], out: Path)
     return _save(fig, out)
 
 
-def plot_rl_steps(runs: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) -> tuple[Path | None, bool]:
-    """Accuracy and tool calls per question at each RL step, one line per run, each with its 95 % band.
+def plot_rl_steps(runs: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) -> tuple[Path | None, bool, bool]:
+    """Accuracy and tool calls per question at each RL step, one line per run, each with its 95 % band, and the
+    share of sampled trajectories in informative groups when a run logged it.
 
-    Returns the PNG (None when no run logged either quantity) and whether every line had its interval.
+    Returns the PNG (None when no run logged either quantity), whether every accuracy and calls line had its
+    interval, and whether the informative share was drawn.
     """
     drawn = {
         name: rows for name, rows in runs.items() if any(k in r for r in rows for _, keys in RL_PANELS for k in keys)
     }
     if not drawn:
-        return None, False
-    fig = Figure(figsize=(8, 6))
-    axes = fig.subplots(2, 1, squeeze=False, sharex=True)
+        return None, False, False
+    informative = {
+        name: rows for name, rows in drawn.items() if any(_is_number(r.get(INFORMATIVE_PANEL[1])) for r in rows)
+    }
+    fig = Figure(figsize=(8, 9 if informative else 6))
+    axes = fig.subplots(3 if informative else 2, 1, squeeze=False, sharex=True)
     all_banded = True
-    for ax, (title, keys) in zip(axes[:, 0], RL_PANELS, strict=True):
+    if informative:
+        title, key = INFORMATIVE_PANEL
+        for name, rows in informative.items():
+            _line(axes[2, 0], rows, _step_key(rows), key, name)
+        axes[2, 0].set_title(title)
+        axes[2, 0].set_ylim(-0.02, 1.02)
+        axes[2, 0].grid(alpha=0.3)
+        axes[2, 0].legend(fontsize=7, loc="best")
+    for ax, (title, keys) in zip(axes[:2, 0], RL_PANELS, strict=True):
         for name, rows in drawn.items():
             key = next((k for k in keys if any(_is_number(r.get(k)) for r in rows)), None)
             if key is not None:
@@ -178,7 +196,7 @@ def plot_rl_steps(runs: Mapping[str, Sequence[Mapping[str, Any]]], out: Path) ->
     axes[-1, 0].set_xlabel("RL step")
     axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle("training prompts sampled at each step (band: 95 % interval over the step's prompts)", fontsize=9)
-    return _save(fig, out), all_banded
+    return _save(fig, out), all_banded, bool(informative)
 
 
 def plot_calls_by_kind(data: Mapping[str, Mapping[str, Interval]], out: Path) -> Path | None:

@@ -255,7 +255,7 @@ def _rl_steps_section(root: Path, out_dir: Path, names: _Names) -> list[_Section
     files = [run / "metrics.jsonl" for run in _training_runs(root)]
     logged = {path.parent: read_jsonl(path) for path in files if path.is_file()}
     runs = {names(run): rows for run, rows in logged.items() if any("reward/acc" in r for r in rows)}
-    plot, banded = plot_rl_steps(runs, out_dir / "rl_steps.png")
+    plot, banded, informative = plot_rl_steps(runs, out_dir / "rl_steps.png")
     if plot is None:
         return []
     caption = (
@@ -264,6 +264,11 @@ def _rl_steps_section(root: Path, out_dir: Path, names: _Names) -> list[_Section
         "interval over the step's prompts as a band. These are training prompts seen once, not the held-out test "
         "split of the results table."
     )
+    if informative:
+        caption += (
+            " The last panel is the share of the step's sampled trajectories in informative groups (a prompt's "
+            "answers neither all right nor all wrong): the rollouts that bought gradient."
+        )
     if not banded:
         caption += " Lines marked 'batch mean' have no logged interval (older trainer): the trained batch's mean."
     return [_Section("RL over steps: accuracy and tool calls per question", _image(plot, out_dir, "RL steps", caption))]

@@ -28,6 +28,7 @@ from tapo.algo.correction import NO_MISMATCH, MismatchSums, correction_weights, 
 from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
 from tapo.algo.loss import ClipConfig, dapo_loss
 from tapo.config.schema import TapoConfig
+from tapo.data.kinds import kind_of
 from tapo.data.schema import Example
 from tapo.io.runs import RunDir, run_config_text
 from tapo.records import Trajectory
@@ -35,10 +36,12 @@ from tapo.train.batch_metrics import rollout_metrics, sampled_metrics
 from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
 from tapo.train.cursor import PromptCursor
 from tapo.train.full_weights import full_state_dict
+from tapo.train.informative import informative_metrics
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.micro_batches import cut, padded_positions, sequence_length
 from tapo.train.mismatch import drop_rejected, reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
 from tapo.train.plan import total_steps
+from tapo.train.prompt_history import PromptDrawer
 from tapo.train.setup import optimizer_step, prepare_for_training
 from tapo.train.source import Group, RolloutSource
 
@@ -107,7 +110,11 @@ class DapoTrainer:
         self.model, self.optimizer, self.scheduler = prepare_for_training(
             accelerator, model, tcfg.lr, tcfg.weight_decay, tcfg.warmup_steps
         )
-        self.cursor = PromptCursor(len(self.examples), seed=config.run.seed, shuffle=config.data.shuffle)
+        # -- prompt selection (issue #32): kinds in proportion per step, GRESO skipping; both off by default --
+        strata = [kind_of(e) for e in self.examples] if tcfg.stratify_kinds else None
+        self.cursor = PromptCursor(len(self.examples), config.run.seed, config.data.shuffle, strata=strata)
+        self.prompts = PromptDrawer(self.cursor, self.examples, tcfg.skip_constant, config.run.seed)
+        # -- end prompt selection --
         self.step = 0
         self.clip = ClipConfig(tcfg.clip_low, tcfg.clip_high, tcfg.dual_clip)
         self.correction = resolve_correction(config)
@@ -119,7 +126,7 @@ class DapoTrainer:
         return total_steps(self.tcfg, len(self.examples))
 
     def trainer_state(self) -> dict[str, Any]:
-        return {"cursor": self.cursor.state_dict()}
+        return {"cursor": self.cursor.state_dict(), **self.prompts.state_dict()}
 
     def resume(self, checkpoint: Path | None = None) -> bool:
         """Continue from ``checkpoint`` (default: the newest intact one of the run, see ``choose_checkpoint``);
@@ -135,6 +142,7 @@ class DapoTrainer:
         if checkpoint is None:
             return False
         self.cursor.load_state_dict(state["cursor"])
+        self.prompts.load_state_dict(state)
         self._sync_engine()
         log.info("resumed %s at step %d (epoch %d, position %d)", checkpoint, self.step, *state["cursor"].values())
         return True
@@ -152,19 +160,19 @@ class DapoTrainer:
         target = self.tcfg.prompts_per_step
         state: SamplingState[Group] = SamplingState()
         sampled: list[Group] = []  # every group of every round, before filtering: what the policy does
+        sampled_constant: list[bool] = []  # whether each of them is constant, whether or not the filter is on
         while True:
-            indices = self.cursor.take(target)
+            indices = self.prompts.take(target, self.step, state.rounds)  # the cursor's, less skipped prompts
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
             groups = self._sample(local, state.rounds)
             groups = gather_object(groups) if accelerator.num_processes > 1 else groups
             sampled += groups
             # acc (+ the tool-cost bonus when it is on): (groups, group_size)
             signals = torch.tensor([[t.scored.signal for t in g] for g in groups])
-            flags = (
-                constant_groups(signals, self.tcfg.constant_group_tol).tolist()
-                if self.tcfg.filter_groups
-                else [False] * len(groups)
-            )
+            constant = constant_groups(signals, self.tcfg.constant_group_tol).tolist()
+            flags = constant if self.tcfg.filter_groups else [False] * len(groups)
+            self.prompts.record(groups, constant, self.step)  # skipping's history (nothing when off)
+            sampled_constant += constant
             state = add_round(state, groups, flags, target)
             if batch_full(state, target) or state.rounds >= self.tcfg.max_num_gen_batches:
                 break
@@ -182,6 +190,8 @@ class DapoTrainer:
             "sampling/filtered_frac": state.filtered / max(1, state.seen),
             "sampling/filled_groups": float(filled),
             **sampled_metrics(sampled),
+            **informative_metrics(sampled, sampled_constant),
+            **self.prompts.end_step(),
         }
         return batch, stats
 
