@@ -212,9 +212,11 @@ def test_rows_from_before_versions_read_as_synchronous_samples() -> None:
     assert upgrade_row({"step": None, "response_ids": [5]})["policy_version"] == 0
 
 
-def test_stale_samples_are_always_corrected() -> None:
+def test_stale_samples_are_corrected_and_prompts_not_skipped() -> None:
     with pytest.raises(ValueError, match="rollout_correction"):
         load_config(None, ["trainer.max_staleness=1", "trainer.rollout_correction=none"])
+    with pytest.raises(ValueError, match="skip_constant"):  # it would change the prompt order sampled ahead
+        load_config(None, ["trainer.max_staleness=1", "trainer.skip_constant.enabled=true"])
     assert resolve_correction(load_config(None, ["trainer.max_staleness=0"])) == "none"  # the trainer's own model
     assert resolve_correction(load_config(None, ["trainer.max_staleness=2"])) == "token_tis"
 

@@ -744,8 +744,8 @@ class TrainerConfig(Section):
         ge=0,
         description="Asynchronous RL (docs/training.md): a producer keeps sampling while the trainer updates, and a "
         "group is trained on only when the policy has moved at most this many versions since its oldest token was "
-        "sampled. 0 = the synchronous loop (sample, update, push weights). Above 0 the rollout correction must be on: "
-        "`auto` resolves to token_tis, `none` is refused.",
+        "sampled. 0 = the synchronous loop (sample, update, push weights). Above 0 the rollout correction must be on "
+        "(`auto` resolves to token_tis, `none` is refused), skip_constant must be off, and the run has one process.",
     )
     save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
@@ -765,6 +765,11 @@ class TrainerConfig(Section):
             raise ValueError(
                 f"trainer.max_staleness={self.max_staleness} trains on samples of older policies: it needs "
                 "trainer.rollout_correction token_tis, seq_mis or auto, not none"
+            )
+        if self.max_staleness and self.skip_constant.enabled:
+            raise ValueError(
+                f"trainer.max_staleness={self.max_staleness} samples prompts ahead in the cursor's order, which "
+                "trainer.skip_constant changes from outcomes not known yet: turn one of them off"
             )
         return self
 
