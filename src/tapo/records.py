@@ -24,6 +24,12 @@ RENAMED_ROW_KEYS = {"loss_mask": "model_mask"}
 # Why a trajectory ended, as its row writes it; each is a stop rule of the agent loop (tapo.rollout.stop_rules):
 # the model answered, the response reached max_response_tokens, or the turn after the last tool turn did not answer.
 TrajectoryFinish = Literal["answer", "length", "max_turns"]
+# Who wrote a trajectory's model tokens: the policy (sampled by the engine), or an expert (an oracle plan replayed
+# by a scripted engine: the warm start's demonstrations, and the trainer's guidance in groups with no success).
+Origin = Literal["policy", "expert"]
+# Keys added to the row schema since it was first written, with the value an older row means: rows before ``origin``
+# were all sampled by the policy (demonstration files were re-made when it came, but any older one reads as policy).
+ADDED_ROW_KEYS: dict[str, Any] = {"origin": "policy"}
 
 
 class RecordError(ValueError):
@@ -84,6 +90,9 @@ class Trajectory:
     # training, docs/training.md). Only model tokens' entries mean something; inserted tokens repeat the last one.
     policy_version: int = 0
     token_versions: list[int] = field(default_factory=list)
+    # "expert": not sampled by the policy, so its sampler log-probs say nothing of the policy; the update trains it
+    # with the off-policy correction of tapo.algo.guidance, and the rollout correction leaves it out
+    origin: Origin = "policy"
 
     @property
     def n_model_tokens(self) -> int:
@@ -154,16 +163,18 @@ class Trajectory:
             reward=RewardBreakdown(**row["reward"]) if row["reward"] is not None else None,
             policy_version=int(row["policy_version"]),
             token_versions=list(row["token_versions"]),
+            origin=cast(Origin, str(row["origin"])),
         )
 
 
 def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row with today's key names (:data:`RENAMED_ROW_KEYS`) and fields, so files written before still read.
+    """A row with today's key names (:data:`RENAMED_ROW_KEYS`) and every key added since (:data:`ADDED_ROW_KEYS`,
+    with the value an older row means), so files written before a change still read.
 
     Rows from before policy versions were recorded were all sampled synchronously: a training row of step s by the
     weights of s - 1 updates, any other row (evaluation, chat) by the weights it loaded, version 0."""
-    if any(old in row for old in RENAMED_ROW_KEYS):
-        row = {RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}
+    if any(old in row for old in RENAMED_ROW_KEYS) or not all(key in row for key in ADDED_ROW_KEYS):
+        row = {**ADDED_ROW_KEYS, **{RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}}
     if "policy_version" not in row:
         step = row.get("step")
         version = step - 1 if isinstance(step, int) and step > 0 else 0

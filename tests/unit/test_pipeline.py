@@ -14,7 +14,7 @@ from tapo.data.mini import MiniSizes, build_mini
 from tapo.data.mini.oracle_plan import OraclePlan, SearchStep
 from tapo.io.event_loop import EventLoopThread
 from tapo.pipeline.arms import ARMS_FILE, BASE, SFT, ArmsError, load_arms
-from tapo.pipeline.demos import DemoBuilder, plan_turns
+from tapo.pipeline.demos import DemoBuilder
 from tapo.pipeline.job import MainJob
 from tapo.pipeline.profiles import load_profile
 from tapo.pipeline.stages import Stage, StageRunner
@@ -22,6 +22,7 @@ from tapo.pipeline.summary import NAMED_ARMS
 from tapo.prompts.templates import allowed_tools
 from tapo.protocol import parse_action
 from tapo.rewards.compute import RewardFunction
+from tapo.rollout.oracle import plan_turns
 from tapo.tools.catalog import build_tools
 
 
@@ -142,9 +143,10 @@ def test_profiles_validate(tmp_path):
     with pytest.raises(ConfigError, match="known profiles: default, long"):
         load_profile("nope")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\ndemos: 0\n")
-    with pytest.raises(ConfigError, match="demos"):
-        load_profile(str(bad))
+    for wrong in ("0", "most"):
+        bad.write_text(f"name: x\ndemos: {wrong}\n")
+        with pytest.raises(ConfigError, match=r"demos: .*a number of training questions \(1 or more\) or `all`"):
+            load_profile(str(bad))
     for name in ("default", "long"):
         profile = load_profile(name)
         load_config(None, [*profile.common, *profile.sft, *profile.rl])
@@ -152,14 +154,31 @@ def test_profiles_validate(tmp_path):
         RewardFunction(base.reward, base.rollout.max_response_tokens).close()  # its overlong buffer must fit
 
 
+def test_demos_all_or_a_count_at_or_above_the_split_takes_every_training_question(tmp_path):
+    """A stronger warm start: every training question replayed as a demonstration (the job prices and slices by
+    ``demo_questions``)."""
+    from tapo.pipeline.job import MainJob
+
+    every = tmp_path / "every.yaml"
+    every.write_text("name: every\ndemos: all\ndata: {train: 120, validation: 20, test: 20}\n")
+    profile = load_profile(str(every))
+    assert profile.demos == "all" and profile.demo_questions() == 120
+    assert profile.model_copy(update={"demos": 5000}).demo_questions() == 120
+    assert profile.model_copy(update={"demos": 40}).demo_questions() == 40
+    job = MainJob(profile, tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
+    job.write_config()
+    assert job.planned_work()[1] == 120 * load_config(job.config_file, profile.sft).sft.epochs
+
+
 def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
-    """The long profile runs TAPO + tool cost as its own arm; the reward of every other arm stays TAPO's."""
+    """The long profile runs TAPO + tool cost as its own arm; the reward of every other arm stays TAPO's. It runs TAPO
+    on three seeds (issue 32: its goals about RL are decided on all of them)."""
     from tapo.pipeline.job import MainJob
 
     job = MainJob(load_profile("long"), tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
     job.write_config()
     arms = {arm.name: arm.overrides for arm in job.arms()}
-    assert set(arms) == {"tapo", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"}
+    assert set(arms) == {"tapo", "tapo-seed1", "tapo-seed2", "dapo-no-tools", "tapo-no-mask", "tapo-tool-cost"}
     for name, extra in arms.items():
         config = load_config(job.config_file, [*job.profile.rl, *extra])
         assert config.reward.tool_cost.enabled is (name == "tapo-tool-cost"), name

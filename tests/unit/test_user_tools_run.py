@@ -103,7 +103,7 @@ def test_a_users_tool_and_an_mcp_tool_train_and_evaluate(config, tmp_path):
         assert rl.source.protocol.tool_names == ("search", "code", *TOOLS)
         assert rl.source.allowed == set(TOOLS)
         tokenizer = rl.source.tokenizer
-        prompt = tokenizer.decode(rl.source._prompt(examples[0]))
+        prompt = tokenizer.decode(rl.source.prompt(examples[0]))
         assert "<convert_units>" in prompt and "<lookup_capital> country </lookup_capital>" in prompt
         rows = rl.train()
     assert len(rows) == 1 and rows[0]["step"] == 1.0

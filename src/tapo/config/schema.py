@@ -596,6 +596,28 @@ class RewardConfig(Section):
     )
 
 
+class GuidanceConfig(Section):
+    """An expert member in groups where the policy never succeeds: the question's TAPO-mini oracle plan replayed
+    through the real tools replaces one member, trained with LUFFY's off-policy shaping (arXiv 2504.14945,
+    docs/training.md). Not part of TAPO (docs/method.md): off by default."""
+
+    enabled: bool = Field(
+        False,
+        description="Replace one member of a group with no right answer by the question's oracle-plan replay (only "
+        "when the replay is a success under the real reward); off = TAPO, which drops such groups.",
+    )
+    max_per_step: int = Field(
+        2, ge=1, le=1_000_000, description="Expert members injected at most per training step (over all its rounds)."
+    )
+    shaping_gamma: float = Field(
+        0.1,
+        gt=0.0,
+        le=100.0,
+        description="gamma of LUFFY's policy shaping f(p) = p / (p + gamma) on the expert's tokens (LUFFY: 0.1); the "
+        "weight on grad log p of an expert token, gamma p / (p + gamma)^2, peaks where p = gamma.",
+    )
+
+
 class SkipConstantConfig(Section):
     """GRESO-style skipping before rollout (arXiv 2506.02177; docs/training.md): a prompt whose group was constant
     (all right or all wrong) in its latest samplings is skipped with probability 1 - p ** streak, p adapting per
@@ -757,6 +779,9 @@ class TrainerConfig(Section):
     )
     tracker: Literal["none", "tensorboard", "wandb"] = Field(
         "none", description="Metrics logger besides metrics.jsonl."
+    )
+    guidance: GuidanceConfig = Field(
+        default_factory=GuidanceConfig, description="Expert members in groups with no success; off by default."
     )
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from tapo.stats import Interval
 # Panel title -> key pattern; a key lands in the first panel whose pattern it matches. The trainer logs
 # keys like reward/mean, reward/acc, tools/search_per_traj, response/model_tokens, sampling/filtered_frac.
 CURVE_PANELS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("guidance: groups with no success, experts injected", re.compile(r"^guidance/", re.I)),
     ("filtered-group fraction", re.compile(r"filter|constant_group|kept", re.I)),
     ("informative share of sampled trajectories", re.compile(r"informative_frac", re.I)),
     ("prompt skipping (share skipped, exploration)", re.compile(r"skipped_frac|explore_all", re.I)),

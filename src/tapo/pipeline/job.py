@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,7 @@ from tapo.pipeline.outputs import (
 )
 from tapo.pipeline.profiles import Profile
 from tapo.pipeline.stages import Stage, StageRunner
+from tapo.pipeline.warm_start import DEMOS_FILE
 
 
 class StageFailed(RuntimeError):
@@ -55,7 +57,7 @@ class MainJob:
         self.console = console
         self.data_dir = root / "data"
         self.config_file = root / "pipeline.yaml"
-        self.demos_file = root / "demos.jsonl"
+        self.demos_file = root / DEMOS_FILE
 
     # --- configuration shared by every stage -------------------------------------------------------------
     def write_config(self) -> None:
@@ -103,7 +105,7 @@ class MainJob:
 
         config = load_config(self.config_file)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.profile.model))
-        examples = load_examples(self.data_dir / "train.jsonl")[: self.profile.demos]
+        examples = load_examples(self.data_dir / "train.jsonl")[: self.profile.demo_questions()]
         stats: dict[str, int] = {}
         tools = build_tools(config.tools)
         with RewardFunction(config.reward, config.rollout.max_response_tokens) as reward, EventLoopThread() as loop:
@@ -114,9 +116,11 @@ class MainJob:
             finally:
                 loop.run(tools.aclose())
         dropped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in stats.items() if why != "kept" and n)
+        kinds = Counter(str(d.example.meta.get("kind", "?")) for d in demos if d.example is not None)
         self.console.print(
             f"demonstrations: kept {stats.get('kept', 0)} of {len(examples)} oracle plans"
-            + (f" (dropped: {dropped})" if dropped else ""),
+            + (f" (dropped: {dropped})" if dropped else "")
+            + (f"; by kind: {', '.join(f'{kind} {n}' for kind, n in sorted(kinds.items()))}" if kinds else ""),
             highlight=False,
         )
         if not demos:
@@ -192,7 +196,11 @@ class MainJob:
         sft = load_config(self.config_file, self.profile.sft).sft
         trainer = load_config(self.config_file, self.profile.rl).trainer
         steps = trainer.max_steps or trainer.epochs * max(1, self.profile.data.train // trainer.prompts_per_step)
-        return questions, self.profile.demos * sft.epochs, steps * trainer.prompts_per_step * trainer.group_size
+        return (
+            questions,
+            self.profile.demo_questions() * sft.epochs,
+            steps * trainer.prompts_per_step * trainer.group_size,
+        )
 
     def _eval_stage(
         self, name: str, title: str, run: Callable[[], None], questions: float, trained_by: str | None = None

@@ -7,10 +7,10 @@ config: unknown keys and bad values fail before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from tapo.config.loader import ConfigError
 from tapo.config.schema import MINI_SIZES, Section
@@ -35,7 +35,11 @@ class Profile(Section):
     seed: int = Field(0, ge=0)
     model: str = "smollm2-135m-instruct"
     data: MiniSize = Field(default_factory=MiniSize)
-    demos: int = Field(600, ge=1, description="training questions replayed as warm-start demonstrations")
+    demos: int | Literal["all"] = Field(
+        600,
+        description="training questions replayed as warm-start demonstrations: the first N of the training split (a "
+        "count at or above its size takes all of it), or `all`",
+    )
     eval_limit: int | None = Field(100, ge=1, description="test questions per evaluation (None = all)")
     engine: Engine = Field(
         "transformers",
@@ -61,6 +65,18 @@ class Profile(Section):
         description="RL seeds of the TAPO arm: 2 or more adds arms tapo-seed1, ... (run.seed = profile seed + k, "
         "same warm start and data), each costing one RL arm and one evaluation; summary.md then shows the spread",
     )
+
+    @field_validator("demos", mode="before")
+    @classmethod
+    def _count_or_all(cls, value: Any) -> Any:
+        """One message for every wrong value (a union would report its first member's complaint only)."""
+        if value == "all" or (isinstance(value, int) and value >= 1):  # booleans: refused by Section first
+            return value
+        raise ValueError(f"a number of training questions (1 or more) or `all`, got {value!r}")
+
+    def demo_questions(self) -> int:
+        """How many training questions the warm start's demonstrations are replayed from (before any is dropped)."""
+        return self.data.train if self.demos == "all" else min(self.demos, self.data.train)
 
 
 def load_profile(name_or_path: str) -> Profile:

@@ -10,20 +10,30 @@ interval is on the right side of the bound, "not met" when the whole interval is
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import fmean, pstdev
+from statistics import fmean
 
 from tapo.eval.job_summary import GoalResult, JobSummary, SummaryTable
-from tapo.eval.metrics import per_question
-from tapo.eval.result_dir import RESULTS_FILE, load_trajectories
-from tapo.eval.samples import SampleRecord, to_records
+from tapo.eval.result_dir import RESULTS_FILE
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_text
-from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, load_arms, seed_of
-from tapo.stats import Interval, Verdict, mean_interval, paired_difference, share_interval, verdict
+from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, load_arms
+from tapo.pipeline.levers import lever_notes
+from tapo.pipeline.model_results import ModelResults, compare, load_model
+from tapo.pipeline.seeds import (
+    decide_on_seeds,
+    gains_shown,
+    pooled_gain,
+    seed_gains,
+    seed_table,
+    seeded_arms,
+    spread,
+)
+from tapo.pipeline.warm_start import DEMOS_FILE, demos_by_kind, warm_start_table
+from tapo.stats import Interval, Verdict, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
 # the arms the comparisons and goals below name: each must be one the job can run (tests/unit/test_pipeline.py)
@@ -33,74 +43,12 @@ METHOD = (
     "for other means, paired bootstrap over the same questions for differences (± the Wilson bound of 0 of n when "
     "no question changed; tapo.stats, docs/evaluation.md). "
     "A goal is met when its whole interval is on the right side of the bound, not met when it is wholly on the "
-    "wrong side, and inside the noise otherwise."
+    "wrong side, and inside the noise otherwise. A goal about RL over the warm start, where TAPO ran with several "
+    "seeds, is decided on all of them: met when every seed's interval is above 0 and the seeds' mean gain reaches "
+    "the target, not met when some seed's interval is wholly at or below 0 or the seeds' pooled gain is wholly short "
+    "of it, inside the noise otherwise."
 )
 ICONS = {Verdict.MET: "✅", Verdict.NOT_MET: "❌", Verdict.NOISE: "≈", Verdict.UNMEASURED: "–"}
-Key = tuple[str, str]  # (data source, question id)
-
-
-@dataclass(frozen=True)
-class ModelResults:
-    """One evaluated model: per-question values (K-averaged) keyed by question, and each question's kind."""
-
-    name: str
-    title: str
-    acc: dict[Key, float]
-    called: dict[Key, float]  # got at least one tool call
-    calls: dict[Key, float]
-    kind: dict[Key, str]
-    needs_tool: dict[Key, bool]
-    calls_needed: dict[Key, int]  # tool steps of the question's oracle plan
-    followed_plan: dict[Key, float]  # called the oracle plan's tools in its order (questions with a plan)
-    format_error_rate: float
-
-    def share(self, values: dict[Key, float], keys: Sequence[Key] | None = None) -> Interval | None:
-        """A share of (the given) questions with its interval; None when there is no such question."""
-        chosen = list(values) if keys is None else list(keys)
-        return share_interval([values[k] for k in chosen]) if chosen else None
-
-    def calls_per_question(self) -> Interval:
-        return mean_interval(list(self.calls.values()))
-
-    def by_kind(self, values: dict[Key, float]) -> dict[str, Interval]:
-        """A share of each kind's questions (those ``values`` covers) with its interval."""
-        keys: dict[str, list[Key]] = defaultdict(list)
-        for key, kind in self.kind.items():
-            if key in values:
-                keys[kind].append(key)
-        return {kind: share_interval([values[k] for k in ks]) for kind, ks in keys.items()}
-
-    def acc_by_kind(self) -> dict[str, Interval]:
-        return self.by_kind(self.acc)
-
-    def call_rate(self, needed: bool) -> Interval | None:
-        return self.share(self.called, [k for k, need in self.needs_tool.items() if need == needed])
-
-
-def load_model(name: str, title: str, eval_dir: Path) -> ModelResults:
-    """Per-question numbers of one evaluation, from its trajectories (the unit of every interval)."""
-    trajectories = load_trajectories(eval_dir)
-    records: list[SampleRecord] = to_records(trajectories)
-    meta = {(t.example.data_source, t.example.id): t.example.meta for t in trajectories if t.example}
-    return ModelResults(
-        name=name,
-        title=title,
-        acc=per_question(records, lambda r: r.acc),
-        called=per_question(records, lambda r: r.n_calls > 0),
-        calls=per_question(records, lambda r: r.n_calls),
-        kind={k: str(m.get("kind", "?")) for k, m in meta.items()},
-        needs_tool={k: bool(m["needs"]) for k, m in meta.items() if m.get("needs") is not None},
-        calls_needed={(r.data_source, r.question_id): len(r.plan or ()) for r in records},
-        followed_plan=per_question([r for r in records if r.plan is not None], lambda r: r.follows_plan),
-        format_error_rate=fmean(not r.format_ok for r in records),
-    )
-
-
-def compare(a: ModelResults, b: ModelResults, value: Callable[[ModelResults], dict[Key, float]]) -> Interval | None:
-    """Paired difference a − b of a per-question value over the questions both models answered."""
-    va, vb = value(a), value(b)
-    keys = sorted(set(va) & set(vb))
-    return paired_difference([va[k] for k in keys], [vb[k] for k in keys]) if keys else None
 
 
 @dataclass(frozen=True)
@@ -112,10 +60,11 @@ class Goal:
     op: str
     bound: float
     shown: str  # the measurement as printed
+    decided: Verdict | None = None  # a verdict reached otherwise (a goal about RL, on every seed: tapo.pipeline.seeds)
 
     @property
     def verdict(self) -> Verdict:
-        return verdict(self.interval, self.op, self.bound)
+        return self.decided if self.decided is not None else verdict(self.interval, self.op, self.bound)
 
     def line(self) -> str:
         return f"{ICONS[self.verdict]} {self.verdict.value}: {self.text}: {self.shown}"
@@ -152,11 +101,7 @@ def goals(models: dict[str, ModelResults]) -> list[Goal]:
     checks: list[Goal] = []
     tapo, sft = models.get(TAPO.name), models.get(SFT.name)
     if tapo and sft:
-        gain = compare(tapo, sft, lambda m: m.acc)
-        checks.append(Goal("RL raises accuracy over the warm start", gain, ">", 0.0, _diff_shown(gain)))
-        checks.append(
-            Goal("RL raises accuracy over the warm start by ≥ 10 points", gain, ">=", 0.10, _diff_shown(gain))
-        )
+        checks += rl_goals(models, sft)
     if tapo:
         needed, not_needed = tapo.call_rate(True), tapo.call_rate(False)
         checks.append(Goal("≥ 90 % of tool-needing questions get a call", needed, ">=", 0.9, _with_n(needed)))
@@ -188,29 +133,41 @@ def goals(models: dict[str, ModelResults]) -> list[Goal]:
     return checks
 
 
+def rl_goals(models: dict[str, ModelResults], sft: ModelResults) -> list[Goal]:
+    """The goals about RL over the warm start: on TAPO's one run, or, when it ran with several seeds, decided on
+    all of them (:func:`tapo.pipeline.seeds.decide_on_seeds`: every seed's interval above 0, the mean gain at
+    least the target), with the pooled gain as the interval."""
+    targets = (("RL raises accuracy over the warm start", ">", 0.0),
+               ("RL raises accuracy over the warm start by ≥ 10 points", ">=", 0.10))  # fmt: skip
+    runs = seeded_arms(models).get(TAPO.name)
+    if runs is None:
+        gain = compare(models[TAPO.name], sft, lambda m: m.acc)
+        return [Goal(text, gain, op, bound, _diff_shown(gain)) for text, op, bound in targets]
+    gains = seed_gains(runs, sft, ())
+    pooled = pooled_gain(runs, sft)
+    return [
+        Goal(f"{text} (on every seed)", pooled, op, bound, gains_shown(gains), decide_on_seeds(gains, pooled, bound))
+        for text, op, bound in targets
+    ]
+
+
 def _with_n(interval: Interval | None) -> str:
     return "-" if interval is None else f"{interval.pct()} % of {interval.n} questions"
 
 
 def seed_spread(models: dict[str, ModelResults]) -> list[str]:
     """For an arm run with several seeds (``tapo``, ``tapo-seed1``, ...): each seed's accuracy and the spread."""
-    by_arm: dict[str, list[tuple[int, ModelResults]]] = defaultdict(list)
-    for name, model in models.items():
-        arm, seed = seed_of(name)
-        by_arm[arm].append((seed, model))
     lines = []
-    for arm, runs in by_arm.items():
-        if len(runs) > 1 and arm in models:
-            accs = [fmean(m.acc.values()) for _, m in sorted(runs, key=lambda r: r[0])]
-            spread = (
-                f"mean {100 * fmean(accs):.1f}, sd {100 * pstdev(accs):.1f}, range {100 * (max(accs) - min(accs)):.1f}"
-            )
-            each = ", ".join(f"{100 * a:.1f}" for a in accs)
-            lines.append(f"{models[arm].title}: {len(accs)} seeds, accuracy {each} ({spread} points)")
+    for arm, runs in seeded_arms(models).items():
+        accs = [fmean(m.acc.values()) for _, m in runs]
+        mean, sd = spread(accs)
+        each = ", ".join(f"{100 * a:.1f}" for a in accs)
+        summary = f"mean {100 * mean:.1f}, sd {100 * sd:.1f}, range {100 * (max(accs) - min(accs)):.1f} points"
+        lines.append(f"{models[arm].title}: {len(accs)} seeds, accuracy {each} ({summary})")
     return lines
 
 
-def tables(models: dict[str, ModelResults]) -> list[SummaryTable]:
+def tables(models: dict[str, ModelResults], demos: Counter[str] | None = None) -> list[SummaryTable]:
     """The summary's tables (caption, headers, rows): headline numbers, accuracy by question kind, differences."""
     counts = sorted({len(m.acc) for m in models.values()})
     questions = "/".join(map(str, counts))
@@ -266,13 +223,19 @@ def tables(models: dict[str, ModelResults]) -> list[SummaryTable]:
             if (followed := m.by_kind(m.followed_plan))
         ],
     )
+    sft = models.get(SFT.name)
+    warm = [warm_start_table(sft, demos, kinds)] if sft and demos else []
+    seeded = [
+        seed_table(models[arm].title, seed_gains(runs, sft, kinds), pooled_gain(runs, sft), kinds)
+        for arm, runs in seeded_arms(models).items()
+    ] if sft else []  # fmt: skip
     diffs = comparisons(models)
     paired = SummaryTable(
         caption="Paired differences in accuracy (points) over the same questions, paired-bootstrap 95 % intervals.",
         headers=["comparison", "questions", "difference [95 % CI]"],
         rows=[[label, str(d.n) if d else "0", _pct(d, signed=True)] for label, d in diffs],
     )
-    return [main, by_kind] + ([plans] if plans.rows else []) + ([paired] if diffs else [])
+    return [main, by_kind] + ([plans] if plans.rows else []) + warm + ([paired] if diffs else []) + seeded
 
 
 def labels(arms: Sequence[Arm]) -> dict[str, str]:
@@ -295,19 +258,22 @@ def write_results(root: Path, arms: Sequence[Arm]) -> str:
     }
     if not models:
         raise FileNotFoundError(f"no finished evaluation under {root / 'eval'}: run the evaluation stages first")
-    parts = tables(models)
+    parts = tables(models, demos_by_kind(root / DEMOS_FILE))
     checks = goals(models)
     spread = seed_spread(models)
+    levers = lever_notes(root, arms)
     text = "\n".join(f"{t.caption}\n\n{to_markdown(t.headers, t.rows)}" for t in parts)
     if checks:
         text += "\nGoals:\n\n" + "\n".join(f"- {g.line()}" for g in checks) + "\n"
     if spread:
         text += "\nSeeds:\n\n" + "\n".join(f"- {line}" for line in spread) + "\n"
+    if levers:
+        text += "\nLevers beyond TAPO:\n\n" + "\n".join(f"- {line}" for line in levers) + "\n"
     text += f"\n{METHOD}\n"
     write_text(root / "summary.md", text)
     JobSummary(
         tables=parts,
-        notes=[*spread, METHOD],
+        notes=[*spread, *levers, METHOD],
         labels=labels(arms),
         goals=[g.result() for g in checks],
         comparisons=dict(comparisons(models)),

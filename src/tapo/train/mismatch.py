@@ -39,10 +39,14 @@ def resolve_correction(config: TapoConfig) -> Correction:
 
 def sampler_tensors(trajectories: Sequence[Trajectory], width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The engine's log-probs ``[B, width]`` and the mask ``[B, width]`` of model tokens that have one (an engine
-    may report none, and environment tokens never have one)."""
+    may report none, and environment tokens never have one). An expert's trajectory (guidance) has none: its
+    log-probs are its script's (0), not a sampler's of the policy, so neither the correction nor the metrics see it."""
     logprobs = pad_rows([t.logprobs for t in trajectories], width)
     has_logprob = [
-        [float(m == 1 and lp is not None) for m, lp in zip(t.model_mask, t.logprobs, strict=False)]
+        [
+            float(m == 1 and lp is not None and t.origin == "policy")
+            for m, lp in zip(t.model_mask, t.logprobs, strict=False)
+        ]
         for t in trajectories
     ]
     mask = pad_rows(has_logprob, width)

@@ -22,6 +22,7 @@ from tapo.data.schema import Example
 from tapo.engines.base import GenerationEngine
 from tapo.io.closing import Closing
 from tapo.io.runs import RunDir
+from tapo.train.guidance import ExpertGuide
 from tapo.train.producer import AsyncRolloutSource
 from tapo.train.setup import load_policy
 from tapo.train.sft import Demo, SftTrainer
@@ -94,7 +95,8 @@ def build_rl_run(
         own_engine_copy=_sharded(accelerator) or config.trainer.max_staleness > 0,
     )
     try:
-        trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples)
+        guide = ExpertGuide(source, config.trainer.guidance) if config.trainer.guidance.enabled else None
+        trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples, guide)
         if not config.trainer.max_staleness:
             return RlRun(trainer, source)
         producer = AsyncRolloutSource(source, examples, trainer.cursor, config, accelerator.num_processes, model)

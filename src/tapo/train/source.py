@@ -99,7 +99,9 @@ class ToolRolloutSource:
         self.process_index = process_index
         self._counted = KVStats()
 
-    def _prompt(self, example: Example) -> list[int]:
+    def prompt(self, example: Example) -> list[int]:
+        """The example's prompt ids (rendered once, cut to ``data.max_prompt_tokens``): every member of its group
+        starts from these, a guidance expert too."""
         if example.id not in self._prompts:
             from tapo.prompts.templates import render_prompt
 
@@ -113,7 +115,7 @@ class ToolRolloutSource:
         """The rollout's inputs for ``examples``: each prompt ``group_size`` times, its example, and the sampling
         parameters seeded for (``step``, ``round``)."""
         n = self.config.trainer.group_size
-        prompts = [self._prompt(ex) for ex in examples for _ in range(n)]
+        prompts = [self.prompt(ex) for ex in examples for _ in range(n)]
         repeated: list[Example | None] = [ex for ex in examples for _ in range(n)]
         seed = sampling_seed(self.config.run.seed, step, self.process_index, round)
         return prompts, repeated, self.runner.sampling_params(seed=seed)

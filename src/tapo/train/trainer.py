@@ -26,7 +26,8 @@ from accelerate.utils import gather_object
 from tapo.algo.advantages import broadcast_to_tokens, group_advantages
 from tapo.algo.correction import NO_MISMATCH, MismatchSums, correction_weights, mismatch_metrics, mismatch_sums
 from tapo.algo.filtering import SamplingState, add_round, batch_full, constant_groups, finish
-from tapo.algo.loss import ClipConfig, dapo_loss
+from tapo.algo.guidance import mixed_policy_loss
+from tapo.algo.loss import ClipConfig
 from tapo.config.schema import TapoConfig
 from tapo.data.kinds import kind_of
 from tapo.data.schema import Example
@@ -36,6 +37,7 @@ from tapo.train.batch_metrics import rollout_metrics, sampled_metrics
 from tapo.train.checkpoint import choose_checkpoint, load_checkpoint, save_checkpoint, set_aside_after
 from tapo.train.cursor import PromptCursor
 from tapo.train.full_weights import full_state_dict
+from tapo.train.guidance import ExpertGuide, GuidanceTally
 from tapo.train.informative import informative_metrics
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
 from tapo.train.micro_batches import cut, padded_positions, sequence_length
@@ -89,6 +91,7 @@ class DapoTrainer:
         tokenizer: Any,
         source: RolloutSource,
         examples: Sequence[Example],
+        guide: ExpertGuide | None = None,
     ) -> None:
         tcfg = config.trainer
         if tcfg.mini_batch_size % accelerator.num_processes:
@@ -119,6 +122,7 @@ class DapoTrainer:
         self.clip = ClipConfig(tcfg.clip_low, tcfg.clip_high, tcfg.dual_clip)
         self.correction = resolve_correction(config)
         self.on_phase: PhaseFn = _no_phase
+        self.guide = guide  # trainer.guidance: expert members in groups with no success (None: off, as TAPO)
 
     # ---- schedule -------------------------------------------------------------------------------------------
     @property
@@ -161,6 +165,7 @@ class DapoTrainer:
         state: SamplingState[Group] = SamplingState()
         sampled: list[Group] = []  # every group of every round, before filtering: what the policy does
         sampled_constant: list[bool] = []  # whether each of them is constant, whether or not the filter is on
+        guided = GuidanceTally()
         while True:
             indices = self.prompts.take(target, self.step, state.rounds)  # the cursor's, less skipped prompts
             local = [self.examples[i] for i in indices[accelerator.process_index :: accelerator.num_processes]]
@@ -173,6 +178,8 @@ class DapoTrainer:
             flags = constant if self.tcfg.filter_groups else [False] * len(groups)
             self.prompts.record(groups, constant, self.step)  # skipping's history (nothing when off)
             sampled_constant += constant
+            if self.guide is not None:  # guidance (trainer.guidance): an expert member in groups with no success
+                groups, flags = self.guide.inject(groups, flags, guided)  # after the policy's outcomes are recorded
             state = add_round(state, groups, flags, target)
             if batch_full(state, target) or state.rounds >= self.tcfg.max_num_gen_batches:
                 break
@@ -192,6 +199,7 @@ class DapoTrainer:
             **sampled_metrics(sampled),
             **informative_metrics(sampled, sampled_constant),
             **self.prompts.end_step(),
+            **(guided.metrics() if self.guide is not None else {}),
         }
         return batch, stats
 
@@ -344,7 +352,9 @@ class DapoTrainer:
         )
         sampler, sampled = (t.to(device) for t in sampler_tensors([item.traj for item in micro], width))  # [B, T]
         applied = correction_weights(old, sampler, sampled, self.correction, self.tcfg.rollout_is_cap)
-        out = dapo_loss(logp.float(), old, adv, mask, global_tokens, self.clip, ref, self.tcfg.kl_coef, applied.weights)
+        expert = torch.tensor([item.traj.origin == "expert" for item in micro], device=device)  # [B] guidance
+        loss_args = (global_tokens, self.tcfg.guidance.shaping_gamma, self.clip, ref, self.tcfg.kl_coef)
+        out = mixed_policy_loss(logp.float(), old, adv, mask, expert, *loss_args, applied.weights)  # DAPO's w/o experts
         # Gradients are averaged over processes by DDP; the token-mean is already global, so undo the average.
         self.accelerator.backward(out.loss * self.accelerator.num_processes)
         stats = dict(out.stats)
