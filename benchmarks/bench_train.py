@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import Channel, Figure, Worker, interleave, rotated, serve
+from harness import Channel, Figure, Worker, interleave_workers, serve
 from recording import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,13 +261,7 @@ def main() -> None:
                 },
                 settings={"prompts": args.prompts, "group": args.group, "length": args.length, "threads": args.threads},
             )
-            for name in rotated(names, 0):  # one untimed step each: loads, allocator and kernel warm-up
-                say(f"warming up {name}")
-                try:
-                    workers[name].request({"op": "step"})
-                except RuntimeError as error:
-                    figure.skipped[name] = f"failed to start: {error}"
-            interleave(figure, lambda name, _round: workers[name].request({"op": "step"}), args.rounds, on_sample=say)
+            interleave_workers(figure, workers, {"op": "step"}, args.rounds, say)
             run.figures.append(figure)
             say(figure_markdown(asdict(figure), run.command, args.quick))
         finally:

@@ -281,6 +281,25 @@ def interleave(figure: Figure, measure: Measure, rounds: int, on_sample: Callabl
     return figure
 
 
+def interleave_workers(
+    figure: Figure,
+    workers: dict[str, Worker],
+    request: dict[str, Any],
+    rounds: int,
+    say: Callable[[str], None],
+    label: str = "",
+) -> Figure:
+    """One untimed ``request`` per worker first (loads, allocator and kernel warm-up; a worker that fails it is
+    skipped with the reason), then :func:`interleave` of the same request."""
+    for name in rotated(list(workers), 0):
+        say(f"warming up {name}{label}")
+        try:
+            workers[name].request(request)
+        except RuntimeError as error:
+            figure.skipped[name] = f"failed to start: {error}"
+    return interleave(figure, lambda name, _round: workers[name].request(request), rounds, on_sample=say)
+
+
 # ---------------------------------------------------------------- variants in processes of their own
 
 

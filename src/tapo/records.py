@@ -85,6 +85,11 @@ class Trajectory:
     response_text: str = ""
     example: Example | None = None  # None only for bare token sequences (unit tests of the update)
     reward: RewardBreakdown | None = None
+    # The policy version (optimizer steps the sampling weights had seen) the trajectory started under, and per
+    # response token the version that sampled it: they differ when new weights arrive mid-trajectory (asynchronous
+    # training, docs/training.md). Only model tokens' entries mean something; inserted tokens repeat the last one.
+    policy_version: int = 0
+    token_versions: list[int] = field(default_factory=list)
     # "expert": not sampled by the policy, so its sampler log-probs say nothing of the policy; the update trains it
     # with the off-policy correction of tapo.algo.guidance, and the rollout correction leaves it out
     origin: Origin = "policy"
@@ -156,14 +161,22 @@ class Trajectory:
             response_text=str(row.get("response_text", "")),
             example=Example.model_validate(row["example"]) if row["example"] is not None else None,
             reward=RewardBreakdown(**row["reward"]) if row["reward"] is not None else None,
+            policy_version=int(row["policy_version"]),
+            token_versions=list(row["token_versions"]),
             origin=cast(Origin, str(row["origin"])),
         )
 
 
 def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row with today's key names (:data:`RENAMED_ROW_KEYS`) and every key added since (:data:`ADDED_ROW_KEYS`,
-    with the value an older row means), so files written before a change still read."""
-    if not any(old in row for old in RENAMED_ROW_KEYS) and all(key in row for key in ADDED_ROW_KEYS):
-        return row
-    renamed = {RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}
-    return {**ADDED_ROW_KEYS, **renamed}
+    with the value an older row means), so files written before a change still read.
+
+    Rows from before policy versions were recorded were all sampled synchronously: a training row of step s by the
+    weights of s - 1 updates, any other row (evaluation, chat) by the weights it loaded, version 0."""
+    if any(old in row for old in RENAMED_ROW_KEYS) or not all(key in row for key in ADDED_ROW_KEYS):
+        row = {**ADDED_ROW_KEYS, **{RENAMED_ROW_KEYS.get(key, key): value for key, value in row.items()}}
+    if "policy_version" not in row:
+        step = row.get("step")
+        version = step - 1 if isinstance(step, int) and step > 0 else 0
+        row = {**row, "policy_version": version, "token_versions": [version] * len(row.get("response_ids", []))}
+    return row

@@ -48,12 +48,12 @@ def test_every_backend_has_its_own_table():
 
 def test_cli_rewrites_only_the_generated_part(tmp_path):
     page = tmp_path / "configs.md"
-    page.write_text(f"# hand-written\n\nprose\n\n{BEGIN}\nstale\n{END}\nafter\n", encoding="utf-8")
+    page.write_text(f"# hand-written\n\nprose\n\n{BEGIN}\nPLACEHOLDER-BEFORE-REWRITE\n{END}\nafter\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["config", "docs", "--write", str(page)])
     assert result.exit_code == 0, result.output
     text = page.read_text(encoding="utf-8")
     assert text.startswith("# hand-written\n\nprose\n\n" + render_config_docs()) and text.endswith("after\n")
-    assert "stale" not in text
+    assert "PLACEHOLDER-BEFORE-REWRITE" not in text
     page.write_text("no markers\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["config", "docs", "--write", str(page)])
     assert result.exit_code == 2 and "no generated part" in result.output

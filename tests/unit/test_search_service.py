@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Iterator, Sequence
 
 import httpx
@@ -282,3 +283,14 @@ def test_a_failed_batch_fails_every_waiter_and_one_that_gave_up_blocks_no_one() 
             first, *rest = loop.run(run())
             assert isinstance(first, TimeoutError) and all(isinstance(r, httpx.ConnectError) for r in rest)
         loop.run(client.aclose())
+
+
+def test_a_delayed_server_holds_each_request_first(index: BM25Index) -> None:
+    body = {"queries": ["highest mountain"], "topk": 1}
+    with serve_in_thread(create_app(index, default_topk=2, delay_s=0.3)) as url:
+        began = time.monotonic()
+        reply = httpx.post(f"{url}/retrieve", json=body).json()
+        held = time.monotonic() - began
+    assert len(reply["result"]) == 1 and held >= 0.3  # the delay is a floor sleep guarantees, not a speed claim
+    with pytest.raises(ValueError, match="delay_s"):
+        create_app(index, delay_s=-1)

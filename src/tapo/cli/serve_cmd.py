@@ -35,11 +35,14 @@ def search(
     host: str = typer.Option("127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)"),
     port: int = typer.Option(8001, min=1, max=65535, help="TCP port"),
     topk: int = typer.Option(3, min=1, max=100, help="passages per query when a request gives no topk"),
+    delay_s: float = typer.Option(
+        0.0, "--delay-s", min=0.0, help="hold every request this long first (a slow retriever, for benchmarks)"
+    ),
 ) -> None:
     """Serve a local index with Search-R1's API: POST /retrieve {"queries", "topk", "return_scores"}; GET /health."""
     from tapo.tools.search.server import serve
 
     try:
-        serve(index, host=host, port=port, topk=topk)
+        serve(index, host=host, port=port, topk=topk, delay_s=delay_s)
     except (ValueError, OSError, ImportError) as error:
         raise fail(str(error)) from None

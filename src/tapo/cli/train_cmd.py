@@ -172,7 +172,7 @@ def train(
         accelerator.wait_for_everyone()
         rows = _fit(config, run, accelerator, examples, resume is not None, checkpoint, progress)
     if accelerator.is_main_process:
-        _summary(rows, run.root)
+        _summary(rows, run.root, _shown(config))
 
 
 def _fit(
@@ -200,16 +200,23 @@ def _fit(
         shown = progress and accelerator.is_main_process
         if shown:
             console.print(f"RL training into {run.root} ({total} steps)", highlight=False)
-        with disk_full_exits(), step_progress(total, done, "RL steps", SHOWN, shown) as bar:
+        with disk_full_exits(), step_progress(total, done, "RL steps", _shown(config), shown) as bar:
             return rl.train(on_step=bar.step, on_phase=bar.phase)
 
 
-def _summary(rows: list[dict[str, float]], root: Path) -> None:
+def _shown(config: TapoConfig) -> dict[str, str]:
+    """The metrics shown after each step and in the summary: an asynchronous run's show the producer's side too."""
+    from tapo.train.step_display import ASYNC_SHOWN
+
+    return {**SHOWN, **ASYNC_SHOWN} if config.trainer.max_staleness else SHOWN
+
+
+def _summary(rows: list[dict[str, float]], root: Path, shown: dict[str, str]) -> None:
     if not rows:
         console.print(f"{root}: nothing to do (already at trainer.max_steps)")
         return
-    table = Table("step", *SHOWN.values(), title=f"training {root}")
+    table = Table("step", *shown.values(), title=f"training {root}")
     for row in rows[-10:]:
-        table.add_row(str(int(row["step"])), *(f"{row.get(k, float('nan')):.3g}" for k in SHOWN))
+        table.add_row(str(int(row["step"])), *(f"{row.get(k, float('nan')):.3g}" for k in shown))
     console.print(table)
     console.print(f"metrics: {root / 'metrics.jsonl'}  checkpoints: {root / 'checkpoints'}")

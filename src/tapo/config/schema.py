@@ -767,6 +767,14 @@ class TrainerConfig(Section):
         description="The cap C of the importance ratio p_train / p_sample: token_tis truncates at C (verl's default "
         "2), seq_mis keeps [1/C, C] (verl's geometric preset: 1.001, about +-0.1 %).",
     )
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        description="Asynchronous RL (docs/training.md): a producer keeps sampling while the trainer updates, and a "
+        "group is trained on only when the policy has moved at most this many versions since its oldest token was "
+        "sampled. 0 = the synchronous loop (sample, update, push weights). Above 0 the rollout correction must be on "
+        "(`auto` resolves to token_tis, `none` is refused), skip_constant must be off, and the run has one process.",
+    )
     save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
     log_trajectories: int = Field(8, ge=0, description="Trajectories sampled per step into trajectories.jsonl.")
@@ -781,6 +789,20 @@ class TrainerConfig(Section):
     guidance: GuidanceConfig = Field(
         default_factory=GuidanceConfig, description="Expert members in groups with no success; off by default."
     )
+
+    @model_validator(mode="after")
+    def _stale_samples_are_corrected(self) -> TrainerConfig:
+        if self.max_staleness and self.rollout_correction == "none":
+            raise ValueError(
+                f"trainer.max_staleness={self.max_staleness} trains on samples of older policies: it needs "
+                "trainer.rollout_correction token_tis, seq_mis or auto, not none"
+            )
+        if self.max_staleness and self.skip_constant.enabled:
+            raise ValueError(
+                f"trainer.max_staleness={self.max_staleness} samples prompts ahead in the cursor's order, which "
+                "trainer.skip_constant changes from outcomes not known yet: turn one of them off"
+            )
+        return self
 
     @model_validator(mode="after")
     def _batch_sizes_fit(self) -> TrainerConfig:

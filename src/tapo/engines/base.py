@@ -28,12 +28,16 @@ class SamplingParams:
 
 @dataclass
 class Generation:
-    """One sampled continuation. ``stop`` is the stop string that ended it (its text is in ``token_ids``)."""
+    """One sampled continuation. ``stop`` is the stop string that ended it (its text is in ``token_ids``).
+    ``versions``: per token, the policy version of the weights that sampled it, from an engine that loads new weights
+    while it generates (the transformers engine, :meth:`tapo.engines.hf.HFEngine.update_weights`); None from the
+    others, whose weights cannot change during a call."""
 
     token_ids: list[int]
     finish_reason: FinishReason
     logprobs: list[float] | None = None
     stop: str | None = None
+    versions: list[int] | None = None
 
 
 class GenerationEngine(Protocol):

@@ -67,6 +67,12 @@ def _within_budget(generation: Generation, budget: int) -> Generation:
     if len(generation.token_ids) <= budget:
         return generation
     logprobs = generation.logprobs[:budget] if generation.logprobs is not None else None
+    versions = generation.versions[:budget] if generation.versions is not None else None
     return replace(
-        generation, token_ids=generation.token_ids[:budget], finish_reason="length", logprobs=logprobs, stop=None
+        generation,
+        token_ids=generation.token_ids[:budget],
+        finish_reason="length",
+        logprobs=logprobs,
+        stop=None,
+        versions=versions,
     )

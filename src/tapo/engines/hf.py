@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -55,6 +56,13 @@ class HFEngine:
     holds the trainer's own model object (the usual single-process CPU setup) the weights are already current and
     nothing is copied. Either way the stored KV caches are dropped: they belong to the old weights.
 
+    Weights may be loaded while a batch is being generated (asynchronous training's partial rollouts): a lock lets
+    ``update_weights`` in only between two forwards, and every sampled token is tagged with the policy ``version``
+    of the forward whose logits it was drawn from (``Generation.versions``). The batch's running KV cache is kept
+    across the load (positions before it were computed with the old weights, as in PipelineRL and AReaL): the
+    recorded log-probs are those of the distribution actually sampled from, which is what the importance
+    correction needs.
+
     ``kv_reuse`` keeps each sequence's KV cache between its turns, up to ``kv_cache_gib`` GiB over all sequences
     (``"auto"``: a share of the memory available at start, :func:`~tapo.engines.kv_cache.store_bytes`);
     ``release(ids)`` drops what a finished trajectory left. ``stats`` counts prefilled, reused, sampled and evicted
@@ -65,6 +73,7 @@ class HFEngine:
     """
 
     on_tokens: Callable[[list[int]], None] | None = None
+    loads_while_generating = True  # update_weights may run during a batch (tapo.engines.versioned)
 
     def __init__(
         self,
@@ -91,6 +100,9 @@ class HFEngine:
         if kv_reuse and plain:
             self.store = PrefixKVStore(store_bytes(kv_cache_gib, psutil.virtual_memory().available))
         self.stats = self.store.stats if self.store is not None else KVStats()
+        self.version = 0  # the policy version of the weights now loaded (set by update_weights)
+        self._weights = threading.Lock()  # held by each forward and by update_weights
+        self._store_lock = threading.Lock()  # the store is used from the batch's thread, the loop and the trainer
 
     def generate(
         self, prompts: list[list[int]], params: SamplingParams, seeds: Sequence[int | None] | None = None
@@ -125,7 +137,8 @@ class HFEngine:
     def release(self, ids: Sequence[int]) -> None:
         """The trajectory ending in ``ids`` is done: free its cached KV now rather than at eviction."""
         if self.store is not None:
-            self.store.release(ids)
+            with self._store_lock:
+                self.store.release(ids)
 
     def close(self) -> None:
         """Nothing to stop: the model and the KV store live in this process and go with the engine."""
@@ -140,8 +153,11 @@ class HFEngine:
             list(dict.fromkeys(tuple(p) for p in prompts)) if self.store is not None else [tuple(p) for p in prompts]
         )
         first = {ids: i for i, ids in enumerate(unique)}
-        hits = [self.store.lookup(ids) if self.store is not None else (0, None) for ids in unique]
-        cache, mask, logits = self._prefill([list(ids) for ids in unique], hits)  # mask [U, W], logits [U, V]
+        with self._store_lock:
+            hits = [self.store.lookup(ids) if self.store is not None else (0, None) for ids in unique]
+        with self._weights:
+            logits_version = self.version
+            cache, mask, logits = self._prefill([list(ids) for ids in unique], hits)  # mask [U, W], logits [U, V]
         if len(unique) < rows:
             expand = torch.tensor([first[tuple(p)] for p in prompts], device=mask.device)
             cache.batch_select_indices(expand)
@@ -152,6 +168,7 @@ class HFEngine:
         scanners = [StopScanner(self.tokenizer, params.stop, self.eos_ids, params.max_new_tokens, p) for p in prompts]
         tokens: list[list[int]] = [[] for _ in prompts]
         logprobs: list[list[float]] = [[] for _ in prompts]
+        versions: list[list[int]] = [[] for _ in prompts]
         cuts: list[Cut | None] = [None] * rows
         active = list(range(rows))  # batch row j holds prompt active[j]
         stream = self.on_tokens if rows == 1 else None
@@ -162,11 +179,13 @@ class HFEngine:
             for j, (row, token, logprob) in enumerate(rows_now):
                 tokens[row].append(token)
                 logprobs[row].append(logprob)
+                versions[row].append(logits_version)
                 cuts[row] = scanners[row].push(token)
                 if cuts[row] is None:
                     keep.append(j)
                 elif self.store is not None:  # its KV covers the prompt and every sampled token but this last one
-                    self.store.store(prompts[row] + tokens[row][:-1], _row_kv(cache, mask, j), superseded[row])
+                    with self._store_lock:
+                        self.store.store(prompts[row] + tokens[row][:-1], _row_kv(cache, mask, j), superseded[row])
             if stream is not None:
                 stream(sampled.tolist())
             if not keep:
@@ -177,11 +196,13 @@ class HFEngine:
                 mask, sampled = mask[index], sampled[index]
                 active = [active[j] for j in keep]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-            logits = self._forward(sampled[:, None], mask, cache, (mask.sum(-1, keepdim=True) - 1))
+            with self._weights:
+                logits_version = self.version
+                logits = self._forward(sampled[:, None], mask, cache, (mask.sum(-1, keepdim=True) - 1))
         self.stats.sampled += sum(cut.length for cut in cuts if cut is not None)
         return [
-            Generation(token_ids=t, finish_reason=cut.finish_reason, logprobs=lp, stop=cut.stop)
-            for t, lp, cut in zip(tokens, logprobs, cuts, strict=True)
+            Generation(token_ids=t, finish_reason=cut.finish_reason, logprobs=lp, stop=cut.stop, versions=v)
+            for t, lp, v, cut in zip(tokens, logprobs, versions, cuts, strict=True)
             if cut is not None
         ]
 
@@ -242,12 +263,19 @@ class HFEngine:
             tokens = torch.cat(draws)  # [B]
         return tokens, logprobs.gather(1, tokens[:, None])[:, 0]
 
-    def update_weights(self, state_dict: dict[str, Any]) -> None:
-        """Copy ``state_dict`` in (or check that it is already the engine's own storage); an empty or partial
+    def update_weights(self, state_dict: dict[str, Any], version: int | None = None) -> None:
+        """Copy ``state_dict`` in (or check that it is already the engine's own storage), between two forwards of
+        any batch in progress; the weights are then policy ``version`` (default: one more). An empty or partial
         state dict is an error, never a skip: the engine would go on sampling from old weights."""
         require_weights(state_dict)
+        with self._weights:
+            self._load(state_dict)
+            self.version = self.version + 1 if version is None else version
+
+    def _load(self, state_dict: dict[str, Any]) -> None:
         if self.store is not None:
-            self.store.clear()  # computed with the old weights
+            with self._store_lock:
+                self.store.clear()  # computed with the old weights
         own = self.model.state_dict()
         if all(k in own and own[k].data_ptr() == v.data_ptr() for k, v in state_dict.items()):
             return  # the engine shares the trainer's model: nothing to copy

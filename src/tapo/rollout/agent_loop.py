@@ -87,9 +87,10 @@ class RolloutRunner:
         params: SamplingParams,
         allowed_tools: frozenset[str],
         on_done: DoneCallback | None = None,
+        version: int = 0,
     ) -> list[Trajectory]:
         """One batch on the run's loop: every batch shares it, so the tools' clients stay usable across batches."""
-        return self.loop.run(self.arun(prompts, examples, params, allowed_tools, on_done))
+        return self.loop.run(self.arun(prompts, examples, params, allowed_tools, on_done, version))
 
     async def arun(
         self,
@@ -98,15 +99,18 @@ class RolloutRunner:
         params: SamplingParams,
         allowed_tools: frozenset[str],
         on_done: DoneCallback | None = None,
+        version: int = 0,
     ) -> list[Trajectory]:
-        """Every trajectory as its own task, returned in the prompts' order; ``on_done`` sees each as it finishes."""
+        """Every trajectory as its own task, returned in the prompts' order; ``on_done`` sees each as it finishes.
+        ``version`` is the policy version of the engine's weights as the batch starts: each trajectory's
+        ``policy_version``, and each token's unless the engine reports per-token versions (weights loaded mid-call)."""
         if len(prompts) != len(examples):
             raise ValueError(f"{len(prompts)} prompts but {len(examples)} examples")
         usable = frozenset(allowed_tools) if self.tools is not None else frozenset()
         stops = tuple(dict.fromkeys((*self.protocol.stop_strings, *params.stop)))
 
         async def one(index: int, prompt: list[int], example: Example | None) -> Trajectory:
-            trajectory = await self._trajectory(index, prompt, example, replace(params, stop=stops), usable)
+            trajectory = await self._trajectory(index, prompt, example, replace(params, stop=stops), usable, version)
             if on_done is not None:
                 on_done(trajectory)
             return trajectory
@@ -135,12 +139,20 @@ class RolloutRunner:
         trajectory.response_ids += ids
         trajectory.model_mask += [0] * len(ids)
         trajectory.logprobs += [None] * len(ids)
+        last = trajectory.token_versions[-1] if trajectory.token_versions else trajectory.policy_version
+        trajectory.token_versions += [last] * len(ids)
 
     async def _trajectory(
-        self, index: int, prompt: list[int], example: Example | None, params: SamplingParams, allowed: frozenset[str]
+        self,
+        index: int,
+        prompt: list[int],
+        example: Example | None,
+        params: SamplingParams,
+        allowed: frozenset[str],
+        version: int,
     ) -> Trajectory:
         """Model turn, then the environment's, until a stop rule (:mod:`tapo.rollout.stop_rules`) ends it."""
-        trajectory = Trajectory(prompt_ids=list(prompt), example=example)
+        trajectory = Trajectory(prompt_ids=list(prompt), example=example, policy_version=version)
         insertions = insertions_for(self.protocol, self.tokenizer, allowed)
         stop: Stop | None = None
         while stop is None:
@@ -172,6 +184,11 @@ class RolloutRunner:
         trajectory.model_mask += [1] * len(sampled)
         trajectory.logprobs += (
             list(generation.logprobs[: len(sampled)]) if generation.logprobs else [None] * len(sampled)
+        )
+        trajectory.token_versions += (
+            list(generation.versions[: len(sampled)])
+            if generation.versions
+            else [trajectory.policy_version] * len(sampled)
         )
         text = self._decode(sampled)
         if self.on_step is not None:

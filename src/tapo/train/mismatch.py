@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 
 def resolve_correction(config: TapoConfig) -> Correction:
     """``auto``: token TIS when another model object samples (a vLLM engine or server, or a transformers engine's
-    copy in another dtype), none when the trainer's own transformers model does (the gap is then rounding noise; a
-    stale copy still shows in the metrics)."""
+    copy in another dtype) or when samples may be stale (``trainer.max_staleness``), none when the trainer's own
+    transformers model samples synchronously (the gap is then rounding noise; a stale copy still shows in the
+    metrics)."""
     mode = config.trainer.rollout_correction
     if mode != "auto":
         return mode
+    if config.trainer.max_staleness:
+        return "token_tis"
     engine = config.rollout.engine
     own_model = isinstance(engine, TransformersEngineConfig) and engine.dtype in ("auto", config.model.dtype)
     return "none" if own_model else "token_tis"

@@ -23,6 +23,7 @@ from tapo.engines.base import GenerationEngine
 from tapo.io.closing import Closing
 from tapo.io.runs import RunDir
 from tapo.train.guidance import ExpertGuide
+from tapo.train.producer import AsyncRolloutSource
 from tapo.train.setup import load_policy
 from tapo.train.sft import Demo, SftTrainer
 from tapo.train.source import ScoreFn, ToolRolloutSource
@@ -43,7 +44,7 @@ class RlRun(Closing):
     """A built RL run: its trainer and the rollout source the trainer samples from. Close it (or use it as a
     ``with`` block) so the tools, the event loop and the engine's processes end with it."""
 
-    def __init__(self, trainer: DapoTrainer, source: ToolRolloutSource) -> None:
+    def __init__(self, trainer: DapoTrainer, source: ToolRolloutSource | AsyncRolloutSource) -> None:
         self.trainer = trainer
         self.source = source
 
@@ -79,7 +80,9 @@ def build_rl_run(
     make_engine: EngineFactory | None = None,
 ) -> RlRun:
     """Load the policy, build the rollout source (the configured engine and tools, or ``make_engine``'s engine)
-    and the DAPO trainer. ``score`` replaces the config's reward (benchmarks and tests with a synthetic task)."""
+    and the DAPO trainer. ``score`` replaces the config's reward (benchmarks and tests with a synthetic task).
+    With ``trainer.max_staleness`` > 0 the trainer samples through the asynchronous producer, whose engine keeps its
+    own copy of the weights (the learner updates its model in place while the producer generates)."""
     model, tokenizer = load_policy(config.model)
     engine = make_engine(model, tokenizer) if make_engine is not None else None
     source = ToolRolloutSource(
@@ -89,15 +92,19 @@ def build_rl_run(
         score=score,
         process_index=accelerator.process_index,
         engine=engine,
-        own_engine_copy=_sharded(accelerator),
+        own_engine_copy=_sharded(accelerator) or config.trainer.max_staleness > 0,
     )
     try:
         guide = ExpertGuide(source, config.trainer.guidance) if config.trainer.guidance.enabled else None
         trainer = DapoTrainer(config, run, accelerator, model, tokenizer, source, examples, guide)
+        if not config.trainer.max_staleness:
+            return RlRun(trainer, source)
+        producer = AsyncRolloutSource(source, examples, trainer.cursor, config, accelerator.num_processes, model)
     except BaseException:
         source.close()
         raise
-    return RlRun(trainer, source)
+    trainer.source = producer
+    return RlRun(trainer, producer)
 
 
 def build_sft_run(config: TapoConfig, run: RunDir, accelerator: Accelerator, demos: Sequence[Demo]) -> SftTrainer:

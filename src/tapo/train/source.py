@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from tapo.config.schema import TapoConfig
 from tapo.data.schema import Example
-from tapo.engines.base import GenerationEngine
+from tapo.engines.base import GenerationEngine, SamplingParams
 from tapo.engines.kv_cache import KVStats
 from tapo.io.event_loop import EventLoopThread
 from tapo.records import Trajectory
@@ -109,18 +109,32 @@ class ToolRolloutSource:
             self._prompts[example.id] = ids[-self.config.data.max_prompt_tokens :]
         return self._prompts[example.id]
 
+    def requests(
+        self, examples: Sequence[Example], step: int, round: int
+    ) -> tuple[list[list[int]], list[Example | None], SamplingParams]:
+        """The rollout's inputs for ``examples``: each prompt ``group_size`` times, its example, and the sampling
+        parameters seeded for (``step``, ``round``)."""
+        n = self.config.trainer.group_size
+        prompts = [self.prompt(ex) for ex in examples for _ in range(n)]
+        repeated: list[Example | None] = [ex for ex in examples for _ in range(n)]
+        seed = sampling_seed(self.config.run.seed, step, self.process_index, round)
+        return prompts, repeated, self.runner.sampling_params(seed=seed)
+
+    def grouped(self, trajs: list[Trajectory]) -> list[Group]:
+        """Score ``trajs`` (in the calling thread: math-verify's time limit needs the main one) and cut them into
+        groups of ``group_size``."""
+        self.score(trajs)
+        n = self.config.trainer.group_size
+        return [trajs[i : i + n] for i in range(0, len(trajs), n)]
+
     def sample(
         self, examples: Sequence[Example], step: int, round: int, on_done: Callable[[], None] | None = None
     ) -> list[Group]:
-        n = self.config.trainer.group_size
-        prompts = [self.prompt(ex) for ex in examples for _ in range(n)]
-        repeated = [ex for ex in examples for _ in range(n)]
-        seed = sampling_seed(self.config.run.seed, step, self.process_index, round)
-        params = self.runner.sampling_params(seed=seed)
+        prompts, repeated, params = self.requests(examples, step, round)
         each = (lambda _: on_done()) if on_done is not None else None
-        trajs = self.runner.run(prompts, repeated, params, self.allowed, on_done=each)
-        self.score(trajs)
-        return [trajs[i : i + n] for i in range(0, len(trajs), n)]
+        # synchronous: the engine holds the weights of ``step`` updates throughout
+        trajs = self.runner.run(prompts, repeated, params, self.allowed, on_done=each, version=step)
+        return self.grouped(trajs)
 
     def sync(self, state_dict: dict[str, Any]) -> None:
         """Load the full new weights (every process has them: :mod:`tapo.train.full_weights`) into the engine; an empty

@@ -8,6 +8,14 @@ from contextlib import contextmanager
 
 from tapo.io.progress import LiveProgress
 
+# Both sides of an asynchronous run (trainer.max_staleness > 0), shown after each step beside the usual metrics:
+# how stale the trained samples were, how long the trainer waited for rounds and the producer for the bound.
+ASYNC_SHOWN = {
+    "async/staleness_mean": "lag",
+    "async/trainer_wait_s": "trainer wait s",
+    "async/producer_idle_s": "producer idle s",
+}
+
 
 class StepProgress:
     """Feeds a :class:`LiveProgress`: :meth:`step` after each step, :meth:`phase` as a step moves on."""

@@ -15,6 +15,7 @@ a one-line message, as the code server's; a client that hangs up mid-body is one
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -74,8 +75,12 @@ async def _results(index: SearchIndex, queries: Sequence[str], k: int, with_scor
     yield b"]}"
 
 
-def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index") -> FastAPI:
-    """The server's app over ``index``; run it with uvicorn (``tapo serve search`` does)."""
+def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index", delay_s: float = 0.0) -> FastAPI:
+    """The server's app over ``index``; run it with uvicorn (``tapo serve search`` does). ``delay_s`` holds every
+    valid ``/retrieve`` that long before searching (without blocking other requests): a local index answers in
+    milliseconds, and this stands in for a remote or loaded retriever (benchmarks/bench_async_rl.py)."""
+    if delay_s < 0:
+        raise ValueError(f"delay_s must be >= 0, got {delay_s}")
     app = FastAPI(title="tapo search", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/health")
@@ -106,17 +111,26 @@ def create_app(index: SearchIndex, default_topk: int = 3, name: str = "index") -
             details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
             return _error(422, f"bad request: {details}")
         queries = [_truncate(query) for query in parsed.queries]
+        if delay_s:
+            await asyncio.sleep(delay_s)
         results = _results(index, queries, parsed.topk or default_topk, parsed.return_scores)
         return StreamingResponse(results, media_type="application/json")
 
     return app
 
 
-def serve(index_dir: str, host: str = "127.0.0.1", port: int = 8001, topk: int = 3, mmap: bool | None = None) -> None:
+def serve(
+    index_dir: str,
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    topk: int = 3,
+    mmap: bool | None = None,
+    delay_s: float = 0.0,
+) -> None:
     """Open the index in ``index_dir`` and serve it until interrupted (``tapo serve search``)."""
     from tapo.tools.search.factory import load_index
 
     index = load_index(index_dir, mmap=mmap)
-    app = create_app(index, default_topk=topk, name=str(index_dir))
+    app = create_app(index, default_topk=topk, name=str(index_dir), delay_s=delay_s)
     # No access log: a training run sends thousands of requests a minute, and logging each one costs throughput.
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
