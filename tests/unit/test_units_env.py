@@ -102,7 +102,7 @@ def test_a_scripted_policy_calls_the_tool_and_the_reward_decides(home, tiny_chec
     with build_rl_run(config, run, accelerator, examples, make_engine=scripted) as rl:
         tokenizer = rl.source.tokenizer
         assert rl.source.allowed == {"convert_units"}
-        prompt = tokenizer.decode(rl.source._prompt(examples[0]))
+        prompt = tokenizer.decode(rl.source.prompt(examples[0]))
         assert "<convert_units>" in prompt and "<search>" not in prompt and "<code>" not in prompt
         rows = rl.train()
     assert rows[0]["tools/convert_units_per_traj"] == 1.0 and rows[0]["tools/failure_rate"] == 0.0
