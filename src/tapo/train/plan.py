@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tapo.config.bounded_yaml import load_bounded
+from tapo.config.precision import autocast_bf16, sampling_dtype
 from tapo.config.schema import TapoConfig, TrainerConfig
 from tapo.data.schema import Example
 from tapo.models.architecture import Architecture
@@ -169,13 +170,13 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     t, h = config.trainer, architecture.hidden_size
     micro = micro_batch(config, world)
     tokens = micro * (config.data.max_prompt_tokens + config.rollout.max_response_tokens)
-    per_layer = ACTIVATION_BYTES_PER_HIDDEN * h * tokens * (1 if t.bf16 else 2)  # float32 doubles it
+    per_layer = ACTIVATION_BYTES_PER_HIDDEN * h * tokens * (1 if autocast_bf16(t.bf16) else 2)  # float32 doubles it
     layers = architecture.num_hidden_layers
     kept = layers * 2 * h * tokens + per_layer if config.model.gradient_checkpointing else layers * per_layer
     chunk = min(t.logprob_chunk_tokens, micro * config.rollout.max_response_tokens)  # positions projected at once
     logits = LOGIT_BYTES * chunk * architecture.vocab_size
     sync = "weight sync (gathered full weights, transient)"
-    if launch.deepspeed and t.bf16:
+    if launch.deepspeed and autocast_bf16(t.bf16):
         # DeepSpeed trains bf16 weights and keeps the float32 master copy with the optimizer states; the sync
         # gathers the bf16 weights and clones them (tapo.train.full_weights): two full bf16 copies at once
         weights = share(n * 2, launch.shard_weights) + share(trained * 4, launch.shard_optimizer)
@@ -287,9 +288,10 @@ def cpu_memory_estimate(
     if t.kl_coef > 0:
         parts["reference copy (trainer.kl_coef > 0)"] = CpuPart(n * width, "trainer.kl_coef", "resident")
     sampling = width
-    if engine.kind == "transformers" and engine.dtype not in ("auto", config.model.dtype):
-        sampling = _DTYPE_BYTES[engine.dtype]
-        parts[f"{engine.dtype} sampling copy (rollout.engine.dtype)"] = CpuPart(
+    dtype = sampling_dtype(engine.dtype) if engine.kind == "transformers" else "auto"
+    if dtype not in ("auto", config.model.dtype):
+        sampling = _DTYPE_BYTES[dtype]
+        parts[f"{dtype} sampling copy (rollout.engine.dtype)"] = CpuPart(
             n * sampling, "rollout.engine.dtype", "resident"
         )
     context = (prompt_tokens or config.data.max_prompt_tokens) + config.rollout.max_response_tokens
@@ -305,7 +307,8 @@ def cpu_memory_estimate(
                 store_bytes(engine.kv_cache_gib, available), "rollout.engine.kv_cache_gib", "rollout"
             )
     micro = micro_batch(config, 1)
-    per_layer = ACTIVATION_BYTES_PER_HIDDEN * architecture.hidden_size * micro * context * (1 if t.bf16 else 2)
+    float32_factor = 1 if autocast_bf16(t.bf16) else 2  # activations in float32 take twice the bytes
+    per_layer = ACTIVATION_BYTES_PER_HIDDEN * architecture.hidden_size * micro * context * float32_factor
     kept = (config.model.trainable_layers or architecture.num_hidden_layers) if trained else 0
     if config.model.lora.enabled:  # adapters in every layer: every layer's activations are kept
         kept = architecture.num_hidden_layers
