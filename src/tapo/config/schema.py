@@ -623,6 +623,14 @@ class TrainerConfig(Section):
         "response), so that little of the update is padding (actor/pad_frac). The token-mean is over the whole "
         "mini-batch, so the gradient is the same sum in another order.",
     )
+    pack_sequences: bool = Field(
+        False,
+        description="Pack each micro-batch's trajectories into rows no wider than its longest one (prompt + response "
+        "one after another, position ids restarting at 0 with each; transformers then builds the block-diagonal "
+        "causal mask for sdpa and eager attention), so that padding is only the end of each row. Results equal the "
+        "padded ones (a test compares gradients). Off until measured against length_buckets on idle cores "
+        "(benchmarks/bench_update.py); not for flash-attention kernels that ignore position ids.",
+    )
     logprob_chunk_tokens: int = Field(
         512,
         ge=1,
