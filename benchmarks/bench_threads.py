@@ -4,7 +4,8 @@
 On a busy 2-core machine 1 thread was 1.75-25x faster than 2 for this model and ``0`` about 5x slower than 1 for
 chat (issues #15, #17): extra threads wait for cores other processes hold. Run it on a quiet machine too; the
 default should hold on both. Same machinery as bench_rollout.py (TAPO-mini questions, the real tools, the default
-profile's budgets), transformers engine in fp32.
+profile's budgets), transformers engine in fp32. The training side of the choice (1 vs 2 threads for an RL update
+of the default profile) is bench_update.py's "length buckets, 2 threads" arm.
 
     python benchmarks/bench_threads.py            # full: chat and batch 16 at the profile's budgets, 3 rounds
     python benchmarks/bench_threads.py --quick    # ~2 minutes: short turns, batch 4

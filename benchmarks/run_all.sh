@@ -13,7 +13,7 @@ PY=${BENCH_PYTHON:-.venv/bin/python}
 export VLLM_PYTHON=${VLLM_PYTHON:-.venv-vllm/bin/python}  # bench_rollout.py reads it too
 OUT=${BENCH_OUT:-runs/bench}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-for bench in rollout threads async train async_rl search sandbox; do
+for bench in rollout threads async train update memory async_rl search sandbox; do
     echo "== benchmarks/bench_$bench.py $* (results in $OUT)"
     "$PY" "benchmarks/bench_$bench.py" --out "$OUT" "$@"
 done

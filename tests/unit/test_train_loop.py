@@ -125,8 +125,9 @@ def test_single_mini_batch_is_exactly_on_policy(tmp_path, tiny_checkpoint) -> No
     assert 0 <= row["actor/pad_frac"] < 1 and row["perf/update_tokens_per_s"] > 0
 
 
-def test_length_buckets_leave_the_gradient_of_a_mini_batch_unchanged(tmp_path, tiny_checkpoint) -> None:
-    """Micro-batches cut by length hold less padding, and the mini-batch's accumulated gradient is the same (1e-6)."""
+def test_length_buckets_and_packing_leave_the_gradient_of_a_mini_batch_unchanged(tmp_path, tiny_checkpoint) -> None:
+    """Micro-batches cut by length hold less padding, packed ones less still, and the mini-batch's accumulated
+    gradient is the same (1e-6 for buckets, the same sums in another order; 1e-5 packed, other attention shapes)."""
     trainer = _trainer(tmp_path, tiny_checkpoint, "trainer.mini_batch_size=16", "trainer.micro_batch_size=4")
     rng = random.Random(0)
     items = []
@@ -136,17 +137,22 @@ def test_length_buckets_leave_the_gradient_of_a_mini_batch_unchanged(tmp_path, t
         traj = Trajectory([rng.randrange(5, 500) for _ in range(rng.randint(1, 12))], response, mask)
         items.append(Prepared(traj, rng.choice([-1.0, 0.5, 1.0]), loss_mask_for(traj, True)))
     global_tokens = sum(item.tokens for item in items)
-    grads, positions = {}, {}
-    for buckets in (False, True):
-        trainer.tcfg = trainer.tcfg.model_copy(update={"length_buckets": buckets})
+    grads, positions, sums = {}, {}, {}
+    for mode, buckets, packed in (("plain", False, False), ("buckets", True, False), ("packed", False, True)):
+        trainer.tcfg = trainer.tcfg.model_copy(update={"length_buckets": buckets, "pack_sequences": packed})
         trainer.optimizer.zero_grad(set_to_none=True)
-        _, _, positions[buckets] = trainer.accumulate(items, global_tokens)
-        grads[buckets] = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
-    assert grads[True] and len(grads[True]) == len(grads[False])
-    for bucketed, plain in zip(grads[True], grads[False], strict=True):
-        assert torch.allclose(bucketed, plain, atol=1e-6, rtol=1e-6), (bucketed - plain).abs().max()
-    (real, padded), (real_plain, padded_plain) = positions[True], positions[False]
-    assert real == real_plain and padded < padded_plain  # same tokens, less padding
+        sums[mode], _, positions[mode] = trainer.accumulate(items, global_tokens)
+        grads[mode] = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+    assert grads["plain"] and len(grads["buckets"]) == len(grads["packed"]) == len(grads["plain"])
+    for mode, tolerance in (("buckets", 1e-6), ("packed", 1e-5)):
+        for other, plain in zip(grads[mode], grads["plain"], strict=True):
+            assert torch.allclose(other, plain, atol=tolerance, rtol=tolerance), (mode, (other - plain).abs().max())
+    assert sums["packed"]["loss"] == pytest.approx(sums["plain"]["loss"], abs=1e-5)
+    assert sums["packed"]["entropy"] == pytest.approx(sums["plain"]["entropy"], rel=1e-5)
+    real = {mode: r for mode, (r, _) in positions.items()}
+    run = {mode: p for mode, (_, p) in positions.items()}
+    assert len(set(real.values())) == 1  # the same tokens each time
+    assert run["packed"] < run["buckets"] < run["plain"]  # less padding each time
 
 
 def test_a_step_reports_its_rollout_trajectory_by_trajectory_then_its_update(tmp_path, tiny_checkpoint) -> None:

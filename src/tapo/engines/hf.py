@@ -31,19 +31,21 @@ import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.cache_utils import DynamicLayer
 
+from tapo.config.precision import sampling_dtype
 from tapo.engines.base import Generation, SamplingParams
 from tapo.engines.batching import AsyncBatcher
 from tapo.engines.kv_cache import KVStats, LayerKV, PrefixKVStore, store_bytes
 from tapo.engines.state_dict import require_weights
 from tapo.engines.stops import Cut, StopScanner, eos_token_ids
 
-Dtype = Literal["auto", "float32", "bfloat16"]
+Dtype = Literal["auto", "float32", "bfloat16", "bfloat16_if_native"]
 
 
 def sampling_model(model: Any, dtype: Dtype, own_copy: bool) -> Any:
     """The model the engine samples from: ``model`` itself, or a copy in ``dtype`` (a bf16 copy runs bf16 kernels;
     autocast would re-cast the fp32 weights on every call). ``own_copy`` copies even in the same dtype."""
-    target = model.dtype if dtype == "auto" else getattr(torch, dtype)
+    resolved = sampling_dtype(dtype)  # bfloat16_if_native: bfloat16 or the model's, by the hardware
+    target = model.dtype if resolved == "auto" else getattr(torch, resolved)
     if not own_copy and target == model.dtype:
         return model
     return copy.deepcopy(model).to(target).eval().requires_grad_(False)

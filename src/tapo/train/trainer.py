@@ -39,9 +39,10 @@ from tapo.train.cursor import PromptCursor
 from tapo.train.full_weights import full_state_dict
 from tapo.train.guidance import ExpertGuide, GuidanceTally
 from tapo.train.informative import informative_metrics
-from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
+from tapo.train.logprobs import pack_batch, pad_batch, pad_rows, response_logprobs
 from tapo.train.micro_batches import cut, padded_positions, sequence_length
 from tapo.train.mismatch import drop_rejected, reduce_sums, resolve_correction, sampler_tensors, warn_if_mismatched
+from tapo.train.packing import packed_positions
 from tapo.train.plan import total_steps
 from tapo.train.prompt_history import PromptDrawer
 from tapo.train.setup import optimizer_step, prepare_for_training
@@ -230,9 +231,10 @@ class DapoTrainer:
         ]
 
     def _forward(self, items: Sequence[Prepared], with_entropy: bool, model: Any = None) -> Any:
-        batch = pad_batch([p.traj.prompt_ids for p in items], [p.traj.response_ids for p in items], self.pad_id).to(
-            self.accelerator.device
-        )
+        """Log-probs (and entropies) ``[B, T]`` of the responses, padded or packed (``trainer.pack_sequences``)."""
+        prompts, responses = [p.traj.prompt_ids for p in items], [p.traj.response_ids for p in items]
+        packed = self.tcfg.pack_sequences
+        batch = (pack_batch if packed else pad_batch)(prompts, responses, self.pad_id).to(self.accelerator.device)
         with self.accelerator.autocast():
             logp, entropy = response_logprobs(
                 model or self.model,
@@ -242,6 +244,12 @@ class DapoTrainer:
                 chunk_tokens=self.tcfg.logprob_chunk_tokens,
             )
         return batch, logp, entropy
+
+    def _positions(self, micro: Sequence[Prepared]) -> tuple[int, int]:
+        """(real, run) positions of one micro-batch's forward pass, padded or packed."""
+        if self.tcfg.pack_sequences:
+            return packed_positions([sequence_length(item.traj) for item in micro])
+        return padded_positions([item.traj for item in micro])
 
     def _micro_batches(self, items: Sequence[Prepared]) -> list[list[Prepared]]:
         """``items`` in micro-batches of ``trainer.micro_batch_size``, cut by length unless
@@ -323,7 +331,7 @@ class DapoTrainer:
             for key, value in micro_stats.items():
                 sums[key] = sums.get(key, 0.0) + value
             mismatch = mismatch + micro_mismatch
-            micro_real, micro_padded = padded_positions([item.traj for item in micro])
+            micro_real, micro_padded = self._positions(micro)
             real, padded = real + micro_real, padded + micro_padded
         return sums, mismatch, (real, padded)
 

@@ -1,0 +1,193 @@
+"""The RL update of the main job's default profile: micro-batches in the mini-batch's shuffled order (what the
+update did before ``trainer.length_buckets``) against micro-batches cut by length, interleaved update by update.
+
+The trajectories come from one real rollout of the profile's RL step (``trainer.prompts_per_step`` TAPO-mini training
+questions x ``trainer.group_size`` samples, the real search and Python tools, the profile's turn and token caps and
+its engine settings) through the trainer's own rollout source, so the lengths are a policy's, not made up. The
+policy is ``--model``: the starting model by default, or a warm start (``--model runs/<job>/sft``), whose lengths
+are the ones RL actually sees. Every variant then updates on those same trajectories with the profile's
+mini/micro-batch sizes, bf16 setting and one optimizer step per mini-batch, in this process, order rotated each round;
+one untimed update per variant first. Besides the wall time each sample records ``actor/pad_frac`` (padding's
+share of the positions the update ran) and the real positions per second.
+
+Variants: ``trainer.length_buckets`` off (the baseline) and on; on with the log-probs projected in one chunk
+(``trainer.logprob_chunk_tokens`` above any micro-batch: the cost of chunking); on at 2 torch threads (the
+training arm of ``run.torch_threads``'s default, which bench_threads.py measures for rollouts); and packed rows
+(``trainer.pack_sequences``: several trajectories per row, position ids reset per sequence).
+
+    python benchmarks/bench_update.py                          # full: the profile's RL step, 3 rounds
+    python benchmarks/bench_update.py --model runs/job/sft      # the same from the warm start
+    python benchmarks/bench_update.py --quick                  # a smoke run: 2 prompts x 4, one short turn
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import Figure, interleave, rotated
+from recording import recorded
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = "default"
+QUICK = (
+    "trainer.prompts_per_step=2",
+    "trainer.mini_batch_size=8",
+    "trainer.micro_batch_size=4",
+    "rollout.max_turns=1",
+    "rollout.max_new_tokens_per_turn=32",
+    "rollout.max_response_tokens=160",
+    "reward.overlong.buffer=32",
+)
+"""--quick: a smaller step with shorter turns, still two micro-batches per mini-batch (a smoke run of the code)."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Trainer settings of one arm: ``trainer.length_buckets``, ``trainer.logprob_chunk_tokens`` (None: the
+    profile's), torch threads and ``trainer.pack_sequences``."""
+
+    length_buckets: bool
+    chunk_tokens: int | None = None
+    threads: int = 1
+    packed: bool = False
+
+
+BASELINE = "shuffled micro-batches (length_buckets=false)"
+VARIANTS = {
+    BASELINE: Variant(False),
+    "length buckets": Variant(True),
+    "length buckets, one log-prob chunk": Variant(True, chunk_tokens=1 << 20),
+    "length buckets, 2 threads": Variant(True, threads=2),
+    "packed rows (pack_sequences=true)": Variant(False, packed=True),
+}
+
+
+def rl_config(data_dir: Path, out_dir: Path, model: str, quick: bool) -> Any:
+    """The profile's RL-stage config (common then rl overrides, as the pipeline writes it) with one generation
+    round per step (no refill: the update gets exactly the step's groups) and nothing logged per step."""
+    from tapo.config import load_config
+    from tapo.pipeline.profiles import load_profile
+
+    profile = load_profile(PROFILE)
+    overrides = [
+        f"run.output_dir={out_dir}",
+        "run.name=bench-update",
+        f"run.seed={profile.seed}",
+        f"data.train={data_dir / 'train.jsonl'}",
+        f"tools.search.backend.index_dir={data_dir / 'index'}",
+        "tools.search.cache.enabled=false",
+        *profile.common,
+        *profile.rl,
+        f"model.name={model}",
+        "run.torch_threads=1",
+        "trainer.filter_groups=false",
+        "trainer.max_num_gen_batches=1",
+        "trainer.max_steps=100000",
+        "trainer.log_trajectories=0",
+        *(QUICK if quick else ()),
+    ]
+    return load_config(None, overrides)
+
+
+def measure_update(trainer: Any, groups: list, variant: Variant, default_chunk: int) -> dict[str, float]:
+    """One ``trainer.update`` over ``groups`` under ``variant``'s settings: its wall time and the update's metrics."""
+    import torch
+
+    torch.set_num_threads(variant.threads)
+    trainer.tcfg.length_buckets = variant.length_buckets
+    trainer.tcfg.logprob_chunk_tokens = variant.chunk_tokens or default_chunk
+    trainer.tcfg.pack_sequences = variant.packed
+    begin = time.perf_counter()
+    stats = trainer.update(groups)
+    seconds = time.perf_counter() - begin
+    torch.set_num_threads(1)
+    return {
+        "update_s": seconds,
+        "pad_frac": stats["actor/pad_frac"],
+        "tokens_per_s": stats["perf/update_tokens_per_s"],
+        "threads": float(variant.threads),
+    }
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 prompts, one turn of 32 tokens")
+    parser.add_argument("--rounds", type=int, default=3, help="timed updates per variant, interleaved (at least 3)")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="the policy: a model name or a warm start")
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None, help="these variants only")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench", help="results directory")
+    args = parser.parse_args()
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3: a ratio from fewer rounds says nothing about its spread")
+    return args
+
+
+def main() -> None:
+    import torch
+    from figures import figure_markdown
+    from rich.console import Console
+
+    from tapo.data.io import load_examples
+    from tapo.data.mini.build import build_mini
+    from tapo.io.runs import RunDir
+    from tapo.train.run import build_rl_run
+    from tapo.train.setup import make_accelerator
+
+    args = parse_args()
+    torch.set_num_threads(1)
+    say = Console(soft_wrap=True).print
+    names = [n for n in VARIANTS if args.only is None or n in args.only]
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-update-") as tmp,
+        recorded("update", args.quick, args.out, say) as run,
+    ):
+        data_dir = Path(tmp) / "tapo-mini"
+        build_mini(data_dir)  # the main job's data set and BM25 index
+        config = rl_config(data_dir, Path(tmp) / "runs", args.model, args.quick)
+        tcfg = config.trainer
+        run_dir = RunDir.create(config)
+        with build_rl_run(
+            config, run_dir, make_accelerator(config, run_dir.root), load_examples(data_dir / "train.jsonl")
+        ) as rl:
+            say(f"rolling out {tcfg.prompts_per_step} x {tcfg.group_size} trajectories with {args.model}")
+            groups, _ = rl.trainer.collect()
+            lengths = sorted(len(t.prompt_ids) + len(t.response_ids) for g in groups for t in g)
+            run.notes += [
+                f"policy {args.model}; profile {PROFILE}{' with ' + ' '.join(QUICK) if args.quick else ''}: "
+                f"{tcfg.prompts_per_step} x {tcfg.group_size} trajectories, mini-batches of {tcfg.mini_batch_size}, "
+                f"micro-batches of {tcfg.micro_batch_size}, trainer.bf16={tcfg.bf16}",
+                f"prompt + response lengths of the rollout: min {lengths[0]}, median {lengths[len(lengths) // 2]}, "
+                f"max {lengths[-1]} positions",
+                "pad_frac = padding's share of the positions the update ran (actor/pad_frac); tokens/s = real "
+                "positions forward + backward per second of the update (perf/update_tokens_per_s)",
+            ]
+            figure = Figure(
+                "one RL update of the default profile's step",
+                "update_s",
+                "s",
+                names[0],
+                names,
+                higher_is_better=False,
+                columns={"pad_frac": "padded share", "tokens_per_s": "real positions/s", "threads": "torch threads"},
+                settings={"model": args.model, "trajectories": len(lengths), "micro": tcfg.micro_batch_size},
+            )
+            chunk = tcfg.logprob_chunk_tokens
+
+            def measure(name: str, _round: int) -> dict[str, float]:
+                return measure_update(rl.trainer, groups, VARIANTS[name], chunk)
+
+            for name in rotated(names, 0):  # one untimed update each: allocator and kernel warm-up
+                say(f"warming up {name}")
+                measure(name, -1)
+            interleave(figure, measure, args.rounds, on_sample=say)
+            run.figures.append(figure)
+            say(figure_markdown(asdict(figure), run.command, args.quick))
+
+
+if __name__ == "__main__":
+    main()
