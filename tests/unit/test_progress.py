@@ -132,3 +132,19 @@ def test_a_concurrent_task_says_estimating_until_two_units_are_done():
         assert time_left(progress.tasks[0]) == pytest.approx(10.0 / 2 * 7)  # 2 questions in the 10 s since the first
         progress.reset(task, total=10, completed=0)  # a new phase: its own pace
         assert "first_done" not in progress.tasks[0].fields
+
+
+def test_off_a_terminal_a_training_steps_phases_print_after_their_row_is_reset():
+    """The RL phase row is reset at each new phase, which drops its fields: its plain line must still print (the
+    main job's RL stage once failed here with a KeyError)."""
+    from tapo.train.step_display import StepProgress
+
+    out = io.StringIO()
+    with LiveProgress(target=Console(file=out, width=120)) as progress:
+        steps = StepProgress(progress, total=1, done=0, description="RL steps", shown={"reward/mean": "reward"})
+        steps.phase("rollout", 0, 4)
+        steps.phase("rollout", 4, 4)
+        steps.phase("update", 1, 1)
+        steps.step({"reward/mean": 0.5})
+    text = out.getvalue()
+    assert "step 1 · rollout 4/4" in text and "step 1 · update 1/1" in text and "reward=0.5" in text

@@ -60,3 +60,11 @@ def sampling_dtype(setting: str) -> str:
     if setting == "bfloat16_if_native":
         return "bfloat16" if native_bf16() else "auto"
     return setting
+
+
+def vllm_dtype(setting: str) -> str:
+    """``rollout.engine.dtype`` of a vLLM engine resolved: ``bfloat16_if_native`` is ``bfloat16`` where
+    :func:`native_bf16`, else ``float32`` (vLLM's ``auto`` would sample an fp32 checkpoint in emulated bf16)."""
+    if setting == "bfloat16_if_native":
+        return "bfloat16" if native_bf16() else "float32"
+    return setting

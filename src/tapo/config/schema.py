@@ -449,11 +449,12 @@ class VLLMEngineConfig(Section):
         le=1.0,
         description="GPU memory share vLLM takes; 0.5 for 3B, 0.4 for 7B leaves room for FSDP/ZeRO-3 training.",
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "bfloat16_if_native"] = Field(
         "auto",
         description="vLLM's weight dtype; auto = the checkpoint's, except that vLLM samples an fp32 checkpoint in "
-        "bf16. A dtype other than model.dtype makes the sampler differ from the learner: watch rollout/mismatch_kl, "
-        "and keep trainer.rollout_correction on.",
+        "bf16; bfloat16_if_native = bfloat16 where the hardware computes it natively, float32 where bf16 would be "
+        "emulated (what the pipeline profiles set, for either engine). A dtype other than model.dtype makes the "
+        "sampler differ from the learner: watch rollout/mismatch_kl, and keep trainer.rollout_correction on.",
     )
     kv_cache_gib: float | None = Field(
         None,

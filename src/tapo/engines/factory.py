@@ -43,8 +43,11 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bo
         if path and Path(path).is_dir():
             server.reload(path)
         return server
+    from tapo.config.precision import vllm_dtype
     from tapo.engines.vllm_engine import VLLMEngine  # preflight (check_engine) said where to get vllm if missing
 
     if not path:
         raise ValueError("rollout.engine=vllm needs a checkpoint path (or a model loaded from one)")
-    return VLLMEngine(path, tokenizer, **engine.model_dump(exclude={"kind"}))  # its settings are the engine's keywords
+    settings = engine.model_dump(exclude={"kind"})  # its settings are the engine's keywords
+    settings["dtype"] = vllm_dtype(engine.dtype)
+    return VLLMEngine(path, tokenizer, **settings)

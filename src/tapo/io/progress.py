@@ -197,5 +197,6 @@ class LiveProgress(Progress):
             return
         self._printed[task_id] = now
         total = "?" if task.total is None else f"{task.total:g}"
-        line = f"{task.description} {task.completed:g}/{total} · {_TimesColumn().render(task)} {task.fields['info']}"
+        info = task.fields.get("info", "")  # a task's fields are replaced by reset(): the RL phase row has none
+        line = f"{task.description} {task.completed:g}/{total} · {_TimesColumn().render(task)} {info}"
         self.console.print(line.rstrip(), highlight=False, markup=False, soft_wrap=True)

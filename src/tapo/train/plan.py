@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tapo.config.bounded_yaml import load_bounded
-from tapo.config.precision import autocast_bf16, sampling_dtype
+from tapo.config.precision import autocast_bf16, sampling_dtype, vllm_dtype
 from tapo.config.schema import TapoConfig, TrainerConfig, TransformersEngineConfig, VLLMEngineConfig
 from tapo.data.schema import Example
 from tapo.models.architecture import Architecture
@@ -351,7 +351,7 @@ def _vllm_parts(config: TapoConfig, architecture: Architecture, available: int) 
 
     engine = config.rollout.engine
     assert isinstance(engine, VLLMEngineConfig)
-    width = _DTYPE_BYTES.get(engine.dtype, 2)  # auto: bf16
+    width = _DTYPE_BYTES.get(vllm_dtype(engine.dtype), 2)  # auto: bf16
     kv = engine.kv_cache_gib * GIB if engine.kv_cache_gib else min(available * KV_SHARE_OF_FREE_RAM, KV_MAX_BYTES)
     return {
         f"vLLM's copy of the weights ({'bfloat16' if width == 2 else 'float32'})": CpuPart(
