@@ -130,13 +130,15 @@ def test_a_concurrent_task_says_estimating_until_two_units_are_done():
         now[0] = 40.0
         progress.update(task, completed=3)
         assert time_left(progress.tasks[0]) == pytest.approx(10.0 / 2 * 7)  # 2 questions in the 10 s since the first
-        progress.reset(task, total=10, completed=0)  # a new phase: its own pace
-        assert "first_done" not in progress.tasks[0].fields
+        progress.reset(task, total=10, completed=0, info="phase 2")  # a new phase: its own pace
+        fields = progress.tasks[0].fields
+        assert "first_done" not in fields  # the clock restarts ...
+        assert fields["concurrent"] is True and fields["info"] == "phase 2"  # ... the fields not given stay
 
 
 def test_off_a_terminal_a_training_steps_phases_print_after_their_row_is_reset():
-    """The RL phase row is reset at each new phase, which drops its fields: its plain line must still print (the
-    main job's RL stage once failed here with a KeyError)."""
+    """The RL phase row is reset at each new phase: its plain line must still print (rich's reset drops the fields
+    it is not given, and the main job's RL stage once failed here with a KeyError)."""
     from tapo.train.step_display import StepProgress
 
     out = io.StringIO()

@@ -32,6 +32,8 @@ console = Console(stderr=True)
 
 JOB_ENV = "TAPO_JOB"
 PLAIN_EVERY_S = 30.0
+_RESET_ARGUMENTS = frozenset({"start", "total", "completed", "visible", "description"})
+"""rich's ``Progress.reset`` keywords; any other keyword is a task field."""
 
 
 def clock(seconds: float | None) -> str:
@@ -181,9 +183,12 @@ class LiveProgress(Progress):
             self._plain_line(task_id)
 
     def reset(self, task_id: TaskID, **changes: object) -> None:  # type: ignore[override]
-        """Restart a task's clock, and its pace with it."""
-        self._tasks[task_id].fields.pop("first_done", None)
-        super().reset(task_id, **changes)  # type: ignore[arg-type]
+        """Restart a task's clock, and its pace with it. The task's fields not in ``changes`` are kept (rich's reset
+        replaces them all with the ones given, which dropped the plain line's ``info``)."""
+        fields = {k: v for k, v in self._tasks[task_id].fields.items() if k != "first_done"}
+        fields |= {k: v for k, v in changes.items() if k not in _RESET_ARGUMENTS}
+        arguments = {k: v for k, v in changes.items() if k in _RESET_ARGUMENTS}
+        super().reset(task_id, **arguments, **fields)  # type: ignore[arg-type]
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
         self.update(task_id, advance=advance)
@@ -197,6 +202,5 @@ class LiveProgress(Progress):
             return
         self._printed[task_id] = now
         total = "?" if task.total is None else f"{task.total:g}"
-        info = task.fields.get("info", "")  # a task's fields are replaced by reset(): the RL phase row has none
-        line = f"{task.description} {task.completed:g}/{total} · {_TimesColumn().render(task)} {info}"
+        line = f"{task.description} {task.completed:g}/{total} · {_TimesColumn().render(task)} {task.fields['info']}"
         self.console.print(line.rstrip(), highlight=False, markup=False, soft_wrap=True)
