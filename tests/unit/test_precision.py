@@ -6,7 +6,7 @@ import pytest
 from accelerate.state import AcceleratorState
 
 from tapo.config import load_config, precision
-from tapo.config.precision import autocast_bf16, cpu_flags, native_bf16, sampling_dtype, vllm_dtype
+from tapo.config.precision import autocast_bf16, cpu_flags, engine_dtype, native_bf16
 from tapo.train.mismatch import resolve_correction
 from tapo.train.setup import make_accelerator
 
@@ -49,12 +49,13 @@ def bf16_cpu(monkeypatch):
 def test_if_native_settings_resolve_by_the_hardware_and_explicit_ones_as_written(bf16_cpu, native):
     bf16_cpu(native)
     assert autocast_bf16("if_native") is native
-    assert sampling_dtype("bfloat16_if_native") == ("bfloat16" if native else "auto")
+    assert engine_dtype("bfloat16_if_native") == ("bfloat16" if native else "auto")
     assert autocast_bf16(True) and not autocast_bf16(False)
-    assert [sampling_dtype(d) for d in ("auto", "float32", "bfloat16")] == ["auto", "float32", "bfloat16"]
+    assert [engine_dtype(d) for d in ("auto", "float32", "bfloat16")] == ["auto", "float32", "bfloat16"]
     # vLLM's auto would sample an fp32 checkpoint in bf16: where bf16 is emulated it is asked for float32
-    assert vllm_dtype("bfloat16_if_native") == ("bfloat16" if native else "float32")
-    assert [vllm_dtype(d) for d in ("auto", "float16", "bfloat16")] == ["auto", "float16", "bfloat16"]
+    assert engine_dtype("bfloat16_if_native", emulated="float32") == ("bfloat16" if native else "float32")
+    written = ("auto", "float16", "bfloat16")
+    assert [engine_dtype(d, emulated="float32") for d in written] == list(written)
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -54,17 +54,10 @@ def autocast_bf16(setting: bool | IfNative) -> bool:
     return native_bf16() if setting == "if_native" else bool(setting)
 
 
-def sampling_dtype(setting: str) -> str:
-    """``rollout.engine.dtype`` of the transformers engine resolved: ``bfloat16_if_native`` is ``bfloat16`` where
-    :func:`native_bf16`, else ``auto`` (the model's own dtype, no copy); other values as written."""
+def engine_dtype(setting: str, emulated: str = "auto") -> str:
+    """``rollout.engine.dtype`` resolved: ``bfloat16_if_native`` is ``bfloat16`` where :func:`native_bf16`, else
+    ``emulated``; other values as written. The transformers engine falls back to ``auto`` (the model's own dtype,
+    no copy); vLLM to ``float32``, as its ``auto`` would sample an fp32 checkpoint in emulated bf16."""
     if setting == "bfloat16_if_native":
-        return "bfloat16" if native_bf16() else "auto"
-    return setting
-
-
-def vllm_dtype(setting: str) -> str:
-    """``rollout.engine.dtype`` of a vLLM engine resolved: ``bfloat16_if_native`` is ``bfloat16`` where
-    :func:`native_bf16`, else ``float32`` (vLLM's ``auto`` would sample an fp32 checkpoint in emulated bf16)."""
-    if setting == "bfloat16_if_native":
-        return "bfloat16" if native_bf16() else "float32"
+        return "bfloat16" if native_bf16() else emulated
     return setting

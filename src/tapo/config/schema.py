@@ -430,7 +430,15 @@ class TransformersEngineConfig(Section):
         "dropped and prefill their whole context at their next turn (kv/evicted_positions in the step metrics).",
     )
 
-    @field_validator("kv_cache_gib")
+    batch_kv_gib: float | Literal["auto"] = Field(
+        "auto",
+        description="Cap on one generation batch's KV cache, in GiB: a batch is reserved rows x (widest cached part "
+        "+ widest new part + max new tokens) positions once, before its first forward, and takes fewer than "
+        "batch_size rows when that would pass the cap (a row wider than the cap runs alone). auto = 1/8 of the "
+        "memory available when the engine starts, at most 1 GiB.",
+    )
+
+    @field_validator("kv_cache_gib", "batch_kv_gib")
     @classmethod
     def _positive(cls, value: float | str) -> float | str:
         if value != "auto" and not float(value) > 0:

@@ -33,7 +33,7 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bo
     if isinstance(engine, TransformersEngineConfig):
         from tapo.engines.hf import HFEngine
 
-        # the section's fields (batch_size, dtype, kv_reuse, kv_cache_gib) are HFEngine's keyword arguments
+        # the section's fields (batch_size, dtype, kv_reuse, kv_cache_gib, batch_kv_gib) are HFEngine's keywords
         return HFEngine(model, tokenizer, own_copy=own_copy, **engine.model_dump(exclude={"kind"}))
     path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
     if isinstance(engine, VLLMServerEngineConfig):
@@ -43,11 +43,11 @@ def build_engine(config: RolloutConfig, model: Any, tokenizer: Any, own_copy: bo
         if path and Path(path).is_dir():
             server.reload(path)
         return server
-    from tapo.config.precision import vllm_dtype
+    from tapo.config.precision import engine_dtype
     from tapo.engines.vllm_engine import VLLMEngine  # preflight (check_engine) said where to get vllm if missing
 
     if not path:
         raise ValueError("rollout.engine=vllm needs a checkpoint path (or a model loaded from one)")
     settings = engine.model_dump(exclude={"kind"})  # its settings are the engine's keywords
-    settings["dtype"] = vllm_dtype(engine.dtype)
+    settings["dtype"] = engine_dtype(engine.dtype, emulated="float32")
     return VLLMEngine(path, tokenizer, **settings)

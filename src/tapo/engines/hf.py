@@ -31,8 +31,9 @@ import torch
 from transformers import DynamicCache, TemperatureLogitsWarper, TopPLogitsWarper
 from transformers.cache_utils import DynamicLayer
 
-from tapo.config.precision import sampling_dtype
+from tapo.config.precision import engine_dtype
 from tapo.engines.base import Generation, SamplingParams
+from tapo.engines.batch_kv import ReservedCache, kv_position_bytes, row_kv
 from tapo.engines.batching import AsyncBatcher
 from tapo.engines.kv_cache import KVStats, LayerKV, PrefixKVStore, store_bytes
 from tapo.engines.state_dict import require_weights
@@ -44,7 +45,7 @@ Dtype = Literal["auto", "float32", "bfloat16", "bfloat16_if_native"]
 def sampling_model(model: Any, dtype: Dtype, own_copy: bool) -> Any:
     """The model the engine samples from: ``model`` itself, or a copy in ``dtype`` (a bf16 copy runs bf16 kernels;
     autocast would re-cast the fp32 weights on every call). ``own_copy`` copies even in the same dtype."""
-    resolved = sampling_dtype(dtype)  # bfloat16_if_native: bfloat16 or the model's, by the hardware
+    resolved = engine_dtype(dtype)  # bfloat16_if_native: bfloat16 or the model's, by the hardware
     target = model.dtype if resolved == "auto" else getattr(torch, resolved)
     if not own_copy and target == model.dtype:
         return model
@@ -85,6 +86,7 @@ class HFEngine:
         dtype: Dtype = "auto",
         kv_reuse: bool = True,
         kv_cache_gib: float | Literal["auto"] = "auto",
+        batch_kv_gib: float | Literal["auto"] = "auto",
         own_copy: bool = False,
     ) -> None:
         self.model = sampling_model(model, dtype, own_copy)
@@ -97,10 +99,14 @@ class HFEngine:
         # transformers 5.24 renamed the forward's `past_key_values` to `cache` (the old name is deprecated)
         self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         # Sliding-window or linear-attention layers drop or fold positions: only plain full-attention caches are kept.
-        plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
+        # Those also take a batch cache reserved for the batch's length (tapo.engines.batch_kv).
+        self.plain = all(type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers)
         self.store = None
-        if kv_reuse and plain:
-            self.store = PrefixKVStore(store_bytes(kv_cache_gib, psutil.virtual_memory().available))
+        available = psutil.virtual_memory().available
+        if kv_reuse and self.plain:
+            self.store = PrefixKVStore(store_bytes(kv_cache_gib, available))
+        self.batch_kv_bytes = store_bytes(batch_kv_gib, available)  # one batch's KV at most (its widest row aside)
+        self.position_bytes = kv_position_bytes(self.model.config, self.model.dtype)
         self.stats = self.store.stats if self.store is not None else KVStats()
         self.version = 0  # the policy version of the weights now loaded (set by update_weights)
         self._weights = threading.Lock()  # held by each forward and by update_weights
@@ -122,16 +128,36 @@ class HFEngine:
             seeds = [None if params.seed is None else row_seed(params.seed, i) for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
-        # Similar lengths together: less padding per batch; results are put back in the callers' order.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        with self._store_lock:
+            hits = [self.store.lookup(p) if self.store is not None else (0, None) for p in prompts]
         results: list[Generation | None] = [None] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for chunk in self._batches(prompts, hits, params.max_new_tokens):
             generators = [row_generator(seeds[i]) for i in chunk]
-            batch = self._generate_batch([prompts[i] for i in chunk], params, generators)
+            batch = self._generate_batch([prompts[i] for i in chunk], [hits[i] for i in chunk], params, generators)
             for i, generation in zip(chunk, batch, strict=True):
                 results[i] = generation
         return [r for r in results if r is not None]
+
+    def _batches(
+        self, prompts: list[list[int]], hits: list[tuple[int, list[LayerKV] | None]], max_new_tokens: int
+    ) -> list[list[int]]:
+        """Prompt indices in batches of similar lengths (less padding; results go back in the callers' order), each
+        at most ``batch_size`` rows and at most ``batch_kv_bytes`` of KV: rows x (widest cached part + widest new
+        part + ``max_new_tokens``) positions, the cache :meth:`_prefill` reserves. A row wider than the budget on
+        its own runs alone."""
+        batches: list[list[int]] = []
+        batch: list[int] = []
+        cached = suffix = 0
+        for i in sorted(range(len(prompts)), key=lambda i: len(prompts[i])):
+            n = hits[i][0]
+            width = max(cached, n) + max(suffix, len(prompts[i]) - n) + max_new_tokens
+            over_budget = (len(batch) + 1) * width * self.position_bytes > self.batch_kv_bytes
+            if batch and (len(batch) == self.batch_size or over_budget):
+                batches.append(batch)
+                batch, cached, suffix = [], 0, 0
+            batch.append(i)
+            cached, suffix = max(cached, n), max(suffix, len(prompts[i]) - n)
+        return [*batches, batch] if batch else batches
 
     async def agenerate(self, prompt: list[int], params: SamplingParams) -> Generation:
         return await self._batcher.submit(prompt, params)
@@ -147,7 +173,11 @@ class HFEngine:
 
     @torch.no_grad()
     def _generate_batch(
-        self, prompts: list[list[int]], params: SamplingParams, generators: list[torch.Generator]
+        self,
+        prompts: list[list[int]],
+        row_hits: list[tuple[int, list[LayerKV] | None]],
+        params: SamplingParams,
+        generators: list[torch.Generator],
     ) -> list[Generation]:
         rows = len(prompts)
         # Rows with identical ids are prefilled once (their KV is then repeated); without reuse every row is its own.
@@ -155,11 +185,12 @@ class HFEngine:
             list(dict.fromkeys(tuple(p) for p in prompts)) if self.store is not None else [tuple(p) for p in prompts]
         )
         first = {ids: i for i, ids in enumerate(unique)}
-        with self._store_lock:
-            hits = [self.store.lookup(ids) if self.store is not None else (0, None) for ids in unique]
+        hit_of = {tuple(p): hit for p, hit in zip(prompts, row_hits, strict=True)}
+        hits = [hit_of[ids] for ids in unique]
         with self._weights:
             logits_version = self.version
-            cache, mask, logits = self._prefill([list(ids) for ids in unique], hits)  # mask [U, W], logits [U, V]
+            # mask [U, W], logits [U, V]; the cache is reserved for all rows
+            cache, mask, logits = self._prefill([list(ids) for ids in unique], hits, params.max_new_tokens, rows)
         if len(unique) < rows:
             expand = torch.tensor([first[tuple(p)] for p in prompts], device=mask.device)
             cache.batch_select_indices(expand)
@@ -187,7 +218,8 @@ class HFEngine:
                     keep.append(j)
                 elif self.store is not None:  # its KV covers the prompt and every sampled token but this last one
                     with self._store_lock:
-                        self.store.store(prompts[row] + tokens[row][:-1], _row_kv(cache, mask, j), superseded[row])
+                        columns = mask[j].nonzero()[:, 0]  # the mask has one column per cached position
+                        self.store.store(prompts[row] + tokens[row][:-1], row_kv(cache, columns, j), superseded[row])
             if stream is not None:
                 stream(sampled.tolist())
             if not keep:
@@ -209,10 +241,15 @@ class HFEngine:
         ]
 
     def _prefill(
-        self, prompts: list[list[int]], hits: list[tuple[int, list[LayerKV] | None]]
+        self,
+        prompts: list[list[int]],
+        hits: list[tuple[int, list[LayerKV] | None]],
+        max_new_tokens: int,
+        rows: int,
     ) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-        """One forward over every row's uncached suffix, on top of its cached KV: the cache, the attention mask
-        ``[U, C + S]`` and the next-token logits ``[U, V]``."""
+        """One forward over every row's uncached suffix, on top of its cached KV: the cache (reserved for ``rows``
+        rows and the ``max_new_tokens`` to come, where the model's layers allow), the attention mask ``[U, C + S]``
+        and the next-token logits ``[U, V]``."""
         device = self.model.device
         cached = [n for n, _ in hits]
         width_c = max(cached)  # C
@@ -224,7 +261,12 @@ class HFEngine:
             ids[i, width_s - len(suffix) :] = torch.tensor(suffix)
             mask[i, width_c - n : width_c] = 1
             mask[i, width_c + width_s - len(suffix) :] = 1
-        cache = DynamicCache(ddp_cache_data=_left_padded(hits, width_c) if width_c else None, config=self.model.config)
+        if self.plain:
+            cache = ReservedCache(self.model.config, width_c + width_s + max_new_tokens, rows)
+            if width_c:
+                cache.load_prefixes(hits, width_c)
+        else:  # only plain caches are stored, so nothing is cached here: width_c is 0
+            cache = DynamicCache(config=self.model.config)
         mask = mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]  # [U, S]
         logits = self._forward(ids.to(device), mask, cache, positions)
@@ -302,28 +344,6 @@ def row_generator(seed: int | None) -> torch.Generator:
     """A CPU random generator of one row: seeded, or (``None``) seeded from torch's global generator."""
     generator = torch.Generator()
     return generator.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
-
-
-def _left_padded(hits: list[tuple[int, list[LayerKV] | None]], width: int) -> list[LayerKV]:
-    """Per layer, every row's cached keys and values right-aligned in ``[U, heads, width, head_dim]`` (zeros on
-    the left: masked out, and finite so they cannot poison the attention sums)."""
-    reference = next(kv for _, kv in hits if kv is not None)
-    layers = []
-    for layer, (keys, values) in enumerate(reference):
-        shape = (len(hits), keys.shape[0], width, keys.shape[2])
-        padded_k, padded_v = keys.new_zeros(shape), values.new_zeros(shape)
-        for i, (n, kv) in enumerate(hits):
-            if kv is not None:
-                padded_k[i, :, width - n :] = kv[layer][0]
-                padded_v[i, :, width - n :] = kv[layer][1]
-        layers.append((padded_k, padded_v))
-    return layers
-
-
-def _row_kv(cache: DynamicCache, mask: torch.Tensor, row: int) -> list[LayerKV]:
-    """Batch row ``row``'s KV without its padding columns, compacted into tensors of its own."""
-    columns = mask[row].nonzero()[:, 0]  # the mask has one column per cached position
-    return [(layer.keys[row][:, columns], layer.values[row][:, columns]) for layer in cache.layers]
 
 
 def _tied_names(model: Any) -> set[str]:

@@ -15,7 +15,7 @@ import torch
 from accelerate import Accelerator
 
 from tapo.algo.correction import Correction, MismatchSums, rejected_sequences
-from tapo.config.precision import sampling_dtype
+from tapo.config.precision import engine_dtype
 from tapo.config.schema import TapoConfig, TransformersEngineConfig
 from tapo.records import Trajectory
 from tapo.train.logprobs import pad_rows
@@ -36,7 +36,7 @@ def resolve_correction(config: TapoConfig) -> Correction:
     engine = config.rollout.engine
     if not isinstance(engine, TransformersEngineConfig):
         return "token_tis"
-    own_model = sampling_dtype(engine.dtype) in ("auto", config.model.dtype)
+    own_model = engine_dtype(engine.dtype) in ("auto", config.model.dtype)
     return "none" if own_model else "token_tis"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tapo.config.bounded_yaml import load_bounded
-from tapo.config.precision import autocast_bf16, sampling_dtype, vllm_dtype
+from tapo.config.precision import autocast_bf16, engine_dtype
 from tapo.config.schema import TapoConfig, TrainerConfig, TransformersEngineConfig, VLLMEngineConfig
 from tapo.data.schema import Example
 from tapo.models.architecture import Architecture
@@ -324,7 +324,7 @@ def _transformers_engine_parts(
     assert isinstance(engine, TransformersEngineConfig)
     parts = {}
     sampling = _DTYPE_BYTES[config.model.dtype]
-    dtype = sampling_dtype(engine.dtype)
+    dtype = engine_dtype(engine.dtype)
     if dtype not in ("auto", config.model.dtype):
         sampling = _DTYPE_BYTES[dtype]
         parts[f"{dtype} sampling copy (rollout.engine.dtype)"] = CpuPart(
@@ -333,8 +333,9 @@ def _transformers_engine_parts(
     per_position = position_bytes(
         architecture.num_hidden_layers, architecture.num_key_value_heads, architecture.head_dim, sampling
     )
-    parts[f"generation batch's KV ({engine.batch_size} x {context} positions)"] = CpuPart(
-        engine.batch_size * context * per_position, "rollout.engine.batch_size", "rollout"
+    batch_kv = min(engine.batch_size * context * per_position, store_bytes(engine.batch_kv_gib, available))
+    parts[f"generation batch's KV (batch_kv_gib={engine.batch_kv_gib}; {engine.batch_size} x {context} positions)"] = (
+        CpuPart(batch_kv, "rollout.engine.batch_kv_gib", "rollout")
     )
     if engine.kv_reuse:
         parts[f"KV store bound (kv_cache_gib={engine.kv_cache_gib})"] = CpuPart(
@@ -351,7 +352,7 @@ def _vllm_parts(config: TapoConfig, architecture: Architecture, available: int) 
 
     engine = config.rollout.engine
     assert isinstance(engine, VLLMEngineConfig)
-    width = _DTYPE_BYTES.get(vllm_dtype(engine.dtype), 2)  # auto: bf16
+    width = _DTYPE_BYTES.get(engine_dtype(engine.dtype, emulated="float32"), 2)  # auto: bf16
     kv = engine.kv_cache_gib * GIB if engine.kv_cache_gib else min(available * KV_SHARE_OF_FREE_RAM, KV_MAX_BYTES)
     return {
         f"vLLM's copy of the weights ({'bfloat16' if width == 2 else 'float32'})": CpuPart(
