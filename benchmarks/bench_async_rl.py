@@ -2,8 +2,10 @@
 (``trainer.max_staleness=0``) against staleness 1 and 2, with the real search tool at its natural latency and with
 0.5 s and 2 s added to every call.
 
-Each variant is a long-lived worker process (harness.Worker) holding a whole training run: a loopback search server
-(``tapo.tools.search.server`` over a small BM25 index, its ``delay_s`` the added latency), the real search tool
+Each variant is a long-lived worker process (harness.Worker) holding a whole training run: a loopback search
+server (``tapo serve search`` in a process of its own over a small BM25 index, ``--delay-s`` the added latency;
+in the worker's own process its request handling competed with the update for the interpreter lock, which a
+deployment's separate server does not), the real search tool
 through the remote backend (result cache off, so every call reaches the server), the transformers trainer on the
 tiny random model, and a ``ScriptedEngine`` whose trajectories each search ``--searches`` times, then answer (the
 tiny random model never writes a tool call, so the rollout's text is scripted; the tool calls, the rollout loop,
@@ -29,7 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import Figure, Worker, interleave_workers, serve
+from harness import Figure, Worker, interleave_workers, serve, start_search_server
 from recording import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +49,10 @@ def worker(args: argparse.Namespace, staleness: int, out_dir: Path) -> None:
     from tapo.config import load_config
     from tapo.data.schema import Example
     from tapo.engines.scripted import ScriptedEngine
-    from tapo.io.loopback import serve_in_thread
     from tapo.io.runs import RunDir
     from tapo.models.tiny import save_tiny_checkpoint
     from tapo.records import RewardBreakdown, Trajectory
     from tapo.tools.search.bm25 import BM25Index
-    from tapo.tools.search.server import create_app
     from tapo.train.run import build_rl_run
     from tapo.train.setup import make_accelerator
 
@@ -65,7 +65,7 @@ def worker(args: argparse.Namespace, staleness: int, out_dir: Path) -> None:
         for traj in trajs:
             traj.reward = RewardBreakdown(True, 1.0, 0.0, 1.0, True)
 
-    index = BM25Index.build(PASSAGES, out_dir / "index")
+    BM25Index.build(PASSAGES, out_dir / "index")
     checkpoint = save_tiny_checkpoint(out_dir / "model")
     per_step = args.prompts * args.group
     rollout_settings = {"max_turns": args.searches, "max_new_tokens_per_turn": 32, "max_response_tokens": 512}
@@ -81,7 +81,8 @@ def worker(args: argparse.Namespace, staleness: int, out_dir: Path) -> None:
         "max_steps": 100_000,
         "save_every": 100_000,
     }
-    with serve_in_thread(create_app(index, default_topk=2, delay_s=args.delay)) as url:
+    server, url = start_search_server(out_dir / "index", delay_s=args.delay)
+    try:
         config = load_config(
             None,
             [
@@ -125,6 +126,9 @@ def worker(args: argparse.Namespace, staleness: int, out_dir: Path) -> None:
                 }
 
             serve(steps)
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def parse_args() -> argparse.Namespace:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from figures import figure_markdown
-from harness import Figure, interleave
+from harness import Figure, interleave, start_search_server
 from recording import recorded
 from rich.console import Console
 
@@ -80,12 +77,6 @@ def latency(index: BM25Index, qs: list[str], k: int) -> dict[str, float]:
     return {"p50_ms": statistics.median(ms), "p95_ms": ms[int(0.95 * (len(ms) - 1))], "qps": len(ms) / (sum(ms) / 1000)}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def hammer(url: str, qs: list[str], k: int, concurrency: int, batch: int) -> dict[str, float]:
     """Send every query (``batch`` per request) with ``concurrency`` requests in flight; queries per second."""
     requests = [qs[i : i + batch] for i in range(0, len(qs), batch)]
@@ -131,28 +122,6 @@ SERVER_VARIANTS = {
     "SearchTool, 64 in flight, backend.max_batch=32 (default)": ("tool", 64, 32),
 }
 """Name -> (client, requests or calls in flight, queries per request or the client's max_batch)."""
-
-
-def start_server(index_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``tapo serve search`` on a free loopback port, once it answers ``/health``."""
-    port = free_port()
-    command = [sys.executable, "-c", "from tapo.cli.main import app; app()", "serve", "search"]
-    server = subprocess.Popen(
-        [*command, "--index", str(index_dir), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if server.poll() is not None:
-            raise RuntimeError(server.stderr.read().decode() if server.stderr else "server exited")
-        try:
-            httpx.get(f"{url}/health").raise_for_status()
-            return server, url
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError("server did not start within 120 s") from None
-            time.sleep(0.2)
 
 
 def main() -> None:
@@ -225,7 +194,7 @@ def main() -> None:
                 on_sample=say,
             )
         )
-        server, url = start_server(index_dir)
+        server, url = start_search_server(index_dir)
         try:
 
             def serve_once(variant: str, _round: int) -> dict[str, float]:

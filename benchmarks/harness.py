@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
 import psutil
 
 Sample = dict[str, float]
@@ -395,3 +397,32 @@ def serve(handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         except Exception as error:
             traceback.print_exc()
             channel.send({"error": f"{type(error).__name__}: {error}"})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_search_server(index_dir: Path, delay_s: float = 0.0) -> tuple[subprocess.Popen, str]:
+    """``tapo serve search`` in a process of its own on a free loopback port, holding every request ``delay_s``
+    seconds, once it answers ``/health``: as a deployment runs it (in the measuring process its request handling
+    would compete with what is measured for the interpreter lock)."""
+    port = free_port()
+    command = [sys.executable, "-c", "from tapo.cli.main import app; app()", "serve", "search"]
+    arguments = ["--index", str(index_dir), "--port", str(port), "--delay-s", str(delay_s)]
+    server = subprocess.Popen([*command, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(server.stderr.read().decode() if server.stderr else "server exited")
+        try:
+            httpx.get(f"{url}/health").raise_for_status()
+            return server, url
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError("server did not start within 120 s") from None
+            time.sleep(0.2)
