@@ -23,6 +23,7 @@ from tapo.cli import (
     train_cmd,
 )
 from tapo.cli.common import console
+from tapo.io.allocator import fix_mmap_threshold
 
 app = typer.Typer(
     name="tapo",
@@ -75,3 +76,4 @@ def main(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log at debug level"),
 ) -> None:
     _log_to_console(verbose)
+    fix_mmap_threshold()  # before any tensor: freed tensors then leave the process (tapo.io.allocator)
