@@ -4,11 +4,12 @@ On CPU, torch allocates every tensor with the C library's ``malloc``. glibc serv
 it is at least the *mmap threshold*, and that threshold is dynamic: each time a block served by ``mmap`` is freed,
 the threshold rises to its size (up to 32 MiB). After the first large tensor is freed, a sampling or training
 process therefore serves tensors of 1 to 32 MiB (KV caches, activations, prefix-store entries) from heaps, where
-blocks of ever-changing sizes leave holes that are never returned: a warm-start evaluation of the default profile
-held 5.5 GiB resident after 29 of its 300 questions and kept growing, for about 2.5 GiB of live tensors.
-Fixing the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also turns the dynamic adjustment off) gives every
-allocation of 1 MiB or more its own mapping, unmapped when it is freed; what that costs is a fresh mapping per
-large tensor, which the engine keeps rare by reserving each batch's KV once (:mod:`tapo.engines.batch_kv`).
+blocks of ever-changing sizes leave holes that are never returned: with each batch's KV reserved once, a
+warm-start evaluation of the default profile still grew to 9.7 GiB after 98 of its 300 questions, and with the
+threshold fixed it peaked at 3.1 GiB over all 300 (docs/rollout.md). Fixing the threshold
+(``mallopt(M_MMAP_THRESHOLD)``, which also turns the dynamic adjustment off) gives every allocation of 1 MiB or
+more its own mapping, unmapped when it is freed; what that costs is a fresh mapping per large tensor, which the
+engine keeps rare by reserving each batch's KV once (:mod:`tapo.engines.batch_kv`).
 
 ``MALLOC_MMAP_THRESHOLD_`` in the environment (glibc's own tunable) wins: then nothing is changed here. On a C
 library other than glibc (musl, macOS) there is no ``mallopt`` and nothing is done.
