@@ -6,10 +6,11 @@ Each run's score is its mean reward over the last two steps. The table gives eac
 its paired difference against the synchronous run of the same seed, with a paired-bootstrap 95 % interval: "same
 reward within noise" means an interval that holds 0 (and is narrow enough to say something). Runs are interleaved
 (seed by seed, modes rotated), one torch thread each; wall times are recorded but are not the point here
-(``bench_async_rl.py`` measures speed).
+(``bench_async_rl.py`` measures speed). A study, not a speed benchmark: it is not in ``make bench``, and it
+writes ``async_learning.json`` to ``runs/studies`` (``benchmarks/figures.py`` reads speed figures only).
 
-    python benchmarks/bench_async_learning.py            # 6 seeds x 3 modes x 8 steps, ~10 minutes on 2 cores
-    python benchmarks/bench_async_learning.py --quick    # 3 seeds x 2 modes x 6 steps
+    python benchmarks/study_async_learning.py            # 6 seeds x 3 modes x 8 steps, ~10 minutes on 2 cores
+    python benchmarks/study_async_learning.py --quick    # 3 seeds x 2 modes x 6 steps
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="3 seeds, synchronous and staleness 1, 6 steps")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per mode (default 6; --quick 3)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default 8; --quick 6)")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench", help="results directory")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "studies", help="results directory")
     args = parser.parse_args()
     args.seeds = args.seeds or (3 if args.quick else 6)
     args.steps = args.steps or (6 if args.quick else 8)
