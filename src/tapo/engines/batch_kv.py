@@ -2,11 +2,12 @@
 
 transformers' ``DynamicCache`` grows every layer by concatenation: each sampled token allocates new, slightly
 longer keys and values for every layer and frees the old ones (60 allocations per step for SmolLM2-135M, each up
-to rows x KV heads x length x head size). The allocator serves those sizes from its heaps, where a freed block is
-always a little too small for the next request: evaluating the default profile's warm start (300 multi-turn
-questions, batches of 64) held 13.8 GB resident for about 2 GB of live KV. A batch knows its widest row and its
-token budget before its first forward, so :class:`ReservedCache` allocates each layer's keys and values once at
-that length; rows that stop are moved into the front rows of the same buffers, again without allocating.
+to rows x KV heads x length x head size), so the allocator's heaps hold blocks of ever-changing sizes. Reserving
+alone did not stop the default profile's warm-start evaluation from growing (9.7 GiB after 98 of 300 questions);
+with glibc's mmap threshold fixed as well (:mod:`tapo.io.allocator`) it peaked at 3.1 GiB. A batch knows its
+widest row and its token budget before its first forward, so :class:`ReservedCache` allocates each layer's keys
+and values once at that length; rows that stop are moved into the front rows of the same buffers, again without
+allocating.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ library other than glibc (musl, macOS) there is no ``mallopt`` and nothing is do
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 MMAP_THRESHOLD_BYTES = 1024**2
@@ -34,10 +33,7 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     was set here."""
     if _ENV in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    libc = ctypes.CDLL(name)
+    libc = ctypes.CDLL(None)  # the process's own symbols, the C library's among them (find_library spawns ldconfig)
     if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):  # not glibc
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
