@@ -113,3 +113,29 @@ def test_a_cpu_run_shows_each_holder_and_fails_over_the_memory_available(mini, t
     assert all(holder in result.output for holder in holders)
     assert "over the 0.1 GiB available; lower trainer.micro_batch_size" in result.output
     assert "dry-run step" not in result.output
+
+
+def test_an_explicit_head_dim_sizes_attention_and_the_kv_cache():
+    """Qwen3 states head_dim 128 where hidden / heads is 64: reading it gives the published 0.6B parameters (0.44B
+    outside the embeddings) and keys/values of 128 per head (the KV estimate reads head_dim); the implied 64 gave
+    0.51B."""
+    from tapo.models.architecture import Architecture
+
+    qwen3 = {  # huggingface.co/Qwen/Qwen3-0.6B/blob/main/config.json
+        "model_type": "qwen3",
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "max_position_embeddings": 40960,
+        "tie_word_embeddings": True,
+    }
+    architecture = Architecture.from_config(qwen3)
+    assert architecture.head_dim == 128
+    assert round(architecture.parameters / 1e9, 2) == 0.60
+    assert round(architecture.num_hidden_layers * architecture.layer_parameters / 1e9, 2) == 0.44
+    implied = Architecture.from_config({key: value for key, value in qwen3.items() if key != "head_dim"})
+    assert implied.head_dim == 64 and round(implied.parameters / 1e9, 2) == 0.51

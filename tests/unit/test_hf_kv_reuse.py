@@ -16,6 +16,7 @@ import torch
 
 from tapo.config.schema import RolloutConfig
 from tapo.engines.base import SamplingParams
+from tapo.engines.batch_kv import kv_position_bytes
 from tapo.engines.hf import HFEngine
 from tapo.engines.kv_cache import KVStats, position_bytes, store_bytes
 from tapo.rollout.agent_loop import RolloutRunner
@@ -99,7 +100,7 @@ def test_caches_are_freed_and_do_not_grow_over_50_batches(tiny_model, tokenizer)
 def test_the_byte_cap_falls_back_to_a_full_prefill(tiny_model, tokenizer):
     prompts = _prompts(tokenizer, 4)
     config = tiny_model.config
-    per_position = position_bytes(config.num_hidden_layers, config.num_key_value_heads, config.head_dim, 4)
+    per_position = kv_position_bytes(config, torch.float32)
     cap = (max(len(p) for p in prompts) + 12) * per_position  # room for about one trajectory's context
     capped = HFEngine(tiny_model, tokenizer, batch_size=4, kv_cache_gib=cap / 1024**3)
     assert capped.store.max_bytes == cap

@@ -62,12 +62,13 @@ def kv_cache_bytes(model_path: str, dtype: str, max_model_len: int, available: i
     Per token the cache holds keys and values for every layer: 2 x layers x KV heads x head dim x element size
     (bf16, vLLM's choice on CPU for an fp32 checkpoint under ``dtype=auto``, unless float32 is asked for).
     """
+    import torch
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_path)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * (4 if dtype == "float32" else 2)
+    from tapo.engines.batch_kv import kv_position_bytes
+
+    element = torch.float32 if dtype == "float32" else torch.bfloat16
+    per_token = kv_position_bytes(AutoConfig.from_pretrained(model_path), element)
     one_sequence = per_token * max_model_len
     if one_sequence > available:
         raise ValueError(

@@ -24,6 +24,7 @@ class Architecture:
     vocab_size: int
     max_position_embeddings: int
     tie_word_embeddings: bool
+    head_dim: int
     attention_bias: bool = False
 
     @classmethod
@@ -39,19 +40,17 @@ class Architecture:
             vocab_size=int(config["vocab_size"]),
             max_position_embeddings=int(config["max_position_embeddings"]),
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            # Qwen3 and Gemma state a head dim that is not hidden / heads; Llama and Qwen2 leave it implied
+            head_dim=int(config.get("head_dim") or int(config["hidden_size"]) // heads),
             # Qwen2 has q/k/v biases without saying so in its config; Llama says attention_bias
             attention_bias=bool(config.get("attention_bias", config["model_type"] == "qwen2")),
         )
 
     @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
     def layer_parameters(self) -> int:
         """Parameters of one decoder layer: attention (grouped K/V), SwiGLU MLP, two norms."""
-        h, kv = self.hidden_size, self.head_dim * self.num_key_value_heads
-        attention = 2 * h * h + 2 * h * kv + ((h + 2 * kv) if self.attention_bias else 0)
+        h, q, kv = self.hidden_size, self.head_dim * self.num_attention_heads, self.head_dim * self.num_key_value_heads
+        attention = 2 * h * q + 2 * h * kv + ((q + 2 * kv) if self.attention_bias else 0)
         return attention + 3 * h * self.intermediate_size + 2 * h
 
     @property
