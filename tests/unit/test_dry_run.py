@@ -54,6 +54,21 @@ def test_every_shipped_config_passes_with_local_data(config, mini, tmp_path, mon
     assert not (tmp_path / "dry-run").exists()  # the step's run directory is temporary
 
 
+def test_the_step_trains_the_top_layers_the_config_names(mini, tmp_path, monkeypatch, one_thread):
+    """The pipeline profiles train the top 10 layers: the stand-in has them, and one frozen layer below (it had 2
+    layers, and the step failed with 'model.trainable_layers=10 but the model has 2 layers')."""
+    monkeypatch.chdir(tmp_path)
+    result = _dry_run(
+        ROOT / "configs" / "smollm2-cpu.yaml",
+        "model.trainable_layers=10",
+        f"data.train={mini / 'train.jsonl'}",
+        f"tools.search.backend.index_dir={mini / 'index'}",
+        f"run.output_dir={tmp_path}",
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run passed" in result.output
+
+
 def test_broken_batch_arithmetic_fails_with_one_line(mini, tmp_path):
     result = _dry_run(
         ROOT / "configs" / "tiny-cpu.yaml",

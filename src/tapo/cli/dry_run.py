@@ -182,7 +182,10 @@ def one_step(config: TapoConfig, architecture: Any, examples: list[Any], tokens:
 
     transformers_logging.disable_progress_bar()  # a tiny model's "writing shards" bars say nothing
     tokenizer, where = preflight.stand_in_tokenizer(config.model.name)
-    stand_in = build_stand_in(architecture, tokenizer)
+    # as many layers as the step trains, and one frozen below them, so model.trainable_layers applies as in the run
+    trained = config.model.trainable_layers
+    layers = 2 if trained is None else min(trained + 1, architecture.num_hidden_layers)
+    stand_in = build_stand_in(architecture, tokenizer, layers=layers)
     console.print(
         f"[bold]dry-run step[/]\n  stand-in: {type(stand_in).__name__}, "
         f"{sum(p.numel() for p in stand_in.parameters()) / 1e6:.1f} M parameters, tokenizer: {where}",
