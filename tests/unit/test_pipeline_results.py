@@ -88,6 +88,23 @@ def test_the_summary_says_when_guidance_was_on(run: Path, tmp_path: Path):
     assert any("guidance on" in note for note in json.loads((copy / "summary.json").read_text())["notes"])
 
 
+def test_the_summary_says_where_each_arms_rollouts_went(run: Path, tmp_path: Path):
+    """The informative share is weighted by each step's sampled trajectories, not averaged over steps; the prompts
+    skipping held back are named only when it was on."""
+    copy = tmp_path / "job"
+    shutil.copytree(run, copy)
+    rows = read_jsonl(copy / "tapo" / "metrics.jsonl")
+    shares = [{"sampling/informative_frac": 1.0, "sampled/trajectories": 8.0},
+              {"sampling/informative_frac": 0.25, "sampled/trajectories": 24.0}]  # fmt: skip
+    write_jsonl(copy / "tapo" / "metrics.jsonl", [row | share for row, share in zip(rows, shares, strict=True)])
+    text = write_results(copy, ARMS)
+    line = "TAPO (RL on the warm start): 44% of the 32 trajectories sampled over 2 steps were in informative groups"
+    assert line in text and "skipping" not in text  # (8 + 6) / 32, where the mean of the steps would say 62 %
+    shares[0]["sampling/skipped_prompts"], shares[1]["sampling/skipped_prompts"] = 5.0, 2.0
+    write_jsonl(copy / "tapo" / "metrics.jsonl", [row | share for row, share in zip(rows, shares, strict=True)])
+    assert "skipping (trainer.skip_constant, GRESO, not in TAPO) held back 7 prompts" in write_results(copy, ARMS)
+
+
 def test_following_the_plan_means_its_tools_in_its_order():
     """Search then code is not the plan search then search (a multi-hop answered with code), nor code then search."""
     from pipeline_run import plan_step, question, scored_trajectory

@@ -52,6 +52,12 @@ TAPO = Arm("tapo", "TAPO (RL on the warm start)")
 NO_TOOLS = Arm("dapo-no-tools", "DAPO without tools", "none", ("tools.enabled=[]",))  # + the no-tools template
 NO_MASK = Arm("tapo-no-mask", "TAPO, tool tokens left in the loss", "all", ("trainer.mask_tool_tokens=false",))
 TOOL_COST = Arm("tapo-tool-cost", "TAPO + tool-cost bonus (OTC)", "all", ("reward.tool_cost.enabled=true",))
+LEVERS = Arm(  # the learning-per-CPU-minute levers together (docs/training.md), each off in TAPO itself
+    "tapo-levers",
+    "TAPO + skipping, kind strata, guidance",
+    "all",
+    ("trainer.skip_constant.enabled=true", "trainer.stratify_kinds=true", "trainer.guidance.enabled=true"),
+)
 
 
 class ArmsError(ValueError):

@@ -268,7 +268,7 @@ def write_results(root: Path, arms: Sequence[Arm]) -> str:
     if spread:
         text += "\nSeeds:\n\n" + "\n".join(f"- {line}" for line in spread) + "\n"
     if levers:
-        text += "\nLevers beyond TAPO:\n\n" + "\n".join(f"- {line}" for line in levers) + "\n"
+        text += "\nRL rollouts and levers beyond TAPO:\n\n" + "\n".join(f"- {line}" for line in levers) + "\n"
     text += f"\n{METHOD}\n"
     write_text(root / "summary.md", text)
     JobSummary(
