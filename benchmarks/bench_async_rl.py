@@ -15,13 +15,14 @@ round. No dynamic sampling: every step takes one round of prompts x group trajec
 An asynchronous worker's producer samples ahead while the parent measures the other variants, so each request
 first runs ``max(1, staleness)`` untimed steps (which take the rounds sampled while it waited), then the timed ones.
 
-    python benchmarks/bench_async_rl.py           # full: 4 prompts x 4, 2 searches, 4 timed steps, 3 rounds
+    python benchmarks/bench_async_rl.py           # full: 4 prompts x 4, 2 searches, 4 timed steps, 3 rounds, all cores
     python benchmarks/bench_async_rl.py --quick   # ~5 minutes: 2 prompts x 2, 1 search, 2 timed steps
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -140,7 +141,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--searches", type=int, default=None, help="search calls per trajectory (default 2; --quick 1)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per request (default 4; --quick 2)")
     parser.add_argument("--latencies", type=float, nargs="+", default=list(LATENCIES), help="added search seconds")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of every worker")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="torch threads of every worker (default: every core this process may use, as run.torch_threads=0)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench", help="results directory")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
