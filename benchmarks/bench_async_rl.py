@@ -22,7 +22,6 @@ first runs ``max(1, staleness)`` untimed steps (which take the rounds sampled wh
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -144,8 +143,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--threads",
         type=int,
-        default=len(os.sched_getaffinity(0)),
-        help="torch threads of every worker (default: every core this process may use, as run.torch_threads=0)",
+        default=0,
+        help="torch threads of every worker; 0 (the default) = every core this process may use, as run.torch_threads",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench", help="results directory")
     parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
@@ -170,8 +169,11 @@ def worker_command(args: argparse.Namespace, variant: str, delay: float) -> list
 def main() -> None:
     import torch
 
+    from tapo.cli.common import set_threads
+
     args = parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    args.threads = torch.get_num_threads()  # what 0 resolved to: passed on to the workers and named in the notes
     if args.worker:
         with tempfile.TemporaryDirectory(prefix="bench-async-rl-") as tmp:
             worker(args, VARIANTS[args.worker], Path(tmp))

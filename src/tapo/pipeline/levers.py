@@ -25,11 +25,11 @@ def _rows(root: Path, arm: Arm, key: str) -> list[dict[str, float]]:
 def rollout_note(root: Path, arm: Arm) -> str | None:
     """One line on where ``arm``'s rollouts went: trajectories sampled over the run, the share in informative groups
     (weighted by each step's trajectories), and the prompts held back when skipping (trainer.skip_constant) was on."""
-    rows = _rows(root, arm, "sampling/informative_frac")
-    sampled = sum(row["sampled/trajectories"] for row in rows if "sampled/trajectories" in row)
-    if not rows or not sampled:
+    rows = [row for row in _rows(root, arm, "sampling/informative_frac") if "sampled/trajectories" in row]
+    sampled = sum(row["sampled/trajectories"] for row in rows)
+    if not sampled:
         return None
-    informative = sum(row["sampling/informative_frac"] * row.get("sampled/trajectories", 0.0) for row in rows)
+    informative = sum(row["sampling/informative_frac"] * row["sampled/trajectories"] for row in rows)
     line = (
         f"{arm.title}: {informative / sampled:.0%} of the {int(sampled)} trajectories sampled over {len(rows)} steps "
         "were in informative groups (the rest cost a rollout and carried no gradient)"
