@@ -3,11 +3,13 @@ closed: real processes, no vLLM needed (tests/integration/test_rollout_vllm_reap
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import psutil
 import pytest
@@ -45,6 +47,39 @@ def test_killed_parent_takes_its_children_with_it():
         for process in (child, reaper):
             if process.is_running():
                 process.kill()
+
+
+def _ended(process: psutil.Process) -> bool:
+    """Exited: gone, or a zombie its parent has not waited for yet."""
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigterm_never_kills_the_reaper_before_it_reaps():
+    """A SIGTERM (its parent's death signal, or anyone's) makes the reaper reap and exit, however many arrive and
+    wherever they land: a handler that raised could land after the loop had ended and kill it unreaped."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+    )
+    assert holder.stdout is not None and holder.stderr is not None
+    child = psutil.Process(int(holder.stdout.readline()))
+    reaper = next(p for p in psutil.Process(holder.pid).children() if "tapo.engines.reaper" in " ".join(p.cmdline()))
+    try:
+        for _ in range(20):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                reaper.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(map(_ended, (child, reaper))):
+            time.sleep(0.1)
+        assert _ended(child) and _ended(reaper)  # zombies of the live holder, which never waits for them
+    finally:
+        for process in (child, reaper):
+            if not _ended(process):
+                process.kill()
+        holder.kill()
+    assert "Traceback" not in holder.communicate(timeout=10)[1]
 
 
 def test_closed_reaper_exits_and_spares_the_children():

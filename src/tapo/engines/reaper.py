@@ -30,10 +30,6 @@ GRACE_S = 5.0  # SIGTERM first, SIGKILL for what is still running after this
 SNAPSHOT, STAND_DOWN = b"?", b"x"  # what the parent writes to the reaper's stdin
 
 
-class _ParentDied(Exception):
-    """Raised in the reaper by its parent-death signal."""
-
-
 class ChildReaper:
     """Starts the watchdog for this process and waits until it watches; :meth:`refresh` makes it see the children
     started since (without waiting for its next snapshot); :meth:`close` stands it down (the children were shut
@@ -88,20 +84,28 @@ def reap(processes: list[psutil.Process]) -> None:
 
 
 def watch(parent_pid: int) -> None:
-    """The reaper's loop: snapshot the parent's descendants until stdin closes (stand down) or the parent dies."""
+    """The reaper's loop: snapshot the parent's descendants until stdin closes (stand down) or the parent dies.
 
-    def parent_died(signum: int, frame: object) -> None:
-        raise _ParentDied
+    SIGTERM (the parent-death signal, or anyone asking the reaper to end) only sets a flag the loop reads: a handler
+    that raised could land anywhere, and one landing after the loop had already ended on the parent's closed stdin
+    (its files close just before its death signal is sent) killed the reaper before it reaped. The interrupted
+    ``select`` is retried (PEP 475), so the flag is seen within :data:`SNAPSHOT_S`.
+    """
+    stopping = False
 
-    signal.signal(signal.SIGTERM, parent_died)
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
     me = os.getpid()
     descendants: list[psutil.Process] = []
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess, BrokenPipeError):
         parent = psutil.Process(parent_pid)
         request = SNAPSHOT  # the first snapshot tells the parent the reaper watches
-        while os.getppid() == parent_pid:
+        while not stopping and os.getppid() == parent_pid:
             scan = [p for p in parent.children(recursive=True) if p.pid != me]
-            if os.getppid() != parent_pid:
+            if stopping or os.getppid() != parent_pid:
                 # the parent died during the scan, so its children may already have been re-parented and left out
                 # of it: the snapshot taken while it lived is the one to reap
                 break
@@ -115,9 +119,6 @@ def watch(parent_pid: int) -> None:
                 return  # the parent closed its engine cleanly
             if ready and not request:
                 break  # end of input without a stand-down: the parent is dying (its files close before it is gone)
-    except (_ParentDied, psutil.NoSuchProcess, BrokenPipeError):
-        pass
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     reap(descendants)
 
 
