@@ -3,6 +3,7 @@ tiny real model through the transformers engine."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -61,7 +62,7 @@ def scripted(tokenizer) -> ScriptedEngine:
 
 def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
     out = tmp_path / "out"
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, float]] = []
     result = evaluate(
         config(engine=TransformersEngineConfig(batch_size=4)),
         "scripted",
@@ -72,10 +73,12 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
         limit=None,
         out_dir=out,
         engine=scripted(tokenizer),
-        progress=lambda done, total: seen.append((done, total)),
+        progress=lambda done, total, work: seen.append((done, total, work)),
     )
     m = result.metrics
-    assert seen == [(done, 6) for done in range(7)]  # the total from the start, then each finished trajectory
+    # the total from the start, then each finished trajectory (and each turn of one that goes on), to the whole budget
+    assert list(dict.fromkeys((done, total) for done, total, _ in seen)) == [(done, 6) for done in range(7)]
+    assert seen[0] == (0, 6, 0.0) and seen[-1] == (6, 6, 1.0)
     assert (m[OVERALL].questions, m[OVERALL].samples, m[OVERALL].k) == (3, 6, 2)
     assert m["calculator"].acc == 0.5 and m["calculator"].pass_at_k == 1.0
     assert m["nq"].acc == 0.5 and m["nq"].pass_at_k == 0.5  # city right twice, broken never
@@ -92,6 +95,29 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
     assert len(trajectories) == 6 and compute_metrics(to_records(trajectories)) == m
     assert "| calculator |" in (out / "results.md").read_text()
     assert "Sampled trajectories" in build_report(out, n_trajectories=3).read_text()
+
+
+def test_progress_counts_the_budget_unfinished_trajectories_have_used(tokenizer, data_file: Path, tmp_path: Path):
+    """After each turn of a trajectory that goes on, progress adds the share of its response budget it has used, so
+    an evaluation's ETA moves before its questions finish (tapo.io.progress.time_left)."""
+    seen: list[tuple[int, int, float]] = []
+    evaluate(
+        config(),
+        "scripted",
+        str(data_file),
+        "none",
+        samples=1,
+        greedy=True,
+        limit=None,
+        out_dir=tmp_path / "out",
+        engine=scripted(tokenizer),
+        progress=lambda done, total, work: seen.append((done, total, work)),
+    )
+    # "broken" writes no tags: its first turn gets the corrective message and it goes on to another turn
+    grown = [(done, work) for done, _, work in seen if not (work * 3).is_integer()]
+    assert grown and all(done < 3 and 0 < work < 1 for done, work in grown)
+    assert seen[0] == (0, 3, 0.0) and seen[-1] == (3, 3, 1.0)
+    assert all(a[2] <= b[2] for a, b in itertools.pairwise(seen))  # a trajectory's share only grows
 
 
 def test_tiny_model_through_the_transformers_engine(tokenizer, tiny_model, data_file: Path, tmp_path: Path):

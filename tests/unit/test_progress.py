@@ -113,6 +113,26 @@ def test_an_evaluations_eta_is_sensible_from_the_first_minute():
         assert eta is not None and 0.7 * truth <= eta <= 1.3 * truth, (check_at, eta, truth)
 
 
+def test_a_task_that_says_its_work_share_is_paced_by_it_not_by_its_bursty_count():
+    """An evaluation's questions finish in bursts at the end of its last turns; the share of its response budget used
+    moves from the first turn, and the ETA follows that share while it is known and not whole."""
+    from tapo.io.progress import time_left
+
+    now = [0.0]
+    with LiveProgress(enabled=False, get_time=lambda: now[0]) as progress:
+        task = progress.add_task("evaluate · questions", total=300, concurrent=True)
+        now[0] = 60.0
+        progress.update(task, completed=0, work=0.2)
+        assert time_left(progress.tasks[0]) == pytest.approx(240.0)  # a fifth of the work in a minute: 4 more
+        assert "ETA 0:04:00" in str(progress.columns[-1].render(progress.tasks[0]))
+        now[0] = 90.0
+        progress.update(task, completed=2, work=0.3)  # two questions done: the count alone would say 2:29:00
+        assert time_left(progress.tasks[0]) == pytest.approx(210.0)
+        now[0] = 300.0
+        progress.update(task, completed=299, work=1.0)  # the budget is whole (every question finished or capped)
+        assert time_left(progress.tasks[0]) == pytest.approx(0.0, abs=1.0)  # the count takes over: one to go
+
+
 def test_a_concurrent_task_says_estimating_until_two_units_are_done():
     now = [0.0]
     out = io.StringIO()

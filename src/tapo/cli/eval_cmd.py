@@ -29,12 +29,12 @@ from tapo.io.progress import LiveProgress
 stdout = Console(width=None if sys.stdout.isatty() else 220)
 
 
-def _callback(progress: LiveProgress, mode: str, questions: int, samples: int) -> Callable[[int, int], None]:
-    """A progress task for one tool mode, its total known from the start, moved as each trajectory finishes."""
+def _callback(progress: LiveProgress, mode: str, questions: int, samples: int) -> Callable[[int, int, float], None]:
+    """A progress task for one tool mode, its total known from the start, counting finished trajectories; its ETA
+    follows the share of the response budget used (``work``: the count moves in bursts, see time_left)."""
     unit = "questions" if samples == 1 else f"trajectories ({samples} per question)"
-    # concurrent: an engine batch of questions runs at once, and the short ones finish first (time_left)
     task = progress.add_task(f"evaluate · tools {mode} · {unit}", total=questions * samples, concurrent=True)
-    return lambda done, total: progress.update(task, completed=done, total=total)
+    return lambda done, total, work: progress.update(task, completed=done, total=total, work=work)
 
 
 def _show(result: EvalResult) -> None:

@@ -32,8 +32,9 @@ from tapo.rollout.agent_loop import RolloutRunner
 if TYPE_CHECKING:
     from tapo.tools.catalog import ToolCatalog
 
-# progress(done, total): trajectories finished of those the evaluation runs
-Progress = Callable[[int, int], None]
+# progress(done, total, work): trajectories finished of those the evaluation runs, and the share of its response
+# token budget used (see run_rollouts)
+Progress = Callable[[int, int, float], None]
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,13 @@ def run_rollouts(
     max_prompt_tokens: int | None = None,
 ) -> list[Trajectory]:
     """K trajectories per example in one rollout call (the engine batches them as they come), reporting
-    ``progress(done, total)`` as each trajectory finishes. A prompt over ``max_prompt_tokens`` keeps its last
-    tokens, as in training (a 50 MB question took 3 GB uncut); how many were cut is one warning line."""
+    ``progress(done, total, work)`` after each turn of any trajectory: ``work`` is the share of the evaluation's
+    response budget (trajectories x ``max_response_tokens``) used, a finished trajectory counting whole. The engine
+    advances a batch's trajectories turn by turn together, so most finish near the end and their count says little
+    of the pace until then; the budget share moves from the first turn (:func:`tapo.io.progress.time_left`).
+
+    A prompt over ``max_prompt_tokens`` keeps its last tokens, as in training (a 50 MB question took 3 GB uncut);
+    how many were cut is one warning line."""
     from tapo.prompts.templates import render_prompt
 
     prompts = [render_prompt(runner.tokenizer, ex.question, template, runner.protocol) for ex in examples]
@@ -131,17 +137,26 @@ def run_rollouts(
             prompts = [prompt[-max_prompt_tokens:] for prompt in prompts]
     jobs = [(p, ex) for p, ex in zip(prompts, examples, strict=True) for _ in range(setup.samples)]
     params = runner.sampling_params(seed=setup.seed, greedy=setup.greedy)
+    budget = runner.config.max_response_tokens
+    used: dict[int, float] = {}  # id of each started trajectory -> its share of its response budget (1 once finished)
     done = 0
 
-    def finished(_: Trajectory) -> None:
+    def report() -> None:
+        if progress is not None:
+            progress(done, len(jobs), sum(used.values()) / len(jobs))
+
+    def grew(trajectory: Trajectory) -> None:
+        used[id(trajectory)] = min(1.0, len(trajectory.response_ids) / budget)
+        report()
+
+    def finished(trajectory: Trajectory) -> None:
         nonlocal done
         done += 1
-        if progress is not None:
-            progress(done, len(jobs))
+        used[id(trajectory)] = 1.0
+        report()
 
-    if progress is not None:
-        progress(0, len(jobs))
-    return runner.run([p for p, _ in jobs], [e for _, e in jobs], params, allowed, on_done=finished)
+    report()
+    return runner.run([p for p, _ in jobs], [e for _, e in jobs], params, allowed, on_done=finished, on_turn=grew)
 
 
 def evaluate_examples(

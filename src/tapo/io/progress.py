@@ -53,9 +53,16 @@ def time_left(task: Task) -> float | None:
     measured from the first one on; with one done, a sequential task (RL or SFT steps) takes the mean pace from its
     start and a concurrent one (``fields["concurrent"]``) has no estimate yet.
 
+    A task whose units finish in bursts can say how much of its work is done in ``fields["work"]`` (a share, 0 to
+    1: an evaluation's response-token budget used, :func:`tapo.eval.runner.run_rollouts`); while that share is
+    known and not whole, the pace is the share done per second since the task started, whatever the unit count says.
+
     ``fields["done_before"]`` is what was done before timing began (a resumed run's steps), which the pace leaves out;
     ``fields["first_done"]`` is (time, completed) when the first unit after it was done (:meth:`LiveProgress.update`).
     """
+    work = task.fields.get("work")
+    if work is not None and 0 < work < 1 and task.elapsed is not None:
+        return task.elapsed * (1 - work) / work
     done = task.completed - task.fields.get("done_before", 0)
     if task.total is None or task.elapsed is None or done <= 0:
         return None
@@ -76,7 +83,7 @@ class _TimesColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         left = time_left(task)
-        started = task.completed > task.fields.get("done_before", 0)
+        started = task.completed > task.fields.get("done_before", 0) or task.fields.get("work", 0) > 0
         eta = "estimating…" if left is None and started and not task.finished else clock(left)
         return Text(f"{clock(task.elapsed)} · ETA {eta}", style="progress.remaining")
 

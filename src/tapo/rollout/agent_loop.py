@@ -33,6 +33,8 @@ from tapo.tools.registry import ToolRegistry
 StepCallback = Callable[[int, str, str], None]
 # called with each trajectory as it finishes, in the order they finish (progress)
 DoneCallback = Callable[[Trajectory], None]
+# called with a trajectory after each of its turns but the last (on_done has that one): progress by tokens
+TurnCallback = Callable[[Trajectory], None]
 
 
 def turn_seed(seed: int | None, trajectory: int, turn: int) -> int | None:
@@ -88,9 +90,10 @@ class RolloutRunner:
         allowed_tools: frozenset[str],
         on_done: DoneCallback | None = None,
         version: int = 0,
+        on_turn: TurnCallback | None = None,
     ) -> list[Trajectory]:
         """One batch on the run's loop: every batch shares it, so the tools' clients stay usable across batches."""
-        return self.loop.run(self.arun(prompts, examples, params, allowed_tools, on_done, version))
+        return self.loop.run(self.arun(prompts, examples, params, allowed_tools, on_done, version, on_turn))
 
     async def arun(
         self,
@@ -100,8 +103,10 @@ class RolloutRunner:
         allowed_tools: frozenset[str],
         on_done: DoneCallback | None = None,
         version: int = 0,
+        on_turn: TurnCallback | None = None,
     ) -> list[Trajectory]:
-        """Every trajectory as its own task, returned in the prompts' order; ``on_done`` sees each as it finishes.
+        """Every trajectory as its own task, returned in the prompts' order; ``on_done`` sees each as it finishes,
+        ``on_turn`` each after every one of its turns but the last.
         ``version`` is the policy version of the engine's weights as the batch starts: each trajectory's
         ``policy_version``, and each token's unless the engine reports per-token versions (weights loaded mid-call)."""
         if len(prompts) != len(examples):
@@ -110,7 +115,9 @@ class RolloutRunner:
         stops = tuple(dict.fromkeys((*self.protocol.stop_strings, *params.stop)))
 
         async def one(index: int, prompt: list[int], example: Example | None) -> Trajectory:
-            trajectory = await self._trajectory(index, prompt, example, replace(params, stop=stops), usable, version)
+            trajectory = await self._trajectory(
+                index, prompt, example, replace(params, stop=stops), usable, version, on_turn
+            )
             if on_done is not None:
                 on_done(trajectory)
             return trajectory
@@ -150,6 +157,7 @@ class RolloutRunner:
         params: SamplingParams,
         allowed: frozenset[str],
         version: int,
+        on_turn: TurnCallback | None,
     ) -> Trajectory:
         """Model turn, then the environment's, until a stop rule (:mod:`tapo.rollout.stop_rules`) ends it."""
         trajectory = Trajectory(prompt_ids=list(prompt), example=example, policy_version=version)
@@ -162,6 +170,8 @@ class RolloutRunner:
             if stop is None:
                 await self._environment_turn(index, trajectory, text, action, allowed, insertions)
                 stop = first_stop(AFTER_INSERTION, TurnEnd(trajectory, self.config))
+            if stop is None and on_turn is not None:
+                on_turn(trajectory)
         if stop.last_turn is not None:
             trajectory.turns.append(stop.last_turn)
         trajectory.finish_reason = stop.finish
