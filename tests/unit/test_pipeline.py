@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from rich.console import Console
@@ -16,7 +17,7 @@ from tapo.io.event_loop import EventLoopThread
 from tapo.pipeline.arms import ARMS_FILE, BASE, SFT, ArmsError, load_arms
 from tapo.pipeline.demos import DemoBuilder
 from tapo.pipeline.job import MainJob
-from tapo.pipeline.profiles import load_profile
+from tapo.pipeline.profiles import Baseline, load_profile
 from tapo.pipeline.stages import Stage, StageRunner
 from tapo.pipeline.summary import NAMED_ARMS
 from tapo.prompts.templates import allowed_tools
@@ -188,7 +189,7 @@ def test_long_profile_compares_tapo_with_the_tool_cost_arm(tmp_path):
 def test_every_arm_the_summary_names_is_one_the_job_runs(tmp_path):
     """The goals and comparisons name arms (``NAMED_ARMS``): with every baseline on, the job must run each of them
     under that name and title, or its goals would drop out of summary.md without a word."""
-    profile = load_profile("long").model_copy(update={"baselines": ["no_tools", "no_mask", "tool_cost"]})
+    profile = load_profile("long").model_copy(update={"baselines": list(get_args(Baseline))})
     job = MainJob(profile, tmp_path / "job", Console(file=open(tmp_path / "log.txt", "w")))  # noqa: SIM115
     job.write_config()
     run = {arm.name: arm.title for arm in (BASE, SFT, *job.arms())}

@@ -52,6 +52,12 @@ TAPO = Arm("tapo", "TAPO (RL on the warm start)")
 NO_TOOLS = Arm("dapo-no-tools", "DAPO without tools", "none", ("tools.enabled=[]",))  # + the no-tools template
 NO_MASK = Arm("tapo-no-mask", "TAPO, tool tokens left in the loss", "all", ("trainer.mask_tool_tokens=false",))
 TOOL_COST = Arm("tapo-tool-cost", "TAPO + tool-cost bonus (OTC)", "all", ("reward.tool_cost.enabled=true",))
+TOOL_COST_OTC = Arm(  # OTC-GRPO's own reward (issue 29): the score multiplied, c from the group's fewest calls
+    "tapo-tool-cost-otc",
+    "TAPO + OTC-GRPO's multiplicative tool cost",
+    "all",
+    ("reward.tool_cost.enabled=true", "reward.tool_cost.form=otc", "reward.tool_cost.optimal_calls=group"),
+)
 LEVERS = Arm(  # the learning-per-CPU-minute levers together (docs/training.md), each off in TAPO itself
     "tapo-levers",
     "TAPO + skipping, kind strata, guidance",

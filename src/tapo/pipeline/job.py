@@ -25,7 +25,18 @@ from tapo.io.atomic import write_jsonl, write_text
 from tapo.io.parent_death import die_with_parent_hook
 from tapo.io.runs import RunLock
 from tapo.models.resolve import latest_run_checkpoint
-from tapo.pipeline.arms import BASE, LEVERS, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, save_arms
+from tapo.pipeline.arms import (
+    BASE,
+    LEVERS,
+    NO_MASK,
+    NO_TOOLS,
+    SFT,
+    TAPO,
+    TOOL_COST,
+    TOOL_COST_OTC,
+    Arm,
+    save_arms,
+)
 from tapo.pipeline.outputs import (
     data_problem,
     demos_problem,
@@ -187,6 +198,8 @@ class MainJob:
             arms.append(NO_MASK)
         if "tool_cost" in self.profile.baselines:
             arms.append(TOOL_COST)
+        if "tool_cost_otc" in self.profile.baselines:
+            arms.append(TOOL_COST_OTC)
         if "levers" in self.profile.baselines:
             arms.append(LEVERS)
         return arms

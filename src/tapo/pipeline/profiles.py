@@ -16,7 +16,7 @@ from tapo.config.loader import ConfigError
 from tapo.config.schema import MINI_SIZES, Section
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-Baseline = Literal["no_tools", "no_mask", "tool_cost", "levers"]
+Baseline = Literal["no_tools", "no_mask", "tool_cost", "tool_cost_otc", "levers"]
 Engine = Literal["transformers", "vllm"]
 
 
@@ -57,7 +57,8 @@ class Profile(Section):
     baselines: list[Baseline] = Field(
         default_factory=list,
         description="RL arms beside TAPO, on the same budget: no_tools (DAPO without tools), no_mask (tool tokens "
-        "in the loss), tool_cost (TAPO + reward.tool_cost, OTC's bonus for right answers with few calls), levers "
+        "in the loss), tool_cost (TAPO + reward.tool_cost, OTC's bonus for right answers with few calls, added), "
+        "tool_cost_otc (TAPO + OTC-GRPO's reward: reward.tool_cost.form=otc, optimal_calls=group), levers "
         "(TAPO + trainer.skip_constant, trainer.stratify_kinds and trainer.guidance: the levers for learning per "
         "CPU-minute that TAPO does not have, measured against TAPO on the same warm start)",
     )

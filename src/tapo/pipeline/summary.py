@@ -20,7 +20,7 @@ from tapo.eval.job_summary import GoalResult, JobSummary, SummaryTable
 from tapo.eval.result_dir import RESULTS_FILE
 from tapo.eval.tables import to_markdown
 from tapo.io.atomic import write_text
-from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, Arm, load_arms
+from tapo.pipeline.arms import BASE, NO_MASK, NO_TOOLS, SFT, TAPO, TOOL_COST, TOOL_COST_OTC, Arm, load_arms
 from tapo.pipeline.levers import lever_notes
 from tapo.pipeline.model_results import ModelResults, compare, load_model
 from tapo.pipeline.seeds import (
@@ -37,7 +37,7 @@ from tapo.stats import Interval, Verdict, verdict
 
 KINDS = ("single_hop", "multi_hop", "code", "search_code", "no_tool")
 # the arms the comparisons and goals below name: each must be one the job can run (tests/unit/test_pipeline.py)
-NAMED_ARMS = (BASE, SFT, TAPO, NO_TOOLS, NO_MASK, TOOL_COST)
+NAMED_ARMS = (BASE, SFT, TAPO, NO_TOOLS, NO_MASK, TOOL_COST, TOOL_COST_OTC)
 METHOD = (
     "95 % intervals: Wilson score interval for a share of questions, seeded percentile bootstrap over questions "
     "for other means, paired bootstrap over the same questions for differences (± the Wilson bound of 0 of n when "
@@ -114,22 +114,15 @@ def goals(models: dict[str, ModelResults]) -> list[Goal]:
         if tapo and arm.name in models:
             diff = compare(tapo, models[arm.name], lambda m: m.acc)
             checks.append(Goal(text, diff, op, 0.0, _diff_shown(diff)))
-    cost = models.get(TOOL_COST.name)
-    if tapo and cost:  # the goal holds only at no loss of accuracy: both are stated
-        not_needed = cost.call_rate(False)
-        checks.append(
-            Goal(
-                "with the tool-cost bonus ≤ 10 % of no-tool questions get a call",
-                not_needed,
-                "<=",
-                0.1,
-                _with_n(not_needed),
-            )
-        )
-        loss = compare(cost, tapo, lambda m: m.acc)
-        checks.append(
-            Goal("the tool-cost bonus costs no accuracy (interval reaches 0)", loss, "reaches", 0.0, _diff_shown(loss))
-        )
+    for arm, form in ((TOOL_COST, "bonus"), (TOOL_COST_OTC, "OTC-GRPO reward")):
+        cost = models.get(arm.name)
+        if tapo and cost:  # the goal holds only at no loss of accuracy: both are stated
+            not_needed = cost.call_rate(False)
+            text = f"with the tool-cost {form} ≤ 10 % of no-tool questions get a call"
+            checks.append(Goal(text, not_needed, "<=", 0.1, _with_n(not_needed)))
+            loss = compare(cost, tapo, lambda m: m.acc)
+            text = f"the tool-cost {form} costs no accuracy (interval reaches 0)"
+            checks.append(Goal(text, loss, "reaches", 0.0, _diff_shown(loss)))
     return checks
 
 
