@@ -10,10 +10,13 @@ mini/micro-batch sizes, bf16 setting and one optimizer step per mini-batch, in t
 one untimed update per variant first. Besides the wall time each sample records ``actor/pad_frac`` (padding's
 share of the positions the update ran) and the real positions per second.
 
-Variants: ``trainer.length_buckets`` off (the baseline) and on; on with the log-probs projected in one chunk
-(``trainer.logprob_chunk_tokens`` above any micro-batch: the cost of chunking); on at 2 torch threads (the
-training arm of ``run.torch_threads``'s default, which bench_threads.py measures for rollouts); and packed rows
-(``trainer.pack_sequences``: several trajectories per row, position ids reset per sequence).
+Variants: ``trainer.length_buckets`` off (the baseline) and on; the update as issue 25 measured it (buckets off,
+the log-probs in one chunk, micro-batches of 8: the profile before its memory work); on with the log-probs projected
+in one chunk (``trainer.logprob_chunk_tokens`` above any micro-batch: the cost of chunking); on at 2 torch threads
+(the training arm of ``run.torch_threads``'s default, which bench_threads.py measures for rollouts); on with
+tensors under 32 MiB served from malloc's heaps (glibc's dynamic mmap threshold after a large free: the speed cost
+of the 1 MiB threshold tapo fixes, :mod:`tapo.io.allocator`); and packed rows (``trainer.pack_sequences``: several
+trajectories per row, position ids reset per sequence).
 
     python benchmarks/bench_update.py                          # full: the profile's RL step, 3 rounds
     python benchmarks/bench_update.py --model runs/job/sft      # the same from the warm start
@@ -46,23 +49,32 @@ QUICK = (
 """--quick: a smaller step with shorter turns, still two micro-batches per mini-batch (a smoke run of the code)."""
 
 
+MIB = 1024**2
+
+
 @dataclass(frozen=True)
 class Variant:
     """Trainer settings of one arm: ``trainer.length_buckets``, ``trainer.logprob_chunk_tokens`` (None: the
-    profile's), torch threads and ``trainer.pack_sequences``."""
+    profile's), torch threads, ``trainer.pack_sequences``, ``trainer.micro_batch_size`` (None: the profile's) and
+    glibc's mmap threshold during the update (tapo fixes it at 1 MiB, :mod:`tapo.io.allocator`)."""
 
     length_buckets: bool
     chunk_tokens: int | None = None
     threads: int = 1
     packed: bool = False
+    micro: int | None = None
+    mmap_threshold: int = MIB
 
 
 BASELINE = "shuffled micro-batches (length_buckets=false)"
+AS_FILED = "as issue 25 measured it: shuffled, one log-prob chunk, micro-batches of 8"
 VARIANTS = {
     BASELINE: Variant(False),
+    AS_FILED: Variant(False, chunk_tokens=1 << 20, micro=8),
     "length buckets": Variant(True),
     "length buckets, one log-prob chunk": Variant(True, chunk_tokens=1 << 20),
     "length buckets, 2 threads": Variant(True, threads=2),
+    "length buckets, tensors under 32 MiB from malloc's heaps": Variant(True, mmap_threshold=32 * MIB),
     "packed rows (pack_sequences=true)": Variant(False, packed=True),
 }
 
@@ -94,23 +106,34 @@ def rl_config(data_dir: Path, out_dir: Path, model: str, quick: bool) -> Any:
     return load_config(None, overrides)
 
 
-def measure_update(trainer: Any, groups: list, variant: Variant, default_chunk: int) -> dict[str, float]:
-    """One ``trainer.update`` over ``groups`` under ``variant``'s settings: its wall time and the update's metrics."""
+def measure_update(
+    trainer: Any, groups: list, variant: Variant, default_chunk: int, default_micro: int
+) -> dict[str, float]:
+    """One ``trainer.update`` over ``groups`` under ``variant``'s settings: its wall time and the update's metrics.
+
+    The mmap threshold of a variant holds during its update only (``mallopt`` applies to later allocations): 32 MiB
+    stands for glibc's dynamic threshold after its first large free, what a process had before tapo fixed it."""
     import torch
 
+    from tapo.io.allocator import fix_mmap_threshold
+
     torch.set_num_threads(variant.threads)
+    fix_mmap_threshold(variant.mmap_threshold)
     trainer.tcfg.length_buckets = variant.length_buckets
     trainer.tcfg.logprob_chunk_tokens = variant.chunk_tokens or default_chunk
     trainer.tcfg.pack_sequences = variant.packed
+    trainer.tcfg.micro_batch_size = variant.micro or default_micro
     begin = time.perf_counter()
     stats = trainer.update(groups)
     seconds = time.perf_counter() - begin
     torch.set_num_threads(1)
+    fix_mmap_threshold(MIB)
     return {
         "update_s": seconds,
         "pad_frac": stats["actor/pad_frac"],
         "tokens_per_s": stats["perf/update_tokens_per_s"],
         "threads": float(variant.threads),
+        "micro": float(variant.micro or default_micro),
     }
 
 
@@ -134,12 +157,14 @@ def main() -> None:
 
     from tapo.data.io import load_examples
     from tapo.data.mini.build import build_mini
+    from tapo.io.allocator import fix_mmap_threshold
     from tapo.io.runs import RunDir
     from tapo.train.run import build_rl_run
     from tapo.train.setup import make_accelerator
 
     args = parse_args()
     torch.set_num_threads(1)
+    fix_mmap_threshold()  # as every tapo command does (tapo.cli.main)
     say = Console(soft_wrap=True).print
     names = [n for n in VARIANTS if args.only is None or n in args.only]
     with (
@@ -173,13 +198,18 @@ def main() -> None:
                 names[0],
                 names,
                 higher_is_better=False,
-                columns={"pad_frac": "padded share", "tokens_per_s": "real positions/s", "threads": "torch threads"},
+                columns={
+                    "pad_frac": "padded share",
+                    "tokens_per_s": "real positions/s",
+                    "threads": "torch threads",
+                    "micro": "micro-batch",
+                },
                 settings={"model": args.model, "trajectories": len(lengths), "micro": tcfg.micro_batch_size},
             )
-            chunk = tcfg.logprob_chunk_tokens
+            chunk, micro = tcfg.logprob_chunk_tokens, tcfg.micro_batch_size
 
             def measure(name: str, _round: int) -> dict[str, float]:
-                return measure_update(rl.trainer, groups, VARIANTS[name], chunk)
+                return measure_update(rl.trainer, groups, VARIANTS[name], chunk, micro)
 
             for name in rotated(names, 0):  # one untimed update each: allocator and kernel warm-up
                 say(f"warming up {name}")
