@@ -19,7 +19,7 @@ from tapo.eval.metrics import OVERALL, compute_metrics
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
 from tapo.eval.report import build_report
 from tapo.eval.result_dir import load_result, load_trajectories
-from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data
+from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data, turn_share
 from tapo.eval.samples import to_records
 from tapo.prompts.templates import get_template
 
@@ -97,9 +97,9 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
     assert "Sampled trajectories" in build_report(out, n_trajectories=3).read_text()
 
 
-def test_progress_counts_the_budget_unfinished_trajectories_have_used(tokenizer, data_file: Path, tmp_path: Path):
-    """After each turn of a trajectory that goes on, progress adds the share of its response budget it has used, so
-    an evaluation's ETA moves before its questions finish (tapo.io.progress.time_left)."""
+def test_progress_comes_after_every_turn_with_the_share_of_turns_done(tokenizer, data_file: Path, tmp_path: Path):
+    """After each turn of a trajectory that goes on, progress reports again with more of the evaluation's model turns
+    done, so its ETA moves before its questions finish (tapo.io.progress.time_left)."""
     seen: list[tuple[int, int, float]] = []
     evaluate(
         config(),
@@ -114,10 +114,19 @@ def test_progress_counts_the_budget_unfinished_trajectories_have_used(tokenizer,
         progress=lambda done, total, work: seen.append((done, total, work)),
     )
     # "broken" writes no tags: its first turn gets the corrective message and it goes on to another turn
-    grown = [(done, work) for done, _, work in seen if not (work * 3).is_integer()]
-    assert grown and all(done < 3 and 0 < work < 1 for done, work in grown)
+    assert any(a[0] == b[0] and b[2] > a[2] for a, b in itertools.pairwise(seen))
     assert seen[0] == (0, 3, 0.0) and seen[-1] == (3, 3, 1.0)
-    assert all(a[2] <= b[2] for a, b in itertools.pairwise(seen))  # a trajectory's share only grows
+    assert all(0.0 <= work <= 1.0 for _, _, work in seen)
+
+
+def test_the_turn_share_expects_what_the_finished_trajectories_took():
+    """Turns done over turns expected: finished ones their own; running ones one more than done, at least the
+    finished mean; the ones not started one, at least that mean."""
+    assert turn_share([], Counter(), 4) == 0.0  # nothing done yet: no pace
+    assert turn_share([], Counter({1: 4}), 4) == pytest.approx(4 / 8)  # all ran one turn: each expects 2
+    # two finished, after 1 and 3 turns (mean 2); one running with 1 done (expects 2); one not started (expects 2)
+    assert turn_share([1, 3], Counter({1: 1}), 4) == pytest.approx((1 + 3 + 1) / (1 + 3 + 2 + 2))
+    assert turn_share([2, 2, 2, 2], Counter(), 4) == 1.0
 
 
 def test_tiny_model_through_the_transformers_engine(tokenizer, tiny_model, data_file: Path, tmp_path: Path):
