@@ -174,6 +174,24 @@ def test_the_loop_follows_the_protocol_step_by_step(tokenizer):
     assert traj.turns[-1].content == "761"
 
 
+def test_each_model_turn_is_announced_as_it_returns(tokenizer):
+    """``on_turn(trajectory, k)`` as model turn k returns from the engine, before its tool call (an evaluation's
+    ETA counts the engine's work by it), then ``on_done`` once."""
+    script = ["<search> paris </search>", "no action at all", "<answer> 761 </answer>"]
+    runner = RolloutRunner(ScriptedEngine(tokenizer, script), registry(), RolloutConfig(max_turns=4))
+    seen: list[tuple[str, int, int]] = []  # (event, model turns it reported, tool turns recorded by then)
+    traj = runner.run(
+        [tokenizer("hi")["input_ids"]],
+        [{}],
+        runner.sampling_params(),
+        frozenset({"search"}),
+        on_done=lambda t: seen.append(("done", 0, len(t.turns))),
+        on_turn=lambda t, k: seen.append(("turn", k, len(t.turns))),
+    )[0]
+    assert seen == [("turn", 1, 0), ("turn", 2, 1), ("turn", 3, 2), ("done", 0, 3)]
+    assert [t.action for t in traj.turns] == ["search", "invalid", "answer"]
+
+
 def test_turn_limit_then_one_tool_less_turn(tokenizer):
     script = ["<search>a</search>"] * 3 + ["<code>print(2)</code>"]
     runner = RolloutRunner(ScriptedEngine(tokenizer, script), registry(), RolloutConfig(max_turns=2))

@@ -9,6 +9,7 @@ row per mode.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -141,30 +142,44 @@ def run_rollouts(
     running: Counter[int] = Counter()  # model turns done -> trajectories started and not finished with that many
     turns: dict[int, int] = {}  # id of each running trajectory -> its model turns done
     ended: list[int] = []  # model turns of each finished trajectory
-    done = 0
+    done, pending = 0, False
 
     def report() -> None:
+        nonlocal pending
+        pending = False
         if progress is not None:
             progress(done, len(jobs), turn_share(ended, running, len(jobs)))
 
-    def grew(trajectory: Trajectory) -> None:
+    def soon() -> None:
+        """Report once the trajectories the same engine batch resumed have all counted their turn: one at a time,
+        the first would report 1 of 64 turns done and the plain progress line could print that."""
+        nonlocal pending
+        if not pending:
+            pending = True
+            asyncio.get_running_loop().call_soon(report)
+
+    def turned(trajectory: Trajectory, model_turns: int) -> None:
         key = id(trajectory)
         if key in turns:
             running[turns[key]] -= 1
-        turns[key] = len(trajectory.turns)  # each model turn but the last is followed by a tool (or corrective) turn
-        running[turns[key]] += 1
-        report()
+        turns[key] = model_turns
+        running[model_turns] += 1
+        soon()
 
     def finished(trajectory: Trajectory) -> None:
         nonlocal done
         done += 1
-        if (key := id(trajectory)) in turns:
-            running[turns.pop(key)] -= 1
-        ended.append(max(1, len(trajectory.turns)))
-        report()
+        model_turns = turns.pop(id(trajectory))  # its last model turn counted itself first
+        running[model_turns] -= 1
+        ended.append(model_turns)
+        soon()
 
     report()
-    return runner.run([p for p, _ in jobs], [e for _, e in jobs], params, allowed, on_done=finished, on_turn=grew)
+    trajectories = runner.run(
+        [p for p, _ in jobs], [e for _, e in jobs], params, allowed, on_done=finished, on_turn=turned
+    )
+    report()  # every one finished: a report still pending on the loop says the same
+    return trajectories
 
 
 def turn_share(ended: Sequence[int], running: Counter[int], total: int) -> float:

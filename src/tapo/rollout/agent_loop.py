@@ -33,8 +33,9 @@ from tapo.tools.registry import ToolRegistry
 StepCallback = Callable[[int, str, str], None]
 # called with each trajectory as it finishes, in the order they finish (progress)
 DoneCallback = Callable[[Trajectory], None]
-# called with a trajectory after each of its turns but the last (on_done has that one): progress by tokens
-TurnCallback = Callable[[Trajectory], None]
+# called with a trajectory and its model turns so far as each of its model turns returns from the engine, before
+# any tool call it makes (progress: the engine's work is done then)
+TurnCallback = Callable[[Trajectory, int], None]
 
 
 def turn_seed(seed: int | None, trajectory: int, turn: int) -> int | None:
@@ -106,7 +107,7 @@ class RolloutRunner:
         on_turn: TurnCallback | None = None,
     ) -> list[Trajectory]:
         """Every trajectory as its own task, returned in the prompts' order; ``on_done`` sees each as it finishes,
-        ``on_turn`` each after every one of its turns but the last.
+        ``on_turn`` each as every one of its model turns returns.
         ``version`` is the policy version of the engine's weights as the batch starts: each trajectory's
         ``policy_version``, and each token's unless the engine reports per-token versions (weights loaded mid-call)."""
         if len(prompts) != len(examples):
@@ -163,15 +164,17 @@ class RolloutRunner:
         trajectory = Trajectory(prompt_ids=list(prompt), example=example, policy_version=version)
         insertions = insertions_for(self.protocol, self.tokenizer, allowed)
         stop: Stop | None = None
+        model_turns = 0
         while stop is None:
             text = await self._model_turn(index, trajectory, params)
+            model_turns += 1
+            if on_turn is not None:
+                on_turn(trajectory, model_turns)
             action = self.protocol.parse_action(text)
             stop = first_stop(AFTER_MODEL_TURN, TurnEnd(trajectory, self.config, text, action))
             if stop is None:
                 await self._environment_turn(index, trajectory, text, action, allowed, insertions)
                 stop = first_stop(AFTER_INSERTION, TurnEnd(trajectory, self.config))
-            if stop is None and on_turn is not None:
-                on_turn(trajectory)
         if stop.last_turn is not None:
             trajectory.turns.append(stop.last_turn)
         trajectory.finish_reason = stop.finish
