@@ -99,11 +99,11 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
 def test_the_turn_share_expects_what_the_finished_trajectories_took():
     """Turns done over turns expected: finished ones their own; running ones one more than done, at least the
     finished mean; the ones not started one, at least that mean."""
-    assert turn_share([], Counter(), 4) == 0.0  # nothing done yet: no pace
-    assert turn_share([], Counter({1: 4}), 4) == pytest.approx(4 / 8)  # all ran one turn: each expects 2
+    assert turn_share([], [], 4) == 0.0  # nothing done yet: no pace
+    assert turn_share([], [1, 1, 1, 1], 4) == pytest.approx(4 / 8)  # all ran one turn: each expects 2
     # two finished, after 1 and 3 turns (mean 2); one running with 1 done (expects 2); one not started (expects 2)
-    assert turn_share([1, 3], Counter({1: 1}), 4) == pytest.approx((1 + 3 + 1) / (1 + 3 + 2 + 2))
-    assert turn_share([2, 2, 2, 2], Counter(), 4) == 1.0
+    assert turn_share([1, 3], [1], 4) == pytest.approx((1 + 3 + 1) / (1 + 3 + 2 + 2))
+    assert turn_share([2, 2, 2, 2], [], 4) == 1.0
 
 
 def test_tiny_model_through_the_transformers_engine(tokenizer, tiny_model, data_file: Path, tmp_path: Path):

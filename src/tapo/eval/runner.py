@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
@@ -139,16 +138,15 @@ def run_rollouts(
             prompts = [prompt[-max_prompt_tokens:] for prompt in prompts]
     jobs = [(p, ex) for p, ex in zip(prompts, examples, strict=True) for _ in range(setup.samples)]
     params = runner.sampling_params(seed=setup.seed, greedy=setup.greedy)
-    running: Counter[int] = Counter()  # model turns done -> trajectories started and not finished with that many
-    turns: dict[int, int] = {}  # id of each running trajectory -> its model turns done
+    running: dict[int, int] = {}  # id of each running trajectory -> its model turns done
     ended: list[int] = []  # model turns of each finished trajectory
-    done, pending = 0, False
+    pending = False
 
     def report() -> None:
         nonlocal pending
         pending = False
         if progress is not None:
-            progress(done, len(jobs), turn_share(ended, running, len(jobs)))
+            progress(len(ended), len(jobs), turn_share(ended, running.values(), len(jobs)))
 
     def soon() -> None:
         """Report once the trajectories the same engine batch resumed have all counted their turn: one at a time,
@@ -159,19 +157,11 @@ def run_rollouts(
             asyncio.get_running_loop().call_soon(report)
 
     def turned(trajectory: Trajectory, model_turns: int) -> None:
-        key = id(trajectory)
-        if key in turns:
-            running[turns[key]] -= 1
-        turns[key] = model_turns
-        running[model_turns] += 1
+        running[id(trajectory)] = model_turns
         soon()
 
     def finished(trajectory: Trajectory) -> None:
-        nonlocal done
-        done += 1
-        model_turns = turns.pop(id(trajectory))  # its last model turn counted itself first
-        running[model_turns] -= 1
-        ended.append(model_turns)
+        ended.append(running.pop(id(trajectory)))  # its last model turn counted itself first
         soon()
 
     report()
@@ -182,20 +172,17 @@ def run_rollouts(
     return trajectories
 
 
-def turn_share(ended: Sequence[int], running: Counter[int], total: int) -> float:
+def turn_share(ended: Sequence[int], running: Collection[int], total: int) -> float:
     """The share of an evaluation's model turns done: turns done over turns expected, where a finished trajectory
-    expects the turns it took, a running one with k done at least k + 1 and at least the finished ones' mean, and one
-    not started yet one turn and at least that mean. Early on the mean comes from the quick trajectories only, so
-    the share runs ahead (about half the time left in a simulation of the default profile's evaluations, closing
-    as trajectories finish); the budget of tokens says much less (trained models use a quarter of it)."""
+    (``ended``: the turns each took) expects the turns it took, a running one (``running``: the turns each has done)
+    with k done at least k + 1 and at least the finished ones' mean, and one not started yet one turn and at least
+    that mean. Early on the mean comes from the quick trajectories only, so the share runs ahead (about half the
+    time left in a simulation of the default profile's evaluations, closing as trajectories finish); the budget of
+    tokens says much less (trained models use a quarter of it)."""
     mean = fmean(ended) if ended else 0.0
-    started = sum(running.values())
-    done = sum(ended) + sum(k * n for k, n in running.items())
-    expected = (
-        sum(ended)
-        + sum(max(k + 1, mean) * n for k, n in running.items())
-        + (total - len(ended) - started) * max(1.0, mean)
-    )
+    done = sum(ended) + sum(running)
+    not_started = total - len(ended) - len(running)
+    expected = sum(ended) + sum(max(k + 1, mean) for k in running) + not_started * max(1.0, mean)
     return done / expected if expected else 1.0
 
 
