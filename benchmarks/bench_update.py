@@ -35,6 +35,8 @@ from typing import Any
 from harness import Figure, interleave, rotated
 from recording import recorded
 
+from tapo.io.allocator import MMAP_THRESHOLD_BYTES, fix_mmap_threshold
+
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "default"
 QUICK = (
@@ -49,9 +51,6 @@ QUICK = (
 """--quick: a smaller step with shorter turns, still two micro-batches per mini-batch (a smoke run of the code)."""
 
 
-MIB = 1024**2
-
-
 @dataclass(frozen=True)
 class Variant:
     """Trainer settings of one arm: ``trainer.length_buckets``, ``trainer.logprob_chunk_tokens`` (None: the
@@ -63,7 +62,7 @@ class Variant:
     threads: int = 1
     packed: bool = False
     micro: int | None = None
-    mmap_threshold: int = MIB
+    mmap_threshold: int = MMAP_THRESHOLD_BYTES
 
 
 BASELINE = "shuffled micro-batches (length_buckets=false)"
@@ -74,7 +73,7 @@ VARIANTS = {
     "length buckets": Variant(True),
     "length buckets, one log-prob chunk": Variant(True, chunk_tokens=1 << 20),
     "length buckets, 2 threads": Variant(True, threads=2),
-    "length buckets, tensors under 32 MiB from malloc's heaps": Variant(True, mmap_threshold=32 * MIB),
+    "length buckets, tensors under 32 MiB from malloc's heaps": Variant(True, mmap_threshold=32 * 1024**2),
     "packed rows (pack_sequences=true)": Variant(False, packed=True),
 }
 
@@ -115,8 +114,6 @@ def measure_update(
     stands for glibc's dynamic threshold after its first large free, what a process had before tapo fixed it."""
     import torch
 
-    from tapo.io.allocator import fix_mmap_threshold
-
     torch.set_num_threads(variant.threads)
     fix_mmap_threshold(variant.mmap_threshold)
     trainer.tcfg.length_buckets = variant.length_buckets
@@ -127,7 +124,7 @@ def measure_update(
     stats = trainer.update(groups)
     seconds = time.perf_counter() - begin
     torch.set_num_threads(1)
-    fix_mmap_threshold(MIB)
+    fix_mmap_threshold()
     return {
         "update_s": seconds,
         "pad_frac": stats["actor/pad_frac"],
@@ -157,7 +154,6 @@ def main() -> None:
 
     from tapo.data.io import load_examples
     from tapo.data.mini.build import build_mini
-    from tapo.io.allocator import fix_mmap_threshold
     from tapo.io.runs import RunDir
     from tapo.train.run import build_rl_run
     from tapo.train.setup import make_accelerator
