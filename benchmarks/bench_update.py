@@ -70,6 +70,7 @@ AS_FILED = "as issue 25 measured it: shuffled, one log-prob chunk, micro-batches
 VARIANTS = {
     BASELINE: Variant(False),
     AS_FILED: Variant(False, chunk_tokens=1 << 20, micro=8),
+    f"{AS_FILED}, 2 threads": Variant(False, chunk_tokens=1 << 20, micro=8, threads=2),
     "length buckets": Variant(True),
     "length buckets, one log-prob chunk": Variant(True, chunk_tokens=1 << 20),
     "length buckets, 2 threads": Variant(True, threads=2),
