@@ -105,8 +105,9 @@ class RunConfig(Section):
     torch_threads: int = Field(
         0,
         ge=0,
-        description="CPU threads torch uses; 0 = every core this process may run on (its affinity mask). More "
-        "threads help on an idle machine; on cores busy with other work small models run faster with 1 "
+        description="CPU threads torch uses; 0 = every core this process may run on (its affinity mask). On an "
+        "idle machine more threads speed up the update (2 threads: 0.58x the time of 1 for the default profile's "
+        "RL update) and cost sampling nothing; on cores busy with other work small models run faster with 1 "
         "(docs/training.md#threads).",
     )
     accelerate_config: str | None = Field(
