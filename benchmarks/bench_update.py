@@ -10,13 +10,13 @@ mini/micro-batch sizes, bf16 setting and one optimizer step per mini-batch, in t
 one untimed update per variant first. Besides the wall time each sample records ``actor/pad_frac`` (padding's
 share of the positions the update ran) and the real positions per second.
 
-Variants: ``trainer.length_buckets`` off (the baseline) and on; the update as issue 25 measured it (buckets off,
-the log-probs in one chunk, micro-batches of 8: the profile before its memory work); on with the log-probs projected
-in one chunk (``trainer.logprob_chunk_tokens`` above any micro-batch: the cost of chunking); on at 2 torch threads
-(the training arm of ``run.torch_threads``'s default, which bench_threads.py measures for rollouts); on with
-tensors under 32 MiB served from malloc's heaps (glibc's dynamic mmap threshold after a large free: the speed cost
-of the 1 MiB threshold tapo fixes, :mod:`tapo.io.allocator`); and packed rows (``trainer.pack_sequences``: several
-trajectories per row, position ids reset per sequence).
+Variants: ``trainer.length_buckets`` off (the baseline) and on; the update as issue 25 measured it (buckets off, the
+log-probs in one chunk, micro-batches of 8: the profile before its memory work; at 1 and at 2 threads); on with the
+log-probs projected in one chunk (``trainer.logprob_chunk_tokens`` above any micro-batch: the cost of chunking); on
+at 2 torch threads (the training arm of ``run.torch_threads``'s default, which bench_threads.py measures for
+rollouts); on with tensors under 32 MiB served from malloc's heaps (glibc's dynamic mmap threshold after a large
+free: the speed cost of the 1 MiB threshold tapo fixes, :mod:`tapo.io.allocator`); and packed rows
+(``trainer.pack_sequences``: several trajectories per row, position ids reset per sequence).
 
     python benchmarks/bench_update.py                          # full: the profile's RL step, 3 rounds
     python benchmarks/bench_update.py --model runs/job/sft      # the same from the warm start
