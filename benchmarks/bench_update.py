@@ -14,9 +14,11 @@ Variants: ``trainer.length_buckets`` off (the baseline) and on; the update as is
 log-probs in one chunk, micro-batches of 8: the profile before its memory work; at 1 and at 2 threads); on with the
 log-probs projected in one chunk (``trainer.logprob_chunk_tokens`` above any micro-batch: the cost of chunking); on
 at 2 torch threads (the training arm of ``run.torch_threads``'s default, which bench_threads.py measures for
-rollouts); on with tensors under 32 MiB served from malloc's heaps (glibc's dynamic mmap threshold after a large
-free: the speed cost of the 1 MiB threshold tapo fixes, :mod:`tapo.io.allocator`); and packed rows
-(``trainer.pack_sequences``: several trajectories per row, position ids reset per sequence).
+rollouts), also with micro-batches of 8 (little padding is left to cost, so wider matmuls may pay); on with tensors
+under 32 MiB served from malloc's heaps (glibc's dynamic mmap threshold after a large free: the speed cost of the 1
+MiB threshold tapo fixes, :mod:`tapo.io.allocator`); and packed rows (``trainer.pack_sequences``: several
+trajectories per row, position ids reset per sequence), also at 2 threads with micro-batches of 4 and of 8 (more
+trajectories to pack per row).
 
     python benchmarks/bench_update.py                          # full: the profile's RL step, 3 rounds
     python benchmarks/bench_update.py --model runs/job/sft      # the same from the warm start
@@ -28,7 +30,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +67,25 @@ class Variant:
     mmap_threshold: int = MMAP_THRESHOLD_BYTES
 
 
+ONE_CHUNK = 1 << 20
+"""``trainer.logprob_chunk_tokens`` above any micro-batch's positions: the log-probs projected in one chunk."""
 BASELINE = "shuffled micro-batches (length_buckets=false)"
 AS_FILED = "as issue 25 measured it: shuffled, one log-prob chunk, micro-batches of 8"
+AS_FILED_VARIANT = Variant(False, chunk_tokens=ONE_CHUNK, micro=8)
+BUCKETS = Variant(True)
+PACKED = Variant(False, packed=True)
 VARIANTS = {
     BASELINE: Variant(False),
-    AS_FILED: Variant(False, chunk_tokens=1 << 20, micro=8),
-    f"{AS_FILED}, 2 threads": Variant(False, chunk_tokens=1 << 20, micro=8, threads=2),
-    "length buckets": Variant(True),
-    "length buckets, one log-prob chunk": Variant(True, chunk_tokens=1 << 20),
-    "length buckets, 2 threads": Variant(True, threads=2),
-    "length buckets, tensors under 32 MiB from malloc's heaps": Variant(True, mmap_threshold=32 * 1024**2),
-    "packed rows (pack_sequences=true)": Variant(False, packed=True),
+    AS_FILED: AS_FILED_VARIANT,
+    f"{AS_FILED}, 2 threads": replace(AS_FILED_VARIANT, threads=2),
+    "length buckets": BUCKETS,
+    "length buckets, one log-prob chunk": replace(BUCKETS, chunk_tokens=ONE_CHUNK),
+    "length buckets, 2 threads": replace(BUCKETS, threads=2),
+    "length buckets, micro-batches of 8, 2 threads": replace(BUCKETS, micro=8, threads=2),
+    "length buckets, tensors under 32 MiB from malloc's heaps": replace(BUCKETS, mmap_threshold=32 * 1024**2),
+    "packed rows (pack_sequences=true)": PACKED,
+    "packed rows, 2 threads": replace(PACKED, threads=2),
+    "packed rows, micro-batches of 8, 2 threads": replace(PACKED, micro=8, threads=2),
 }
 
 

@@ -107,7 +107,8 @@ def test_killing_the_pipeline_kills_its_running_stage_and_a_rerun_resumes(tmp_pa
 def _sigint_as_in_a_terminal() -> None:
     """The job's SIGINT as a terminal's foreground job has it. A command started in the background by a shell
     without job control (``cmd &`` in a script, as a CI runner may do) inherits SIGINT ignored, and Python then
-    installs no KeyboardInterrupt handler: every Ctrl-C to the job was ignored and the test failed (twice today)."""
+    installs no KeyboardInterrupt handler: every Ctrl-C to the job was ignored, and the test failed in two CI runs
+    started with ``nohup bash .ci/run &`` before it set SIGINT back."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
