@@ -18,9 +18,18 @@ from tapo.eval.metrics import OVERALL, compute_metrics
 from tapo.eval.modes import MODE_TOOLS, TOOL_MODES, template_for_mode
 from tapo.eval.report import build_report
 from tapo.eval.result_dir import load_result, load_trajectories
-from tapo.eval.runner import EvalSetup, default_out_dir, evaluate, evaluate_ablation, load_eval_data, turn_share
+from tapo.eval.runner import (
+    EvalSetup,
+    Progressed,
+    default_out_dir,
+    evaluate,
+    evaluate_ablation,
+    load_eval_data,
+    work_share,
+)
 from tapo.eval.samples import to_records
 from tapo.prompts.templates import get_template
+from tapo.records import Trajectory
 
 EXAMPLES = [
     Example(id="add", question="What is 2 plus 2?", data_source="calculator", golds=["4"], meta={"needs": []}),
@@ -96,14 +105,27 @@ def test_hand_counted_evaluation(tokenizer, data_file: Path, tmp_path: Path):
     assert "Sampled trajectories" in build_report(out, n_trajectories=3).read_text()
 
 
-def test_the_turn_share_expects_what_the_finished_trajectories_took():
-    """Turns done over turns expected: finished ones their own; running ones one more than done, at least the
-    finished mean; the ones not started one, at least that mean."""
-    assert turn_share([], [], 4) == 0.0  # nothing done yet: no pace
-    assert turn_share([], [1, 1, 1, 1], 4) == pytest.approx(4 / 8)  # all ran one turn: each expects 2
-    # two finished, after 1 and 3 turns (mean 2); one running with 1 done (expects 2); one not started (expects 2)
-    assert turn_share([1, 3], [1], 4) == pytest.approx((1 + 3 + 1) / (1 + 3 + 2 + 2))
-    assert turn_share([2, 2, 2, 2], [], 4) == 1.0
+def test_the_work_share_counts_tokens_and_expects_what_the_started_trajectories_show():
+    """Response tokens done over tokens expected: finished trajectories their own; running ones their tool's output
+    (or the mean one while the tool runs) and one more turn of the mean turn, at least the finished mean; the ones
+    not started the mean of what the started ones expect."""
+    answered = Progressed(done=30, inserted=0, turns=1, written=30)  # answered at once
+    searched = Progressed(done=150, inserted=0, turns=2, written=60)  # 30 written, 90 read, 30 written
+    reading = Progressed(done=40, inserted=80, turns=1, written=40)  # its tool's 80 tokens wait for its next turn
+    waiting = Progressed(done=20, inserted=0, turns=1, written=20)  # its tool still runs
+    assert work_share([], [], 4) == 0.0  # nothing done yet: no pace
+    # per turn (30 + 60 + 40 + 20) / 5 = 30 written; per insertion (90 + 80) / 2 = 85; finished mean 90
+    expected = [30, 150, max(40 + 80 + 30, 90), max(20 + 85 + 30, 90)]
+    whole = sum(expected) + 2 * sum(expected) / 4  # two not started
+    assert work_share([answered, searched], [reading, waiting], 6) == pytest.approx((30 + 150 + 40 + 20) / whole)
+    assert work_share([answered, searched], [], 2) == 1.0
+    # a tool's output is counted by the turn that reads it: no sooner than that turn returns
+    assert Progressed.of(Trajectory(prompt_ids=[1], response_ids=[5] * 5, model_mask=[1, 1, 0, 0, 0]), 1) == (
+        Progressed(done=2, inserted=3, turns=1, written=2)
+    )
+    assert Progressed.of(Trajectory(prompt_ids=[1], response_ids=[5] * 4, model_mask=[1, 1, 0, 1]), 2) == (
+        Progressed(done=4, inserted=0, turns=2, written=3)
+    )
 
 
 def test_tiny_model_through_the_transformers_engine(tokenizer, tiny_model, data_file: Path, tmp_path: Path):

@@ -174,21 +174,36 @@ def test_the_loop_follows_the_protocol_step_by_step(tokenizer):
     assert traj.turns[-1].content == "761"
 
 
-def test_each_model_turn_is_announced_as_it_returns(tokenizer):
-    """``on_turn(trajectory, k)`` as model turn k returns from the engine, before its tool call (an evaluation's
-    ETA counts the engine's work by it), then ``on_done`` once."""
+def test_each_model_turn_and_each_insertion_is_announced(tokenizer):
+    """``on_turn(trajectory, k)`` as model turn k returns from the engine, before its tool call, and again once the
+    tool's output (or the corrective message) is inserted: an evaluation's ETA counts the engine's work by it (the
+    inserted tokens are the next turn's prefill); then ``on_done`` once."""
     script = ["<search> paris </search>", "no action at all", "<answer> 761 </answer>"]
     runner = RolloutRunner(ScriptedEngine(tokenizer, script), registry(), RolloutConfig(max_turns=4))
-    seen: list[tuple[str, int, int]] = []  # (event, model turns it reported, tool turns recorded by then)
+    seen: list[tuple[str, int, int, int]] = []  # (event, model turns reported, tool turns by then, tokens after
+    # the last model token)
+
+    def inserted(trajectory: Trajectory) -> int:
+        return trajectory.model_mask[::-1].index(1)
+
     traj = runner.run(
         [tokenizer("hi")["input_ids"]],
         [{}],
         runner.sampling_params(),
         frozenset({"search"}),
-        on_done=lambda t: seen.append(("done", 0, len(t.turns))),
-        on_turn=lambda t, k: seen.append(("turn", k, len(t.turns))),
+        on_done=lambda t: seen.append(("done", 0, len(t.turns), inserted(t))),
+        on_turn=lambda t, k: seen.append(("turn", k, len(t.turns), inserted(t))),
     )[0]
-    assert seen == [("turn", 1, 0), ("turn", 2, 1), ("turn", 3, 2), ("done", 0, 3)]
+    assert [event[:3] for event in seen] == [
+        ("turn", 1, 0),
+        ("turn", 1, 1),
+        ("turn", 2, 1),
+        ("turn", 2, 2),
+        ("turn", 3, 2),
+        ("done", 0, 3),
+    ]
+    after_turns, after_insertions = [e[3] for e in seen[0:5:2]], [e[3] for e in seen[1:5:2]]
+    assert after_turns == [0, 0, 0] and all(n > 0 for n in after_insertions)
     assert [t.action for t in traj.turns] == ["search", "invalid", "answer"]
 
 

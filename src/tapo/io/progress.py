@@ -54,7 +54,7 @@ def time_left(task: Task) -> float | None:
     start and a concurrent one (``fields["concurrent"]``) has no estimate yet.
 
     A task whose units finish in bursts can say how much of its work is done in ``fields["work"]`` (a share, 0 to
-    1: the share of an evaluation's model turns done, :func:`tapo.eval.runner.turn_share`); while that share is
+    1: the share of an evaluation's engine work done, :func:`tapo.eval.runner.work_share`); while that share is
     known and not whole, the pace is the share done per second since the task started, whatever the unit count says.
 
     ``fields["done_before"]`` is what was done before timing began (a resumed run's steps), which the pace leaves out;

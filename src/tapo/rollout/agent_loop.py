@@ -33,8 +33,9 @@ from tapo.tools.registry import ToolRegistry
 StepCallback = Callable[[int, str, str], None]
 # called with each trajectory as it finishes, in the order they finish (progress)
 DoneCallback = Callable[[Trajectory], None]
-# called with a trajectory and its model turns so far as each of its model turns returns from the engine, before
-# any tool call it makes (progress: the engine's work is done then)
+# called with a trajectory and its model turns so far as each of its model turns returns from the engine (before
+# any tool call it makes: the engine's work is done then), and again once a tool's output or the corrective message
+# is inserted after it (the next turn's engine work is known then: those tokens are prefilled first); progress
 TurnCallback = Callable[[Trajectory, int], None]
 
 
@@ -107,7 +108,7 @@ class RolloutRunner:
         on_turn: TurnCallback | None = None,
     ) -> list[Trajectory]:
         """Every trajectory as its own task, returned in the prompts' order; ``on_done`` sees each as it finishes,
-        ``on_turn`` each as every one of its model turns returns.
+        ``on_turn`` each as every one of its model turns returns and again after each insertion.
         ``version`` is the policy version of the engine's weights as the batch starts: each trajectory's
         ``policy_version``, and each token's unless the engine reports per-token versions (weights loaded mid-call)."""
         if len(prompts) != len(examples):
@@ -174,6 +175,8 @@ class RolloutRunner:
             stop = first_stop(AFTER_MODEL_TURN, TurnEnd(trajectory, self.config, text, action))
             if stop is None:
                 await self._environment_turn(index, trajectory, text, action, allowed, insertions)
+                if on_turn is not None:
+                    on_turn(trajectory, model_turns)
                 stop = first_stop(AFTER_INSERTION, TurnEnd(trajectory, self.config))
         if stop.last_turn is not None:
             trajectory.turns.append(stop.last_turn)
