@@ -31,7 +31,8 @@ stdout = Console(width=None if sys.stdout.isatty() else 220)
 
 def _callback(progress: LiveProgress, mode: str, questions: int, samples: int) -> Callable[[int, int, float], None]:
     """A progress task for one tool mode, its total known from the start, counting finished trajectories; its ETA
-    follows the share of model turns done (``work``: the count moves in bursts, see time_left)."""
+    follows the share of the engine's work done (``work``, in response tokens: the count moves in bursts, see
+    time_left)."""
     unit = "questions" if samples == 1 else f"trajectories ({samples} per question)"
     task = progress.add_task(f"evaluate · tools {mode} · {unit}", total=questions * samples, concurrent=True)
     return lambda done, total, work: progress.update(task, completed=done, total=total, work=work)
