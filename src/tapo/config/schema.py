@@ -722,8 +722,9 @@ class TrainerConfig(Section):
         description="Pack each micro-batch's trajectories into rows no wider than its longest one (prompt + response "
         "one after another, position ids restarting at 0 with each; transformers then builds the block-diagonal "
         "causal mask for sdpa and eager attention), so that padding is only the end of each row. Results equal the "
-        "padded ones (a test compares gradients). Off until measured against length_buckets on idle cores "
-        "(benchmarks/bench_update.py); not for flash-attention kernels that ignore position ids.",
+        "padded ones (a test compares gradients). Off: on the default profile's RL step it left 18 % padding and took "
+        "0.86x issue 25's update against the length buckets' 0.71x (docs/benchmarks.md); not for flash-attention "
+        "kernels that ignore position ids.",
     )
     logprob_chunk_tokens: int = Field(
         512,
