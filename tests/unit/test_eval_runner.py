@@ -114,6 +114,7 @@ def test_the_work_share_counts_tokens_and_expects_what_the_started_trajectories_
     reading = Progressed(done=40, inserted=80, turns=1, written=40)  # its tool's 80 tokens wait for its next turn
     waiting = Progressed(done=20, inserted=0, turns=1, written=20)  # its tool still runs
     assert work_share([], [], 4) == 0.0  # nothing done yet: no pace
+    assert work_share([answered], [waiting], 4) == 0.0  # no tool has answered yet: the next turn's size is unknown
     # per turn (30 + 60 + 40 + 20) / 5 = 30 written; per insertion (90 + 80) / 2 = 85; finished mean 90
     expected = [30, 150, max(40 + 80 + 30, 90), max(20 + 85 + 30, 90)]
     whole = sum(expected) + 2 * sum(expected) / 4  # two not started

@@ -203,7 +203,8 @@ def work_share(ended: Sequence[Progressed], running: Collection[Progressed], tot
     one's up to its last model turn. Expected: a finished trajectory its own tokens; a running one its done tokens,
     then its inserted tokens (or, while its tool runs, the mean insertion so far) and one more turn of the model's
     mean tokens per turn, and at least the finished ones' mean; one not started yet the mean of what the started
-    ones expect.
+    ones expect. Until a first tool output is in, the share is 0 (no pace): counting the running ones' next turns
+    as the model's reply alone said 0.26 for a moment where the share was 0.11.
 
     Turns alone said too little: a first turn adds about 35 tokens, a later one a tool's output and the model's reply,
     85-111 tokens in the default profile's evaluations, so the first turns were about half the turns and a quarter of
@@ -214,6 +215,8 @@ def work_share(ended: Sequence[Progressed], running: Collection[Progressed], tot
     turns = sum(p.turns for p in started)
     per_turn = sum(p.written for p in started) / turns if turns else 0.0
     insertions = sum(p.turns - 1 + (p.inserted > 0) for p in started)
+    if not insertions and any(not p.inserted for p in running):
+        return 0.0  # tools run and none has answered: the next turns' size is unknown, so no pace yet
     per_insertion = sum(p.length - p.written for p in started) / insertions if insertions else 0.0
     ended_mean = fmean(p.length for p in ended) if ended else 0.0
     expected = [p.length for p in ended] + [
