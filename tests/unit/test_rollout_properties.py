@@ -180,8 +180,8 @@ def test_each_model_turn_and_each_insertion_is_announced(tokenizer):
     inserted tokens are the next turn's prefill); then ``on_done`` once."""
     script = ["<search> paris </search>", "no action at all", "<answer> 761 </answer>"]
     runner = RolloutRunner(ScriptedEngine(tokenizer, script), registry(), RolloutConfig(max_turns=4))
-    seen: list[tuple[str, int, int, int]] = []  # (event, model turns reported, tool turns by then, tokens after
-    # the last model token)
+    # (event, model turns reported, tool turns by then, tokens after the last model token)
+    seen: list[tuple[str, int, int, int]] = []
 
     def inserted(trajectory: Trajectory) -> int:
         return trajectory.model_mask[::-1].index(1)

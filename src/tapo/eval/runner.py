@@ -212,8 +212,7 @@ def work_share(ended: Sequence[Progressed], running: Collection[Progressed], tot
     started = [*ended, *running]
     if not started:
         return 0.0
-    turns = sum(p.turns for p in started)
-    per_turn = sum(p.written for p in started) / turns if turns else 0.0
+    per_turn = sum(p.written for p in started) / sum(p.turns for p in started)  # each has a model turn or more
     insertions = sum(p.turns - 1 + (p.inserted > 0) for p in started)
     if not insertions and any(not p.inserted for p in running):
         return 0.0  # tools run and none has answered: the next turns' size is unknown, so no pace yet
