@@ -218,3 +218,19 @@ def test_bf16_sampling_turns_rollout_correction_on_by_default():
     assert resolve_correction(load_config(None, [])) == "none"  # the trainer's own float32 model samples
     assert resolve_correction(load_config(None, ["rollout.engine.dtype=bfloat16"])) == "token_tis"
     assert resolve_correction(load_config(None, ["rollout.engine.dtype=float32"])) == "none"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_head_projects_one_contiguous_column_per_row(tiny_model, tokenizer, dtype):
+    """A prefill of several positions hands the output head only each row's last column, as a contiguous tensor:
+    torch's CPU linear on the strided slice that ``logits_to_keep=1`` makes is slow, and in bf16 projects every
+    column (docs/rollout.md)."""
+    engine = HFEngine(tiny_model, tokenizer, batch_size=8, dtype=dtype)
+    inputs = []
+    handle = engine.model.get_output_embeddings().register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
+    try:
+        engine.generate(_prompts(tokenizer, 4), SamplingParams(max_new_tokens=3, temperature=0.0))
+    finally:
+        handle.remove()
+    assert len(inputs) == 3  # one prefill of the 4 prompts, then two decode steps
+    assert all(x.shape[:2] == (4, 1) and x.is_contiguous() for x in inputs)
