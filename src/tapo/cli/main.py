@@ -24,6 +24,7 @@ from tapo.cli import (
 )
 from tapo.cli.common import console
 from tapo.io.allocator import fix_mmap_threshold
+from tapo.io.onednn import bound_onednn_caches
 
 app = typer.Typer(
     name="tapo",
@@ -77,3 +78,4 @@ def main(
 ) -> None:
     _log_to_console(verbose)
     fix_mmap_threshold()  # before any tensor: freed tensors then leave the process (tapo.io.allocator)
+    bound_onednn_caches()  # before any bf16 matmul: memory no longer grows with each new shape (tapo.io.onednn)
