@@ -14,7 +14,8 @@ Variants: ``trainer.length_buckets`` off (the baseline) and on; the update as is
 log-probs in one chunk, micro-batches of 8: the profile before its memory work; at 1 and at 2 threads); on with the
 log-probs projected in one chunk (``trainer.logprob_chunk_tokens`` above any micro-batch: the cost of chunking); on
 at 2 torch threads (the training arm of ``run.torch_threads``'s default, which bench_threads.py measures for
-rollouts), also with micro-batches of 8 (little padding is left to cost, so wider matmuls may pay); on with tensors
+rollouts), also with micro-batches of 8 (little padding is left to cost, so wider matmuls may pay) and of 2 (half
+the activations held at once, the update's peak memory); on with tensors
 under 32 MiB served from malloc's heaps (glibc's dynamic mmap threshold after a large free: the speed cost of the 1
 MiB threshold tapo fixes, :mod:`tapo.io.allocator`); and packed rows (``trainer.pack_sequences``: several
 trajectories per row, position ids reset per sequence), also at 2 threads with micro-batches of 4 and of 8 (more
@@ -82,6 +83,7 @@ VARIANTS = {
     "length buckets, one log-prob chunk": replace(BUCKETS, chunk_tokens=ONE_CHUNK),
     "length buckets, 2 threads": replace(BUCKETS, threads=2),
     "length buckets, micro-batches of 8, 2 threads": replace(BUCKETS, micro=8, threads=2),
+    "length buckets, micro-batches of 2, 2 threads": replace(BUCKETS, micro=2, threads=2),
     "length buckets, tensors under 32 MiB from malloc's heaps": replace(BUCKETS, mmap_threshold=32 * 1024**2),
     "packed rows (pack_sequences=true)": PACKED,
     "packed rows, 2 threads": replace(PACKED, threads=2),
