@@ -85,7 +85,9 @@ def test_chunked_logprobs_entropy_and_gradients_equal_full_logits(temperature, c
 
     float32 with a small vocabulary; SmolLM2's 49,152 entries in float64, because in float32 a 49K-long sum rounds
     differently in chunks of 3 rows than in one matrix (~4e-6 of the largest gradient; 0 in float64). Gradients
-    are compared to 1e-6 absolute plus 1e-6 relative: a float32 gradient entry of 8 has an ulp of 1e-6."""
+    are compared to 1e-6 of the largest gradient entry plus 1e-6 relative: float32 also sums the positions'
+    contributions to the tied embedding in another order in chunks, and by how much that rounds depends on the
+    CPU's kernels (on an AVX-512 Xeon, 3.3e-6 on an entry of 5.8: 7 ulps; within 1e-6 on an AVX2 EPYC)."""
     model = _llama(vocab, dtype)
     batch = pad_batch([[1, 2, 3, 4, 5], [7, 8], [9]], [[10, 11], [12, 13, 14, 15, 16], [17, 18, 19]], pad_id=0)
     weights = torch.linspace(-1.0, 2.0, batch.response_mask.numel(), dtype=dtype).view(batch.response_mask.shape)
@@ -98,8 +100,9 @@ def test_chunked_logprobs_entropy_and_gradients_equal_full_logits(temperature, c
     assert logp.shape == entropy.shape == batch.response_mask.shape
     assert torch.allclose(logp, ref_logp.float(), atol=1e-6, rtol=0)
     assert torch.allclose(entropy, ref_entropy.float(), atol=1e-6, rtol=0)
+    tolerance = 1e-6 * max(1.0, max(g.abs().max().item() for g in ref_grads.values()))
     for name, p in model.named_parameters():
-        assert torch.allclose(p.grad, ref_grads[name], atol=1e-6, rtol=1e-6), name
+        assert torch.allclose(p.grad, ref_grads[name], atol=tolerance, rtol=1e-6), name
 
 
 def test_the_head_never_projects_the_whole_batch(tokenizer) -> None:
@@ -142,5 +145,6 @@ def test_a_peft_model_with_lora_on_its_head_gives_the_same_values_and_gradients(
     logp.sum().backward()
     assert torch.allclose(logp, ref_logp, atol=1e-6, rtol=0)
     assert any("lm_head" in name for name in ref_grads)
+    tolerance = 1e-6 * max(1.0, max(g.abs().max().item() for g in ref_grads.values()))  # as in the test above
     for name, grad in ref_grads.items():
-        assert torch.allclose(dict(model.named_parameters())[name].grad, grad, atol=1e-6, rtol=1e-6), name
+        assert torch.allclose(dict(model.named_parameters())[name].grad, grad, atol=tolerance, rtol=1e-6), name
