@@ -30,10 +30,14 @@ print((psutil.Process().memory_info().rss - before) / 2**20)
 """
 
 
+def _unset_env() -> dict[str, str]:
+    """This environment without either setting: a child process starts with oneDNN's defaults."""
+    return {k: v for k, v in os.environ.items() if k not in CACHE_SETTINGS}
+
+
 def _grown_mib(mode: str) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in CACHE_SETTINGS}  # oneDNN's defaults unless bounded
     command = [sys.executable, "-c", NEW_SHAPES, mode]
-    return float(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
+    return float(subprocess.run(command, capture_output=True, text=True, check=True, env=_unset_env()).stdout)
 
 
 def test_bounded_caches_stop_the_growth_with_each_new_bf16_shape() -> None:
@@ -58,6 +62,6 @@ def test_every_tapo_command_bounds_them_before_its_work() -> None:
         "try:\n    m.app(['config', 'show', '--help'])\nexcept SystemExit:\n    pass\n"
         f"print([os.environ.get(name) for name in {CACHE_SETTINGS!r}])\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in CACHE_SETTINGS}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env).stdout
+    command = [sys.executable, "-c", script]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=_unset_env()).stdout
     assert out.strip().splitlines()[-1] == "['64', '64']"

@@ -78,6 +78,11 @@ def _llama(vocab: int, dtype: torch.dtype) -> torch.nn.Module:
     return LlamaForCausalLM(config).to(dtype).train()
 
 
+def _gradient_tolerance(grads: dict[str, torch.Tensor]) -> float:
+    """1e-6 of the largest gradient entry (at least 1e-6): the absolute tolerance of a chunked gradient."""
+    return 1e-6 * max(1.0, max(g.abs().max().item() for g in grads.values()))
+
+
 @pytest.mark.parametrize(("temperature", "chunk"), [(1.0, 3), (0.7, 2), (1.3, 512)])
 @pytest.mark.parametrize(("vocab", "dtype"), [(256, torch.float32), (49152, torch.float64)])
 def test_chunked_logprobs_entropy_and_gradients_equal_full_logits(temperature, chunk, vocab, dtype) -> None:
@@ -100,7 +105,7 @@ def test_chunked_logprobs_entropy_and_gradients_equal_full_logits(temperature, c
     assert logp.shape == entropy.shape == batch.response_mask.shape
     assert torch.allclose(logp, ref_logp.float(), atol=1e-6, rtol=0)
     assert torch.allclose(entropy, ref_entropy.float(), atol=1e-6, rtol=0)
-    tolerance = 1e-6 * max(1.0, max(g.abs().max().item() for g in ref_grads.values()))
+    tolerance = _gradient_tolerance(ref_grads)
     for name, p in model.named_parameters():
         assert torch.allclose(p.grad, ref_grads[name], atol=tolerance, rtol=1e-6), name
 
@@ -145,6 +150,6 @@ def test_a_peft_model_with_lora_on_its_head_gives_the_same_values_and_gradients(
     logp.sum().backward()
     assert torch.allclose(logp, ref_logp, atol=1e-6, rtol=0)
     assert any("lm_head" in name for name in ref_grads)
-    tolerance = 1e-6 * max(1.0, max(g.abs().max().item() for g in ref_grads.values()))  # as in the test above
+    tolerance = _gradient_tolerance(ref_grads)
     for name, grad in ref_grads.items():
         assert torch.allclose(dict(model.named_parameters())[name].grad, grad, atol=tolerance, rtol=1e-6), name
