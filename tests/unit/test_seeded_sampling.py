@@ -1,5 +1,6 @@
 """A seeded rollout samples the same tokens whatever the timing: which requests share a batch of the transformers
-engine depends on when they arrive (tool latency, load), so every request draws from a random stream of its own."""
+engine depends on when they arrive (tool latency, load), so every request draws from a random stream of its own;
+with ``rollout.lockstep`` the batches themselves are the same whatever the timing (their bf16 rounding too)."""
 
 from __future__ import annotations
 
@@ -58,23 +59,65 @@ class SlowSearch:
         """Nothing to close."""
 
 
-def _rollout(model, tokenizer, delays: list[float]) -> list[list[int]]:
+class RecordingEngine(HFEngine):
+    """The transformers engine, noting the seeds of each batch its batcher hands it: a seed names one trajectory's
+    turn, so the list says which requests shared which batch, in which order."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[list[int | None]] = []
+
+    def generate(self, prompts, params, seeds=None):
+        self.batches.append(list(seeds) if seeds is not None else [])
+        return super().generate(prompts, params, seeds)
+
+
+def _rollout(model, tokenizer, delays: list[float], lockstep: bool = False) -> tuple[list[list[int]], list]:
+    """The response ids of a seeded rollout whose search tool answers after ``delays``, and the engine's batches."""
     # every trajectory's first turn calls the tool; the turns after it are sampled by the engine, in batches formed
-    # by when each tool call came back
-    engine = ForcedPrefixEngine(HFEngine(model, tokenizer), ["<search> capital of France </search>"] * TRAJECTORIES)
-    config = RolloutConfig(max_turns=2, max_new_tokens_per_turn=10, max_response_tokens=64, max_obs_tokens=16)
+    # by when each tool call came back (or all together, in lockstep)
+    recording = RecordingEngine(model, tokenizer)
+    engine = ForcedPrefixEngine(recording, ["<search> capital of France </search>"] * TRAJECTORIES)
+    config = RolloutConfig(
+        max_turns=2, max_new_tokens_per_turn=10, max_response_tokens=64, max_obs_tokens=16, lockstep=lockstep
+    )
     with EventLoopThread("seeded") as loop:
         runner = RolloutRunner(engine, ToolRegistry({"search": SlowSearch(delays)}), config, loop=loop)
         prompts = [tokenizer(f"Question {i}: the capital of France?")["input_ids"] for i in range(TRAJECTORIES)]
         trajectories = runner.run(
             prompts, [None] * TRAJECTORIES, runner.sampling_params(seed=1234), frozenset({"search"})
         )
-    return [t.response_ids for t in trajectories]
+    return [t.response_ids for t in trajectories], recording.batches
+
+
+DELAYS = {
+    "at once": [0.0],
+    "reversed": [0.1 * (TRAJECTORIES - i) for i in range(TRAJECTORIES)],
+    "staggered": [0.3, 0.0, 0.2, 0.0, 0.5, 0.1, 0.0, 0.4],
+}
 
 
 def test_tool_latency_does_not_change_a_seeded_rollout(engine_parts):
     model, tokenizer = engine_parts
-    prompt_order = _rollout(model, tokenizer, [0.0])
-    reversed_order = _rollout(model, tokenizer, [0.1 * (TRAJECTORIES - i) for i in range(TRAJECTORIES)])
-    staggered = _rollout(model, tokenizer, [0.3, 0.0, 0.2, 0.0, 0.5, 0.1, 0.0, 0.4])
+    prompt_order, reversed_order, staggered = (_rollout(model, tokenizer, d)[0] for d in DELAYS.values())
     assert prompt_order == reversed_order == staggered
+
+
+def test_free_running_batches_follow_the_tools_latency(engine_parts):
+    # what lockstep is for: without it, the same seeded rollout reaches the engine in batches the tool's timing sets
+    model, tokenizer = engine_parts
+    at_once, _, staggered = (_rollout(model, tokenizer, d)[1] for d in DELAYS.values())
+    assert len(at_once[0]) == TRAJECTORIES
+    assert at_once != staggered
+
+
+def test_lockstep_batches_do_not_depend_on_the_tools_latency(engine_parts):
+    model, tokenizer = engine_parts
+    runs = [_rollout(model, tokenizer, d, lockstep=True) for d in DELAYS.values()]
+    responses, batches = zip(*runs, strict=True)
+    assert responses[0] == responses[1] == responses[2]
+    assert batches[0] == batches[1] == batches[2]
+    # each turn's batch holds every trajectory still running, in trajectory order (turn seeds grow with the index)
+    assert len(batches[0][0]) == TRAJECTORIES
+    assert all(batch == sorted(batch) for batch in batches[0])
+    assert responses[0] == _rollout(model, tokenizer, DELAYS["at once"])[0]  # the tokens of one free-running batch

@@ -521,6 +521,14 @@ class RolloutConfig(Section):
     )
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature; 1.0 as DAPO/TAPO (on-policy samples).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling; 1.0 (off) as DAPO/TAPO.")
+    lockstep: bool = Field(
+        False,
+        description="Send a batch's model turns to the engine together, in trajectory order, once every running "
+        "trajectory has asked for one, so that engine batches (and the rounding of bf16 arithmetic in them) are the "
+        "same whatever the tools' latency and the machine's load: a seeded run is reproducible. The engine then "
+        "waits for each turn's slowest tool call (docs/rollout.md has the cost); off = each request goes as soon "
+        "as its trajectory is ready.",
+    )
     mismatch_warn: float = Field(
         0.01,
         gt=0.0,

@@ -5,7 +5,9 @@ environment insertions (mask 0) in the run's call format (:mod:`tapo.rollout.ins
 outputs in ``<response>`` blocks or the corrective message, tokenized on their own; in the native format, the
 tool or user message the model's chat template renders after its turn. Trajectories never wait for each other: a
 slow tool call holds back only its own trajectory, while the others keep generating (continuous batching with vLLM;
-with transformers, the engine batches whichever requests are waiting at that moment).
+with transformers, the engine batches whichever requests are waiting at that moment). With ``rollout.lockstep``
+they do (:mod:`tapo.rollout.lockstep`): each turn's requests go to the engine together, so the batches, and what a
+seeded run samples, do not depend on tool latency or load.
 
 Every batch of a runner runs on one long-lived event loop (:class:`tapo.io.event_loop.EventLoopThread`), the one its
 tools' async clients live on: the owner of a run passes its loop in and closes the tools on it; a runner given
@@ -26,6 +28,7 @@ from tapo.io.event_loop import EventLoopThread
 from tapo.protocol import INVALID, TAPO, Action, Protocol
 from tapo.records import Trajectory, Turn
 from tapo.rollout.insertions import Insertions, insertions_for
+from tapo.rollout.lockstep import TurnBarrier
 from tapo.rollout.stop_rules import AFTER_INSERTION, AFTER_MODEL_TURN, Stop, TurnEnd, first_stop
 from tapo.tools.registry import ToolRegistry
 
@@ -115,11 +118,16 @@ class RolloutRunner:
             raise ValueError(f"{len(prompts)} prompts but {len(examples)} examples")
         usable = frozenset(allowed_tools) if self.tools is not None else frozenset()
         stops = tuple(dict.fromkeys((*self.protocol.stop_strings, *params.stop)))
+        barrier = TurnBarrier(len(prompts)) if self.config.lockstep else None
 
         async def one(index: int, prompt: list[int], example: Example | None) -> Trajectory:
-            trajectory = await self._trajectory(
-                index, prompt, example, replace(params, stop=stops), usable, version, on_turn
-            )
+            try:
+                trajectory = await self._trajectory(
+                    index, prompt, example, replace(params, stop=stops), usable, version, on_turn, barrier
+                )
+            finally:
+                if barrier is not None:
+                    barrier.finish()
             if on_done is not None:
                 on_done(trajectory)
             return trajectory
@@ -160,13 +168,17 @@ class RolloutRunner:
         allowed: frozenset[str],
         version: int,
         on_turn: TurnCallback | None,
+        barrier: TurnBarrier | None,
     ) -> Trajectory:
-        """Model turn, then the environment's, until a stop rule (:mod:`tapo.rollout.stop_rules`) ends it."""
+        """Model turn, then the environment's, until a stop rule (:mod:`tapo.rollout.stop_rules`) ends it; with a
+        ``barrier`` (``rollout.lockstep``) each model turn waits for the batch's other running trajectories."""
         trajectory = Trajectory(prompt_ids=list(prompt), example=example, policy_version=version)
         insertions = insertions_for(self.protocol, self.tokenizer, allowed)
         stop: Stop | None = None
         model_turns = 0
         while stop is None:
+            if barrier is not None:
+                await barrier.turn(index)
             text = await self._model_turn(index, trajectory, params)
             model_turns += 1
             if on_turn is not None:
