@@ -23,8 +23,14 @@ def test_informative_share_counts_trajectories_overall_and_per_kind():
     row = informative_metrics(groups, [False, True, True])
     assert row == {
         "sampling/informative_frac": 2 / 8,
+        "sampling/all_right_frac": 2 / 8,
+        "sampling/all_wrong_frac": 4 / 8,
         "sampling/informative_frac/code": 2 / 4,
+        "sampling/all_right_frac/code": 2 / 4,
+        "sampling/all_wrong_frac/code": 0.0,
         "sampling/informative_frac/multi_hop": 0.0,
+        "sampling/all_right_frac/multi_hop": 0.0,
+        "sampling/all_wrong_frac/multi_hop": 1.0,
     }
     assert informative_metrics([], []) == {}
 
