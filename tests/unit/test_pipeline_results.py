@@ -103,6 +103,11 @@ def test_the_summary_says_where_each_arms_rollouts_went(run: Path, tmp_path: Pat
     shares[0]["sampling/skipped_prompts"], shares[1]["sampling/skipped_prompts"] = 5.0, 2.0
     write_jsonl(copy / "tapo" / "metrics.jsonl", [row | share for row, share in zip(rows, shares, strict=True)])
     assert "skipping (trainer.skip_constant, GRESO, not in TAPO) held back 7 prompts" in write_results(copy, ARMS)
+    shares[0] |= {"sampling/all_wrong_frac": 0.0, "sampling/all_right_frac": 0.0}
+    shares[1] |= {"sampling/all_wrong_frac": 0.5, "sampling/all_right_frac": 0.25}
+    write_jsonl(copy / "tapo" / "metrics.jsonl", [row | share for row, share in zip(rows, shares, strict=True)])
+    split = "carried no gradient: 38% in groups with every answer wrong, 19% all right)"  # 12 and 6 of the 32
+    assert split in write_results(copy, ARMS)
 
 
 def test_following_the_plan_means_its_tools_in_its_order():

@@ -32,8 +32,13 @@ def rollout_note(root: Path, arm: Arm) -> str | None:
     informative = sum(row["sampling/informative_frac"] * row["sampled/trajectories"] for row in rows)
     line = (
         f"{arm.title}: {informative / sampled:.0%} of the {int(sampled)} trajectories sampled over {len(rows)} steps "
-        "were in informative groups (the rest cost a rollout and carried no gradient)"
+        "were in informative groups (the rest cost a rollout and carried no gradient"
     )
+    if all("sampling/all_wrong_frac" in row for row in rows):  # runs before the split was logged lack it
+        wrong = sum(row["sampling/all_wrong_frac"] * row["sampled/trajectories"] for row in rows)
+        right = sum(row["sampling/all_right_frac"] * row["sampled/trajectories"] for row in rows)
+        line += f": {wrong / sampled:.0%} in groups with every answer wrong, {right / sampled:.0%} all right"
+    line += ")"
     skipped = sum(row.get("sampling/skipped_prompts", 0.0) for row in rows)
     if any("sampling/skipped_prompts" in row for row in rows):
         line += f"; skipping (trainer.skip_constant, GRESO, not in TAPO) held back {int(skipped)} prompts"
