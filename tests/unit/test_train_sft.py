@@ -236,3 +236,40 @@ def test_the_sft_estimate_grows_with_its_micro_batch_and_has_no_engine(tmp_path,
     assert cpu_peak(large) > cpu_peak(small)
     assert not any("KV" in name or "sampling copy" in name for name in large)
     assert "activations (8 x 600 tokens" in " ".join(large)
+
+
+def _gradients_and_row(tmp_path, tiny_checkpoint, monkeypatch, demos: list[Demo], buckets: bool):
+    """The gradients one batch of ``demos`` accumulates (taken where the optimizer would step) and its metrics."""
+    import tapo.train.sft as sft_module
+
+    overrides = [*_overrides(tmp_path / str(buckets), tiny_checkpoint), f"sft.length_buckets={str(buckets).lower()}"]
+    config = load_config(None, overrides)
+    run = RunDir.create(config)
+    model, tok = load_policy(config.model)
+    trainer = SftTrainer(config, run, make_accelerator(config, run.root), model, tok, demos)
+    grads: list[torch.Tensor] = []
+
+    def keep_gradients(accelerator, model, optimizer, max_norm) -> float:
+        grads.extend(p.grad.clone() for p in model.parameters() if p.grad is not None)
+        return 0.0
+
+    monkeypatch.setattr(sft_module, "optimizer_step", keep_gradients)
+    row = trainer._batch_loss(demos)
+    return grads, row
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")  # no optimizer step here
+def test_length_buckets_cut_padding_and_give_the_same_gradient(tmp_path, tiny_checkpoint, monkeypatch) -> None:
+    # long, short, long, short: in arrival order each micro-batch of 2 pads a short one to a long one's width
+    lengths = [40, 3, 38, 2]
+    demos = [Demo([1, 2, 3], [5 + (i % 7) for i in range(n)], [1] * n) for n in lengths]
+    plain, plain_row = _gradients_and_row(tmp_path, tiny_checkpoint, monkeypatch, demos, buckets=False)
+    bucketed, bucketed_row = _gradients_and_row(tmp_path, tiny_checkpoint, monkeypatch, demos, buckets=True)
+    assert plain
+    # real positions 3 + n each (95 in all): 2 x 43 + 2 x 41 run in order, 2 x 6 + 2 x 43 sorted
+    assert plain_row["sft/pad_frac"] == pytest.approx(1 - 95 / 168)
+    assert bucketed_row["sft/pad_frac"] == pytest.approx(1 - 95 / 98)
+    assert bucketed_row["sft/loss"] == pytest.approx(plain_row["sft/loss"], rel=1e-5)
+    largest = max(float(g.abs().max()) for g in plain)
+    for a, b in zip(plain, bucketed, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6 * largest + 1e-7, rtol=1e-5)

@@ -859,6 +859,12 @@ class SftConfig(Section):
         description="Demonstrations per forward/backward in each process (gradient accumulation); a memory knob "
         "only. The warm start's own: `trainer.micro_batch_size` sizes RL alone.",
     )
+    length_buckets: bool = Field(
+        True,
+        description="Cut each process's share of a batch into micro-batches after sorting it by length (prompt + "
+        "response), so that little of the warm start is padding (sft/pad_frac), as trainer.length_buckets does for "
+        "RL. The loss is a token-mean over the whole batch, so the gradient is the same sum in another order.",
+    )
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay; 0.1 as the RL trainer's.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient-norm clip; 1.0 as the RL trainer's.")
 

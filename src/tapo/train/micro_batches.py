@@ -1,4 +1,4 @@
-"""Micro-batches of the update cut by length, and how much of them is padding.
+"""Micro-batches of the update (and of the warm start) cut by length, and how much of them is padding.
 
 ``pad_batch`` left-pads every prompt to the micro-batch's longest and right-pads every response to its longest, so
 one long trajectory makes every row of its micro-batch as wide; the padded positions run through every layer and
@@ -10,16 +10,21 @@ micro-batches), so the gradient accumulated over its micro-batches is the same s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
-
-from tapo.records import Trajectory
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
 
-def sequence_length(traj: Trajectory) -> int:
-    """Positions a trajectory fills in a forward pass: its prompt and its response."""
-    return len(traj.prompt_ids) + len(traj.response_ids)
+class Sequenced(Protocol):
+    """A sequence as the forward pass lays it out: a trajectory of RL, a demonstration of the warm start."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+
+
+def sequence_length(item: Sequenced) -> int:
+    """Positions a trajectory or demonstration fills in a forward pass: its prompt and its response."""
+    return len(item.prompt_ids) + len(item.response_ids)
 
 
 def cut(items: Sequence[T], size: int, lengths: Sequence[int] | None = None) -> list[list[T]]:
@@ -30,7 +35,7 @@ def cut(items: Sequence[T], size: int, lengths: Sequence[int] | None = None) -> 
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def padded_positions(micro: Sequence[Trajectory]) -> tuple[int, int]:
+def padded_positions(micro: Sequence[Sequenced]) -> tuple[int, int]:
     """(real positions, all positions) of ``micro`` once padded to one rectangle: rows x (longest prompt + longest
     response), as :func:`tapo.train.logprobs.pad_batch` lays it out."""
     real = sum(sequence_length(t) for t in micro)

@@ -26,6 +26,7 @@ from tapo.io.runs import RunDir, run_config_text
 from tapo.records import upgrade_row
 from tapo.train.checkpoint import save_checkpoint
 from tapo.train.logprobs import pad_batch, pad_rows, response_logprobs
+from tapo.train.micro_batches import cut, padded_positions, sequence_length
 from tapo.train.setup import optimizer_step, prepare_for_training
 
 log = logging.getLogger(__name__)
@@ -197,10 +198,12 @@ class SftTrainer:
         accelerator = self.accelerator
         global_tokens = max(1, sum(sum(d.loss_mask) for d in batch))
         share = batch[accelerator.process_index :: accelerator.num_processes]
-        micro_size = self.scfg.micro_batch_size
+        lengths = [sequence_length(d) for d in share] if self.scfg.length_buckets else None
         total = 0.0
-        for start in range(0, len(share), micro_size):
-            micro = share[start : start + micro_size]
+        real = padded = 0
+        for micro in cut(share, self.scfg.micro_batch_size, lengths):
+            micro_real, micro_padded = padded_positions(micro)
+            real, padded = real + micro_real, padded + micro_padded
             tokens = pad_batch([d.prompt_ids for d in micro], [d.response_ids for d in micro], self.pad_id)
             tokens = tokens.to(accelerator.device)
             with accelerator.autocast():
@@ -212,7 +215,12 @@ class SftTrainer:
         summed = accelerator.reduce(torch.tensor([total], device=accelerator.device), "sum").item()
         grad_norm = optimizer_step(accelerator, self.model, self.optimizer, self.scfg.max_grad_norm)
         self.scheduler.step()
-        return {"sft/loss": summed, "sft/grad_norm": grad_norm, "sft/tokens": float(global_tokens)}
+        return {
+            "sft/loss": summed,
+            "sft/grad_norm": grad_norm,
+            "sft/tokens": float(global_tokens),
+            "sft/pad_frac": 1.0 - real / max(1, padded),  # this process's: padding's share of the positions run
+        }
 
     def fit(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
         """``sft.epochs`` passes in a seeded order, then one checkpoint at ``checkpoints/step-N``.
