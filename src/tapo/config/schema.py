@@ -526,8 +526,9 @@ class RolloutConfig(Section):
         description="Send a batch's model turns to the engine together, in trajectory order, once every running "
         "trajectory has asked for one, so that engine batches (and the rounding of bf16 arithmetic in them) are the "
         "same whatever the tools' latency and the machine's load: a seeded run is reproducible. The engine then "
-        "waits for each turn's slowest tool call (docs/rollout.md has the cost); off = each request goes as soon "
-        "as its trajectory is ready.",
+        "waits for each turn's slowest tool call: with the transformers engine on CPU that cost nothing measurable "
+        "(docs/rollout.md), and the pipeline profiles turn it on; off = each request goes as soon as its "
+        "trajectory is ready (not measured with vLLM, whose continuous batching gains from that).",
     )
     mismatch_warn: float = Field(
         0.01,
