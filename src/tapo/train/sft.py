@@ -212,14 +212,17 @@ class SftTrainer:
             loss = -(logp.float() * mask).sum() / global_tokens
             accelerator.backward(loss * accelerator.num_processes)
             total += float(loss.detach())
-        summed = accelerator.reduce(torch.tensor([total], device=accelerator.device), "sum").item()
+        # the loss and the positions (real, padded-to) of every process's micro-batches
+        summed, real, padded = accelerator.reduce(
+            torch.tensor([total, float(real), float(padded)], device=accelerator.device), "sum"
+        ).tolist()
         grad_norm = optimizer_step(accelerator, self.model, self.optimizer, self.scfg.max_grad_norm)
         self.scheduler.step()
         return {
             "sft/loss": summed,
             "sft/grad_norm": grad_norm,
             "sft/tokens": float(global_tokens),
-            "sft/pad_frac": 1.0 - real / max(1, padded),  # this process's: padding's share of the positions run
+            "sft/pad_frac": 1.0 - real / max(1.0, padded),  # padding's share of the positions run
         }
 
     def fit(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
